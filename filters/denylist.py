@@ -1,0 +1,132 @@
+"""Denylist: blocks or redacts configured phrases and regular expressions.
+
+Every entry is compiled once, in ``__init__``, into a single alternation, so
+a check is one regex scan however many entries there are. Block reasons name
+the configured entry that matched, never the text around it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from filters.base import FilterContext, Verdict
+
+_WORD_CHAR = re.compile(r"\w")
+# Entries are renumbered once combined, so a numbered reference would silently
+# point at another entry's group.
+_NUMBERED_REF = re.compile(r"(?<!\\)(?:\\\\)*\\[1-9]|\(\?\([0-9]")
+_GROUP_PREFIX = "_denylist_"
+
+
+def _strings(name: str, value: object) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise TypeError(f"{name}: expected a list of strings")
+    return tuple(value)
+
+
+def _flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}: expected true or false, got {value!r}")
+    return value
+
+
+def _word_source(word: str, whole_word: bool) -> str:
+    source = re.escape(word)
+    if not whole_word:
+        return source
+    # A boundary only makes sense on an edge that is a word character: "[INST]"
+    # must still match in "foo[INST]bar".
+    if _WORD_CHAR.match(word[0]):
+        source = r"(?<!\w)" + source
+    if _WORD_CHAR.match(word[-1]):
+        source += r"(?!\w)"
+    return source
+
+
+def _pattern_source(pattern: str, flags: int) -> str:
+    try:
+        # Compiled wrapped, as it will be combined, so a global inline flag
+        # such as "(?i)" not at the start is reported against this pattern.
+        compiled = re.compile(f"(?:{pattern})", flags)
+    except re.error as exc:
+        raise ValueError(f"patterns: invalid regex {pattern!r}: {exc}") from None
+    if compiled.fullmatch(""):
+        raise ValueError(f"patterns: {pattern!r} matches the empty string")
+    if _NUMBERED_REF.search(pattern):
+        raise ValueError(
+            f"patterns: {pattern!r} uses a numbered group reference; "
+            "use a named group, (?P<name>...) with (?P=name)"
+        )
+    return pattern
+
+
+class Denylist:
+    """Blocks (or redacts) text containing any configured word or pattern.
+
+    ``words`` are literal phrases; with ``whole_word`` they only match where
+    not glued to other word characters. ``patterns`` are Python regexes used
+    as written. ``case_sensitive`` applies to both. At least one entry is
+    required.
+    """
+
+    stages: tuple[str, ...] = ("input", "output", "stream")
+
+    def __init__(
+        self,
+        *,
+        words: Sequence[str] = (),
+        patterns: Sequence[str] = (),
+        case_sensitive: bool = False,
+        whole_word: bool = True,
+        action: str = "block",
+        replacement: str = "[REDACTED]",
+    ) -> None:
+        words = _strings("words", words)
+        patterns = _strings("patterns", patterns)
+        flags = 0 if _flag("case_sensitive", case_sensitive) else re.IGNORECASE
+        whole_word = _flag("whole_word", whole_word)
+        if action not in ("block", "redact"):
+            raise ValueError(f'action: expected "block" or "redact", got {action!r}')
+        if not isinstance(replacement, str):
+            raise TypeError(f"replacement: expected a string, got {replacement!r}")
+        if not words and not patterns:
+            raise ValueError("words, patterns: at least one word or pattern is required")
+
+        entries: list[tuple[str, str]] = []
+        for word in words:
+            if not word.strip():
+                raise ValueError("words: entries must not be empty or blank")
+            entries.append((f'"{word}"', _word_source(word, whole_word)))
+        for pattern in patterns:
+            entries.append((f'pattern "{pattern}"', _pattern_source(pattern, flags)))
+
+        self._labels = {f"{_GROUP_PREFIX}{i}": label for i, (label, _) in enumerate(entries)}
+        combined = "|".join(f"(?P<{_GROUP_PREFIX}{i}>{src})" for i, (_, src) in enumerate(entries))
+        try:
+            self._regex = re.compile(combined, flags)
+        except re.error as exc:  # e.g. two patterns defining the same group name
+            raise ValueError(f"patterns: cannot be combined: {exc}") from None
+        self._redact = action == "redact"
+        self._replacement = replacement
+
+    def _label(self, match: re.Match[str]) -> str:
+        # The wrapper group closes last, so lastgroup names it even when the
+        # user's pattern has groups of its own.
+        return self._labels[match.lastgroup or ""]
+
+    async def check(self, ctx: FilterContext) -> Verdict:
+        match = self._regex.search(ctx.text)
+        if match is None:
+            return Verdict.allow()
+        if not self._redact:
+            return Verdict.block(f"denylist: matched {self._label(match)}")
+
+        matched: dict[str, None] = {}
+
+        def replace(m: re.Match[str]) -> str:
+            matched[self._label(m)] = None
+            return self._replacement  # a function, so backslashes stay literal
+
+        new_text = self._regex.sub(replace, ctx.text)
+        return Verdict.redact(new_text, f"denylist: redacted {', '.join(matched)}")

@@ -1,0 +1,47 @@
+"""MaxLength: blocks text longer than a character or approximate token limit."""
+
+from __future__ import annotations
+
+from filters.base import FilterContext, Verdict
+
+# English text averages about four characters per token in BPE tokenizers;
+# code, non-Latin scripts and unusual text run denser, so this undercounts them.
+_CHARS_PER_TOKEN = 4
+
+
+def _limit(name: str, value: object) -> int | None:
+    if value is None:
+        return None
+    # bool is an int subclass; "max_chars: true" is a config mistake, not 1.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name}: expected a positive integer, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name}: expected a positive integer, got {value}")
+    return value
+
+
+class MaxLength:
+    """Blocks text over ``max_chars`` characters or ``max_tokens`` tokens.
+
+    Tokens are approximated as ``ceil(len(text) / 4)``, not counted with a
+    tokenizer. Either limit or both may be set; at least one is required.
+    The filter never redacts.
+    """
+
+    stages: tuple[str, ...] = ("input", "output", "stream")
+
+    def __init__(self, *, max_chars: int | None = None, max_tokens: int | None = None) -> None:
+        self._max_chars = _limit("max_chars", max_chars)
+        self._max_tokens = _limit("max_tokens", max_tokens)
+        if self._max_chars is None and self._max_tokens is None:
+            raise ValueError("max_chars, max_tokens: at least one limit is required")
+
+    async def check(self, ctx: FilterContext) -> Verdict:
+        chars = len(ctx.text)
+        if self._max_chars is not None and chars > self._max_chars:
+            return Verdict.block(f"max_length: {chars} characters > {self._max_chars}")
+        if self._max_tokens is not None:
+            tokens = -(-chars // _CHARS_PER_TOKEN)
+            if tokens > self._max_tokens:
+                return Verdict.block(f"max_length: ~{tokens} tokens > {self._max_tokens}")
+        return Verdict.allow()

@@ -1,0 +1,111 @@
+"""The ``taxmeter`` command.
+
+    taxmeter serve [--config FILE] [--upstream URL] [--listen HOST:PORT]
+                   [--metrics-listen HOST:PORT]
+    taxmeter mock-upstream [--listen HOST:PORT] [--ttft-ms MS] [--tokens-per-s N]
+                           [--max-tokens N] [--model NAME]
+    taxmeter check-config FILE
+
+Exit status: 0 on success, 2 on a bad config or bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+import uvloop
+
+from proxy.chain import build_chains, build_filters
+from proxy.config import Config, ConfigError, load_config, parse_host_port
+from proxy.mock_upstream import MockSettings, main_mock
+from proxy.serve import run_proxy
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="taxmeter",
+        description="An inference proxy that measures the latency tax of AI safety filters.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the proxy")
+    serve.add_argument("--config", metavar="FILE", help="YAML config (default: built-in)")
+    serve.add_argument("--upstream", metavar="URL", help="model server base URL")
+    serve.add_argument("--listen", metavar="HOST:PORT", help="proxy address (127.0.0.1:8080)")
+    serve.add_argument(
+        "--metrics-listen", metavar="HOST:PORT", help="metrics address (127.0.0.1:9464)"
+    )
+    serve.add_argument("--log-level", default="warning", help="logging level (warning)")
+
+    mock = commands.add_parser("mock-upstream", help="run the simulated model server alone")
+    defaults = MockSettings()
+    mock.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:8000")
+    mock.add_argument("--ttft-ms", type=float, default=defaults.ttft_ms)
+    mock.add_argument("--tokens-per-s", type=float, default=defaults.tokens_per_s)
+    mock.add_argument("--max-tokens", type=int, default=defaults.max_tokens)
+    mock.add_argument("--model", default=defaults.model)
+
+    check = commands.add_parser("check-config", help="validate a config file")
+    check.add_argument("file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "mock-upstream":
+            return _mock_upstream(args)
+        return _check_config(args.file)
+    except ConfigError as exc:
+        print(f"taxmeter: config error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _validated(config: Config) -> Config:
+    # Constructing the filters is part of validation: their params are checked there.
+    build_chains(config, build_filters(config))
+    return config
+
+
+def _check_config(path: str) -> int:
+    config = _validated(load_config(path))
+    names = ", ".join(f.name for f in config.filters) or "no filters"
+    print(f"{path}: ok ({names}; variants: {', '.join(v.name for v in config.variants)})")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    config = load_config(args.config).with_overrides(
+        upstream=args.upstream, listen=args.listen, metrics_listen=args.metrics_listen
+    )
+    _validated(config)
+    uvloop.run(run_proxy(config, lambda line: print(line, flush=True)))
+    return 0
+
+
+def _mock_upstream(args: argparse.Namespace) -> int:
+    where = parse_host_port("--listen", args.listen)
+    try:
+        settings = MockSettings(
+            ttft_ms=args.ttft_ms,
+            tokens_per_s=args.tokens_per_s,
+            max_tokens=args.max_tokens,
+            model=args.model,
+        )
+    except ValueError as exc:
+        print(f"taxmeter mock-upstream: {exc}", file=sys.stderr)
+        return 2
+
+    # Its one line ends with the URL; `serve` reads it from this child process.
+    main_mock(where.host, where.port, settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

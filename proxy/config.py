@@ -1,0 +1,330 @@
+"""The configuration: YAML in, frozen and validated specs out.
+
+Every key is optional. Unknown keys, wrong types and bad values raise
+:class:`ConfigError`, whose message starts with the dotted path of the key
+(``filters[1].timeout_ms: ...``), so the user knows what to fix. Filters are
+only described here; :mod:`proxy.chain` loads and constructs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from filters.base import Stage
+
+MODES = ("enforce", "observe", "off")
+ON_ERROR = ("open", "closed")
+# The stream stage arrives with stream-aware filtering; until then it is refused.
+SUPPORTED_STAGES: tuple[Stage, ...] = ("input", "output")
+
+
+class ConfigError(ValueError):
+    """A bad configuration; the message names the key."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}" if key else message)
+        self.key = key
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    url: str | None = None
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 300.0
+    total_timeout_s: float = 600.0
+    max_connections: int = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class FilterSpec:
+    name: str
+    type: str
+    stages: tuple[Stage, ...] | None = None  # None: every supported stage the filter has
+    mode: str = "enforce"
+    timeout_ms: float = 100.0
+    on_error: str = "open"
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class VariantSpec:
+    name: str
+    weight: float = 100.0
+    disable: frozenset[str] = frozenset()
+    modes: Mapping[str, str] = field(default_factory=dict)  # filter name -> mode override
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    listen: HostPort = HostPort("127.0.0.1", 8080)
+    metrics_listen: HostPort = HostPort("127.0.0.1", 9464)
+    upstream: UpstreamConfig = UpstreamConfig()
+    filters: tuple[FilterSpec, ...] = ()
+    variants: tuple[VariantSpec, ...] = (VariantSpec("default"),)
+    max_body_bytes: int = 32 * 1024 * 1024
+
+    def with_overrides(
+        self,
+        upstream: str | None = None,
+        listen: str | None = None,
+        metrics_listen: str | None = None,
+    ) -> Config:
+        """The config with the CLI's flags applied (flags win over the file)."""
+        new = self
+        if upstream is not None:
+            url = _url("--upstream", upstream)
+            new = replace(new, upstream=replace(new.upstream, url=url))
+        if listen is not None:
+            new = replace(new, listen=parse_host_port("--listen", listen))
+        if metrics_listen is not None:
+            new = replace(new, metrics_listen=parse_host_port("--metrics-listen", metrics_listen))
+        return new
+
+
+# -- loading ----------------------------------------------------------------
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Parse a YAML file into a Config; None gives the built-in default config."""
+    if path is None:
+        text = resources.files("proxy").joinpath("default_config.yaml").read_text("utf-8")
+        source = "default config"
+    else:
+        try:
+            text = Path(path).read_text("utf-8")
+        except OSError as exc:
+            raise ConfigError("", f"cannot read config file {path}: {exc.strerror}") from exc
+        source = str(path)
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError("", f"{source} is not valid YAML: {exc}") from exc
+    return parse_config({} if raw is None else raw)
+
+
+def parse_config(raw: Any) -> Config:
+    top = _mapping("", raw)
+    _known(
+        "", top, ("listen", "metrics_listen", "upstream", "filters", "variants", "max_body_bytes")
+    )
+    config = Config()
+    if "listen" in top:
+        config = replace(config, listen=parse_host_port("listen", top["listen"]))
+    if "metrics_listen" in top:
+        config = replace(
+            config, metrics_listen=parse_host_port("metrics_listen", top["metrics_listen"])
+        )
+    if "upstream" in top:
+        config = replace(config, upstream=_upstream(top["upstream"]))
+    if "max_body_bytes" in top:
+        config = replace(config, max_body_bytes=_int("max_body_bytes", top["max_body_bytes"]))
+    filters = _filters(top.get("filters"))
+    variants = _variants(top.get("variants"), {f.name for f in filters})
+    return replace(config, filters=filters, variants=variants)
+
+
+def parse_host_port(key: str, value: Any) -> HostPort:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(key, f"expected HOST:PORT, got {value!r}")
+    host, sep, port_text = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ConfigError(key, f"expected HOST:PORT with a port from 0 to 65535, got {value!r}")
+    return HostPort(host, int(port_text))
+
+
+def _upstream(raw: Any) -> UpstreamConfig:
+    section = _mapping("upstream", raw)
+    _known(
+        "upstream",
+        section,
+        ("url", "connect_timeout_s", "read_timeout_s", "total_timeout_s", "max_connections"),
+    )
+    upstream = UpstreamConfig()
+    if "url" in section and section["url"] is not None:
+        upstream = replace(upstream, url=_url("upstream.url", section["url"]))
+    timeouts = {
+        key: _positive(f"upstream.{key}", section[key])
+        for key in ("connect_timeout_s", "read_timeout_s", "total_timeout_s")
+        if key in section
+    }
+    upstream = replace(
+        upstream,
+        connect_timeout_s=timeouts.get("connect_timeout_s", upstream.connect_timeout_s),
+        read_timeout_s=timeouts.get("read_timeout_s", upstream.read_timeout_s),
+        total_timeout_s=timeouts.get("total_timeout_s", upstream.total_timeout_s),
+    )
+    if "max_connections" in section:
+        upstream = replace(
+            upstream, max_connections=_int("upstream.max_connections", section["max_connections"])
+        )
+    return upstream
+
+
+def _filters(raw: Any) -> tuple[FilterSpec, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError("filters", f"expected a list of filters, got {_kind(raw)}")
+    specs: list[FilterSpec] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        key = f"filters[{i}]"
+        entry = _mapping(key, item)
+        _known(key, entry, ("name", "type", "stages", "mode", "timeout_ms", "on_error", "params"))
+        if "name" not in entry and ":" in str(entry.get("type", "")):
+            raise ConfigError(f"{key}.name", "required when the type is an import path")
+        name = _identifier(f"{key}.name", entry.get("name", entry.get("type")))
+        if name in seen:
+            raise ConfigError(f"{key}.name", f"duplicate filter name {name!r}")
+        seen.add(name)
+        spec = FilterSpec(name=name, type=_str(f"{key}.type", entry.get("type", name)))
+        if "stages" in entry:
+            spec = replace(spec, stages=_stages(f"{key}.stages", entry["stages"]))
+        if "mode" in entry:
+            spec = replace(spec, mode=_choice(f"{key}.mode", entry["mode"], MODES))
+        if "timeout_ms" in entry:
+            spec = replace(spec, timeout_ms=_positive(f"{key}.timeout_ms", entry["timeout_ms"]))
+        if "on_error" in entry:
+            spec = replace(spec, on_error=_choice(f"{key}.on_error", entry["on_error"], ON_ERROR))
+        if entry.get("params") is not None:
+            spec = replace(spec, params=dict(_mapping(f"{key}.params", entry["params"])))
+        specs.append(spec)
+    return tuple(specs)
+
+
+def _variants(raw: Any, filter_names: set[str]) -> tuple[VariantSpec, ...]:
+    if raw is None:
+        return (VariantSpec("default"),)
+    section = _mapping("variants", raw)
+    if not section:
+        raise ConfigError("variants", "expected at least one variant")
+    variants: list[VariantSpec] = []
+    for name, item in section.items():
+        key = f"variants.{name}"
+        _identifier(key, name)
+        entry = _mapping(key, {} if item is None else item)
+        _known(key, entry, ("weight", "disable", "modes"))
+        variant = VariantSpec(name=name)
+        if "weight" in entry:
+            weight = _number(f"{key}.weight", entry["weight"])
+            if weight < 0:
+                raise ConfigError(f"{key}.weight", f"expected a number >= 0, got {weight}")
+            variant = replace(variant, weight=weight)
+        if "disable" in entry:
+            disabled = _str_list(f"{key}.disable", entry["disable"])
+            for filter_name in disabled:
+                if filter_name not in filter_names:
+                    raise ConfigError(f"{key}.disable", f"no filter named {filter_name!r}")
+            variant = replace(variant, disable=frozenset(disabled))
+        if "modes" in entry:
+            modes = _mapping(f"{key}.modes", entry["modes"])
+            for filter_name, mode in modes.items():
+                if filter_name not in filter_names:
+                    raise ConfigError(f"{key}.modes", f"no filter named {filter_name!r}")
+                _choice(f"{key}.modes.{filter_name}", mode, MODES)
+            variant = replace(variant, modes=dict(modes))
+        variants.append(variant)
+    if sum(v.weight for v in variants) <= 0:
+        raise ConfigError("variants", "the weights add up to 0; at least one must be > 0")
+    return tuple(variants)
+
+
+# -- value checks -------------------------------------------------------------
+
+
+def _kind(value: Any) -> str:
+    return "nothing" if value is None else f"{type(value).__name__} {value!r}"
+
+
+def _mapping(key: str, value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, f"expected a mapping, got {_kind(value)}")
+    for k in value:
+        if not isinstance(k, str):
+            raise ConfigError(key, f"keys must be strings, got {k!r}")
+    return value
+
+
+def _known(key: str, section: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+    for k in section:
+        if k not in allowed:
+            path = f"{key}.{k}" if key else k
+            raise ConfigError(path, f"unknown key (expected one of: {', '.join(allowed)})")
+
+
+def _str(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(key, f"expected a non-empty string, got {_kind(value)}")
+    return value
+
+
+def _identifier(key: str, value: Any) -> str:
+    text = _str(key, value)
+    if not all(c.isascii() and (c.isalnum() or c in "_-.") for c in text) or len(text) > 64:
+        raise ConfigError(key, f"expected letters, digits, '_', '-' or '.' (max 64), got {text!r}")
+    return text
+
+
+def _str_list(key: str, value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(key, f"expected a list of strings, got {_kind(value)}")
+    return value
+
+
+def _number(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(key, f"expected a number, got {_kind(value)}")
+    return float(value)
+
+
+def _positive(key: str, value: Any) -> float:
+    number = _number(key, value)
+    if not number > 0:
+        raise ConfigError(key, f"expected a number > 0, got {value!r}")
+    return number
+
+
+def _int(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(key, f"expected a whole number > 0, got {_kind(value)}")
+    return value
+
+
+def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ConfigError(key, f"expected one of {', '.join(allowed)}, got {_kind(value)}")
+    return str(value)
+
+
+def _stages(key: str, value: Any) -> tuple[Stage, ...]:
+    stages = _str_list(key, value)
+    if not stages:
+        raise ConfigError(key, "expected at least one stage")
+    for stage in stages:
+        if stage == "stream":
+            raise ConfigError(key, "the stream stage is not supported yet")
+        _choice(key, stage, SUPPORTED_STAGES)
+    return tuple(s for s in SUPPORTED_STAGES if s in stages)
+
+
+def _url(key: str, value: Any) -> str:
+    text = _str(key, value)
+    if not text.startswith(("http://", "https://")) or len(text.split("://", 1)[1]) == 0:
+        raise ConfigError(key, f"expected an http:// or https:// URL, got {text!r}")
+    return text.rstrip("/")

@@ -1,0 +1,126 @@
+"""Prometheus metrics, derived from a finished request timeline in one place.
+
+Label values come only from fixed sets (route, outcome, stage, action, mode)
+or from the config (variant, filter), never from a request, so a client
+cannot create series.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from proxy.config import Config
+from proxy.openai_body import ROUTE_LABELS
+from proxy.timeline import Breakdown, FilterCall
+
+OUTCOMES = ("ok", "blocked", "upstream_error", "timeout", "client_error", "client_disconnect")
+ACTIONS = ("allow", "block", "redact", "error", "timeout")
+
+# From 100 µs (what a regex filter costs) up to the ten minutes of a long generation.
+LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+)  # fmt: skip
+RATIO_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
+
+
+class Metrics:
+    """taxmeter's metrics, registered on the registry given (tests pass a fresh one)."""
+
+    def __init__(self, registry: CollectorRegistry, config: Config) -> None:
+        def histogram(name: str, doc: str, labels: tuple[str, ...]) -> Histogram:
+            return Histogram(name, doc, labels, registry=registry, buckets=LATENCY_BUCKETS)
+
+        rv = ("route", "variant")
+        self.requests = Counter(
+            "taxmeter_requests", "Requests by outcome.", (*rv, "outcome"), registry=registry
+        )
+        self.request_duration = histogram(
+            "taxmeter_request_duration_seconds",
+            "Total time: request received to last byte sent to the client.",
+            rv,
+        )
+        self.upstream_duration = histogram(
+            "taxmeter_upstream_duration_seconds",
+            "Upstream time: request sent upstream to last byte received.",
+            rv,
+        )
+        self.tax = histogram(
+            "taxmeter_latency_tax_seconds",
+            "Latency tax: total minus upstream (filters on the critical path plus overhead).",
+            rv,
+        )
+        self.tax_ratio = Histogram(
+            "taxmeter_latency_tax_ratio",
+            "Latency tax as a fraction of total time.",
+            rv,
+            registry=registry,
+            buckets=RATIO_BUCKETS,
+        )
+        self.overhead = histogram(
+            "taxmeter_proxy_overhead_seconds",
+            "Latency tax not spent in filters on the critical path.",
+            rv,
+        )
+        self.filter_duration = histogram(
+            "taxmeter_filter_duration_seconds",
+            "Time in one filter at one stage for one request, summed over its calls.",
+            ("filter", "stage", "variant"),
+        )
+        self.decisions = Counter(
+            "taxmeter_filter_decisions",
+            "Filter verdicts; mode=observe counts what the filter would have done.",
+            ("filter", "stage", "mode", "action"),
+            registry=registry,
+        )
+        self.ttft = histogram(
+            "taxmeter_time_to_first_token_seconds",
+            "Streamed responses: request received to first byte of the stream sent.",
+            rv,
+        )
+        self.upstream_ttft = histogram(
+            "taxmeter_upstream_time_to_first_token_seconds",
+            "Streamed responses: request sent upstream to first byte of its stream.",
+            rv,
+        )
+        self.ttft_tax = histogram(
+            "taxmeter_ttft_tax_seconds",
+            "Streamed responses: time to first token minus upstream time to first token.",
+            rv,
+        )
+        self.inflight = Gauge(
+            "taxmeter_inflight_requests", "Requests being served.", registry=registry
+        )
+        # Series that exist from the start read as 0 rather than absent, so
+        # rate() and alert rules work before the first event.
+        for variant in config.variants:
+            for route in ROUTE_LABELS:
+                for outcome in OUTCOMES:
+                    self.requests.labels(route, variant.name, outcome)
+
+    def record(
+        self,
+        route: str,
+        variant: str,
+        outcome: str,
+        figures: Breakdown,
+        calls: list[FilterCall],
+    ) -> None:
+        """Everything one finished request contributes to the metrics."""
+        self.requests.labels(route, variant, outcome).inc()
+        self.request_duration.labels(route, variant).observe(figures.total)
+        if figures.called_upstream:
+            self.upstream_duration.labels(route, variant).observe(figures.upstream)
+        self.tax.labels(route, variant).observe(figures.tax)
+        self.tax_ratio.labels(route, variant).observe(figures.tax_ratio)
+        self.overhead.labels(route, variant).observe(figures.overhead)
+        for (filter_name, stage), seconds in figures.filters.items():
+            self.filter_duration.labels(filter_name, stage, variant).observe(seconds)
+        for call in calls:
+            self.decisions.labels(call.filter, call.stage, call.mode, call.action).inc()
+        if figures.ttft is not None and figures.upstream_ttft is not None:
+            self.ttft.labels(route, variant).observe(figures.ttft)
+            self.upstream_ttft.labels(route, variant).observe(figures.upstream_ttft)
+            self.ttft_tax.labels(route, variant).observe(
+                max(0.0, figures.ttft - figures.upstream_ttft)
+            )

@@ -1,0 +1,52 @@
+"""Filters that misbehave on purpose, loaded by import path as a plugin would be."""
+
+from __future__ import annotations
+
+import asyncio
+
+from filters.base import FilterContext, Verdict
+
+
+class Raising:
+    stages = ("input", "output")
+
+    async def check(self, ctx: FilterContext) -> Verdict:
+        raise RuntimeError("boom")
+
+
+class Hanging:
+    stages = ("input",)
+
+    async def check(self, ctx: FilterContext) -> Verdict:
+        await asyncio.sleep(10)
+        return Verdict.allow()
+
+
+class WrongReturn:
+    stages = ("input",)
+
+    async def check(self, ctx: FilterContext) -> object:
+        return "allow"
+
+
+class Shouting:
+    """Upper-cases the text: a redaction that is easy to see in every message."""
+
+    stages = ("input", "output")
+
+    def __init__(self, suffix: str = "") -> None:
+        self.suffix = suffix
+
+    async def check(self, ctx: FilterContext) -> Verdict:
+        return Verdict.redact(ctx.text.upper() + self.suffix, "shouting")
+
+
+class InputOnly:
+    stages = ("input",)
+
+    async def check(self, ctx: FilterContext) -> Verdict:
+        return Verdict.allow()
+
+
+class NotAFilter:
+    pass
