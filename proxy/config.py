@@ -17,19 +17,25 @@ from typing import Any
 import yaml
 
 from filters.base import Stage
+from proxy.config_checks import SUPPORTED_STAGES as SUPPORTED_STAGES
+from proxy.config_checks import ConfigError as ConfigError
+from proxy.config_checks import (
+    check_choice,
+    check_identifier,
+    check_int,
+    check_kind,
+    check_known,
+    check_mapping,
+    check_number,
+    check_positive,
+    check_stages,
+    check_str,
+    check_str_list,
+    check_url,
+)
 
 MODES = ("enforce", "observe", "off")
 ON_ERROR = ("open", "closed")
-# The stream stage arrives with stream-aware filtering; until then it is refused.
-SUPPORTED_STAGES: tuple[Stage, ...] = ("input", "output")
-
-
-class ConfigError(ValueError):
-    """A bad configuration; the message names the key."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}" if key else message)
-        self.key = key
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +93,7 @@ class Config:
         """The config with the CLI's flags applied (flags win over the file)."""
         new = self
         if upstream is not None:
-            url = _url("--upstream", upstream)
+            url = check_url("--upstream", upstream)
             new = replace(new, upstream=replace(new.upstream, url=url))
         if listen is not None:
             new = replace(new, listen=parse_host_port("--listen", listen))
@@ -118,8 +124,8 @@ def load_config(path: str | Path | None) -> Config:
 
 
 def parse_config(raw: Any) -> Config:
-    top = _mapping("", raw)
-    _known(
+    top = check_mapping("", raw)
+    check_known(
         "", top, ("listen", "metrics_listen", "upstream", "filters", "variants", "max_body_bytes")
     )
     config = Config()
@@ -132,7 +138,7 @@ def parse_config(raw: Any) -> Config:
     if "upstream" in top:
         config = replace(config, upstream=_upstream(top["upstream"]))
     if "max_body_bytes" in top:
-        config = replace(config, max_body_bytes=_int("max_body_bytes", top["max_body_bytes"]))
+        config = replace(config, max_body_bytes=check_int("max_body_bytes", top["max_body_bytes"]))
     filters = _filters(top.get("filters"))
     variants = _variants(top.get("variants"), {f.name for f in filters})
     return replace(config, filters=filters, variants=variants)
@@ -149,17 +155,17 @@ def parse_host_port(key: str, value: Any) -> HostPort:
 
 
 def _upstream(raw: Any) -> UpstreamConfig:
-    section = _mapping("upstream", raw)
-    _known(
+    section = check_mapping("upstream", raw)
+    check_known(
         "upstream",
         section,
         ("url", "connect_timeout_s", "read_timeout_s", "total_timeout_s", "max_connections"),
     )
     upstream = UpstreamConfig()
     if "url" in section and section["url"] is not None:
-        upstream = replace(upstream, url=_url("upstream.url", section["url"]))
+        upstream = replace(upstream, url=check_url("upstream.url", section["url"]))
     timeouts = {
-        key: _positive(f"upstream.{key}", section[key])
+        key: check_positive(f"upstream.{key}", section[key])
         for key in ("connect_timeout_s", "read_timeout_s", "total_timeout_s")
         if key in section
     }
@@ -171,7 +177,8 @@ def _upstream(raw: Any) -> UpstreamConfig:
     )
     if "max_connections" in section:
         upstream = replace(
-            upstream, max_connections=_int("upstream.max_connections", section["max_connections"])
+            upstream,
+            max_connections=check_int("upstream.max_connections", section["max_connections"]),
         )
     return upstream
 
@@ -180,30 +187,36 @@ def _filters(raw: Any) -> tuple[FilterSpec, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
-        raise ConfigError("filters", f"expected a list of filters, got {_kind(raw)}")
+        raise ConfigError("filters", f"expected a list of filters, got {check_kind(raw)}")
     specs: list[FilterSpec] = []
     seen: set[str] = set()
     for i, item in enumerate(raw):
         key = f"filters[{i}]"
-        entry = _mapping(key, item)
-        _known(key, entry, ("name", "type", "stages", "mode", "timeout_ms", "on_error", "params"))
+        entry = check_mapping(key, item)
+        check_known(
+            key, entry, ("name", "type", "stages", "mode", "timeout_ms", "on_error", "params")
+        )
         if "name" not in entry and ":" in str(entry.get("type", "")):
             raise ConfigError(f"{key}.name", "required when the type is an import path")
-        name = _identifier(f"{key}.name", entry.get("name", entry.get("type")))
+        name = check_identifier(f"{key}.name", entry.get("name", entry.get("type")))
         if name in seen:
             raise ConfigError(f"{key}.name", f"duplicate filter name {name!r}")
         seen.add(name)
-        spec = FilterSpec(name=name, type=_str(f"{key}.type", entry.get("type", name)))
+        spec = FilterSpec(name=name, type=check_str(f"{key}.type", entry.get("type", name)))
         if "stages" in entry:
-            spec = replace(spec, stages=_stages(f"{key}.stages", entry["stages"]))
+            spec = replace(spec, stages=check_stages(f"{key}.stages", entry["stages"]))
         if "mode" in entry:
-            spec = replace(spec, mode=_choice(f"{key}.mode", entry["mode"], MODES))
+            spec = replace(spec, mode=check_choice(f"{key}.mode", entry["mode"], MODES))
         if "timeout_ms" in entry:
-            spec = replace(spec, timeout_ms=_positive(f"{key}.timeout_ms", entry["timeout_ms"]))
+            spec = replace(
+                spec, timeout_ms=check_positive(f"{key}.timeout_ms", entry["timeout_ms"])
+            )
         if "on_error" in entry:
-            spec = replace(spec, on_error=_choice(f"{key}.on_error", entry["on_error"], ON_ERROR))
+            spec = replace(
+                spec, on_error=check_choice(f"{key}.on_error", entry["on_error"], ON_ERROR)
+            )
         if entry.get("params") is not None:
-            spec = replace(spec, params=dict(_mapping(f"{key}.params", entry["params"])))
+            spec = replace(spec, params=dict(check_mapping(f"{key}.params", entry["params"])))
         specs.append(spec)
     return tuple(specs)
 
@@ -211,120 +224,35 @@ def _filters(raw: Any) -> tuple[FilterSpec, ...]:
 def _variants(raw: Any, filter_names: set[str]) -> tuple[VariantSpec, ...]:
     if raw is None:
         return (VariantSpec("default"),)
-    section = _mapping("variants", raw)
+    section = check_mapping("variants", raw)
     if not section:
         raise ConfigError("variants", "expected at least one variant")
     variants: list[VariantSpec] = []
     for name, item in section.items():
         key = f"variants.{name}"
-        _identifier(key, name)
-        entry = _mapping(key, {} if item is None else item)
-        _known(key, entry, ("weight", "disable", "modes"))
+        check_identifier(key, name)
+        entry = check_mapping(key, {} if item is None else item)
+        check_known(key, entry, ("weight", "disable", "modes"))
         variant = VariantSpec(name=name)
         if "weight" in entry:
-            weight = _number(f"{key}.weight", entry["weight"])
+            weight = check_number(f"{key}.weight", entry["weight"])
             if weight < 0:
                 raise ConfigError(f"{key}.weight", f"expected a number >= 0, got {weight}")
             variant = replace(variant, weight=weight)
         if "disable" in entry:
-            disabled = _str_list(f"{key}.disable", entry["disable"])
+            disabled = check_str_list(f"{key}.disable", entry["disable"])
             for filter_name in disabled:
                 if filter_name not in filter_names:
                     raise ConfigError(f"{key}.disable", f"no filter named {filter_name!r}")
             variant = replace(variant, disable=frozenset(disabled))
         if "modes" in entry:
-            modes = _mapping(f"{key}.modes", entry["modes"])
+            modes = check_mapping(f"{key}.modes", entry["modes"])
             for filter_name, mode in modes.items():
                 if filter_name not in filter_names:
                     raise ConfigError(f"{key}.modes", f"no filter named {filter_name!r}")
-                _choice(f"{key}.modes.{filter_name}", mode, MODES)
+                check_choice(f"{key}.modes.{filter_name}", mode, MODES)
             variant = replace(variant, modes=dict(modes))
         variants.append(variant)
     if sum(v.weight for v in variants) <= 0:
         raise ConfigError("variants", "the weights add up to 0; at least one must be > 0")
     return tuple(variants)
-
-
-# -- value checks -------------------------------------------------------------
-
-
-def _kind(value: Any) -> str:
-    return "nothing" if value is None else f"{type(value).__name__} {value!r}"
-
-
-def _mapping(key: str, value: Any) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ConfigError(key, f"expected a mapping, got {_kind(value)}")
-    for k in value:
-        if not isinstance(k, str):
-            raise ConfigError(key, f"keys must be strings, got {k!r}")
-    return value
-
-
-def _known(key: str, section: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
-    for k in section:
-        if k not in allowed:
-            path = f"{key}.{k}" if key else k
-            raise ConfigError(path, f"unknown key (expected one of: {', '.join(allowed)})")
-
-
-def _str(key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(key, f"expected a non-empty string, got {_kind(value)}")
-    return value
-
-
-def _identifier(key: str, value: Any) -> str:
-    text = _str(key, value)
-    if not all(c.isascii() and (c.isalnum() or c in "_-.") for c in text) or len(text) > 64:
-        raise ConfigError(key, f"expected letters, digits, '_', '-' or '.' (max 64), got {text!r}")
-    return text
-
-
-def _str_list(key: str, value: Any) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(key, f"expected a list of strings, got {_kind(value)}")
-    return value
-
-
-def _number(key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(key, f"expected a number, got {_kind(value)}")
-    return float(value)
-
-
-def _positive(key: str, value: Any) -> float:
-    number = _number(key, value)
-    if not number > 0:
-        raise ConfigError(key, f"expected a number > 0, got {value!r}")
-    return number
-
-
-def _int(key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(key, f"expected a whole number > 0, got {_kind(value)}")
-    return value
-
-
-def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise ConfigError(key, f"expected one of {', '.join(allowed)}, got {_kind(value)}")
-    return str(value)
-
-
-def _stages(key: str, value: Any) -> tuple[Stage, ...]:
-    stages = _str_list(key, value)
-    if not stages:
-        raise ConfigError(key, "expected at least one stage")
-    for stage in stages:
-        if stage == "stream":
-            raise ConfigError(key, "the stream stage is not supported yet")
-        _choice(key, stage, SUPPORTED_STAGES)
-    return tuple(s for s in SUPPORTED_STAGES if s in stages)
-
-
-def _url(key: str, value: Any) -> str:
-    text = _str(key, value)
-    if not text.startswith(("http://", "https://")) or len(text.split("://", 1)[1]) == 0:
-        raise ConfigError(key, f"expected an http:// or https:// URL, got {text!r}")
-    return text.rstrip("/")

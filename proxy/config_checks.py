@@ -1,0 +1,101 @@
+"""Checks of single config values; each raises ConfigError naming the key."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from filters.base import Stage
+
+# The stream stage arrives with stream-aware filtering; until then it is refused.
+SUPPORTED_STAGES: tuple[Stage, ...] = ("input", "output")
+
+
+class ConfigError(ValueError):
+    """A bad configuration; the message names the key."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}" if key else message)
+        self.key = key
+
+
+def check_kind(value: Any) -> str:
+    return "nothing" if value is None else f"{type(value).__name__} {value!r}"
+
+
+def check_mapping(key: str, value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, f"expected a mapping, got {check_kind(value)}")
+    for k in value:
+        if not isinstance(k, str):
+            raise ConfigError(key, f"keys must be strings, got {k!r}")
+    return value
+
+
+def check_known(key: str, section: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+    for k in section:
+        if k not in allowed:
+            path = f"{key}.{k}" if key else k
+            raise ConfigError(path, f"unknown key (expected one of: {', '.join(allowed)})")
+
+
+def check_str(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(key, f"expected a non-empty string, got {check_kind(value)}")
+    return value
+
+
+def check_identifier(key: str, value: Any) -> str:
+    text = check_str(key, value)
+    if not all(c.isascii() and (c.isalnum() or c in "_-.") for c in text) or len(text) > 64:
+        raise ConfigError(key, f"expected letters, digits, '_', '-' or '.' (max 64), got {text!r}")
+    return text
+
+
+def check_str_list(key: str, value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(key, f"expected a list of strings, got {check_kind(value)}")
+    return value
+
+
+def check_number(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(key, f"expected a number, got {check_kind(value)}")
+    return float(value)
+
+
+def check_positive(key: str, value: Any) -> float:
+    number = check_number(key, value)
+    if not number > 0:
+        raise ConfigError(key, f"expected a number > 0, got {value!r}")
+    return number
+
+
+def check_int(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(key, f"expected a whole number > 0, got {check_kind(value)}")
+    return value
+
+
+def check_choice(key: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ConfigError(key, f"expected one of {', '.join(allowed)}, got {check_kind(value)}")
+    return str(value)
+
+
+def check_stages(key: str, value: Any) -> tuple[Stage, ...]:
+    stages = check_str_list(key, value)
+    if not stages:
+        raise ConfigError(key, "expected at least one stage")
+    for stage in stages:
+        if stage == "stream":
+            raise ConfigError(key, "the stream stage is not supported yet")
+        check_choice(key, stage, SUPPORTED_STAGES)
+    return tuple(s for s in SUPPORTED_STAGES if s in stages)
+
+
+def check_url(key: str, value: Any) -> str:
+    text = check_str(key, value)
+    if not text.startswith(("http://", "https://")) or len(text.split("://", 1)[1]) == 0:
+        raise ConfigError(key, f"expected an http:// or https:// URL, got {text!r}")
+    return text.rstrip("/")

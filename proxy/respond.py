@@ -1,0 +1,134 @@
+"""Writing responses to the client, marking the timeline as the bytes go out.
+
+Responses are written here (prepare, write, write_eof) rather than returned
+for aiohttp to write, so the last mark is taken after the last byte.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from proxy.errors import error_body
+from proxy.headers import client_response_headers
+from proxy.timeline import Timeline
+from proxy.upstream import classify_failure
+
+log = logging.getLogger("taxmeter.proxy")
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One request's state on its way through the proxy."""
+
+    timeline: Timeline
+    route: str
+    variant: str
+    request_id: str
+    outcome: str = "ok"
+    streamed: bool = False
+
+
+async def send(request: web.Request, ex: Exchange, response: web.Response) -> web.StreamResponse:
+    """Send a response whose body is complete."""
+    _stamp(response, ex)
+    try:
+        await response.prepare(request)
+        ex.timeline.mark_client_first_byte()
+        await response.write_eof()
+    except ConnectionResetError:
+        ex.outcome = "client_disconnect"
+        return response
+    ex.timeline.mark_client_last_byte()
+    return response
+
+
+async def send_error(
+    request: web.Request,
+    ex: Exchange,
+    status: int,
+    code: str,
+    message: str,
+    outcome: str | None = None,
+) -> web.StreamResponse:
+    """An OpenAI-shaped error; the outcome defaults to client_error."""
+    if outcome is not None:
+        ex.outcome = outcome
+    elif ex.outcome == "ok":
+        ex.outcome = "client_error"
+    response = web.Response(
+        status=status, body=error_body(message, code), content_type="application/json"
+    )
+    return await send(request, ex, response)
+
+
+async def send_upstream_failure(
+    request: web.Request, ex: Exchange, exc: BaseException
+) -> web.StreamResponse:
+    failure = classify_failure(exc)
+    log.warning("upstream request failed (%s): %r", failure.code, exc)
+    return await send_error(
+        request, ex, failure.status, failure.code, failure.message, failure.outcome
+    )
+
+
+async def pass_through(
+    request: web.Request, ex: Exchange, upstream: aiohttp.ClientResponse, decoded: bool
+) -> web.StreamResponse:
+    """Pass the upstream response through chunk by chunk, adding no buffering."""
+    response = web.StreamResponse(
+        status=upstream.status,
+        reason=upstream.reason,
+        headers=client_response_headers(upstream.headers, decoded),
+    )
+    if upstream.content_length is not None and not (
+        decoded and "Content-Encoding" in upstream.headers
+    ):
+        response.content_length = upstream.content_length
+    ex.streamed = upstream.headers.get("Content-Type", "").startswith("text/event-stream")
+    _stamp(response, ex)
+    await response.prepare(request)
+    content = upstream.content
+    timeline = ex.timeline
+    while True:
+        # Reads and writes fail apart: a reset client is not an upstream error.
+        try:
+            chunk = await content.readany()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            ex.outcome = classify_failure(exc).outcome
+            log.warning("upstream failed mid-response: %r", exc)
+            return _abort(request, response, upstream)
+        if not chunk:
+            break
+        timeline.mark_upstream_first_byte()
+        try:
+            await response.write(chunk)
+        except ConnectionResetError:
+            ex.outcome = "client_disconnect"
+            return _abort(request, response, upstream)
+        timeline.mark_client_first_byte()
+    timeline.mark_upstream_last_byte()
+    try:
+        await response.write_eof()
+    except ConnectionResetError:
+        ex.outcome = "client_disconnect"
+        return _abort(request, response, upstream)
+    ex.timeline.mark_client_last_byte()
+    return response
+
+
+def _stamp(response: web.StreamResponse, ex: Exchange) -> None:
+    response.headers["X-Request-Id"] = ex.request_id
+    response.headers["Server-Timing"] = ex.timeline.server_timing()
+
+
+def _abort(
+    request: web.BaseRequest, response: web.StreamResponse, upstream: aiohttp.ClientResponse
+) -> web.StreamResponse:
+    """End a response already under way so the client sees it is incomplete."""
+    upstream.close()
+    request.protocol.force_close()
+    return response
