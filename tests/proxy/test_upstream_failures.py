@@ -186,3 +186,16 @@ async def test_proxy_keeps_serving_after_failures(
         statuses.append(status)
     assert statuses == [502, 200] * 3
     assert proxy.value("taxmeter_inflight_requests") == 0
+
+
+async def test_connect_timeout_is_504(start_proxy: ProxyFactory) -> None:
+    # A listener that never accepts, with its backlog filled: further SYNs go unanswered.
+    with socket.socket() as listener, socket.socket() as filler:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        filler.connect(listener.getsockname())
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        proxy = await start_proxy({"upstream": {"connect_timeout_s": 0.2}}, upstream=url)
+        started = asyncio.get_running_loop().time()
+        await assert_error(proxy, 504, "upstream_timeout", "timeout")
+        assert asyncio.get_running_loop().time() - started < 2
