@@ -27,23 +27,29 @@ from dataclasses import dataclass
 
 from filters.base import Filter, FilterContext, Stage, Verdict
 from filters.registry import FilterLoadError, resolve_filter_class
-from proxy.config import SUPPORTED_STAGES, Config, ConfigError, FilterSpec
+from proxy.config import Config, ConfigError, FilterSpec, StreamPolicy
 from proxy.timeline import Timeline
 
 log = logging.getLogger("taxmeter.chain")
 
 SEGMENT_SEPARATOR = "\n\n"
+DEFAULT_STAGES: tuple[Stage, ...] = ("input", "output")
 
 
 @dataclass(frozen=True, slots=True)
 class BoundFilter:
-    """One filter instance as it runs in one variant's chain at one stage."""
+    """One filter instance as it runs in one variant's chain."""
 
     name: str
     mode: str
     timeout_s: float
     fail_closed: bool
     instance: Filter
+    stream: StreamPolicy
+
+    @property
+    def enforcing(self) -> bool:
+        return self.mode == "enforce"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,23 +61,38 @@ class StageResult:
     blocked_by: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What one filter call means for the request."""
+
+    action: str  # allow, block, redact, error, timeout
+    blocks: bool  # an enforcing block, or a failure of a fail-closed filter
+    reason: str | None = None
+    text: str | None = None  # the redacted text, when an enforcing filter redacted
+
+
 class Chain:
-    """The filters of one variant, per stage, in config order."""
+    """The filters of one variant, per stage, in config order.
 
-    __slots__ = ("_stages", "variant")
+    ``input`` runs before the upstream call; ``input_parallel`` alongside it;
+    ``output`` on a whole completion; ``stream`` on a stream's text as it
+    arrives; ``stream_end`` (output filters with ``at_stream_end``) on the
+    whole text when a stream ends.
+    """
 
-    def __init__(self, variant: str, stages: dict[Stage, tuple[BoundFilter, ...]]) -> None:
+    __slots__ = ("input", "input_parallel", "output", "stream", "stream_end", "variant")
+
+    def __init__(self, variant: str, by_stage: dict[str, list[BoundFilter]]) -> None:
         self.variant = variant
-        self._stages = stages
-
-    def has(self, stage: Stage) -> bool:
-        return bool(self._stages.get(stage))
-
-    def filters(self, stage: Stage) -> tuple[BoundFilter, ...]:
-        return self._stages.get(stage, ())
+        self.input = tuple(by_stage["input"])
+        self.input_parallel = tuple(by_stage["input_parallel"])
+        self.output = tuple(by_stage["output"])
+        self.stream = tuple(by_stage["stream"])
+        self.stream_end = tuple(by_stage["stream_end"])
 
     async def run(
         self,
+        filters: tuple[BoundFilter, ...],
         stage: Stage,
         segments: list[str],
         *,
@@ -79,29 +100,57 @@ class Chain:
         route: str,
         request_id: str,
         timeline: Timeline,
+        critical: bool = True,
     ) -> StageResult:
+        """Run ``filters`` one after another; the first enforcing block ends the run."""
         changed = False
-        for bound in self._stages.get(stage, ()):
+        for bound in filters:
             ctx = FilterContext(
                 stage, SEGMENT_SEPARATOR.join(segments), body, route, request_id, self.variant
             )
-            call = timeline.start_filter(bound.name, stage, bound.mode)
+            call = timeline.start_filter(bound.name, stage, bound.mode, critical)
             verdict, action, per_segment = await _call(bound, ctx, len(segments) > 1, segments)
             timeline.end_filter(call, action)
-            if bound.mode != "enforce":
-                continue
-            if action in ("error", "timeout"):
-                if bound.fail_closed:
-                    reason = f"{bound.name}: filter {action} (on_error: closed)"
-                    return StageResult(True, segments, changed, reason, bound.name)
-                continue
-            assert verdict is not None
-            if action == "block":
-                return StageResult(True, segments, changed, verdict.reason, bound.name)
-            if action == "redact":
-                segments = per_segment if per_segment is not None else [verdict.text or ""]
+            decision = _decide(bound, action, verdict)
+            if decision.blocks:
+                return StageResult(True, segments, changed, decision.reason, bound.name)
+            if decision.text is not None:
+                segments = per_segment if per_segment is not None else [decision.text]
                 changed = True
         return StageResult(False, segments, changed)
+
+    async def judge(
+        self,
+        bound: BoundFilter,
+        stage: Stage,
+        text: str,
+        *,
+        body: object,
+        route: str,
+        request_id: str,
+        timeline: Timeline,
+    ) -> Decision:
+        """One timed call of one filter on one text (the stream stage's unit of work)."""
+        ctx = FilterContext(stage, text, body, route, request_id, self.variant)
+        call = timeline.start_filter(bound.name, stage, bound.mode)
+        verdict, action, _ = await _call(bound, ctx, False, [])
+        timeline.end_filter(call, action)
+        return _decide(bound, action, verdict)
+
+
+def _decide(bound: BoundFilter, action: str, verdict: Verdict | None) -> Decision:
+    if not bound.enforcing:
+        return Decision(action, False)
+    if action in ("error", "timeout"):
+        if bound.fail_closed:
+            return Decision(action, True, f"{bound.name}: filter {action} (on_error: closed)")
+        return Decision(action, False)
+    assert verdict is not None
+    if action == "block":
+        return Decision(action, True, verdict.reason)
+    if action == "redact":
+        return Decision(action, False, verdict.reason, verdict.text or "")
+    return Decision(action, False)
 
 
 async def _call(
@@ -167,18 +216,28 @@ def build_chains(
     """One frozen chain per variant, sharing the filter instances."""
     chains: dict[str, Chain] = {}
     for variant in config.variants:
-        stages: dict[Stage, list[BoundFilter]] = {s: [] for s in SUPPORTED_STAGES}
+        by_stage: dict[str, list[BoundFilter]] = {
+            k: [] for k in ("input", "input_parallel", "output", "stream", "stream_end")
+        }
         for spec in config.filters:
             mode = variant.modes.get(spec.name, spec.mode)
             if spec.name in variant.disable or mode == "off":
                 continue
             instance, filter_stages = filters[spec.name]
             bound = BoundFilter(
-                spec.name, mode, spec.timeout_ms / 1000, spec.on_error == "closed", instance
+                spec.name,
+                mode,
+                spec.timeout_ms / 1000,
+                spec.on_error == "closed",
+                instance,
+                spec.stream,
             )
             for stage in filter_stages:
-                stages[stage].append(bound)
-        chains[variant.name] = Chain(variant.name, {s: tuple(b) for s, b in stages.items()})
+                key = "input_parallel" if stage == "input" and spec.parallel else stage
+                by_stage[key].append(bound)
+                if stage == "output" and spec.at_stream_end:
+                    by_stage["stream_end"].append(bound)
+        chains[variant.name] = Chain(variant.name, by_stage)
     return chains
 
 
@@ -189,7 +248,8 @@ def _construct(key: str, spec: FilterSpec) -> tuple[Filter, tuple[Stage, ...]]:
         raise ConfigError(f"{key}.type", f"filter {spec.name!r}: {exc}") from exc
     supported: tuple[str, ...] = cls.stages
     if spec.stages is None:
-        stages = tuple(s for s in SUPPORTED_STAGES if s in supported)
+        # The stream stage changes how a stream flows, so it is only ever chosen explicitly.
+        stages = tuple(s for s in DEFAULT_STAGES if s in supported)
         if not stages:
             raise ConfigError(
                 f"{key}.stages", f"filter {spec.name!r} supports only {', '.join(supported)}"

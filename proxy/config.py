@@ -20,6 +20,7 @@ from filters.base import Stage
 from proxy.config_checks import SUPPORTED_STAGES as SUPPORTED_STAGES
 from proxy.config_checks import ConfigError as ConfigError
 from proxy.config_checks import (
+    check_bool,
     check_choice,
     check_identifier,
     check_int,
@@ -35,6 +36,11 @@ from proxy.config_checks import (
 )
 
 MODES = ("enforce", "observe", "off")
+FILTER_KEYS = (
+    "name", "type", "stages", "mode", "timeout_ms", "on_error", "params",
+    "parallel", "at_stream_end", "stream",
+)  # fmt: skip
+STREAM_KEYS = ("every_tokens", "every_chars", "at_sentence_end", "window_chars", "holdback_chars")
 ON_ERROR = ("open", "closed")
 
 
@@ -57,6 +63,24 @@ class UpstreamConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamPolicy:
+    """How often a stream-stage filter runs, on how much text, and what it holds back.
+
+    It runs every ``every_tokens`` content events, or every ``every_chars``
+    characters, or at each sentence end (``at_sentence_end``), and sees the
+    last ``window_chars`` characters. The last ``holdback_chars`` characters it
+    has judged are held from the client until it has judged what follows, so
+    that a match split across chunks is caught before any of it is sent.
+    """
+
+    every_tokens: int = 1
+    every_chars: int = 0
+    at_sentence_end: bool = False
+    window_chars: int = 512
+    holdback_chars: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class FilterSpec:
     name: str
     type: str
@@ -65,6 +89,9 @@ class FilterSpec:
     timeout_ms: float = 100.0
     on_error: str = "open"
     params: Mapping[str, Any] = field(default_factory=dict)
+    parallel: bool = False  # input stage: run alongside the upstream call
+    at_stream_end: bool = False  # output stage: also judge a streamed completion at its end
+    stream: StreamPolicy = StreamPolicy()
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,9 +220,7 @@ def _filters(raw: Any) -> tuple[FilterSpec, ...]:
     for i, item in enumerate(raw):
         key = f"filters[{i}]"
         entry = check_mapping(key, item)
-        check_known(
-            key, entry, ("name", "type", "stages", "mode", "timeout_ms", "on_error", "params")
-        )
+        check_known(key, entry, FILTER_KEYS)
         if "name" not in entry and ":" in str(entry.get("type", "")):
             raise ConfigError(f"{key}.name", "required when the type is an import path")
         name = check_identifier(f"{key}.name", entry.get("name", entry.get("type")))
@@ -217,8 +242,53 @@ def _filters(raw: Any) -> tuple[FilterSpec, ...]:
             )
         if entry.get("params") is not None:
             spec = replace(spec, params=dict(check_mapping(f"{key}.params", entry["params"])))
+        if "parallel" in entry:
+            spec = replace(spec, parallel=check_bool(f"{key}.parallel", entry["parallel"]))
+            if spec.parallel and spec.stages is not None and "input" not in spec.stages:
+                raise ConfigError(f"{key}.parallel", "applies to the input stage only")
+        if "at_stream_end" in entry:
+            spec = replace(
+                spec, at_stream_end=check_bool(f"{key}.at_stream_end", entry["at_stream_end"])
+            )
+            if spec.at_stream_end and spec.stages is not None and "output" not in spec.stages:
+                raise ConfigError(f"{key}.at_stream_end", "applies to the output stage only")
+        if entry.get("stream") is not None:
+            spec = replace(spec, stream=_stream_policy(f"{key}.stream", entry["stream"]))
         specs.append(spec)
     return tuple(specs)
+
+
+def _stream_policy(key: str, raw: Any) -> StreamPolicy:
+    section = check_mapping(key, raw)
+    check_known(key, section, STREAM_KEYS)
+    cadences = [k for k in ("every_tokens", "every_chars", "at_sentence_end") if k in section]
+    if len(cadences) > 1:
+        raise ConfigError(
+            key, f"set one of every_tokens, every_chars, at_sentence_end, not {cadences}"
+        )
+    policy = StreamPolicy()
+    if "every_chars" in section:
+        every = check_int(f"{key}.every_chars", section["every_chars"])
+        policy = replace(policy, every_chars=every, every_tokens=0)
+    if "every_tokens" in section:
+        policy = replace(
+            policy, every_tokens=check_int(f"{key}.every_tokens", section["every_tokens"])
+        )
+    if "at_sentence_end" in section:
+        at_end = check_bool(f"{key}.at_sentence_end", section["at_sentence_end"])
+        policy = replace(policy, at_sentence_end=at_end, every_tokens=0 if at_end else 1)
+    if "window_chars" in section:
+        policy = replace(
+            policy, window_chars=check_int(f"{key}.window_chars", section["window_chars"])
+        )
+    if "holdback_chars" in section:
+        holdback = section["holdback_chars"]
+        if holdback != 0:
+            holdback = check_int(f"{key}.holdback_chars", holdback)
+        policy = replace(policy, holdback_chars=holdback)
+    if policy.holdback_chars >= policy.window_chars:
+        raise ConfigError(f"{key}.holdback_chars", "must be smaller than window_chars")
+    return policy
 
 
 def _variants(raw: Any, filter_names: set[str]) -> tuple[VariantSpec, ...]:

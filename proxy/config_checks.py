@@ -7,8 +7,7 @@ from typing import Any
 
 from filters.base import Stage
 
-# The stream stage arrives with stream-aware filtering; until then it is refused.
-SUPPORTED_STAGES: tuple[Stage, ...] = ("input", "output")
+SUPPORTED_STAGES: tuple[Stage, ...] = ("input", "output", "stream")
 
 
 class ConfigError(ValueError):
@@ -58,6 +57,12 @@ def check_str_list(key: str, value: Any) -> list[str]:
     return value
 
 
+def check_bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(key, f"expected true or false, got {check_kind(value)}")
+    return value
+
+
 def check_number(key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(key, f"expected a number, got {check_kind(value)}")
@@ -88,8 +93,6 @@ def check_stages(key: str, value: Any) -> tuple[Stage, ...]:
     if not stages:
         raise ConfigError(key, "expected at least one stage")
     for stage in stages:
-        if stage == "stream":
-            raise ConfigError(key, "the stream stage is not supported yet")
         check_choice(key, stage, SUPPORTED_STAGES)
     return tuple(s for s in SUPPORTED_STAGES if s in stages)
 

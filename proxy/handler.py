@@ -15,7 +15,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from proxy.chain import Chain
+from proxy.chain import BoundFilter, Chain
 from proxy.headers import client_response_headers, upstream_request_headers
 from proxy.metrics import Metrics
 from proxy.openai_body import (
@@ -26,8 +26,10 @@ from proxy.openai_body import (
     prompt_refs,
 )
 from proxy.respond import Exchange, pass_through, send, send_error, send_upstream_failure
+from proxy.stream_judge import StreamJudge
+from proxy.streaming import relay_stream
 from proxy.timeline import Timeline
-from proxy.upstream import body_chunks, classify_failure, upstream_url
+from proxy.upstream import Fetched, body_chunks, classify_failure, fetch, upstream_url
 from proxy.variants import VariantPicker
 
 # Bodies up to this size arrive in one read anyway; reading them whole is
@@ -71,10 +73,10 @@ class ProxyHandler:
 
     async def _serve(self, request: web.Request, ex: Exchange, chain: Chain) -> web.StreamResponse:
         judged = ex.route in JUDGED_ROUTES
-        judge_input = judged and chain.has("input")
-        judge_output = judged and chain.has("output")
+        parsed: Any = None
+        segments: list[str] = []
         data: Any = None
-        if judge_input:
+        if judged and (chain.input or chain.input_parallel):
             try:
                 body = await request.read()
             except web.HTTPRequestEntityTooLarge as exc:
@@ -92,23 +94,24 @@ class ProxyHandler:
                 return await send_error(
                     request, ex, 400, "invalid_body", f"the request body has no valid '{what}'"
                 )
-            if refs:
+            segments = [ref.get() for ref in refs]
+            if segments and chain.input:
                 result = await chain.run(
+                    chain.input,
                     "input",
-                    [ref.get() for ref in refs],
+                    segments,
                     body=parsed,
                     route=ex.route,
                     request_id=ex.request_id,
                     timeline=ex.timeline,
                 )
                 if result.blocked:
-                    ex.outcome = "blocked"
-                    message = f"the request was blocked by a content filter: {result.reason}"
-                    return await send_error(request, ex, 400, "content_filter", message)
+                    return await _blocked(request, ex, result.reason)
                 if result.changed:
                     for ref, text in zip(refs, result.segments, strict=True):
                         ref.set(text)
                     body = orjson.dumps(parsed)
+                    segments = result.segments
             data = body
         elif request.body_exists:
             length = request.content_length
@@ -117,7 +120,8 @@ class ProxyHandler:
             else:
                 data = body_chunks(request)
             ex.timeline.mark_body_read()
-        return await self._forward(request, ex, chain, data, judge_output)
+        parallel = chain.input_parallel if segments else ()
+        return await self._forward(request, ex, chain, data, parsed, segments, parallel)
 
     async def _forward(
         self,
@@ -125,40 +129,70 @@ class ProxyHandler:
         ex: Exchange,
         chain: Chain,
         data: Any,
-        judge_output: bool,
+        parsed: Any,
+        segments: list[str],
+        parallel: tuple[BoundFilter, ...],
     ) -> web.StreamResponse:
         assert self.session is not None
+        judged = ex.route in JUDGED_ROUTES
         headers = upstream_request_headers(
-            request.headers, request.remote, request.scheme, ex.request_id, judge_output
+            request.headers, request.remote, request.scheme, ex.request_id, judged
         )
         if data is not None and not isinstance(data, bytes) and request.content_length is not None:
             headers["Content-Length"] = str(request.content_length)
-        ex.timeline.mark_upstream_sent()
+        url = upstream_url(self._base, request)
+        fetching = fetch(self.session, request, url, headers, data, ex.timeline, judged)
+        fetched: Fetched | None = None
         try:
-            upstream = await self.session.request(
-                request.method,
-                upstream_url(self._base, request),
-                headers=headers,
-                data=data,
-                allow_redirects=False,
-                auto_decompress=judge_output,
-            )
+            if parallel:
+                task = asyncio.ensure_future(fetching)
+                result = await chain.run(
+                    parallel,
+                    "input",
+                    segments,
+                    body=parsed,
+                    route=ex.route,
+                    request_id=ex.request_id,
+                    timeline=ex.timeline,
+                    critical=False,
+                )
+                ex.timeline.mark_parallel_done()
+                if result.blocked:
+                    await _discard(task)
+                    return await _blocked(request, ex, result.reason)
+                fetched = await task
+            else:
+                fetched = await fetching
         except (aiohttp.ClientError, TimeoutError) as exc:
             return await send_upstream_failure(request, ex, exc)
-        ex.timeline.mark_upstream_headers()
         try:
-            if ex.outcome == "ok":
-                ex.outcome = _outcome_of_status(upstream.status)
-            content_type = upstream.headers.get("Content-Type", "")
-            if (
-                judge_output
-                and upstream.status == 200
-                and content_type.startswith("application/json")
-            ):
-                return await self._judge_and_send(request, ex, chain, upstream)
-            return await pass_through(request, ex, upstream, decoded=judge_output)
+            return await self._answer(request, ex, chain, fetched, parsed)
         finally:
-            upstream.release()
+            fetched.close()
+
+    async def _answer(
+        self, request: web.Request, ex: Exchange, chain: Chain, fetched: Fetched, parsed: Any
+    ) -> web.StreamResponse:
+        upstream = fetched.response
+        if ex.outcome == "ok":
+            ex.outcome = _outcome_of_status(upstream.status)
+        judged = ex.route in JUDGED_ROUTES
+        if judged and fetched.stream and upstream.status == 200:
+            judge = StreamJudge(chain, ex.route, parsed, ex.request_id, ex.timeline)
+            return await relay_stream(
+                request, ex, judge, upstream, fetched.first_chunk, fetched.first_arrived_ns
+            )
+        if fetched.body is not None and chain.output:
+            return await self._judge_and_send(request, ex, chain, upstream, fetched.body)
+        if fetched.body is not None:
+            response = web.Response(
+                status=upstream.status,
+                reason=upstream.reason,
+                headers=client_response_headers(upstream.headers, decoded=True),
+            )
+            response.body = fetched.body
+            return await send(request, ex, response)
+        return await pass_through(request, ex, upstream, decoded=judged)
 
     async def _judge_and_send(
         self,
@@ -166,12 +200,8 @@ class ProxyHandler:
         ex: Exchange,
         chain: Chain,
         upstream: aiohttp.ClientResponse,
+        raw: bytes,
     ) -> web.StreamResponse:
-        try:
-            raw = await upstream.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            return await send_upstream_failure(request, ex, exc)
-        ex.timeline.mark_upstream_last_byte()
         try:
             parsed = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -185,6 +215,7 @@ class ProxyHandler:
         changed = False
         for choice, ref in choices:
             result = await chain.run(
+                chain.output,
                 "output",
                 [ref.get()],
                 body=parsed,
@@ -204,6 +235,20 @@ class ProxyHandler:
         response = web.Response(status=upstream.status, reason=upstream.reason, headers=headers)
         response.body = body
         return await send(request, ex, response)
+
+
+async def _blocked(request: web.Request, ex: Exchange, reason: str | None) -> web.StreamResponse:
+    ex.outcome = "blocked"
+    message = f"the request was blocked by a content filter: {reason}"
+    return await send_error(request, ex, 400, "content_filter", message)
+
+
+async def _discard(task: asyncio.Future[Fetched]) -> None:
+    """Stop an upstream call whose answer is not wanted (a parallel filter blocked)."""
+    task.cancel()
+    await asyncio.wait([task])
+    if not task.cancelled() and task.exception() is None:
+        task.result().response.close()
 
 
 def _request_id(request: web.BaseRequest) -> str:

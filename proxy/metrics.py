@@ -75,18 +75,24 @@ class Metrics:
         )
         self.ttft = histogram(
             "taxmeter_time_to_first_token_seconds",
-            "Streamed responses: request received to first byte of the stream sent.",
+            "Streamed responses: request received to the first content sent to the client.",
             rv,
         )
         self.upstream_ttft = histogram(
             "taxmeter_upstream_time_to_first_token_seconds",
-            "Streamed responses: request sent upstream to first byte of its stream.",
+            "Streamed responses: request sent upstream to the first content it streamed.",
             rv,
         )
         self.ttft_tax = histogram(
             "taxmeter_ttft_tax_seconds",
             "Streamed responses: time to first token minus upstream time to first token.",
             rv,
+        )
+        self.holdback = histogram(
+            "taxmeter_stream_holdback_seconds",
+            "Streamed responses: mean time a piece of text waited for a stream filter "
+            "before it could be forwarded, per request.",
+            ("filter", "variant"),
         )
         self.inflight = Gauge(
             "taxmeter_inflight_requests", "Requests being served.", registry=registry
@@ -118,6 +124,8 @@ class Metrics:
             self.filter_duration.labels(filter_name, stage, variant).observe(seconds)
         for call in calls:
             self.decisions.labels(call.filter, call.stage, call.mode, call.action).inc()
+        for filter_name, seconds in figures.holdback.items():
+            self.holdback.labels(filter_name, variant).observe(seconds)
         if figures.ttft is not None and figures.upstream_ttft is not None:
             self.ttft.labels(route, variant).observe(figures.ttft)
             self.upstream_ttft.labels(route, variant).observe(figures.upstream_ttft)

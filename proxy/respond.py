@@ -34,7 +34,7 @@ class Exchange:
 
 async def send(request: web.Request, ex: Exchange, response: web.Response) -> web.StreamResponse:
     """Send a response whose body is complete."""
-    _stamp(response, ex)
+    stamp(response, ex)
     try:
         await response.prepare(request)
         ex.timeline.mark_client_first_byte()
@@ -89,7 +89,7 @@ async def pass_through(
     ):
         response.content_length = upstream.content_length
     ex.streamed = upstream.headers.get("Content-Type", "").startswith("text/event-stream")
-    _stamp(response, ex)
+    stamp(response, ex)
     await response.prepare(request)
     content = upstream.content
     timeline = ex.timeline
@@ -120,7 +120,7 @@ async def pass_through(
     return response
 
 
-def _stamp(response: web.StreamResponse, ex: Exchange) -> None:
+def stamp(response: web.StreamResponse, ex: Exchange) -> None:
     response.headers["X-Request-Id"] = ex.request_id
     response.headers["Server-Timing"] = ex.timeline.server_timing()
 

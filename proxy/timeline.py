@@ -8,9 +8,13 @@ derived once, in :meth:`Timeline.breakdown`, and reconcile exactly:
     total = upstream + tax
     tax   = filter_critical + overhead
 
-``filter_critical`` is the part of the filters' time the client waited for:
-the union of the intervals of filter calls that held the request, so calls
-that overlap each other or the upstream call are not counted twice.
+``filter_critical`` is the part of the tax spent in filters: the union of
+the intervals in which the request waited on a filter (sequential calls, and
+the wait for parallel input filters after the upstream was ready), less the
+upstream interval, so overlapping calls are not counted twice and time that
+overlapped the model's own work is not counted as tax. A stream filter that
+holds tokens back while the model is still generating shows in the stream
+holdback and the time-to-first-token tax, not in the total tax.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ class Breakdown:
     filter_critical: float
     overhead: float
     filters: dict[tuple[str, Stage], float]  # per (filter, stage), summed over calls
+    holdback: dict[str, float]  # per stream filter: mean wait of a piece of text
     ttft: float | None
     upstream_ttft: float | None
     called_upstream: bool
@@ -73,10 +78,14 @@ class Timeline:
     __slots__ = (
         "body_read_ns",
         "client_first_byte_ns",
+        "client_first_content_ns",
         "client_last_byte_ns",
         "filter_calls",
+        "holdback_ns",
+        "parallel_done_ns",
         "received_ns",
         "upstream_first_byte_ns",
+        "upstream_first_content_ns",
         "upstream_headers_ns",
         "upstream_last_byte_ns",
         "upstream_sent_ns",
@@ -88,12 +97,21 @@ class Timeline:
         self.upstream_sent_ns: int | None = None
         self.upstream_headers_ns: int | None = None
         self.upstream_first_byte_ns: int | None = None
+        self.upstream_first_content_ns: int | None = None
         self.upstream_last_byte_ns: int | None = None
+        self.parallel_done_ns: int | None = None
         self.client_first_byte_ns: int | None = None
+        self.client_first_content_ns: int | None = None
         self.client_last_byte_ns: int | None = None
         self.filter_calls: list[FilterCall] = []
+        self.holdback_ns: dict[str, list[int]] = {}  # filter -> [sum, count]
 
     # -- marks -------------------------------------------------------------
+    @staticmethod
+    def now() -> int:
+        """A mark to pass back later (the arrival of a chunk of a stream)."""
+        return perf_counter_ns()
+
     def mark_body_read(self) -> None:
         self.body_read_ns = perf_counter_ns()
 
@@ -103,9 +121,13 @@ class Timeline:
     def mark_upstream_headers(self) -> None:
         self.upstream_headers_ns = perf_counter_ns()
 
-    def mark_upstream_first_byte(self) -> None:
+    def mark_upstream_first_byte(self, at_ns: int | None = None) -> None:
         if self.upstream_first_byte_ns is None:
-            self.upstream_first_byte_ns = perf_counter_ns()
+            self.upstream_first_byte_ns = perf_counter_ns() if at_ns is None else at_ns
+
+    def mark_upstream_first_content(self, at_ns: int) -> None:
+        if self.upstream_first_content_ns is None:
+            self.upstream_first_content_ns = at_ns
 
     def mark_upstream_last_byte(self) -> None:
         now = perf_counter_ns()
@@ -113,9 +135,16 @@ class Timeline:
             self.upstream_first_byte_ns = now
         self.upstream_last_byte_ns = now
 
+    def mark_parallel_done(self) -> None:
+        self.parallel_done_ns = perf_counter_ns()
+
     def mark_client_first_byte(self) -> None:
         if self.client_first_byte_ns is None:
             self.client_first_byte_ns = perf_counter_ns()
+
+    def mark_client_first_content(self) -> None:
+        if self.client_first_content_ns is None:
+            self.client_first_content_ns = perf_counter_ns()
 
     def mark_client_last_byte(self) -> None:
         now = perf_counter_ns()
@@ -135,51 +164,72 @@ class Timeline:
         call.end_ns = perf_counter_ns()
         call.action = action
 
+    def held(self, filter_name: str, arrived_ns: int) -> None:
+        """A piece of stream text that arrived at ``arrived_ns`` is cleared by a filter now."""
+        entry = self.holdback_ns.get(filter_name)
+        if entry is None:
+            entry = self.holdback_ns[filter_name] = [0, 0]
+        entry[0] += perf_counter_ns() - arrived_ns
+        entry[1] += 1
+
     # -- figures -----------------------------------------------------------
-    def upstream_ns(self) -> int:
+    def _upstream_interval(self) -> tuple[int, int] | None:
         if self.upstream_sent_ns is None:
-            return 0
+            return None
         end = self.upstream_last_byte_ns
         if end is None:
             # The upstream call did not finish (error, disconnect): charge it
             # up to the end of the request so that tax is not inflated.
             end = self.client_last_byte_ns or perf_counter_ns()
-        return max(0, end - self.upstream_sent_ns)
+        return self.upstream_sent_ns, max(self.upstream_sent_ns, end)
 
-    def filter_critical_ns(self) -> int:
-        intervals = sorted((c.start_ns, c.end_ns) for c in self.filter_calls if c.critical)
+    def _ready_ns(self, streamed: bool) -> int | None:
+        """When the upstream's answer could first have been forwarded."""
+        if streamed:
+            return self.upstream_first_content_ns or self.upstream_first_byte_ns
+        return self.upstream_last_byte_ns
+
+    def filter_critical_ns(self, streamed: bool = False) -> int:
+        intervals = [(c.start_ns, c.end_ns) for c in self.filter_calls if c.critical]
+        ready = self._ready_ns(streamed)
+        if (
+            self.parallel_done_ns is not None
+            and ready is not None
+            and self.parallel_done_ns > ready
+        ):
+            intervals.append((ready, self.parallel_done_ns))
+        upstream = self._upstream_interval()
         covered = 0
         cur_start = cur_end = -1
-        for start, end in intervals:
+        for start, end in sorted(intervals):
             if start > cur_end:
-                covered += cur_end - cur_start
+                covered += _outside(cur_start, cur_end, upstream)
                 cur_start, cur_end = start, end
             elif end > cur_end:
                 cur_end = end
-        covered += cur_end - cur_start
-        return covered
+        return covered + _outside(cur_start, cur_end, upstream)
 
     def breakdown(self, streamed: bool = False) -> Breakdown:
         end = self.client_last_byte_ns
         if end is None:
             end = perf_counter_ns()
         total = max(0, end - self.received_ns)
-        upstream = min(self.upstream_ns(), total)
+        interval = self._upstream_interval()
+        upstream = 0 if interval is None else min(interval[1] - interval[0], total)
         tax = total - upstream
-        filter_critical = min(self.filter_critical_ns(), tax)
+        filter_critical = min(self.filter_critical_ns(streamed), tax)
         per_filter: dict[tuple[str, Stage], float] = {}
         for call in self.filter_calls:
             key = (call.filter, call.stage)
             per_filter[key] = per_filter.get(key, 0.0) + call.duration_ns / NS_PER_S
         ttft = upstream_ttft = None
-        if streamed and self.client_first_byte_ns is not None:
-            ttft = (self.client_first_byte_ns - self.received_ns) / NS_PER_S
-        if (
-            streamed
-            and self.upstream_first_byte_ns is not None
-            and self.upstream_sent_ns is not None
-        ):
-            upstream_ttft = (self.upstream_first_byte_ns - self.upstream_sent_ns) / NS_PER_S
+        if streamed:
+            client_first = self.client_first_content_ns or self.client_first_byte_ns
+            upstream_first = self.upstream_first_content_ns or self.upstream_first_byte_ns
+            if client_first is not None and upstream_first is not None:
+                ttft = (client_first - self.received_ns) / NS_PER_S
+                assert self.upstream_sent_ns is not None
+                upstream_ttft = (upstream_first - self.upstream_sent_ns) / NS_PER_S
         return Breakdown(
             total=total / NS_PER_S,
             upstream=upstream / NS_PER_S,
@@ -187,13 +237,18 @@ class Timeline:
             filter_critical=filter_critical / NS_PER_S,
             overhead=(tax - filter_critical) / NS_PER_S,
             filters=per_filter,
+            holdback={f: s / n / NS_PER_S for f, (s, n) in self.holdback_ns.items() if n},
             ttft=ttft,
             upstream_ttft=upstream_ttft,
             called_upstream=self.upstream_sent_ns is not None,
         )
 
-    def server_timing(self) -> str:
-        """The W3C Server-Timing value of what is known now (sent with the headers)."""
+    def server_timing(self, final: bool = False) -> str:
+        """The W3C Server-Timing value of what is known now.
+
+        Sent with the headers, and when ``final`` (an HTTP trailer at the end of
+        a stream) with the whole breakdown.
+        """
         now = perf_counter_ns()
         per_filter: dict[tuple[str, str], int] = {}
         for call in self.filter_calls:
@@ -211,5 +266,21 @@ class Timeline:
         elif self.upstream_sent_ns is not None and self.upstream_headers_ns is not None:
             headers_ns = self.upstream_headers_ns - self.upstream_sent_ns
             parts.append(f"upstream-headers;dur={headers_ns / 1e6:.3f}")
+        if final:
+            figures = self.breakdown(streamed=True)
+            if figures.ttft is not None and figures.upstream_ttft is not None:
+                parts.append(f"ttft;dur={figures.ttft * 1e3:.3f}")
+                parts.append(f"upstream-ttft;dur={figures.upstream_ttft * 1e3:.3f}")
+            for name, seconds in figures.holdback.items():
+                parts.append(f"holdback-{name};dur={seconds * 1e3:.3f}")
         parts.append(f"total;dur={total_ns / 1e6:.3f}")
         return ", ".join(parts)
+
+
+def _outside(start: int, end: int, interval: tuple[int, int] | None) -> int:
+    """The length of [start, end) that lies outside ``interval``."""
+    length = end - start
+    if interval is None or length <= 0:
+        return max(0, length)
+    overlap = min(end, interval[1]) - max(start, interval[0])
+    return length - max(0, overlap)

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 from yarl import URL
 
 from proxy.config import UpstreamConfig
+from proxy.timeline import Timeline
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,3 +85,69 @@ async def body_chunks(request: web.BaseRequest) -> AsyncIterator[bytes]:
     """The request body as it arrives, for bodies forwarded without being read."""
     async for chunk in request.content.iter_any():
         yield chunk
+
+
+class Fetched:
+    """An upstream response with what was read of it before anything went to the client.
+
+    For a judged stream the first chunk is read, and for a judged JSON answer
+    the whole body, as soon as they arrive, so their marks are true even when
+    the client's response is held for parallel input filters.
+    """
+
+    __slots__ = ("body", "first_arrived_ns", "first_chunk", "response", "stream")
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self.response = response
+        self.stream = response.headers.get("Content-Type", "").startswith("text/event-stream")
+        self.first_chunk = b""
+        self.first_arrived_ns = 0
+        self.body: bytes | None = None
+
+    @property
+    def judgeable_json(self) -> bool:
+        return self.response.status == 200 and self.response.headers.get(
+            "Content-Type", ""
+        ).startswith("application/json")
+
+    def close(self) -> None:
+        """Release a connection that was read to the end; close any other."""
+        if self.response.content.at_eof():
+            self.response.release()
+        else:
+            self.response.close()
+
+
+async def fetch(
+    session: aiohttp.ClientSession,
+    request: web.BaseRequest,
+    url: URL,
+    headers: CIMultiDict[str],
+    data: Any,
+    timeline: Timeline,
+    judged: bool,
+) -> Fetched:
+    """Send the request upstream and read what must be read before answering."""
+    timeline.mark_upstream_sent()
+    response = await session.request(
+        request.method,
+        url,
+        headers=headers,
+        data=data,
+        allow_redirects=False,
+        auto_decompress=judged,
+    )
+    timeline.mark_upstream_headers()
+    fetched = Fetched(response)
+    try:
+        if judged and fetched.stream and response.status == 200:
+            fetched.first_chunk = await response.content.readany()
+            fetched.first_arrived_ns = timeline.now()
+            timeline.mark_upstream_first_byte(fetched.first_arrived_ns)
+        elif judged and fetched.judgeable_json:
+            fetched.body = await response.read()
+            timeline.mark_upstream_last_byte()
+    except BaseException:
+        response.close()
+        raise
+    return fetched

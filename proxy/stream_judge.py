@@ -1,0 +1,299 @@
+"""Judging a streamed completion as it arrives, and deciding what may go out.
+
+For each choice of a stream the judge keeps the text so far and how much of
+it has been released to the client. After each content event, every stream
+filter whose cadence is due judges the last ``window_chars`` of the text.
+Text is released once every enforcing stream filter has judged it and it
+lies more than that filter's ``holdback_chars`` before the end of what the
+filter judged; at the end of a choice everything left is judged and released.
+
+An event whose content goes out unchanged is forwarded as the upstream's own
+bytes; otherwise the event is rebuilt with the content that may go out now.
+A block ends the stream with a last chunk whose finish_reason is
+``content_filter`` and ``data: [DONE]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from proxy.chain import BoundFilter, Chain, Decision
+from proxy.sse import SseEvent, encode_event
+from proxy.timeline import Timeline
+
+DONE = b"data: [DONE]\n\n"
+_SENTENCE_ENDS = frozenset(".!?\n")
+
+
+class StreamMalformed(ValueError):
+    """An event that is not an OpenAI stream chunk."""
+
+
+@dataclass(slots=True)
+class _FilterState:
+    bound: BoundFilter
+    judged_end: int = 0  # the text up to here has been judged by this filter
+    events_since: int = 0
+    cleared: int = 0  # pieces whose holdback this filter has ended
+
+
+class _ChoiceText:
+    """One choice's text, what is released of it, and where each piece arrived."""
+
+    __slots__ = ("filters", "pieces", "released", "text")
+
+    def __init__(self, filters: tuple[BoundFilter, ...]) -> None:
+        self.text = ""
+        self.released = 0
+        self.pieces: list[tuple[int, int]] = []  # (end position, arrival mark)
+        self.filters = [_FilterState(b) for b in filters]
+
+
+class StreamJudge:
+    """Runs the stream stage over one response; built per streamed request."""
+
+    def __init__(
+        self,
+        chain: Chain,
+        route: str,
+        body: object,
+        request_id: str,
+        timeline: Timeline,
+    ) -> None:
+        self._chain = chain
+        self._chat = route == "chat_completions"
+        self._route = route
+        self._body = body
+        self._request_id = request_id
+        self._timeline = timeline
+        self._choices: dict[int, _ChoiceText] = {}
+        self._template: dict[str, Any] = {}
+        self.blocked: Decision | None = None  # a block mid-stream: the stream ends
+        self.blocked_at_end = False  # an at_stream_end block: finish_reason content_filter
+        self.content_sent = False  # some content has been handed out
+
+    async def on_event(self, event: SseEvent, arrived_ns: int) -> bytes:
+        """The bytes to forward for one upstream event (possibly none)."""
+        if event.data is None:
+            return event.raw
+        if event.data == "[DONE]":
+            return await self._finish_all() + event.raw
+        try:
+            chunk = orjson.loads(event.data)
+        except orjson.JSONDecodeError as exc:
+            raise StreamMalformed("an event's data is not JSON") from exc
+        choices = chunk.get("choices") if isinstance(chunk, dict) else None
+        if not isinstance(choices, list) or not choices:
+            return event.raw  # usage, or an error the upstream reports: not content
+        self._template = chunk
+        rebuilt = False
+        kept: list[Any] = []
+        for choice in choices:
+            if not isinstance(choice, dict):
+                raise StreamMalformed("a choice is not an object")
+            out, changed = await self._on_choice(choice, arrived_ns)
+            if self.blocked is not None:
+                return self._block_event(choice.get("index", 0))
+            rebuilt = rebuilt or changed
+            if out is not None:
+                kept.append(out)
+        if not rebuilt:
+            return event.raw
+        if not kept:
+            return b""
+        chunk["choices"] = kept
+        return encode_event(orjson.dumps(chunk))
+
+    async def finish(self) -> bytes:
+        """The stream ended without [DONE]: judge and release what is left."""
+        return await self._finish_all()
+
+    # -- one choice ---------------------------------------------------------
+    async def _on_choice(
+        self, choice: dict[str, Any], arrived_ns: int
+    ) -> tuple[dict[str, Any] | None, bool]:
+        """(the choice as it goes out or None to drop it, whether it changed)."""
+        index = choice.get("index", 0)
+        state = self._choices.get(index)
+        if state is None:
+            state = self._choices[index] = _ChoiceText(self._chain.stream)
+        holder, key = self._content_slot(choice)
+        piece = holder.get(key) if holder is not None else None
+        if isinstance(piece, str) and piece:
+            self._timeline.mark_upstream_first_content(arrived_ns)
+            state.text += piece
+            state.pieces.append((len(state.text), arrived_ns))
+            await self._judge_due(
+                state, final=False, sentence_end=bool(_SENTENCE_ENDS & set(piece))
+            )
+        else:
+            piece = None
+        finish_reason = choice.get("finish_reason")
+        final = finish_reason is not None
+        if final and self.blocked is None:
+            await self._judge_due(state, final=True)
+            if self.blocked is None and await self._blocked_at_end(state):
+                self.blocked_at_end = True
+                choice["finish_reason"] = "content_filter"
+        if self.blocked is not None:
+            return None, True
+        out = self._release(state, final)
+        if out:
+            self.content_sent = True
+        if out == (piece or "") and choice.get("finish_reason") == finish_reason:
+            return choice, False
+        if holder is not None:
+            holder[key] = out
+        if out or finish_reason is not None or self._has_other_fields(choice, holder):
+            return choice, True
+        return None, True
+
+    def _content_slot(self, choice: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+        if self._chat:
+            delta = choice.get("delta")
+            return (delta if isinstance(delta, dict) else None), "content"
+        return choice, "text"
+
+    def _has_other_fields(self, choice: dict[str, Any], holder: dict[str, Any] | None) -> bool:
+        if not self._chat or holder is None:
+            return False
+        return any(k != "content" and v is not None for k, v in holder.items())
+
+    async def _judge_due(self, state: _ChoiceText, final: bool, sentence_end: bool = False) -> None:
+        end = len(state.text)
+        for fs in state.filters:
+            policy = fs.bound.stream
+            fs.events_since += 1
+            unjudged = end - fs.judged_end
+            if unjudged <= 0:
+                continue
+            due = final or (
+                (policy.every_tokens and fs.events_since >= policy.every_tokens)
+                or (policy.every_chars and unjudged >= policy.every_chars)
+                or (policy.at_sentence_end and sentence_end)
+            )
+            if not due:
+                continue
+            start = max(0, end - policy.window_chars)
+            window = state.text[start:]
+            decision = await self._chain.judge(
+                fs.bound,
+                "stream",
+                window,
+                body=self._body,
+                route=self._route,
+                request_id=self._request_id,
+                timeline=self._timeline,
+            )
+            fs.judged_end = len(state.text)
+            fs.events_since = 0
+            if decision.blocks:
+                self.blocked = decision
+                return
+            if decision.text is not None:
+                self._apply_redaction(state, fs, start, window, decision.text)
+
+    def _apply_redaction(
+        self, state: _ChoiceText, by: _FilterState, start: int, window: str, new: str
+    ) -> None:
+        prefix = _common_prefix(window, new)
+        changed_at = start + prefix
+        # Text already sent cannot be recalled: the replacement goes after it.
+        keep = max(state.released, changed_at)
+        old_len = len(state.text)
+        state.text = state.text[:keep] + new[prefix:]
+        shift = len(state.text) - old_len
+        state.pieces = [(e + shift if e > changed_at else e, t) for e, t in state.pieces]
+        for fs in state.filters:
+            if fs is by:
+                fs.judged_end = len(state.text)
+            elif fs.judged_end > changed_at:
+                fs.judged_end = changed_at  # the new text has not been judged by it
+
+    async def _blocked_at_end(self, state: _ChoiceText) -> bool:
+        """Output filters with at_stream_end judge the whole completion."""
+        for bound in self._chain.stream_end:
+            decision = await self._chain.judge(
+                bound,
+                "output",
+                state.text,
+                body=self._body,
+                route=self._route,
+                request_id=self._request_id,
+                timeline=self._timeline,
+            )
+            # Released text cannot be recalled: a block marks the end of the
+            # choice; a redaction is recorded and cannot be applied.
+            if decision.blocks:
+                return True
+        return False
+
+    def _release(self, state: _ChoiceText, final: bool) -> str:
+        """Hand out the text every enforcing filter has cleared."""
+        limit = len(state.text)
+        for fs in state.filters:
+            if not fs.bound.enforcing:
+                continue
+            # At the end of a choice nothing follows, so nothing needs holding back.
+            cleared_to = fs.judged_end if final else fs.judged_end - fs.bound.stream.holdback_chars
+            self._note_holdback(state, fs, cleared_to)
+            limit = min(limit, cleared_to)
+        if limit <= state.released:
+            return ""
+        out = state.text[state.released : limit]
+        state.released = limit
+        return out
+
+    def _note_holdback(self, state: _ChoiceText, fs: _FilterState, cleared_to: int) -> None:
+        while fs.cleared < len(state.pieces) and state.pieces[fs.cleared][0] <= cleared_to:
+            self._timeline.held(fs.bound.name, state.pieces[fs.cleared][1])
+            fs.cleared += 1
+
+    async def _finish_all(self) -> bytes:
+        out = bytearray()
+        for index, state in self._choices.items():
+            if state.released >= len(state.text):
+                continue
+            await self._judge_due(state, final=True)
+            if self.blocked is not None:
+                return bytes(out) + self._block_event(index)
+            text = self._release(state, final=True)
+            if text:
+                out += self._content_event(index, text)
+        return bytes(out)
+
+    # -- rebuilt events -----------------------------------------------------
+    def _base(self) -> dict[str, Any]:
+        return {k: v for k, v in self._template.items() if k not in ("choices", "usage")}
+
+    def _content_event(self, index: int, text: str) -> bytes:
+        choice: dict[str, Any] = {"index": index, "finish_reason": None}
+        if self._chat:
+            choice["delta"] = {"content": text}
+        else:
+            choice["text"] = text
+        self.content_sent = True
+        return encode_event(orjson.dumps({**self._base(), "choices": [choice]}))
+
+    def _block_chunk(self, index: int) -> dict[str, Any]:
+        choice: dict[str, Any] = {"index": index, "finish_reason": "content_filter"}
+        if self._chat:
+            choice["delta"] = {}
+        else:
+            choice["text"] = ""
+        return choice
+
+    def _block_event(self, index: int) -> bytes:
+        chunk = {**self._base(), "choices": [self._block_chunk(index)]}
+        return encode_event(orjson.dumps(chunk)) + DONE
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i

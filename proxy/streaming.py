@@ -1,0 +1,128 @@
+"""Relaying a server-sent event stream of chat or completions through the stream stage.
+
+Each read from the upstream is parsed into events, the events go through the
+:class:`~proxy.stream_judge.StreamJudge`, and what it releases is written at
+once. How a stream ends:
+
+* ``data: [DONE]`` or the upstream's EOF: what is left is judged and sent.
+* a block: a last chunk with ``finish_reason: "content_filter"``, then
+  ``data: [DONE]``; the upstream connection is closed so the model stops.
+* the upstream fails, goes silent past ``read_timeout_s`` or sends something
+  that is not an OpenAI stream: an error event, then the end of the stream.
+* the client goes away: the upstream connection is closed.
+
+With ``TE: trailers`` the full Server-Timing breakdown follows as a trailer.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import aiohttp
+from aiohttp import web
+from aiohttp.http_writer import StreamWriter
+
+from proxy.errors import error_body
+from proxy.headers import client_response_headers
+from proxy.respond import Exchange, stamp
+from proxy.sse import SseError, SseParser, encode_event
+from proxy.stream_judge import StreamJudge, StreamMalformed
+from proxy.upstream import UpstreamFailure, classify_failure
+
+log = logging.getLogger("taxmeter.proxy")
+
+
+async def relay_stream(
+    request: web.Request,
+    ex: Exchange,
+    judge: StreamJudge,
+    upstream: aiohttp.ClientResponse,
+    first_chunk: bytes,
+    first_arrived_ns: int,
+) -> web.StreamResponse:
+    response = web.StreamResponse(
+        status=upstream.status,
+        reason=upstream.reason,
+        headers=client_response_headers(upstream.headers, decoded=True),
+    )
+    trailers = "trailers" in request.headers.get("TE", "").lower()
+    if trailers:
+        response.headers["Trailer"] = "Server-Timing"
+    ex.streamed = True
+    stamp(response, ex)
+    timeline = ex.timeline
+    await response.prepare(request)
+
+    parser = SseParser()
+    content = upstream.content
+    chunk, arrived = first_chunk, first_arrived_ns
+    failure: UpstreamFailure | None = None
+    try:
+        while True:
+            out = bytearray()
+            try:
+                if chunk:
+                    for event in parser.feed(chunk):
+                        out += await judge.on_event(event, arrived)
+                        if judge.blocked is not None:
+                            break
+                else:
+                    timeline.mark_upstream_last_byte()
+                    for event in parser.flush():
+                        out += await judge.on_event(event, arrived)
+                    if judge.blocked is None:
+                        out += await judge.finish()
+            except (SseError, StreamMalformed) as exc:
+                failure = classify_failure(aiohttp.ClientPayloadError(str(exc)))
+                log.warning("upstream sent a malformed stream: %s", exc)
+            if out:
+                await response.write(out)
+                timeline.mark_client_first_byte()
+                if judge.content_sent:
+                    timeline.mark_client_first_content()
+            if judge.blocked is not None:
+                ex.outcome = "blocked"
+                timeline.mark_upstream_last_byte()
+                upstream.close()  # the model server stops generating
+                break
+            if failure is not None or not chunk:
+                break
+            try:
+                chunk = await content.readany()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                failure = classify_failure(exc)
+                log.warning("upstream failed mid-stream (%s): %r", failure.code, exc)
+                break
+            arrived = timeline.now()
+            timeline.mark_upstream_first_byte(arrived)
+        if judge.blocked_at_end and ex.outcome == "ok":
+            ex.outcome = "blocked"
+    except ConnectionResetError:
+        ex.outcome = "client_disconnect"
+        upstream.close()
+        request.protocol.force_close()
+        return response
+    try:
+        if failure is not None:
+            ex.outcome = failure.outcome
+            upstream.close()
+            await response.write(encode_event(error_body(failure.message, failure.code)))
+        await _end(request, response, ex, trailers)
+    except ConnectionResetError:
+        ex.outcome = "client_disconnect"
+        request.protocol.force_close()
+        return response
+    timeline.mark_client_last_byte()
+    return response
+
+
+async def _end(
+    request: web.Request, response: web.StreamResponse, ex: Exchange, trailers: bool
+) -> None:
+    writer = request.writer
+    if trailers and isinstance(writer, StreamWriter) and writer.chunked:
+        # aiohttp writes no trailers, so the last chunk is framed here.
+        timing = ex.timeline.server_timing(final=True)
+        writer.chunked = False
+        await writer.write(f"0\r\nServer-Timing: {timing}\r\n\r\n".encode("ascii"))
+    await response.write_eof()
