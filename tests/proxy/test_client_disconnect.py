@@ -60,7 +60,10 @@ async def test_disconnect_mid_stream_stops_the_upstream_stream(
         await response.content.readline()  # the stream is under way
         assert stats.active_streams == 1
         response.close()  # the client goes away mid-stream
+        left_at = asyncio.get_running_loop().time()
     await wait_for(lambda: stats.active_streams == 0)
+    # The model server stopped generating within 100 ms.
+    assert asyncio.get_running_loop().time() - left_at < 0.1
     assert stats.streams_cancelled == 1
     await wait_for(lambda: disconnects(proxy) == 1)
     assert proxy.value("taxmeter_inflight_requests") == 0

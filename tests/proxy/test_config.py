@@ -65,6 +65,22 @@ def validate(raw: Any) -> Config:
          "filters[0].type", "cannot import"),
         ({"filters": [{"name": "n", "type": f"{PLUGINS}:InputOnly", "stages": ["output"]}]},
          "filters[0].stages", "does not support the output stage"),
+        ({"filters": [{"type": "pii", "parallel": "yes"}]}, "filters[0].parallel", "true or false"),
+        ({"filters": [{"type": "pii", "stages": ["output"], "parallel": True}]},
+         "filters[0].parallel", "input stage only"),
+        ({"filters": [{"type": "pii", "stages": ["input"], "at_stream_end": True}]},
+         "filters[0].at_stream_end", "output stage only"),
+        ({"filters": [{"type": "pii", "stream": 5}]}, "filters[0].stream", "mapping"),
+        ({"filters": [{"type": "pii", "stream": {"bogus": 1}}]},
+         "filters[0].stream.bogus", "unknown key"),
+        ({"filters": [{"type": "pii", "stream": {"every_tokens": 1, "every_chars": 3}}]},
+         "filters[0].stream", "set one of"),
+        ({"filters": [{"type": "pii", "stream": {"window_chars": 0}}]},
+         "filters[0].stream.window_chars", "whole number"),
+        ({"filters": [{"type": "pii", "stream": {"holdback_chars": 600}}]},
+         "filters[0].stream.holdback_chars", "smaller than window_chars"),
+        ({"filters": [{"type": "pii", "stream": {"at_sentence_end": 1}}]},
+         "filters[0].stream.at_sentence_end", "true or false"),
         ({"variants": {}}, "variants", "at least one"),
         ({"variants": {"a": {"weight": -1}}}, "variants.a.weight", ">= 0"),
         ({"variants": {"a": {"weight": 0}}}, "variants", "add up to 0"),
@@ -100,10 +116,16 @@ def test_every_key_of_the_documented_example_is_accepted() -> None:
             filters:
               - name: pii
                 type: pii
-                stages: [input, output]
+                stages: [input, output, stream]
                 mode: enforce
                 timeout_ms: 100
                 on_error: open
+                parallel: false
+                at_stream_end: true
+                stream:
+                  every_chars: 16
+                  window_chars: 256
+                  holdback_chars: 32
                 params: {}
             variants:
               default: {weight: 90}

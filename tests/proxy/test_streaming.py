@@ -374,3 +374,94 @@ async def test_no_tasks_or_connections_are_left_behind(
     assert proxy.value("taxmeter_requests_total", **ROUTE, outcome="client_disconnect") == 20
     # Every upstream connection of a stopped stream was closed, none kept open.
     assert len(os.listdir("/proc/self/fd")) <= fds_before + 2
+
+
+def judged_calls(proxy: RunningProxy, name: str = "f") -> float:
+    return sum(
+        proxy.value(
+            "taxmeter_filter_decisions_total",
+            filter=name,
+            stage="stream",
+            mode=mode,
+            action="allow",
+        )
+        for mode in ("enforce", "observe")
+    )
+
+
+@pytest.mark.parametrize(
+    ("policy", "calls"),
+    [
+        ({}, 5),  # every token: 5 content events, so nothing is left for the end
+        ({"every_tokens": 2}, 3),  # after events 2 and 4, then the rest at the end
+        ({"every_chars": 12}, 2),  # once 12 new characters arrived, then at the end
+        ({"at_sentence_end": True}, 2),  # at "one. " and at the end
+    ],
+)
+async def test_stream_filter_cadence(
+    start_proxy: ProxyFactory,
+    scripted: Callable[[Script], Awaitable[str]],
+    policy: dict[str, Any],
+    calls: int,
+) -> None:
+    script: Script = [chunk(t) for t in ("Sentence", " one.", " And", " then", " two")]
+    url = await scripted([*script, chunk(None, "stop"), DONE])
+    proxy = await start_proxy(
+        {"filters": [stream_filter("denylist", {"words": ["nope"]}, stream=policy)]},
+        upstream=url,
+    )
+    text, _, _ = await stream_text(proxy)
+    assert text == "Sentence one. And then two"
+    assert judged_calls(proxy) == calls
+
+
+async def test_an_observing_stream_filter_holds_nothing_back(
+    start_proxy: ProxyFactory, scripted: Callable[[Script], Awaitable[str]]
+) -> None:
+    url = await scripted([chunk("a secret"), chunk(" b"), chunk(None, "stop"), DONE])
+    proxy = await start_proxy(
+        {"filters": [stream_filter("denylist", {"words": ["secret"]}, mode="observe",
+                                   stream={"holdback_chars": 100, "window_chars": 200})]},
+        upstream=url,
+    )  # fmt: skip
+    text, finishes, _ = await stream_text(proxy)
+    assert (text, finishes[-1]) == ("a secret b", "stop")
+    assert proxy.value("taxmeter_filter_decisions_total", filter="f", stage="stream",
+                       mode="observe", action="block") >= 1  # fmt: skip
+    assert proxy.value("taxmeter_stream_holdback_seconds_count", filter="f",
+                       variant="default") == 0  # fmt: skip
+
+
+async def test_several_choices_stream_through_the_stage(start_proxy: ProxyFactory) -> None:
+    proxy = await start_proxy({"filters": [{"name": "pii", "type": "pii", "stages": ["stream"]}]})
+    async with openai.AsyncOpenAI(base_url=f"{proxy.url}/v1", api_key="x") as client:
+        stream = await client.chat.completions.create(
+            model="m", n=2, stream=True,
+            messages=[{"role": "user", "content": "echo: call 555-123-4567 now"}],
+        )  # fmt: skip
+        texts: dict[int, str] = {0: "", 1: ""}
+        finishes: dict[int, str | None] = {}
+        async for c in stream:
+            for choice in c.choices:
+                texts[choice.index] += choice.delta.content or ""
+                finishes[choice.index] = choice.finish_reason or finishes.get(choice.index)
+    assert texts == {0: "call [PHONE] now", 1: "call [PHONE] now"}
+    assert finishes == {0: "stop", 1: "stop"}
+
+
+async def test_holdback_delays_tokens_and_is_measured(
+    start_proxy: ProxyFactory, scripted: Callable[[Script], Awaitable[str]]
+) -> None:
+    url = await scripted(
+        [chunk("0123456789"), 0.05, chunk("abcdefghij"), 0.05, chunk(None, "stop"), DONE]
+    )
+    proxy = await start_proxy(
+        {"filters": [stream_filter("denylist", {"words": ["nope"]},
+                                   stream={"holdback_chars": 15})]}, upstream=url,
+    )  # fmt: skip
+    await stream_text(proxy)
+    # Holding back 15 characters, both pieces of 10 wait for the end of the stream:
+    # the first ~100 ms, the second ~50 ms, a mean of ~75 ms.
+    mean = proxy.value("taxmeter_stream_holdback_seconds_sum", filter="f", variant="default")
+    assert 0.065 < mean < 0.09, mean
+    assert proxy.value("taxmeter_ttft_tax_seconds_sum", **ROUTE) > 0.04
