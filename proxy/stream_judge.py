@@ -70,6 +70,9 @@ class StreamJudge:
         self._request_id = request_id
         self._timeline = timeline
         self._choices: dict[int, _ChoiceText] = {}
+        # Past this, text every filter has judged and the client has received is
+        # dropped, keeping the longest window, so a long completion costs no more.
+        self._keep_chars = 4 * max((b.stream.window_chars for b in chain.stream), default=512)
         self._template: dict[str, Any] = {}
         self.blocked: Decision | None = None  # a block mid-stream: the stream ends
         self.blocked_at_end = False  # an at_stream_end block: finish_reason content_filter
@@ -163,10 +166,10 @@ class StreamJudge:
         return any(k != "content" and v is not None for k, v in holder.items())
 
     async def _judge_due(self, state: _ChoiceText, final: bool, sentence_end: bool = False) -> None:
-        end = len(state.text)
         for fs in state.filters:
             policy = fs.bound.stream
             fs.events_since += 1
+            end = len(state.text)  # an earlier filter may have redacted it
             unjudged = end - fs.judged_end
             if unjudged <= 0:
                 continue
@@ -245,6 +248,8 @@ class StreamJudge:
             return ""
         out = state.text[state.released : limit]
         state.released = limit
+        if len(state.text) > self._keep_chars and not self._chain.stream_end:
+            _compact(state, self._keep_chars // 4)
         return out
 
     def _note_holdback(self, state: _ChoiceText, fs: _FilterState, cleared_to: int) -> None:
@@ -289,6 +294,26 @@ class StreamJudge:
     def _block_event(self, index: int) -> bytes:
         chunk = {**self._base(), "choices": [self._block_chunk(index)]}
         return encode_event(orjson.dumps(chunk)) + DONE
+
+
+def _compact(state: _ChoiceText, keep: int) -> None:
+    """Drop the start of the text that no filter and no accounting needs any more."""
+    enforcing = [fs for fs in state.filters if fs.bound.enforcing]
+    cut = min(
+        state.released,
+        len(state.text) - keep,
+        min((fs.judged_end for fs in state.filters), default=state.released),
+    )
+    if cut <= 0:
+        return
+    done = min((fs.cleared for fs in enforcing), default=len(state.pieces))
+    state.text = state.text[cut:]
+    state.released -= cut
+    state.pieces = [(end - cut, at) for end, at in state.pieces[done:]]
+    for fs in state.filters:
+        fs.judged_end -= cut
+        if fs.bound.enforcing:
+            fs.cleared -= done
 
 
 def _common_prefix(a: str, b: str) -> int:

@@ -465,3 +465,19 @@ async def test_holdback_delays_tokens_and_is_measured(
     mean = proxy.value("taxmeter_stream_holdback_seconds_sum", filter="f", variant="default")
     assert 0.065 < mean < 0.09, mean
     assert proxy.value("taxmeter_ttft_tax_seconds_sum", **ROUTE) > 0.04
+
+
+async def test_a_long_stream_keeps_only_the_window_and_still_redacts(
+    start_proxy: ProxyFactory, scripted: Callable[[Script], Awaitable[str]]
+) -> None:
+    words = [f" w{i}" for i in range(3000)]
+    words[2500:2502] = [" mail jane@exa", "mple.com"]
+    url = await scripted([*(chunk(w) for w in words), chunk(None, "stop"), DONE])
+    proxy = await start_proxy(
+        {"filters": [stream_filter("pii", {}, stream={"window_chars": 64, "holdback_chars": 24})]},
+        upstream=url,
+    )
+    text, finishes, _ = await stream_text(proxy)
+    expected = "".join(words).replace("jane@example.com", "[EMAIL]")
+    assert text == expected
+    assert finishes[-1] == "stop"
