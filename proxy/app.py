@@ -1,52 +1,90 @@
-"""Wiring: the proxy application, built once from a validated config."""
+"""Wiring: the proxy, metrics and admin applications, built once from a validated config."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from proxy.chain import build_chains, build_filters
+from proxy.admin import build_admin_app
 from proxy.config import Config
 from proxy.handler import ProxyHandler
 from proxy.metrics import Metrics
-from proxy.metrics_app import Readiness
+from proxy.metrics_app import Readiness, build_metrics_app
+from proxy.observe import Observer
+from proxy.runtime import Runtime
+from proxy.stats import Stats
 from proxy.upstream import new_session
-from proxy.variants import VariantPicker
+
+log = logging.getLogger("taxmeter")
+
+# Deferred observations still running at shutdown get this long to finish.
+OBSERVE_GRACE_S = 5.0
 
 
-def build_proxy_app(
-    config: Config, registry: CollectorRegistry, readiness: Readiness | None = None
-) -> web.Application:
-    """The proxy app; filters are constructed and the chains frozen here, once.
+@dataclass
+class Apps:
+    proxy: web.Application
+    metrics: web.Application
+    admin: web.Application | None  # None: not configured, or no token in its variable
+    runtime: Runtime
+    readiness: Readiness
+    stats: Stats
+    observer: Observer
+
+
+def build_apps(
+    config: Config,
+    registry: CollectorRegistry,
+    config_path: str | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> Apps:
+    """Build every app; filters are constructed and the chains frozen here, once.
 
     Raises ConfigError when a filter cannot be built, before anything listens.
     """
     if config.upstream.url is None:
-        raise ValueError("build_proxy_app needs config.upstream.url")
-    filters = build_filters(config)
-    handler = ProxyHandler(
-        config.upstream.url,
-        build_chains(config, filters),
-        VariantPicker(config.variants),
-        Metrics(registry, config),
-    )
+        raise ValueError("build_apps needs config.upstream.url")
+    runtime = Runtime(config, config_path)
+    metrics = Metrics(registry, config)
+    stats = Stats(config.stats_reservoir_size)
+    observer = Observer()
+    readiness = Readiness()
+    handler = ProxyHandler(config.upstream.url, runtime, metrics, stats, observer)
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         handler.session = new_session(config.upstream)
-        if readiness is not None:
-            readiness.ready = True
+        readiness.ready = True
         yield
-        if readiness is not None:
-            readiness.ready = False
+        readiness.ready = False
         await handler.session.close()
-        for instance, _ in filters.values():
+        await observer.drain(OBSERVE_GRACE_S)
+        for instance in runtime.all_filter_instances():
             close = getattr(instance, "aclose", None)
             if close is not None:
                 await close()
 
-    app = web.Application(client_max_size=config.max_body_bytes, handler_args={})
-    app.cleanup_ctx.append(upstream_session)
-    app.router.add_route("*", "/{tail:.*}", handler.handle)
-    return app
+    proxy_app = web.Application(client_max_size=config.max_body_bytes)
+    proxy_app.cleanup_ctx.append(upstream_session)
+    proxy_app.router.add_route("*", "/{tail:.*}", handler.handle)
+
+    def stats_snapshot() -> dict[str, object]:
+        weights = {v.name: v.weight for v in runtime.config.variants}
+        return stats.snapshot(weights)
+
+    metrics_app = build_metrics_app(registry, readiness, stats_snapshot)
+
+    admin_app = None
+    if config.admin is not None:
+        token = environ.get(config.admin.token_env, "")
+        if token:
+            admin_app = build_admin_app(
+                runtime, token, lambda: metrics.add_variants(runtime.config)
+            )
+        else:
+            log.warning("admin listener off: %s holds no token", config.admin.token_env)
+    return Apps(proxy_app, metrics_app, admin_app, runtime, readiness, stats, observer)

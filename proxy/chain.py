@@ -71,24 +71,41 @@ class Decision:
     text: str | None = None  # the redacted text, when an enforcing filter redacted
 
 
+CHAIN_PARTS = (
+    "input", "input_parallel", "output", "stream", "stream_end",
+    "later_input", "later_output", "later_stream", "later_stream_end",
+)  # fmt: skip
+
+
 class Chain:
     """The filters of one variant, per stage, in config order.
 
     ``input`` runs before the upstream call; ``input_parallel`` alongside it;
     ``output`` on a whole completion; ``stream`` on a stream's text as it
     arrives; ``stream_end`` (output filters with ``at_stream_end``) on the
-    whole text when a stream ends.
+    whole text when a stream ends. The ``later_*`` parts hold observing
+    filters that run after the response, off the request's path.
     """
 
-    __slots__ = ("input", "input_parallel", "output", "stream", "stream_end", "variant")
+    __slots__ = (*CHAIN_PARTS, "variant")
 
-    def __init__(self, variant: str, by_stage: dict[str, list[BoundFilter]]) -> None:
+    def __init__(self, variant: str, parts: dict[str, list[BoundFilter]]) -> None:
         self.variant = variant
-        self.input = tuple(by_stage["input"])
-        self.input_parallel = tuple(by_stage["input_parallel"])
-        self.output = tuple(by_stage["output"])
-        self.stream = tuple(by_stage["stream"])
-        self.stream_end = tuple(by_stage["stream_end"])
+        self.input = tuple(parts["input"])
+        self.input_parallel = tuple(parts["input_parallel"])
+        self.output = tuple(parts["output"])
+        self.stream = tuple(parts["stream"])
+        self.stream_end = tuple(parts["stream_end"])
+        self.later_input = tuple(parts["later_input"])
+        self.later_output = tuple(parts["later_output"])
+        self.later_stream = tuple(parts["later_stream"])
+        self.later_stream_end = tuple(parts["later_stream_end"])
+
+    @property
+    def observes_later(self) -> bool:
+        return bool(
+            self.later_input or self.later_output or self.later_stream or self.later_stream_end
+        )
 
     async def run(
         self,
@@ -129,10 +146,11 @@ class Chain:
         route: str,
         request_id: str,
         timeline: Timeline,
+        critical: bool = True,
     ) -> Decision:
         """One timed call of one filter on one text (the stream stage's unit of work)."""
         ctx = FilterContext(stage, text, body, route, request_id, self.variant)
-        call = timeline.start_filter(bound.name, stage, bound.mode)
+        call = timeline.start_filter(bound.name, stage, bound.mode, critical)
         verdict, action, _ = await _call(bound, ctx, False, [])
         timeline.end_filter(call, action)
         return _decide(bound, action, verdict)
@@ -216,9 +234,7 @@ def build_chains(
     """One frozen chain per variant, sharing the filter instances."""
     chains: dict[str, Chain] = {}
     for variant in config.variants:
-        by_stage: dict[str, list[BoundFilter]] = {
-            k: [] for k in ("input", "input_parallel", "output", "stream", "stream_end")
-        }
+        parts: dict[str, list[BoundFilter]] = {k: [] for k in CHAIN_PARTS}
         for spec in config.filters:
             mode = variant.modes.get(spec.name, spec.mode)
             if spec.name in variant.disable or mode == "off":
@@ -232,12 +248,19 @@ def build_chains(
                 instance,
                 spec.stream,
             )
+            # An observing filter changes nothing, so by default it runs after the
+            # response, where it costs the client nothing.
+            later = "later_" if mode == "observe" and not spec.observe_inline else ""
             for stage in filter_stages:
-                key = "input_parallel" if stage == "input" and spec.parallel else stage
-                by_stage[key].append(bound)
+                if later:
+                    parts[f"later_{stage}"].append(bound)
+                elif stage == "input" and spec.parallel:
+                    parts["input_parallel"].append(bound)
+                else:
+                    parts[stage].append(bound)
                 if stage == "output" and spec.at_stream_end:
-                    by_stage["stream_end"].append(bound)
-        chains[variant.name] = Chain(variant.name, by_stage)
+                    parts[f"{later}stream_end"].append(bound)
+        chains[variant.name] = Chain(variant.name, parts)
     return chains
 
 

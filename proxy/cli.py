@@ -85,7 +85,7 @@ def _serve(args: argparse.Namespace) -> int:
         upstream=args.upstream, listen=args.listen, metrics_listen=args.metrics_listen
     )
     _validated(config)
-    uvloop.run(run_proxy(config, lambda line: print(line, flush=True)))
+    uvloop.run(run_proxy(config, lambda line: print(line, flush=True), args.config))
     return 0
 
 

@@ -18,6 +18,7 @@ from aiohttp import web
 from proxy.chain import BoundFilter, Chain
 from proxy.headers import client_response_headers, upstream_request_headers
 from proxy.metrics import Metrics
+from proxy.observe import Later, Observer, observe
 from proxy.openai_body import (
     JUDGED_ROUTES,
     block_choice,
@@ -26,11 +27,12 @@ from proxy.openai_body import (
     prompt_refs,
 )
 from proxy.respond import Exchange, pass_through, send, send_error, send_upstream_failure
+from proxy.runtime import Runtime
+from proxy.stats import Stats
 from proxy.stream_judge import StreamJudge
 from proxy.streaming import relay_stream
 from proxy.timeline import Timeline
 from proxy.upstream import Fetched, body_chunks, classify_failure, fetch, upstream_url
-from proxy.variants import VariantPicker
 
 # Bodies up to this size arrive in one read anyway; reading them whole is
 # cheaper than streaming them chunked.
@@ -43,40 +45,68 @@ class ProxyHandler:
     def __init__(
         self,
         upstream_base: str,
-        chains: dict[str, Chain],
-        picker: VariantPicker,
+        runtime: Runtime,
         metrics: Metrics,
+        stats: Stats,
+        observer: Observer,
     ) -> None:
         self._base = upstream_base
-        self._chains = chains
-        self._picker = picker
+        self._runtime = runtime
         self._metrics = metrics
+        self._stats = stats
+        self._observer = observer
         self.session: aiohttp.ClientSession | None = None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         timeline = Timeline()
-        variant = self._picker.pick()
+        snapshot = self._runtime.current  # this request's config, to its end
+        variant = snapshot.assigner.assign(request)
+        chain = snapshot.chains[variant]
         ex = Exchange(timeline, classify(request.path), variant, _request_id(request))
+        ex.expose_variant = snapshot.assigner.expose
+        if chain.observes_later:
+            ex.later = Later()
+        self._metrics.assignments.labels(variant).inc()
         self._metrics.inflight.inc()
         try:
-            return await self._serve(request, ex, self._chains[variant])
+            return await self._serve(request, ex, chain)
         except asyncio.CancelledError:
             ex.outcome = "client_disconnect"
             raise
         finally:
             self._metrics.inflight.dec()
-            self._finish(ex)
+            if ex.later is None or not self._observer.submit(self._observe_then_record(ex, chain)):
+                if ex.later is not None:
+                    self._metrics.observations_skipped.inc()
+                self._record(ex)
 
-    def _finish(self, ex: Exchange) -> None:
+    async def _observe_then_record(self, ex: Exchange, chain: Chain) -> None:
+        assert ex.later is not None
+        try:
+            await observe(
+                chain,
+                ex.later,
+                route=ex.route,
+                body=ex.body,
+                request_id=ex.request_id,
+                timeline=ex.timeline,
+            )
+        finally:
+            self._record(ex)
+
+    def _record(self, ex: Exchange) -> None:
+        """Everything one request contributes, derived once from its timeline."""
         figures = ex.timeline.breakdown(ex.streamed)
-        self._metrics.record(ex.route, ex.variant, ex.outcome, figures, ex.timeline.filter_calls)
+        calls = ex.timeline.filter_calls
+        self._metrics.record(ex.route, ex.variant, ex.outcome, figures, calls)
+        self._stats.record(ex.route, ex.variant, ex.outcome, figures, calls)
 
     async def _serve(self, request: web.Request, ex: Exchange, chain: Chain) -> web.StreamResponse:
         judged = ex.route in JUDGED_ROUTES
         parsed: Any = None
         segments: list[str] = []
         data: Any = None
-        if judged and (chain.input or chain.input_parallel):
+        if judged and (chain.input or chain.input_parallel or chain.later_input):
             try:
                 body = await request.read()
             except web.HTTPRequestEntityTooLarge as exc:
@@ -94,6 +124,7 @@ class ProxyHandler:
                 return await send_error(
                     request, ex, 400, "invalid_body", f"the request body has no valid '{what}'"
                 )
+            ex.body = parsed
             segments = [ref.get() for ref in refs]
             if segments and chain.input:
                 result = await chain.run(
@@ -113,6 +144,8 @@ class ProxyHandler:
                     body = orjson.dumps(parsed)
                     segments = result.segments
             data = body
+            if ex.later is not None:
+                ex.later.prompt = segments
         elif request.body_exists:
             length = request.content_length
             if length is not None and length <= _READ_WHOLE_BYTES:
@@ -178,11 +211,24 @@ class ProxyHandler:
             ex.outcome = _outcome_of_status(upstream.status)
         judged = ex.route in JUDGED_ROUTES
         if judged and fetched.stream and upstream.status == 200:
-            judge = StreamJudge(chain, ex.route, parsed, ex.request_id, ex.timeline)
-            return await relay_stream(
-                request, ex, judge, upstream, fetched.first_chunk, fetched.first_arrived_ns
+            judge = StreamJudge(
+                chain,
+                chain.stream,
+                chain.stream_end,
+                ex.route,
+                parsed,
+                ex.request_id,
+                ex.timeline,
+                keep_pieces=bool(chain.later_stream or chain.later_stream_end),
             )
-        if fetched.body is not None and chain.output:
+            try:
+                return await relay_stream(
+                    request, ex, judge, upstream, fetched.first_chunk, fetched.first_arrived_ns
+                )
+            finally:
+                if ex.later is not None and judge.pieces:
+                    ex.later.stream_pieces = judge.pieces
+        if fetched.body is not None and (chain.output or chain.later_output):
             return await self._judge_and_send(request, ex, chain, upstream, fetched.body)
         if fetched.body is not None:
             response = web.Response(
@@ -214,6 +260,10 @@ class ProxyHandler:
             )
         changed = False
         for choice, ref in choices:
+            if not chain.output:
+                if ex.later is not None:
+                    ex.later.completions.append(ref.get())
+                continue
             result = await chain.run(
                 chain.output,
                 "output",
@@ -230,6 +280,8 @@ class ProxyHandler:
             elif result.changed:
                 ref.set(result.segments[0])
                 changed = True
+            if ex.later is not None and not result.blocked:
+                ex.later.completions.append(ref.get())
         body = orjson.dumps(parsed) if changed else raw
         headers = client_response_headers(upstream.headers, decoded=True)
         response = web.Response(status=upstream.status, reason=upstream.reason, headers=headers)

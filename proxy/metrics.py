@@ -94,12 +94,28 @@ class Metrics:
             "before it could be forwarded, per request.",
             ("filter", "variant"),
         )
+        self.assignments = Counter(
+            "taxmeter_variant_assignments",
+            "Requests assigned to each variant.",
+            ("variant",),
+            registry=registry,
+        )
+        self.observations_skipped = Counter(
+            "taxmeter_observations_skipped",
+            "Requests whose deferred observing filters did not run: too many were pending.",
+            registry=registry,
+        )
         self.inflight = Gauge(
             "taxmeter_inflight_requests", "Requests being served.", registry=registry
         )
         # Series that exist from the start read as 0 rather than absent, so
         # rate() and alert rules work before the first event.
+        self.add_variants(config)
+
+    def add_variants(self, config: Config) -> None:
+        """Start the series of the config's variants at 0 (again on reload: no-op for known)."""
         for variant in config.variants:
+            self.assignments.labels(variant.name)
             for route in ROUTE_LABELS:
                 for outcome in OUTCOMES:
                     self.requests.labels(route, variant.name, outcome)

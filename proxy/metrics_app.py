@@ -1,7 +1,11 @@
-"""The metrics listener: /metrics (Prometheus), /healthz (alive) and /readyz (ready)."""
+"""The metrics listener: /metrics (Prometheus), /stats (recent per-request figures,
+see proxy.stats), /healthz (alive) and /readyz (ready)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
@@ -16,7 +20,11 @@ class Readiness:
         self.ready = False
 
 
-def build_metrics_app(registry: CollectorRegistry, readiness: Readiness) -> web.Application:
+def build_metrics_app(
+    registry: CollectorRegistry,
+    readiness: Readiness,
+    stats: Callable[[], dict[str, object]] = dict,
+) -> web.Application:
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -25,7 +33,11 @@ def build_metrics_app(registry: CollectorRegistry, readiness: Readiness) -> web.
             return web.json_response({"status": "ready"})
         return web.json_response({"status": "not ready"}, status=503)
 
+    async def stats_handler(request: web.Request) -> web.Response:
+        return web.Response(body=orjson.dumps(stats()), content_type="application/json")
+
     app = web.Application()
+    app.router.add_get("/stats", stats_handler)
     app.router.add_get("/metrics", make_aiohttp_handler(registry))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

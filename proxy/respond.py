@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
 
+from proxy.config_control import OVERRIDE_HEADER
 from proxy.errors import error_body
 from proxy.headers import client_response_headers
 from proxy.timeline import Timeline
 from proxy.upstream import classify_failure
+
+if TYPE_CHECKING:
+    from proxy.observe import Later
 
 log = logging.getLogger("taxmeter.proxy")
 
@@ -30,6 +35,9 @@ class Exchange:
     request_id: str
     outcome: str = "ok"
     streamed: bool = False
+    expose_variant: bool = False
+    body: Any = None  # the parsed request body, when it was read
+    later: Later | None = None  # what deferred observers will judge
 
 
 async def send(request: web.Request, ex: Exchange, response: web.Response) -> web.StreamResponse:
@@ -123,6 +131,8 @@ async def pass_through(
 def stamp(response: web.StreamResponse, ex: Exchange) -> None:
     response.headers["X-Request-Id"] = ex.request_id
     response.headers["Server-Timing"] = ex.timeline.server_timing()
+    if ex.expose_variant:
+        response.headers[OVERRIDE_HEADER] = ex.variant
 
 
 def _abort(

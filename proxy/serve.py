@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -12,9 +13,11 @@ from dataclasses import replace
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from proxy.app import build_proxy_app
-from proxy.config import Config, HostPort
-from proxy.metrics_app import Readiness, build_metrics_app
+from proxy.app import build_apps
+from proxy.config import Config, ConfigError, HostPort
+from proxy.runtime import Runtime
+
+log = logging.getLogger("taxmeter")
 
 # In-flight requests (long generations) get this long to finish on SIGTERM;
 # Kubernetes' default grace period is 30 s.
@@ -62,8 +65,13 @@ async def embedded_model_server() -> AsyncIterator[str]:
                 await process.wait()
 
 
-async def run_proxy(config: Config, announce: Callable[[str], None]) -> None:
-    """Serve until SIGINT or SIGTERM; starts the simulated model server if no upstream."""
+async def run_proxy(
+    config: Config, announce: Callable[[str], None], config_path: str | None = None
+) -> None:
+    """Serve until SIGINT or SIGTERM; SIGHUP reloads the config file.
+
+    Starts the simulated model server when no upstream is configured.
+    """
     async with contextlib.AsyncExitStack() as stack:
         if config.upstream.url is None:
             url = await stack.enter_async_context(embedded_model_server())
@@ -71,26 +79,38 @@ async def run_proxy(config: Config, announce: Callable[[str], None]) -> None:
             model_note = f"{url} (simulated model server: no upstream.url configured)"
         else:
             model_note = config.upstream.url
-        registry = CollectorRegistry()
-        readiness = Readiness()
-        proxy_app = build_proxy_app(config, registry, readiness)
-        metrics_runner = await start_site(
-            build_metrics_app(registry, readiness), config.metrics_listen
-        )
+        apps = build_apps(config, CollectorRegistry(), config_path)
+        metrics_runner = await start_site(apps.metrics, config.metrics_listen)
         stack.push_async_callback(metrics_runner.cleanup)
-        proxy_runner = await start_site(proxy_app, config.listen)
+        admin_note = "off"
+        if apps.admin is not None and config.admin is not None:
+            where = HostPort(config.admin.host, config.admin.port)
+            admin_runner = await start_site(apps.admin, where)
+            stack.push_async_callback(admin_runner.cleanup)
+            admin_note = f"{bound_url(admin_runner)}/admin"
+        proxy_runner = await start_site(apps.proxy, config.listen)
         stack.push_async_callback(proxy_runner.cleanup)
 
         filters = ", ".join(f"{f.name} ({f.mode})" for f in config.filters) or "none"
         announce(f"taxmeter: proxy    {bound_url(proxy_runner)}")
         announce(f"taxmeter: metrics  {bound_url(metrics_runner)}/metrics")
         announce(f"taxmeter: model    {model_note}")
+        announce(f"taxmeter: admin    {admin_note}")
         announce(f"taxmeter: filters  {filters}")
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, _reload, apps.runtime)
         await stop.wait()
-        readiness.ready = False
+        apps.readiness.ready = False
         announce("taxmeter: shutting down (draining in-flight requests)")
+
+
+def _reload(runtime: Runtime) -> None:
+    """SIGHUP: re-read the config file; a bad one is refused and logged."""
+    try:
+        runtime.reload()
+    except ConfigError as exc:
+        log.warning("reload refused, the running config stays: %s", exc)

@@ -58,12 +58,20 @@ class StreamJudge:
     def __init__(
         self,
         chain: Chain,
+        filters: tuple[BoundFilter, ...],
+        end_filters: tuple[BoundFilter, ...],
         route: str,
         body: object,
         request_id: str,
         timeline: Timeline,
+        keep_pieces: bool = False,
     ) -> None:
         self._chain = chain
+        self._filters = filters
+        self._end_filters = end_filters
+        # Deferred observers replay the pieces after the response (see proxy.observe).
+        self.pieces: dict[int, list[str]] | None = {} if keep_pieces else None
+        self._critical = True
         self._chat = route == "chat_completions"
         self._route = route
         self._body = body
@@ -72,7 +80,7 @@ class StreamJudge:
         self._choices: dict[int, _ChoiceText] = {}
         # Past this, text every filter has judged and the client has received is
         # dropped, keeping the longest window, so a long completion costs no more.
-        self._keep_chars = 4 * max((b.stream.window_chars for b in chain.stream), default=512)
+        self._keep_chars = 4 * max((b.stream.window_chars for b in filters), default=512)
         self._template: dict[str, Any] = {}
         self.blocked: Decision | None = None  # a block mid-stream: the stream ends
         self.blocked_at_end = False  # an at_stream_end block: finish_reason content_filter
@@ -114,6 +122,18 @@ class StreamJudge:
         """The stream ended without [DONE]: judge and release what is left."""
         return await self._finish_all()
 
+    async def replay(self, pieces: dict[int, list[str]]) -> None:
+        """Judge a finished stream's pieces as they had arrived (deferred observers)."""
+        self._critical = False
+        for index, texts in pieces.items():
+            state = self._choices[index] = _ChoiceText(self._filters)
+            for piece in texts:
+                state.text += piece
+                sentence_end = bool(_SENTENCE_ENDS & set(piece))
+                await self._judge_due(state, final=False, sentence_end=sentence_end)
+            await self._judge_due(state, final=True)
+            await self._blocked_at_end(state)
+
     # -- one choice ---------------------------------------------------------
     async def _on_choice(
         self, choice: dict[str, Any], arrived_ns: int
@@ -122,11 +142,13 @@ class StreamJudge:
         index = choice.get("index", 0)
         state = self._choices.get(index)
         if state is None:
-            state = self._choices[index] = _ChoiceText(self._chain.stream)
+            state = self._choices[index] = _ChoiceText(self._filters)
         holder, key = self._content_slot(choice)
         piece = holder.get(key) if holder is not None else None
         if isinstance(piece, str) and piece:
             self._timeline.mark_upstream_first_content(arrived_ns)
+            if self.pieces is not None:
+                self.pieces.setdefault(index, []).append(piece)
             state.text += piece
             state.pieces.append((len(state.text), arrived_ns))
             await self._judge_due(
@@ -190,6 +212,7 @@ class StreamJudge:
                 route=self._route,
                 request_id=self._request_id,
                 timeline=self._timeline,
+                critical=self._critical,
             )
             fs.judged_end = len(state.text)
             fs.events_since = 0
@@ -218,7 +241,7 @@ class StreamJudge:
 
     async def _blocked_at_end(self, state: _ChoiceText) -> bool:
         """Output filters with at_stream_end judge the whole completion."""
-        for bound in self._chain.stream_end:
+        for bound in self._end_filters:
             decision = await self._chain.judge(
                 bound,
                 "output",
@@ -227,6 +250,7 @@ class StreamJudge:
                 route=self._route,
                 request_id=self._request_id,
                 timeline=self._timeline,
+                critical=self._critical,
             )
             # Released text cannot be recalled: a block marks the end of the
             # choice; a redaction is recorded and cannot be applied.
@@ -248,7 +272,7 @@ class StreamJudge:
             return ""
         out = state.text[state.released : limit]
         state.released = limit
-        if len(state.text) > self._keep_chars and not self._chain.stream_end:
+        if len(state.text) > self._keep_chars and not self._end_filters:
             _compact(state, self._keep_chars // 4)
         return out
 

@@ -17,9 +17,9 @@ from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 from prometheus_client import CollectorRegistry
 
-from proxy.app import build_proxy_app
+from proxy.app import Apps, build_apps
 from proxy.config import parse_config
-from proxy.metrics_app import Readiness, build_metrics_app
+from proxy.metrics_app import Readiness
 from proxy.mock_upstream import MockSettings, make_mock_app
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
@@ -34,8 +34,18 @@ class RunningProxy:
 
     server: TestServer
     metrics_server: TestServer
+    admin_server: TestServer | None
     registry: CollectorRegistry
-    readiness: Readiness
+    apps: Apps
+
+    @property
+    def readiness(self) -> Readiness:
+        return self.apps.readiness
+
+    @property
+    def admin_url(self) -> str:
+        assert self.admin_server is not None, "no admin listener"
+        return str(self.admin_server.make_url("")).rstrip("/")
 
     @property
     def url(self) -> str:
@@ -44,6 +54,12 @@ class RunningProxy:
     @property
     def metrics_url(self) -> str:
         return str(self.metrics_server.make_url("")).rstrip("/")
+
+    async def settle(self) -> None:
+        """Wait for the deferred observations of requests already answered."""
+        async with asyncio.timeout(5):
+            while self.apps.observer.pending:  # noqa: ASYNC110 - a set of tasks, no event
+                await asyncio.sleep(0.005)
 
     def value(self, name: str, **labels: str) -> float:
         """A sample's value in the registry (0 when absent)."""
@@ -64,16 +80,20 @@ def start_proxy(aiohttp_server: ServerFactory, model: TestServer) -> ProxyFactor
     """Start a proxy from a config mapping (the YAML's shape); upstream defaults to `model`."""
 
     async def start(
-        config: dict[str, Any] | None = None, upstream: str | None = None
+        config: dict[str, Any] | None = None,
+        upstream: str | None = None,
+        config_path: str | None = None,
+        environ: dict[str, str] | None = None,
     ) -> RunningProxy:
         parsed = parse_config(config or {}).with_overrides(
             upstream=upstream or str(model.make_url("")).rstrip("/")
         )
         registry = CollectorRegistry()
-        readiness = Readiness()
-        server = await aiohttp_server(build_proxy_app(parsed, registry, readiness))
-        metrics_server = await aiohttp_server(build_metrics_app(registry, readiness))
-        return RunningProxy(server, metrics_server, registry, readiness)
+        apps = build_apps(parsed, registry, config_path, environ or {})
+        server = await aiohttp_server(apps.proxy)
+        metrics_server = await aiohttp_server(apps.metrics)
+        admin_server = await aiohttp_server(apps.admin) if apps.admin is not None else None
+        return RunningProxy(server, metrics_server, admin_server, registry, apps)
 
     return start
 

@@ -84,6 +84,7 @@ async def test_redaction_in_observe_mode_changes_nothing(
     status, _, body = await post_json(f"{proxy.url}/v1/chat/completions", raw)
     assert status == 200
     assert echoed_body(orjson.loads(body)) == raw
+    await proxy.settle()
     assert decisions(proxy, "redact", mode="observe") == 1
 
 
@@ -132,6 +133,7 @@ async def test_variants_disable_filters_and_override_modes(start_proxy: ProxyFac
     proxy = await start_proxy(config)
     got, _ = await chat(proxy)
     assert got == 200
+    await proxy.settle()
     assert decisions(proxy, "block", mode="observe") == 1
 
 

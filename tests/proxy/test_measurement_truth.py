@@ -55,10 +55,12 @@ async def test_a_20ms_filter_is_reported_as_20ms_and_the_figures_reconcile(
     assert statistics.median(overheads) < 0.005, overheads
 
 
-async def test_observe_mode_costs_the_same_but_never_acts(start_proxy: ProxyFactory) -> None:
+async def test_inline_observe_mode_costs_the_same_but_never_acts(
+    start_proxy: ProxyFactory,
+) -> None:
     proxy = await start_proxy(
         {"filters": [{"name": "slow", "type": "synthetic", "stages": ["input"], "mode": "observe",
-                      "params": {"wall_ms": 5, "action": "block"}}]}
+                      "observe_inline": True, "params": {"wall_ms": 5, "action": "block"}}]}
     )  # fmt: skip
     status, _, _ = await post_json(f"{proxy.url}/v1/chat/completions", CHAT)
     assert status == 200

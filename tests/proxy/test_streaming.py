@@ -426,6 +426,7 @@ async def test_an_observing_stream_filter_holds_nothing_back(
     )  # fmt: skip
     text, finishes, _ = await stream_text(proxy)
     assert (text, finishes[-1]) == ("a secret b", "stop")
+    await proxy.settle()
     assert proxy.value("taxmeter_filter_decisions_total", filter="f", stage="stream",
                        mode="observe", action="block") >= 1  # fmt: skip
     assert proxy.value("taxmeter_stream_holdback_seconds_count", filter="f",

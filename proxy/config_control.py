@@ -1,0 +1,90 @@
+"""The config sections that steer traffic and control: variant assignment and admin."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from proxy.config_checks import (
+    ConfigError,
+    check_bool,
+    check_known,
+    check_mapping,
+    check_str,
+)
+
+OVERRIDE_HEADER = "X-Taxmeter-Variant"
+
+
+@dataclass(frozen=True, slots=True)
+class AssignmentConfig:
+    """How a request gets its variant.
+
+    ``sticky``: None (random by weight), ``header:NAME`` (a stable hash of that
+    header's value, random when it is absent) or ``client_address``.
+    ``allow_override``: honour ``X-Taxmeter-Variant`` naming a configured variant.
+    ``expose``: the response says ``X-Taxmeter-Variant: NAME``.
+    """
+
+    sticky: str | None = None
+    allow_override: bool = False
+    expose: bool = False
+
+    @property
+    def sticky_header(self) -> str | None:
+        if self.sticky is not None and self.sticky.startswith("header:"):
+            return self.sticky.removeprefix("header:")
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    """The admin listener: off unless configured and ``token_env`` holds a token."""
+
+    host: str = "127.0.0.1"
+    port: int = 9465
+    token_env: str = "TAXMETER_ADMIN_TOKEN"
+
+
+def parse_assignment(raw: Any) -> AssignmentConfig:
+    section = check_mapping("assignment", raw)
+    check_known("assignment", section, ("sticky", "allow_override", "expose"))
+    assignment = AssignmentConfig()
+    sticky = section.get("sticky")
+    if sticky is not None:
+        text = check_str("assignment.sticky", sticky)
+        header = text.removeprefix("header:")
+        if text != "client_address" and (
+            not text.startswith("header:") or not header or not _is_token(header)
+        ):
+            raise ConfigError(
+                "assignment.sticky", f"expected header:NAME or client_address, got {text!r}"
+            )
+        assignment = replace(assignment, sticky=text)
+    if "allow_override" in section:
+        allow = check_bool("assignment.allow_override", section["allow_override"])
+        assignment = replace(assignment, allow_override=allow)
+    if "expose" in section:
+        assignment = replace(assignment, expose=check_bool("assignment.expose", section["expose"]))
+    return assignment
+
+
+def parse_admin(raw: Any, parse_host_port: Any) -> AdminConfig:
+    section = check_mapping("admin", {} if raw is None else raw)
+    check_known("admin", section, ("listen", "token_env"))
+    admin = AdminConfig()
+    if "listen" in section:
+        where = parse_host_port("admin.listen", section["listen"])
+        admin = replace(admin, host=where.host, port=where.port)
+    if "token_env" in section:
+        name = check_str("admin.token_env", section["token_env"])
+        if not _is_token(name):
+            raise ConfigError(
+                "admin.token_env", f"expected an environment variable name, got {name!r}"
+            )
+        admin = replace(admin, token_env=name)
+    return admin
+
+
+def _is_token(text: str) -> bool:
+    return all(c.isascii() and (c.isalnum() or c in "-_.") for c in text)

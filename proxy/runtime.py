@@ -1,0 +1,115 @@
+"""The running configuration: filters, chains and variant weights that can change live.
+
+Each request takes the current :class:`Snapshot` when it starts and keeps it
+to the end, so a change (a mode switched through the admin API, new weights,
+a reloaded file) applies from the next request on and never mid-request.
+Snapshots are immutable; a change builds a new one and swaps it in.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from filters.base import Filter, Stage
+from proxy.chain import Chain, build_chains, build_filters
+from proxy.config import MODES, Config, ConfigError, load_config
+from proxy.variants import Assigner
+
+log = logging.getLogger("taxmeter.runtime")
+
+Built = dict[str, tuple[Filter, tuple[Stage, ...]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    config: Config
+    filters: Built
+    chains: dict[str, Chain]
+    assigner: Assigner
+
+
+def _snapshot(config: Config, filters: Built) -> Snapshot:
+    return Snapshot(config, filters, build_chains(config, filters), Assigner(config))
+
+
+class Runtime:
+    """Holds the current snapshot and makes every change through one door."""
+
+    def __init__(self, config: Config, config_path: str | None = None) -> None:
+        self.config_path = config_path
+        self.current = _snapshot(config, build_filters(config))
+        self._retired: list[Built] = []
+
+    @property
+    def config(self) -> Config:
+        return self.current.config
+
+    def set_mode(self, name: str, mode: str) -> None:
+        """Switch one filter to enforce, observe or off (KeyError, ValueError)."""
+        if mode not in MODES:
+            raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
+        specs = self.config.filters
+        if not any(f.name == name for f in specs):
+            raise KeyError(name)
+        new_specs = tuple(replace(f, mode=mode) if f.name == name else f for f in specs)
+        old = next(f.mode for f in specs if f.name == name)
+        self.current = _snapshot(replace(self.config, filters=new_specs), self.current.filters)
+        log.warning("filter %s: mode %s -> %s", name, old, mode)
+
+    def set_weights(self, weights: dict[str, float]) -> None:
+        """New weights for configured variants (KeyError, ValueError)."""
+        variants = self.config.variants
+        names = {v.name for v in variants}
+        for name, weight in weights.items():
+            if name not in names:
+                raise KeyError(name)
+            if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:
+                raise ValueError(f"{name}: expected a weight >= 0, got {weight!r}")
+        new = tuple(replace(v, weight=float(weights.get(v.name, v.weight))) for v in variants)
+        if sum(v.weight for v in new) <= 0:
+            raise ValueError("the weights add up to 0; at least one must be > 0")
+        self.current = _snapshot(replace(self.config, variants=new), self.current.filters)
+        log.warning("variant weights: %s", {v.name: v.weight for v in new})
+
+    def reload(self) -> Config:
+        """Re-read the config file; on any error the running config stays (ConfigError)."""
+        if self.config_path is None:
+            raise ConfigError("", "taxmeter was started without --config: there is no file")
+        new = load_config(self.config_path)
+        path = Path(self.config_path)
+        fixed = {
+            "listen": new.listen != self.config.listen,
+            "metrics_listen": new.metrics_listen != self.config.metrics_listen,
+            "upstream": new.upstream.url is not None and new.upstream != self.config.upstream,
+            "admin": new.admin != self.config.admin,
+        }
+        for key, changed in fixed.items():
+            if changed:
+                log.warning("reload of %s: %s changed; it takes effect on restart", path, key)
+        new = replace(
+            new,
+            listen=self.config.listen,
+            metrics_listen=self.config.metrics_listen,
+            upstream=self.config.upstream,
+            admin=self.config.admin,
+        )
+        filters = build_filters(new)  # raises ConfigError: nothing has changed yet
+        self._retired.append(self.current.filters)
+        self.current = _snapshot(new, filters)
+        log.warning(
+            "reloaded %s: filters %s; variants %s",
+            path,
+            [f"{f.name} ({f.mode})" for f in new.filters] or "none",
+            {v.name: v.weight for v in new.variants},
+        )
+        return new
+
+    def all_filter_instances(self) -> list[Filter]:
+        """Every filter instance ever built, current and retired (for closing at shutdown)."""
+        seen: dict[int, Filter] = {}
+        for built in [*self._retired, self.current.filters]:
+            for instance, _ in built.values():
+                seen[id(instance)] = instance
+        return list(seen.values())
