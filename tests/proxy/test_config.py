@@ -81,6 +81,16 @@ def validate(raw: Any) -> Config:
          "filters[0].stream.holdback_chars", "smaller than window_chars"),
         ({"filters": [{"type": "pii", "stream": {"at_sentence_end": 1}}]},
          "filters[0].stream.at_sentence_end", "true or false"),
+        ({"filters": [{"type": "pii", "observe_inline": 1}]},
+         "filters[0].observe_inline", "true or false"),
+        ({"assignment": {"sticky": "cookie:x"}}, "assignment.sticky", "header:NAME"),
+        ({"assignment": {"sticky": "header:"}}, "assignment.sticky", "header:NAME"),
+        ({"assignment": {"expose": "yes"}}, "assignment.expose", "true or false"),
+        ({"assignment": {"sticky_key": "x"}}, "assignment.sticky_key", "unknown key"),
+        ({"admin": {"listen": "nowhere"}}, "admin.listen", "HOST:PORT"),
+        ({"admin": {"token_env": "A B"}}, "admin.token_env", "variable name"),
+        ({"admin": {"token": "x"}}, "admin.token", "unknown key"),
+        ({"stats_reservoir_size": 0}, "stats_reservoir_size", "whole number"),
         ({"variants": {}}, "variants", "at least one"),
         ({"variants": {"a": {"weight": -1}}}, "variants.a.weight", ">= 0"),
         ({"variants": {"a": {"weight": 0}}}, "variants", "add up to 0"),
@@ -130,6 +140,14 @@ def test_every_key_of_the_documented_example_is_accepted() -> None:
             variants:
               default: {weight: 90}
               no_pii: {weight: 10, disable: [pii]}
+            assignment:
+              sticky: header:x-user-id
+              allow_override: true
+              expose: true
+            admin:
+              listen: 127.0.0.1:9465
+              token_env: TAXMETER_ADMIN_TOKEN
+            stats_reservoir_size: 500
             """
         )
     )
@@ -137,6 +155,9 @@ def test_every_key_of_the_documented_example_is_accepted() -> None:
     assert config.metrics_listen == HostPort("::1", 9464)
     assert config.upstream.url == "http://127.0.0.1:8000"
     assert [v.name for v in config.variants] == ["default", "no_pii"]
+    assert config.assignment.sticky_header == "x-user-id"
+    assert config.admin is not None
+    assert config.admin.port == 9465
 
 
 def test_the_built_in_default_config_is_denylist_and_pii() -> None:
