@@ -15,13 +15,13 @@ A block ends the stream with a last chunk whose finish_reason is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from proxy.chain import BoundFilter, Chain, Decision
 from proxy.sse import SseEvent, encode_event
+from proxy.stream_text import ChoiceText
 from proxy.timeline import Timeline
 
 DONE = b"data: [DONE]\n\n"
@@ -30,26 +30,6 @@ _SENTENCE_ENDS = frozenset(".!?\n")
 
 class StreamMalformed(ValueError):
     """An event that is not an OpenAI stream chunk."""
-
-
-@dataclass(slots=True)
-class _FilterState:
-    bound: BoundFilter
-    judged_end: int = 0  # the text up to here has been judged by this filter
-    events_since: int = 0
-    cleared: int = 0  # pieces whose holdback this filter has ended
-
-
-class _ChoiceText:
-    """One choice's text, what is released of it, and where each piece arrived."""
-
-    __slots__ = ("filters", "pieces", "released", "text")
-
-    def __init__(self, filters: tuple[BoundFilter, ...]) -> None:
-        self.text = ""
-        self.released = 0
-        self.pieces: list[tuple[int, int]] = []  # (end position, arrival mark)
-        self.filters = [_FilterState(b) for b in filters]
 
 
 class StreamJudge:
@@ -77,7 +57,7 @@ class StreamJudge:
         self._body = body
         self._request_id = request_id
         self._timeline = timeline
-        self._choices: dict[int, _ChoiceText] = {}
+        self._choices: dict[int, ChoiceText] = {}
         # Past this, text every filter has judged and the client has received is
         # dropped, keeping the longest window, so a long completion costs no more.
         self._keep_chars = 4 * max((b.stream.window_chars for b in filters), default=512)
@@ -126,7 +106,7 @@ class StreamJudge:
         """Judge a finished stream's pieces as they had arrived (deferred observers)."""
         self._critical = False
         for index, texts in pieces.items():
-            state = self._choices[index] = _ChoiceText(self._filters)
+            state = self._choices[index] = ChoiceText(self._filters)
             for piece in texts:
                 state.text += piece
                 sentence_end = bool(_SENTENCE_ENDS & set(piece))
@@ -142,15 +122,14 @@ class StreamJudge:
         index = choice.get("index", 0)
         state = self._choices.get(index)
         if state is None:
-            state = self._choices[index] = _ChoiceText(self._filters)
+            state = self._choices[index] = ChoiceText(self._filters)
         holder, key = self._content_slot(choice)
         piece = holder.get(key) if holder is not None else None
         if isinstance(piece, str) and piece:
             self._timeline.mark_upstream_first_content(arrived_ns)
             if self.pieces is not None:
                 self.pieces.setdefault(index, []).append(piece)
-            state.text += piece
-            state.pieces.append((len(state.text), arrived_ns))
+            state.append(piece, arrived_ns)
             await self._judge_due(
                 state, final=False, sentence_end=bool(_SENTENCE_ENDS & set(piece))
             )
@@ -187,7 +166,7 @@ class StreamJudge:
             return False
         return any(k != "content" and v is not None for k, v in holder.items())
 
-    async def _judge_due(self, state: _ChoiceText, final: bool, sentence_end: bool = False) -> None:
+    async def _judge_due(self, state: ChoiceText, final: bool, sentence_end: bool = False) -> None:
         for fs in state.filters:
             policy = fs.bound.stream
             fs.events_since += 1
@@ -220,26 +199,9 @@ class StreamJudge:
                 self.blocked = decision
                 return
             if decision.text is not None:
-                self._apply_redaction(state, fs, start, window, decision.text)
+                state.redact(fs, start, window, decision.text)
 
-    def _apply_redaction(
-        self, state: _ChoiceText, by: _FilterState, start: int, window: str, new: str
-    ) -> None:
-        prefix = _common_prefix(window, new)
-        changed_at = start + prefix
-        # Text already sent cannot be recalled: the replacement goes after it.
-        keep = max(state.released, changed_at)
-        old_len = len(state.text)
-        state.text = state.text[:keep] + new[prefix:]
-        shift = len(state.text) - old_len
-        state.pieces = [(e + shift if e > changed_at else e, t) for e, t in state.pieces]
-        for fs in state.filters:
-            if fs is by:
-                fs.judged_end = len(state.text)
-            elif fs.judged_end > changed_at:
-                fs.judged_end = changed_at  # the new text has not been judged by it
-
-    async def _blocked_at_end(self, state: _ChoiceText) -> bool:
+    async def _blocked_at_end(self, state: ChoiceText) -> bool:
         """Output filters with at_stream_end judge the whole completion."""
         for bound in self._end_filters:
             decision = await self._chain.judge(
@@ -258,28 +220,11 @@ class StreamJudge:
                 return True
         return False
 
-    def _release(self, state: _ChoiceText, final: bool) -> str:
-        """Hand out the text every enforcing filter has cleared."""
-        limit = len(state.text)
-        for fs in state.filters:
-            if not fs.bound.enforcing:
-                continue
-            # At the end of a choice nothing follows, so nothing needs holding back.
-            cleared_to = fs.judged_end if final else fs.judged_end - fs.bound.stream.holdback_chars
-            self._note_holdback(state, fs, cleared_to)
-            limit = min(limit, cleared_to)
-        if limit <= state.released:
-            return ""
-        out = state.text[state.released : limit]
-        state.released = limit
-        if len(state.text) > self._keep_chars and not self._end_filters:
-            _compact(state, self._keep_chars // 4)
+    def _release(self, state: ChoiceText, final: bool) -> str:
+        out = state.release(final, self._timeline)
+        if out and len(state.text) > self._keep_chars and not self._end_filters:
+            state.compact(self._keep_chars // 4)
         return out
-
-    def _note_holdback(self, state: _ChoiceText, fs: _FilterState, cleared_to: int) -> None:
-        while fs.cleared < len(state.pieces) and state.pieces[fs.cleared][0] <= cleared_to:
-            self._timeline.held(fs.bound.name, state.pieces[fs.cleared][1])
-            fs.cleared += 1
 
     async def _finish_all(self) -> bytes:
         out = bytearray()
@@ -318,31 +263,3 @@ class StreamJudge:
     def _block_event(self, index: int) -> bytes:
         chunk = {**self._base(), "choices": [self._block_chunk(index)]}
         return encode_event(orjson.dumps(chunk)) + DONE
-
-
-def _compact(state: _ChoiceText, keep: int) -> None:
-    """Drop the start of the text that no filter and no accounting needs any more."""
-    enforcing = [fs for fs in state.filters if fs.bound.enforcing]
-    cut = min(
-        state.released,
-        len(state.text) - keep,
-        min((fs.judged_end for fs in state.filters), default=state.released),
-    )
-    if cut <= 0:
-        return
-    done = min((fs.cleared for fs in enforcing), default=len(state.pieces))
-    state.text = state.text[cut:]
-    state.released -= cut
-    state.pieces = [(end - cut, at) for end, at in state.pieces[done:]]
-    for fs in state.filters:
-        fs.judged_end -= cut
-        if fs.bound.enforcing:
-            fs.cleared -= done
-
-
-def _common_prefix(a: str, b: str) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
