@@ -8,7 +8,8 @@ place (:meth:`ProxyHandler._finish`).
 from __future__ import annotations
 
 import asyncio
-import uuid
+import itertools
+import os
 from typing import Any
 
 import aiohttp
@@ -308,7 +309,20 @@ def _request_id(request: web.BaseRequest) -> str:
     # Passed through only when it is a sane token; it is echoed in headers and logs.
     if given and len(given) <= 128 and given.isascii() and given.isprintable():
         return given
-    return uuid.uuid4().hex
+    # A random per-process prefix and a counter: unique, and cheaper than uuid4.
+    return f"{_id_prefix}{next(_id_counter):020x}"
+
+
+def _new_id_prefix() -> None:
+    global _id_prefix, _id_counter
+    _id_prefix = os.urandom(6).hex()
+    _id_counter = itertools.count(1)
+
+
+_id_prefix = ""
+_id_counter = itertools.count(1)
+_new_id_prefix()
+os.register_at_fork(after_in_child=_new_id_prefix)
 
 
 def _outcome_of_status(status: int) -> str:

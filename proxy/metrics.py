@@ -7,6 +7,8 @@ cannot create series.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from proxy.config import Config
@@ -105,6 +107,9 @@ class Metrics:
             "Requests whose deferred observing filters did not run: too many were pending.",
             registry=registry,
         )
+        # Children are cached; the label sets are bounded (see the module docstring).
+        self._route_series: dict[tuple[str, str], _RouteSeries] = {}
+        self._children: dict[tuple[Any, ...], Any] = {}
         self.inflight = Gauge(
             "taxmeter_inflight_requests", "Requests being served.", registry=registry
         )
@@ -129,22 +134,68 @@ class Metrics:
         calls: list[FilterCall],
     ) -> None:
         """Everything one finished request contributes to the metrics."""
-        self.requests.labels(route, variant, outcome).inc()
-        self.request_duration.labels(route, variant).observe(figures.total)
+        series = self._route_series.get((route, variant))
+        if series is None:
+            series = self._route_series[(route, variant)] = _RouteSeries(self, route, variant)
+        series.requests(outcome).inc()
+        series.duration.observe(figures.total)
         if figures.called_upstream:
-            self.upstream_duration.labels(route, variant).observe(figures.upstream)
-        self.tax.labels(route, variant).observe(figures.tax)
-        self.tax_ratio.labels(route, variant).observe(figures.tax_ratio)
-        self.overhead.labels(route, variant).observe(figures.overhead)
+            series.upstream.observe(figures.upstream)
+        series.tax.observe(figures.tax)
+        series.tax_ratio.observe(figures.tax_ratio)
+        series.overhead.observe(figures.overhead)
         for (filter_name, stage), seconds in figures.filters.items():
-            self.filter_duration.labels(filter_name, stage, variant).observe(seconds)
+            self._child(self.filter_duration, filter_name, stage, variant).observe(seconds)
         for call in calls:
-            self.decisions.labels(call.filter, call.stage, call.mode, call.action).inc()
+            self._child(self.decisions, call.filter, call.stage, call.mode, call.action).inc()
         for filter_name, seconds in figures.holdback.items():
-            self.holdback.labels(filter_name, variant).observe(seconds)
+            self._child(self.holdback, filter_name, variant).observe(seconds)
         if figures.ttft is not None and figures.upstream_ttft is not None:
-            self.ttft.labels(route, variant).observe(figures.ttft)
-            self.upstream_ttft.labels(route, variant).observe(figures.upstream_ttft)
-            self.ttft_tax.labels(route, variant).observe(
-                max(0.0, figures.ttft - figures.upstream_ttft)
-            )
+            series.ttft.observe(figures.ttft)
+            series.upstream_ttft.observe(figures.upstream_ttft)
+            series.ttft_tax.observe(max(0.0, figures.ttft - figures.upstream_ttft))
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """A labelled child, looked up once: labels() is the costly part of a record."""
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+
+class _RouteSeries:
+    """The children of one (route, variant), resolved once."""
+
+    __slots__ = (
+        "_by_outcome",
+        "_key",
+        "_requests",
+        "duration",
+        "overhead",
+        "tax",
+        "tax_ratio",
+        "ttft",
+        "ttft_tax",
+        "upstream",
+        "upstream_ttft",
+    )
+
+    def __init__(self, metrics: Metrics, route: str, variant: str) -> None:
+        self._requests = metrics.requests
+        self._by_outcome: dict[str, Any] = {}
+        self.duration = metrics.request_duration.labels(route, variant)
+        self.upstream = metrics.upstream_duration.labels(route, variant)
+        self.tax = metrics.tax.labels(route, variant)
+        self.tax_ratio = metrics.tax_ratio.labels(route, variant)
+        self.overhead = metrics.overhead.labels(route, variant)
+        self.ttft = metrics.ttft.labels(route, variant)
+        self.upstream_ttft = metrics.upstream_ttft.labels(route, variant)
+        self.ttft_tax = metrics.ttft_tax.labels(route, variant)
+        self._key = (route, variant)
+
+    def requests(self, outcome: str) -> Any:
+        child = self._by_outcome.get(outcome)
+        if child is None:
+            child = self._by_outcome[outcome] = self._requests.labels(*self._key, outcome)
+        return child
