@@ -5,8 +5,11 @@
     taxmeter mock-upstream [--listen HOST:PORT] [--ttft-ms MS] [--tokens-per-s N]
                            [--max-tokens N] [--model NAME]
     taxmeter check-config FILE
+    taxmeter report (--proxy URL | --prometheus URL) [--window 1h] [--baseline NAME]
+                    [--json] [--route ROUTES] [--resamples N] [--seed N]
 
-Exit status: 0 on success, 2 on a bad config or bad arguments.
+Exit status: 0 on success, 2 on a bad config or bad arguments; ``report``
+exits 1 when its source is unreachable or has no data (see proxy.report).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import uvloop
 from proxy.chain import build_chains, build_filters
 from proxy.config import Config, ConfigError, load_config, parse_host_port
 from proxy.mock_upstream import MockSettings, main_mock
+from proxy.report import add_arguments as add_report_arguments
+from proxy.report import run as run_report
 from proxy.serve import run_proxy
 
 
@@ -50,6 +55,11 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", help="validate a config file")
     check.add_argument("file")
+
+    report = commands.add_parser(
+        "report", help="compare the variants' latency tax, with 95%% confidence intervals"
+    )
+    add_report_arguments(report)
     return parser
 
 
@@ -60,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "mock-upstream":
             return _mock_upstream(args)
+        if args.command == "report":
+            return run_report(args, sys.stdout, sys.stderr)
         return _check_config(args.file)
     except ConfigError as exc:
         print(f"taxmeter: config error: {exc}", file=sys.stderr)
