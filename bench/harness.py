@@ -64,7 +64,7 @@ async def model_and_proxy(
         os.sched_setaffinity(0, set(cores[:-1]))
     try:
         yield Setup(model_url, lines[0].split()[-1], lines[1].split()[-1],
-                    lines[3].split("filters", 1)[1].strip())  # fmt: skip
+                    lines[-1].split("filters", 1)[1].strip())  # fmt: skip
     finally:
         for process in (proxy, model):
             process.terminate()
