@@ -19,6 +19,7 @@ import yaml
 from proxy.config_checks import SUPPORTED_STAGES as SUPPORTED_STAGES
 from proxy.config_checks import ConfigError as ConfigError
 from proxy.config_checks import (
+    check_bool,
     check_choice,
     check_identifier,
     check_int,
@@ -37,7 +38,7 @@ from proxy.config_filters import parse_filters
 
 TOP_KEYS = (
     "listen", "metrics_listen", "upstream", "filters", "variants", "assignment", "admin",
-    "max_body_bytes", "stats_reservoir_size",
+    "max_body_bytes", "stats_reservoir_size", "telemetry",
 )  # fmt: skip
 
 
@@ -60,6 +61,14 @@ class UpstreamConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TelemetryConfig:
+    """What taxmeter exports. ``metrics: false`` records nothing (Prometheus metrics
+    and /stats stay empty): only to measure what measuring costs."""
+
+    metrics: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class VariantSpec:
     name: str
     weight: float = 100.0
@@ -78,6 +87,7 @@ class Config:
     admin: AdminConfig | None = None
     max_body_bytes: int = 32 * 1024 * 1024
     stats_reservoir_size: int = 10_000
+    telemetry: TelemetryConfig = TelemetryConfig()
 
     def with_overrides(
         self,
@@ -135,6 +145,12 @@ def parse_config(raw: Any) -> Config:
     if "stats_reservoir_size" in top:
         size = check_int("stats_reservoir_size", top["stats_reservoir_size"])
         config = replace(config, stats_reservoir_size=size)
+    if top.get("telemetry") is not None:
+        section = check_mapping("telemetry", top["telemetry"])
+        check_known("telemetry", section, ("metrics",))
+        if "metrics" in section:
+            enabled = check_bool("telemetry.metrics", section["metrics"])
+            config = replace(config, telemetry=TelemetryConfig(metrics=enabled))
     if top.get("assignment") is not None:
         config = replace(config, assignment=parse_assignment(top["assignment"]))
     if "admin" in top:

@@ -56,6 +56,7 @@ class ProxyHandler:
         self._metrics = metrics
         self._stats = stats
         self._observer = observer
+        self._export = runtime.config.telemetry.metrics
         self.session: aiohttp.ClientSession | None = None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -97,6 +98,8 @@ class ProxyHandler:
 
     def _record(self, ex: Exchange) -> None:
         """Everything one request contributes, derived once from its timeline."""
+        if not self._export:
+            return
         figures = ex.timeline.breakdown(ex.streamed)
         calls = ex.timeline.filter_calls
         self._metrics.record(ex.route, ex.variant, ex.outcome, figures, calls)

@@ -91,6 +91,8 @@ def validate(raw: Any) -> Config:
         ({"admin": {"token_env": "A B"}}, "admin.token_env", "variable name"),
         ({"admin": {"token": "x"}}, "admin.token", "unknown key"),
         ({"stats_reservoir_size": 0}, "stats_reservoir_size", "whole number"),
+        ({"telemetry": {"metrics": "off"}}, "telemetry.metrics", "true or false"),
+        ({"telemetry": {"traces": True}}, "telemetry.traces", "unknown key"),
         ({"variants": {}}, "variants", "at least one"),
         ({"variants": {"a": {"weight": -1}}}, "variants.a.weight", ">= 0"),
         ({"variants": {"a": {"weight": 0}}}, "variants", "add up to 0"),

@@ -139,3 +139,16 @@ async def test_inflight_gauge_returns_to_zero(start_proxy: ProxyFactory) -> None
     proxy = await start_proxy(CHAIN)
     await drive_traffic(proxy.url)
     assert proxy.value("taxmeter_inflight_requests") == 0
+
+
+async def test_with_metrics_off_nothing_is_recorded(start_proxy: ProxyFactory) -> None:
+    proxy = await start_proxy({"telemetry": {"metrics": False}, **CHAIN})
+    status, headers, _ = await post_json(
+        f"{proxy.url}/v1/chat/completions",
+        {"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert status == 200
+    assert "filter-pii" in headers["Server-Timing"]  # the timeline still runs
+    assert proxy.value("taxmeter_requests_total", route="chat_completions", variant="default",
+                       outcome="ok") == 0  # fmt: skip
+    assert proxy.apps.stats.snapshot({})["variants"] == {}
