@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping
@@ -13,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from proxy.admin import build_admin_app
 from proxy.config import Config
 from proxy.handler import ProxyHandler
+from proxy.loop_lag import watch_loop_lag
 from proxy.metrics import Metrics
 from proxy.metrics_app import Readiness, build_metrics_app
 from proxy.observe import Observer
@@ -58,9 +60,11 @@ def build_apps(
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         handler.session = new_session(config.upstream)
+        lag_watch = asyncio.get_running_loop().create_task(watch_loop_lag(metrics.loop_lag))
         readiness.ready = True
         yield
         readiness.ready = False
+        lag_watch.cancel()
         await handler.session.close()
         await observer.drain(OBSERVE_GRACE_S)
         for instance in runtime.all_filter_instances():

@@ -96,6 +96,12 @@ class Metrics:
             "before it could be forwarded, per request.",
             ("filter", "variant"),
         )
+        self.loop_lag = Histogram(
+            "taxmeter_event_loop_lag_seconds",
+            "How late the event loop ran a timer set every 100 ms: blocking and saturation.",
+            registry=registry,
+            buckets=LATENCY_BUCKETS,
+        )
         self.assignments = Counter(
             "taxmeter_variant_assignments",
             "Requests assigned to each variant.",

@@ -152,3 +152,23 @@ async def test_with_metrics_off_nothing_is_recorded(start_proxy: ProxyFactory) -
     assert proxy.value("taxmeter_requests_total", route="chat_completions", variant="default",
                        outcome="ok") == 0  # fmt: skip
     assert proxy.apps.stats.snapshot({})["variants"] == {}
+
+
+async def test_a_filter_that_blocks_the_loop_shows_as_loop_lag(start_proxy: ProxyFactory) -> None:
+    blocking = {"name": "hog", "type": "synthetic", "stages": ["input"],
+                "params": {"cpu_ms": 250}, "timeout_ms": 1000}  # fmt: skip
+    proxy = await start_proxy({"filters": [blocking]})
+    await asyncio.sleep(0.25)  # a few wake-ups on an idle loop first
+
+    def late(over: str) -> float:
+        total = proxy.value("taxmeter_event_loop_lag_seconds_count")
+        return total - proxy.value("taxmeter_event_loop_lag_seconds_bucket", le=over)
+
+    assert late("0.1") == 0
+    status, _, _ = await post_json(
+        f"{proxy.url}/v1/chat/completions",
+        {"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert status == 200
+    await asyncio.sleep(0.15)
+    assert late("0.1") >= 1  # one wake-up came more than 100 ms late
