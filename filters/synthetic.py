@@ -58,6 +58,7 @@ class Synthetic:
         cpu_ms: float = 0,
         action: str = "allow",
         reason: str = "synthetic",
+        cpu_bound: bool = False,
     ) -> None:
         self._wall_s = _duration_ms("wall_ms", wall_ms) / 1000
         self._cpu_s = _duration_ms("cpu_ms", cpu_ms) / 1000
@@ -67,6 +68,10 @@ class Synthetic:
             raise TypeError(f"reason: expected a string, got {reason!r}")
         if not reason:
             raise ValueError("reason: expected a non-empty string")
+        if not isinstance(cpu_bound, bool):
+            raise TypeError(f"cpu_bound: expected true or false, got {cpu_bound!r}")
+        # Declares itself CPU-bound: the runner then calls it on a worker thread.
+        self.cpu_bound = cpu_bound
         self._verdict = {
             "allow": Verdict.allow(),
             "block": Verdict.block(reason),

@@ -18,6 +18,7 @@ from proxy.loop_lag import watch_loop_lag
 from proxy.metrics import Metrics
 from proxy.metrics_app import Readiness, build_metrics_app
 from proxy.observe import Observer
+from proxy.offload import OFFLOAD
 from proxy.runtime import Runtime
 from proxy.stats import Stats
 from proxy.upstream import new_session
@@ -67,6 +68,7 @@ def build_apps(
         lag_watch.cancel()
         await handler.session.close()
         await observer.drain(OBSERVE_GRACE_S)
+        OFFLOAD.close()
         for instance in runtime.all_filter_instances():
             close = getattr(instance, "aclose", None)
             if close is not None:

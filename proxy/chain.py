@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from filters.base import Filter, FilterContext, Stage, Verdict
 from filters.registry import FilterLoadError, resolve_filter_class
 from proxy.config import Config, ConfigError, FilterSpec, StreamPolicy
+from proxy.offload import OFFLOAD
 from proxy.timeline import Timeline
 
 log = logging.getLogger("taxmeter.chain")
@@ -46,6 +47,7 @@ class BoundFilter:
     fail_closed: bool
     instance: Filter
     stream: StreamPolicy
+    cpu_bound: bool = False  # called on a worker thread (see proxy.offload)
 
     @property
     def enforcing(self) -> bool:
@@ -179,7 +181,7 @@ async def _call(
     per_segment: list[str] | None = None
     try:
         async with deadline:
-            verdict = await bound.instance.check(ctx)
+            verdict = await _check(bound, ctx)
             _check_verdict(verdict)
             if verdict.action == "redact" and split and bound.mode == "enforce":
                 per_segment = await _redact_each(bound, ctx, segments)
@@ -194,11 +196,18 @@ async def _call(
     return verdict, verdict.action, per_segment
 
 
+async def _check(bound: BoundFilter, ctx: FilterContext) -> Verdict:
+    if bound.cpu_bound:
+        return await OFFLOAD.check(bound.instance, ctx)
+    return await bound.instance.check(ctx)
+
+
 async def _redact_each(bound: BoundFilter, ctx: FilterContext, segments: list[str]) -> list[str]:
     redacted: list[str] = []
     for segment in segments:
-        verdict = await bound.instance.check(
-            FilterContext(ctx.stage, segment, ctx.body, ctx.route, ctx.request_id, ctx.variant)
+        verdict = await _check(
+            bound,
+            FilterContext(ctx.stage, segment, ctx.body, ctx.route, ctx.request_id, ctx.variant),
         )
         _check_verdict(verdict)
         if verdict.action == "block":
@@ -247,6 +256,7 @@ def build_chains(
                 spec.on_error == "closed",
                 instance,
                 spec.stream,
+                getattr(instance, "cpu_bound", False) is True,
             )
             # An observing filter changes nothing, so by default it runs after the
             # response, where it costs the client nothing.

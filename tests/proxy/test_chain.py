@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -149,3 +150,16 @@ async def test_entry_point_plugins_are_found(
     got, _payload = await chat(proxy)
     assert got == 200
     assert decisions(proxy, "redact") == 1
+
+
+async def test_a_cpu_bound_filter_runs_off_the_event_loop(start_proxy: ProxyFactory) -> None:
+    for cpu_bound, loop_blocked in ((False, True), (True, False)):
+        hog = {"name": "hog", "type": "synthetic", "stages": ["input"], "timeout_ms": 5000,
+               "params": {"cpu_ms": 300, "cpu_bound": cpu_bound}}  # fmt: skip
+        proxy = await start_proxy({"filters": [hog]})
+        assert (await chat(proxy))[0] == 200
+        await asyncio.sleep(0.15)
+        wakeups = proxy.value("taxmeter_event_loop_lag_seconds_count")
+        late = wakeups - proxy.value("taxmeter_event_loop_lag_seconds_bucket", le="0.1")
+        # On the loop the hog stalls it for 300 ms; on a thread the loop keeps running.
+        assert (late >= 1) is loop_blocked, (cpu_bound, late)
