@@ -1,7 +1,7 @@
 """The ``taxmeter`` command.
 
     taxmeter serve [--config FILE] [--upstream URL] [--listen HOST:PORT]
-                   [--metrics-listen HOST:PORT]
+                   [--metrics-listen HOST:PORT] [--workers N]
     taxmeter mock-upstream [--listen HOST:PORT] [--ttft-ms MS] [--tokens-per-s N]
                            [--max-tokens N] [--model NAME]
     taxmeter check-config FILE
@@ -27,6 +27,7 @@ from proxy.mock_upstream import MockSettings, main_mock
 from proxy.report import add_arguments as add_report_arguments
 from proxy.report import run as run_report
 from proxy.serve import run_proxy
+from proxy.workers import run_worker
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
         "--metrics-listen", metavar="HOST:PORT", help="metrics address (127.0.0.1:9464)"
     )
     serve.add_argument("--log-level", default="warning", help="logging level (warning)")
+    serve.add_argument(
+        "--workers", type=int, default=1, metavar="N",
+        help="proxy processes sharing the port (SO_REUSEPORT), one metrics listener (1)",
+    )  # fmt: skip
+    serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
 
     mock = commands.add_parser("mock-upstream", help="run the simulated model server alone")
     defaults = MockSettings()
@@ -97,7 +103,15 @@ def _serve(args: argparse.Namespace) -> int:
         upstream=args.upstream, listen=args.listen, metrics_listen=args.metrics_listen
     )
     _validated(config)
-    uvloop.run(run_proxy(config, lambda line: print(line, flush=True), args.config))
+    if args.worker:
+        uvloop.run(run_worker(config, args.config))
+        return 0
+    if args.workers < 1:
+        raise ConfigError("--workers", f"expected a whole number >= 1, got {args.workers}")
+    if args.workers > 1 and config.admin is not None:
+        raise ConfigError("admin", "the admin API needs --workers 1 (with several, use SIGHUP)")
+    announce = lambda line: print(line, flush=True)  # noqa: E731
+    uvloop.run(run_proxy(config, announce, args.config, args.workers, args.log_level))
     return 0
 
 

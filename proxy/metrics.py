@@ -116,8 +116,12 @@ class Metrics:
         # Children are cached; the label sets are bounded (see the module docstring).
         self._route_series: dict[tuple[str, str], _RouteSeries] = {}
         self._children: dict[tuple[Any, ...], Any] = {}
+        # With several workers, the supervisor adds up the workers' live values.
         self.inflight = Gauge(
-            "taxmeter_inflight_requests", "Requests being served.", registry=registry
+            "taxmeter_inflight_requests",
+            "Requests being served.",
+            registry=registry,
+            multiprocess_mode="livesum",
         )
         # Series that exist from the start read as 0 rather than absent, so
         # rate() and alert rules work before the first event.

@@ -10,6 +10,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from proxy.errors import error_body
+
 
 class Readiness:
     """Ready while the proxy can forward: set on start-up, cleared on shutdown."""
@@ -23,8 +25,10 @@ class Readiness:
 def build_metrics_app(
     registry: CollectorRegistry,
     readiness: Readiness,
-    stats: Callable[[], dict[str, object]] = dict,
+    stats: Callable[[], dict[str, object]] | None = None,
 ) -> web.Application:
+    """The metrics app; ``stats`` gives the /stats document (None: not available)."""
+
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -34,6 +38,13 @@ def build_metrics_app(
         return web.json_response({"status": "not ready"}, status=503)
 
     async def stats_handler(request: web.Request) -> web.Response:
+        if stats is None:
+            message = "/stats is kept per process; with several workers use Prometheus"
+            return web.Response(
+                status=501,
+                body=error_body(message, "not_available"),
+                content_type="application/json",
+            )
         return web.Response(body=orjson.dumps(stats()), content_type="application/json")
 
     app = web.Application()

@@ -106,6 +106,13 @@ class Runtime:
         )
         return new
 
+    def reload_or_keep(self) -> None:
+        """Reload on a signal: a bad file is refused and logged; the running config stays."""
+        try:
+            self.reload()
+        except ConfigError as exc:
+            log.warning("reload refused, the running config stays: %s", exc)
+
     def all_filter_instances(self) -> list[Filter]:
         """Every filter instance ever built, current and retired (for closing at shutdown)."""
         seen: dict[int, Filter] = {}

@@ -10,35 +10,14 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 
-from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from proxy.app import build_apps
-from proxy.config import Config, ConfigError, HostPort
-from proxy.runtime import Runtime
+from proxy.config import Config, HostPort
+from proxy.sites import bound_url, start_site
+from proxy.workers import run_supervisor
 
 log = logging.getLogger("taxmeter")
-
-# In-flight requests (long generations) get this long to finish on SIGTERM;
-# Kubernetes' default grace period is 30 s.
-SHUTDOWN_GRACE_S = 25.0
-
-
-async def start_site(app: web.Application, where: HostPort) -> web.AppRunner:
-    """Start an app on HOST:PORT; the runner is returned for cleanup."""
-    runner = web.AppRunner(
-        app, access_log=None, handler_cancellation=True, shutdown_timeout=SHUTDOWN_GRACE_S
-    )
-    await runner.setup()
-    await web.TCPSite(runner, where.host, where.port, reuse_address=True).start()
-    return runner
-
-
-def bound_url(runner: web.AppRunner) -> str:
-    """The http:// URL a runner's first site actually listens on (port 0 resolved)."""
-    assert runner.addresses, "the runner has no listening socket"
-    host, port = runner.addresses[0][:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 @contextlib.asynccontextmanager
@@ -66,7 +45,11 @@ async def embedded_model_server() -> AsyncIterator[str]:
 
 
 async def run_proxy(
-    config: Config, announce: Callable[[str], None], config_path: str | None = None
+    config: Config,
+    announce: Callable[[str], None],
+    config_path: str | None = None,
+    workers: int = 1,
+    log_level: str = "warning",
 ) -> None:
     """Serve until SIGINT or SIGTERM; SIGHUP reloads the config file.
 
@@ -79,6 +62,9 @@ async def run_proxy(
             model_note = f"{url} (simulated model server: no upstream.url configured)"
         else:
             model_note = config.upstream.url
+        if workers > 1:
+            await run_supervisor(config, announce, config_path, workers, log_level, model_note)
+            return
         apps = build_apps(config, CollectorRegistry(), config_path)
         metrics_runner = await start_site(apps.metrics, config.metrics_listen)
         stack.push_async_callback(metrics_runner.cleanup)
@@ -102,15 +88,7 @@ async def run_proxy(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, _reload, apps.runtime)
+        loop.add_signal_handler(signal.SIGHUP, apps.runtime.reload_or_keep)
         await stop.wait()
         apps.readiness.ready = False
         announce("taxmeter: shutting down (draining in-flight requests)")
-
-
-def _reload(runtime: Runtime) -> None:
-    """SIGHUP: re-read the config file; a bad one is refused and logged."""
-    try:
-        runtime.reload()
-    except ConfigError as exc:
-        log.warning("reload refused, the running config stays: %s", exc)
