@@ -51,6 +51,7 @@ class StreamJudge:
         self._end_filters = end_filters
         # Deferred observers replay the pieces after the response (see proxy.observe).
         self.pieces: dict[int, list[str]] | None = {} if keep_pieces else None
+        self._passive = not filters and not end_filters and not keep_pieces
         self._critical = True
         self._chat = route == "chat_completions"
         self._route = route
@@ -68,7 +69,8 @@ class StreamJudge:
 
     async def on_event(self, event: SseEvent, arrived_ns: int) -> bytes:
         """The bytes to forward for one upstream event (possibly none)."""
-        if event.data is None:
+        if event.data is None or (self._passive and self.content_sent):
+            # Nothing to judge, and both first-content marks are taken: relay as is.
             return event.raw
         if event.data == "[DONE]":
             return await self._finish_all() + event.raw
