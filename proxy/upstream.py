@@ -12,7 +12,7 @@ Failure tree of an upstream call, and what the client gets::
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +55,22 @@ def classify_failure(exc: BaseException) -> UpstreamFailure:
     return UpstreamFailure(502, "upstream_error", "upstream_error", "the model server failed")
 
 
+class _TransparentRequest(aiohttp.ClientRequest):
+    """A client request that adds none of aiohttp's default headers.
+
+    A transparent proxy forwards the client's headers and adds only its own
+    (X-Forwarded-*, X-Request-Id). ``skip_auto_headers`` would do the same but
+    rebuilds its set on every request; this shares one, built once.
+    """
+
+    _NONE: CIMultiDict[None] = CIMultiDict(
+        [(name, None) for name in ("Accept", "Accept-Encoding", "Content-Type", "User-Agent")]
+    )
+
+    def update_auto_headers(self, skip_auto_headers: Iterable[str] | None) -> None:
+        self._skip_auto_headers = self._NONE
+
+
 def new_session(config: UpstreamConfig) -> aiohttp.ClientSession:
     """The one client session every request shares (keep-alive pool)."""
     connector = aiohttp.TCPConnector(limit=config.max_connections, limit_per_host=0)
@@ -65,9 +81,8 @@ def new_session(config: UpstreamConfig) -> aiohttp.ClientSession:
             sock_connect=config.connect_timeout_s,
             sock_read=config.read_timeout_s,
         ),
-        # A transparent proxy adds no headers of its own and passes bodies as they are.
-        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-        auto_decompress=False,
+        request_class=_TransparentRequest,
+        auto_decompress=False,  # bodies pass as they are, unless the proxy must read them
         cookie_jar=aiohttp.DummyCookieJar(),
     )
 

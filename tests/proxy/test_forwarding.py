@@ -247,3 +247,19 @@ async def test_invalid_json_to_a_judged_route_is_a_clear_400(start_proxy: ProxyF
         {"model": "m", "messages": [{"role": "user", "content": "hi"}]},
     )
     assert status == 200
+
+
+async def test_the_proxy_adds_no_default_headers_of_its_own(
+    start_proxy: ProxyFactory, echo_server: TestServer
+) -> None:
+    proxy = await start_proxy(upstream=str(echo_server.make_url("")))
+    reader, writer = await asyncio.open_connection(proxy.server.host, proxy.server.port)
+    writer.write(b"POST /v1/other HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+                 b"Connection: close\r\n\r\nhi")  # fmt: skip
+    raw = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    payload = orjson.loads(raw.partition(b"\r\n\r\n")[2])
+    seen = echoed_headers(payload)
+    for added in ("user-agent", "accept", "accept-encoding", "content-type"):
+        assert added not in seen, (added, seen)
+    assert echoed_body(payload) == b"hi"
