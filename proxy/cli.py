@@ -7,6 +7,8 @@
     taxmeter check-config FILE
     taxmeter report (--proxy URL | --prometheus URL) [--window 1h] [--baseline NAME]
                     [--json] [--route ROUTES] [--resamples N] [--seed N]
+    taxmeter evaluate [--config FILE] [--dataset FILE.jsonl] [--json]
+                      [--target FILTER=LABEL[,LABEL]]... [--stage input]
 
 Exit status: 0 on success, 2 on a bad config or bad arguments; ``report``
 exits 1 when its source is unreachable or has no data (see proxy.report).
@@ -23,6 +25,8 @@ import uvloop
 
 from proxy.chain import build_chains, build_filters
 from proxy.config import Config, ConfigError, load_config, parse_host_port
+from proxy.evaluate import add_arguments as add_evaluate_arguments
+from proxy.evaluate import run as run_evaluate
 from proxy.mock_upstream import MockSettings, main_mock
 from proxy.report import add_arguments as add_report_arguments
 from proxy.report import run as run_report
@@ -66,6 +70,11 @@ def _parser() -> argparse.ArgumentParser:
         "report", help="compare the variants' latency tax, with 95%% confidence intervals"
     )
     add_report_arguments(report)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="what each filter catches and costs, on a labelled dataset"
+    )
+    add_evaluate_arguments(evaluate)
     return parser
 
 
@@ -78,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _mock_upstream(args)
         if args.command == "report":
             return run_report(args, sys.stdout, sys.stderr)
+        if args.command == "evaluate":
+            return run_evaluate(args, sys.stdout, sys.stderr)
         return _check_config(args.file)
     except ConfigError as exc:
         print(f"taxmeter: config error: {exc}", file=sys.stderr)
