@@ -27,8 +27,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
 	touch $@
 
+# The tests include semantic_guard's, so the ml extra too. The CPU build of
+# torch goes first, pinned: left to the extra, pip would pull a multi-GB CUDA build.
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test,ml]'
 	touch $@ $(VENV)/.installed
 
 clean:

@@ -7,4 +7,7 @@ BUILTIN_FILTERS: dict[str, str] = {
     "pii": "filters.pii:Pii",
     "max_length": "filters.max_length:MaxLength",
     "synthetic": "filters.synthetic:Synthetic",
+    "semantic_guard": "filters.semantic_guard:SemanticGuard",
+    "moderation": "filters.moderation:Moderation",
+    "heuristics": "filters.heuristics:Heuristics",
 }

@@ -10,6 +10,8 @@ for the official ``openai`` client to work against it unchanged:
   ``ttft + k / tokens_per_s`` after the request arrived; a non-streamed answer
   is sent when its last token would have been.
 - ``POST /v1/embeddings`` (float or base64), ``GET /v1/models``, ``GET /health``.
+- ``POST /v1/moderations``, and a Llama Guard judge on chat completions (see
+  :mod:`proxy.mock_moderation`), for the ``moderation`` filter.
 
 The text is deterministic pseudo-prose seeded by the prompt, except that a
 prompt (or, for chat, the last user message) starting with ``echo:`` is
@@ -33,11 +35,11 @@ import uvloop
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from proxy.mock_moderation import moderations, parse_chat_or_judge
 from proxy.mock_request import (
     GenerationJob,
     MockAPIError,
     header_float,
-    parse_chat,
     parse_completions,
     parse_embeddings,
     parse_json_object,
@@ -105,6 +107,7 @@ def make_mock_app(settings: MockSettings = MockSettings()) -> web.Application:
     app.router.add_post("/v1/chat/completions", _chat_completions)
     app.router.add_post("/v1/completions", _completions)
     app.router.add_post("/v1/embeddings", _embeddings)
+    app.router.add_post("/v1/moderations", moderations)
     app.router.add_get("/v1/models", _models)
     app.router.add_get("/health", _health)
     return app
@@ -177,7 +180,7 @@ async def _openai_errors(request: web.Request, handler: Handler) -> web.StreamRe
 
 
 async def _chat_completions(request: web.Request) -> web.StreamResponse:
-    return await _generate(request, parse_chat)
+    return await _generate(request, parse_chat_or_judge)
 
 
 async def _completions(request: web.Request) -> web.StreamResponse:

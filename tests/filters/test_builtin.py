@@ -11,7 +11,9 @@ from filters.builtin import BUILTIN_FILTERS
 
 
 def test_names() -> None:
-    assert set(BUILTIN_FILTERS) == {"denylist", "pii", "max_length", "synthetic"}
+    assert set(BUILTIN_FILTERS) == {
+        "denylist", "pii", "max_length", "synthetic", "heuristics", "moderation", "semantic_guard",
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize(("name", "path"), sorted(BUILTIN_FILTERS.items()))
