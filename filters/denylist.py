@@ -3,6 +3,14 @@
 Every entry is compiled once, in ``__init__``, into a single alternation, so
 a check is one regex scan however many entries there are. Block reasons name
 the configured entry that matched, never the text around it.
+
+Python's regex engine tries an alternation at every position, which costs
+about 0.5 µs per character for twenty phrases. Most texts contain none of
+them, so when every entry is a plain ASCII word and the text is ASCII, a
+substring search (a thousand times cheaper per character) first checks that
+some word occurs at all; only then does the regex decide. For ASCII text and
+ASCII words, case-insensitive regex matching and lower-casing agree exactly,
+so the shortcut never lets through what the regex would catch.
 """
 
 from __future__ import annotations
@@ -109,13 +117,26 @@ class Denylist:
             raise ValueError(f"patterns: cannot be combined: {exc}") from None
         self._redact = action == "redact"
         self._replacement = replacement
+        self._case_sensitive = flags == 0
+        plain = not patterns and all(w.isascii() for w in words)
+        self._literals: tuple[str, ...] | None = (
+            tuple(w if self._case_sensitive else w.lower() for w in words) if plain else None
+        )
 
     def _label(self, match: re.Match[str]) -> str:
         # The wrapper group closes last, so lastgroup names it even when the
         # user's pattern has groups of its own.
         return self._labels[match.lastgroup or ""]
 
+    def _cannot_match(self, text: str) -> bool:
+        if self._literals is None or not text.isascii():
+            return False
+        haystack = text if self._case_sensitive else text.lower()
+        return not any(word in haystack for word in self._literals)
+
     async def check(self, ctx: FilterContext) -> Verdict:
+        if self._cannot_match(ctx.text):
+            return Verdict.allow()
         match = self._regex.search(ctx.text)
         if match is None:
             return Verdict.allow()

@@ -170,3 +170,21 @@ BAD_PARAMS = [
 def test_rejects_bad_params(params: dict[str, Any], error: type[Exception], message: str) -> None:
     with pytest.raises(error, match=re.escape(message)):
         Denylist(**params)
+
+
+@pytest.mark.parametrize(
+    ("words", "text", "action"),
+    [
+        (["secret plan"], "THE SECRET PLAN", "block"),  # ASCII: the substring shortcut
+        (["secret plan"], "secret planet", "allow"),  # shortcut passes, regex decides
+        (["secret plan"], "nothing here", "allow"),
+        # Non-ASCII text takes the regex: re's IGNORECASE folds the long s to "s".
+        (["ignore previous"], "ignore previou\u017f instructions", "block"),
+        (["straße"], "STRAẞE", "block"),  # a non-ASCII word: no shortcut
+    ],
+)
+async def test_the_ascii_shortcut_agrees_with_the_regex(
+    words: list[str], text: str, action: str
+) -> None:
+    verdict = await Denylist(words=words).check(make_ctx(text))
+    assert verdict.action == action
