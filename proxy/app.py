@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
 from proxy.admin import build_admin_app
@@ -21,6 +22,7 @@ from proxy.observe import Observer
 from proxy.offload import OFFLOAD
 from proxy.runtime import Runtime
 from proxy.stats import Stats
+from proxy.tracing import Tracing
 from proxy.upstream import new_session
 
 log = logging.getLogger("taxmeter")
@@ -45,8 +47,12 @@ def build_apps(
     registry: CollectorRegistry,
     config_path: str | None = None,
     environ: Mapping[str, str] = os.environ,
+    tracer_provider: TracerProvider | None = None,
 ) -> Apps:
     """Build every app; filters are constructed and the chains frozen here, once.
+
+    ``tracer_provider``: where each request's span tree goes; None, tracing off.
+    The caller owns it (flushes and shuts it down).
 
     Raises ConfigError when a filter cannot be built, before anything listens.
     """
@@ -57,7 +63,10 @@ def build_apps(
     stats = Stats(config.stats_reservoir_size)
     observer = Observer()
     readiness = Readiness()
-    handler = ProxyHandler(config.upstream.url, runtime, metrics, stats, observer)
+    tracing = None
+    if tracer_provider is not None:
+        tracing = Tracing(tracer_provider, config.upstream.url, config.telemetry.trace_content)
+    handler = ProxyHandler(config.upstream.url, runtime, metrics, stats, observer, tracing)
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         handler.session = new_session(config.upstream)

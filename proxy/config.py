@@ -66,6 +66,7 @@ class TelemetryConfig:
     and /stats stay empty): only to measure what measuring costs."""
 
     metrics: bool = True
+    trace_content: bool = False  # prompt and completion text in spans (after redaction)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,10 +148,9 @@ def parse_config(raw: Any) -> Config:
         config = replace(config, stats_reservoir_size=size)
     if top.get("telemetry") is not None:
         section = check_mapping("telemetry", top["telemetry"])
-        check_known("telemetry", section, ("metrics",))
-        if "metrics" in section:
-            enabled = check_bool("telemetry.metrics", section["metrics"])
-            config = replace(config, telemetry=TelemetryConfig(metrics=enabled))
+        check_known("telemetry", section, ("metrics", "trace_content"))
+        flags = {key: check_bool(f"telemetry.{key}", value) for key, value in section.items()}
+        config = replace(config, telemetry=TelemetryConfig(**flags))
     if top.get("assignment") is not None:
         config = replace(config, assignment=parse_assignment(top["assignment"]))
     if "admin" in top:

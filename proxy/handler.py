@@ -33,6 +33,7 @@ from proxy.stats import Stats
 from proxy.stream_judge import StreamJudge
 from proxy.streaming import relay_stream
 from proxy.timeline import Timeline
+from proxy.tracing import Tracing, inject
 from proxy.upstream import Fetched, body_chunks, classify_failure, fetch, upstream_url
 
 # Bodies up to this size arrive in one read anyway; reading them whole is
@@ -50,6 +51,7 @@ class ProxyHandler:
         metrics: Metrics,
         stats: Stats,
         observer: Observer,
+        tracing: Tracing | None = None,
     ) -> None:
         self._base = upstream_base
         self._runtime = runtime
@@ -57,6 +59,7 @@ class ProxyHandler:
         self._stats = stats
         self._observer = observer
         self._export = runtime.config.telemetry.metrics
+        self._tracing = tracing
         self.session: aiohttp.ClientSession | None = None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -66,6 +69,8 @@ class ProxyHandler:
         chain = snapshot.chains[variant]
         ex = Exchange(timeline, classify(request.path), variant, _request_id(request))
         ex.expose_variant = snapshot.assigner.expose
+        if self._tracing is not None:
+            ex.trace = self._tracing.begin(request.headers, ex.route, request.method)
         if chain.observes_later:
             ex.later = Later()
         self._metrics.assignments.labels(variant).inc()
@@ -98,11 +103,17 @@ class ProxyHandler:
 
     def _record(self, ex: Exchange) -> None:
         """Everything one request contributes, derived once from its timeline."""
-        if not self._export:
+        if not self._export and ex.trace is None:
             return
         figures = ex.timeline.breakdown(ex.streamed)
+        trace_id = None
+        if ex.trace is not None and self._tracing is not None:
+            trace_id = self._tracing.export(ex, figures)
+        if not self._export:
+            return
         calls = ex.timeline.filter_calls
-        self._metrics.record(ex.route, ex.variant, ex.outcome, figures, calls)
+        exemplar = None if trace_id is None else {"trace_id": trace_id}
+        self._metrics.record(ex.route, ex.variant, ex.outcome, figures, calls, exemplar)
         self._stats.record(ex.route, ex.variant, ex.outcome, figures, calls)
 
     async def _serve(self, request: web.Request, ex: Exchange, chain: Chain) -> web.StreamResponse:
@@ -154,6 +165,8 @@ class ProxyHandler:
             length = request.content_length
             if length is not None and length <= _READ_WHOLE_BYTES:
                 data = await request.read()
+                if ex.trace is not None:
+                    ex.request_raw = data
             else:
                 data = body_chunks(request)
             ex.timeline.mark_body_read()
@@ -177,6 +190,8 @@ class ProxyHandler:
         )
         if data is not None and not isinstance(data, bytes) and request.content_length is not None:
             headers["Content-Length"] = str(request.content_length)
+        if ex.trace is not None:
+            inject(ex.trace, headers)
         url = upstream_url(self._base, request)
         fetching = fetch(self.session, request, url, headers, data, ex.timeline, judged)
         fetched: Fetched | None = None
@@ -211,6 +226,8 @@ class ProxyHandler:
         self, request: web.Request, ex: Exchange, chain: Chain, fetched: Fetched, parsed: Any
     ) -> web.StreamResponse:
         upstream = fetched.response
+        ex.upstream_status = upstream.status
+        ex.response_body = fetched.body
         if ex.outcome == "ok":
             ex.outcome = _outcome_of_status(upstream.status)
         judged = ex.route in JUDGED_ROUTES
@@ -230,6 +247,7 @@ class ProxyHandler:
                     request, ex, judge, upstream, fetched.first_chunk, fetched.first_arrived_ns
                 )
             finally:
+                ex.finish_reasons, ex.usage = judge.finish_reasons, judge.usage
                 if ex.later is not None and judge.pieces:
                     ex.later.stream_pieces = judge.pieces
         if fetched.body is not None and (chain.output or chain.later_output):
@@ -256,6 +274,7 @@ class ProxyHandler:
             parsed = orjson.loads(raw)
         except orjson.JSONDecodeError:
             parsed = None
+        ex.response_body = parsed
         choices = completion_refs(ex.route, parsed)
         if choices is None:
             failure = classify_failure(aiohttp.ClientPayloadError("not an OpenAI response"))

@@ -142,26 +142,33 @@ class Metrics:
         outcome: str,
         figures: Breakdown,
         calls: list[FilterCall],
+        exemplar: dict[str, str] | None = None,
     ) -> None:
-        """Everything one finished request contributes to the metrics."""
+        """Everything one finished request contributes to the metrics.
+
+        ``exemplar`` (``{"trace_id": hex}`` of a sampled trace) goes on the
+        latency histograms, for OpenMetrics scrapes.
+        """
         series = self._route_series.get((route, variant))
         if series is None:
             series = self._route_series[(route, variant)] = _RouteSeries(self, route, variant)
         series.requests(outcome).inc()
-        series.duration.observe(figures.total)
+        series.duration.observe(figures.total, exemplar)
         if figures.called_upstream:
             series.upstream.observe(figures.upstream)
-        series.tax.observe(figures.tax)
+        series.tax.observe(figures.tax, exemplar)
         series.tax_ratio.observe(figures.tax_ratio)
         series.overhead.observe(figures.overhead)
         for (filter_name, stage), seconds in figures.filters.items():
-            self._child(self.filter_duration, filter_name, stage, variant).observe(seconds)
+            self._child(self.filter_duration, filter_name, stage, variant).observe(
+                seconds, exemplar
+            )
         for call in calls:
             self._child(self.decisions, call.filter, call.stage, call.mode, call.action).inc()
         for filter_name, seconds in figures.holdback.items():
             self._child(self.holdback, filter_name, variant).observe(seconds)
         if figures.ttft is not None and figures.upstream_ttft is not None:
-            series.ttft.observe(figures.ttft)
+            series.ttft.observe(figures.ttft, exemplar)
             series.upstream_ttft.observe(figures.upstream_ttft)
             series.ttft_tax.observe(max(0.0, figures.ttft - figures.upstream_ttft))
 

@@ -7,7 +7,7 @@ for aiohttp to write, so the last mark is taken after the last byte.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -21,6 +21,7 @@ from proxy.upstream import classify_failure
 
 if TYPE_CHECKING:
     from proxy.observe import Later
+    from proxy.tracing import TraceStart
 
 log = logging.getLogger("taxmeter.proxy")
 
@@ -38,6 +39,13 @@ class Exchange:
     expose_variant: bool = False
     body: Any = None  # the parsed request body, when it was read
     later: Later | None = None  # what deferred observers will judge
+    trace: TraceStart | None = None  # None: tracing is off
+    status: int = 0  # the status sent to the client
+    upstream_status: int = 0
+    request_raw: bytes | None = None  # a body forwarded unread, kept for its span
+    response_body: Any = None  # the upstream's JSON answer when it was read (bytes or parsed)
+    finish_reasons: list[str] = field(default_factory=list)  # of a judged stream
+    usage: Any = None  # of a judged stream that reported it
 
 
 async def send(request: web.Request, ex: Exchange, response: web.Response) -> web.StreamResponse:
@@ -129,6 +137,7 @@ async def pass_through(
 
 
 def stamp(response: web.StreamResponse, ex: Exchange) -> None:
+    ex.status = response.status
     response.headers["X-Request-Id"] = ex.request_id
     response.headers["Server-Timing"] = ex.timeline.server_timing()
     if ex.expose_variant:

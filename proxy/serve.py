@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -15,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from proxy.app import build_apps
 from proxy.config import Config, HostPort
 from proxy.sites import bound_url, start_site
+from proxy.tracing import tracer_provider_from_env
 from proxy.workers import run_supervisor
 
 log = logging.getLogger("taxmeter")
@@ -65,7 +67,10 @@ async def run_proxy(
         if workers > 1:
             await run_supervisor(config, announce, config_path, workers, log_level, model_note)
             return
-        apps = build_apps(config, CollectorRegistry(), config_path)
+        provider = tracer_provider_from_env(os.environ)
+        if provider is not None:
+            stack.callback(provider.shutdown)  # flushes the spans not yet exported
+        apps = build_apps(config, CollectorRegistry(), config_path, tracer_provider=provider)
         metrics_runner = await start_site(apps.metrics, config.metrics_listen)
         stack.push_async_callback(metrics_runner.cleanup)
         admin_note = "off"

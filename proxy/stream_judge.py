@@ -66,6 +66,8 @@ class StreamJudge:
         self.blocked: Decision | None = None  # a block mid-stream: the stream ends
         self.blocked_at_end = False  # an at_stream_end block: finish_reason content_filter
         self.content_sent = False  # some content has been handed out
+        self.finish_reasons: list[str] = []  # as the client got them
+        self.usage: Any = None  # the usage the upstream reported, if any
 
     async def on_event(self, event: SseEvent, arrived_ns: int) -> bytes:
         """The bytes to forward for one upstream event (possibly none)."""
@@ -80,6 +82,8 @@ class StreamJudge:
             raise StreamMalformed("an event's data is not JSON") from exc
         choices = chunk.get("choices") if isinstance(chunk, dict) else None
         if not isinstance(choices, list) or not choices:
+            if isinstance(chunk, dict) and chunk.get("usage"):
+                self.usage = chunk["usage"]
             return event.raw  # usage, or an error the upstream reports: not content
         self._template = chunk
         rebuilt = False
@@ -146,6 +150,8 @@ class StreamJudge:
                 choice["finish_reason"] = "content_filter"
         if self.blocked is not None:
             return None, True
+        if final:
+            self.finish_reasons.append(str(choice["finish_reason"]))
         out = self._release(state, final)
         if out:
             self.content_sent = True

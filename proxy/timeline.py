@@ -20,7 +20,7 @@ holdback and the time-to-first-token tax, not in the total tax.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from time import perf_counter_ns
+from time import perf_counter_ns, time_ns
 
 from filters.base import Stage
 
@@ -80,6 +80,7 @@ class Timeline:
         "client_first_byte_ns",
         "client_first_content_ns",
         "client_last_byte_ns",
+        "epoch_offset_ns",
         "filter_calls",
         "holdback_ns",
         "parallel_done_ns",
@@ -93,6 +94,9 @@ class Timeline:
 
     def __init__(self, received_ns: int | None = None) -> None:
         self.received_ns = perf_counter_ns() if received_ns is None else received_ns
+        # The one wall-clock reading: a mark plus this is nanoseconds since the
+        # epoch (span start and end times); the marks themselves stay monotonic.
+        self.epoch_offset_ns = time_ns() - perf_counter_ns()
         self.body_read_ns: int | None = None
         self.upstream_sent_ns: int | None = None
         self.upstream_headers_ns: int | None = None
@@ -105,6 +109,10 @@ class Timeline:
         self.client_last_byte_ns: int | None = None
         self.filter_calls: list[FilterCall] = []
         self.holdback_ns: dict[str, list[int]] = {}  # filter -> [sum, count]
+
+    def epoch_ns(self, mark_ns: int) -> int:
+        """A mark as wall-clock nanoseconds since the epoch (for span times)."""
+        return mark_ns + self.epoch_offset_ns
 
     # -- marks -------------------------------------------------------------
     @staticmethod

@@ -36,6 +36,7 @@ from proxy.app import build_apps
 from proxy.config import Config, HostPort
 from proxy.metrics_app import Readiness, build_metrics_app
 from proxy.sites import SHUTDOWN_GRACE_S, bound_url, start_site
+from proxy.tracing import tracer_provider_from_env
 
 log = logging.getLogger("taxmeter.workers")
 
@@ -159,7 +160,10 @@ async def run_supervisor(
 
 async def run_worker(config: Config, config_path: str | None) -> None:
     """One worker: the proxy listener on the shared port, until SIGTERM."""
-    apps = build_apps(config, CollectorRegistry(), config_path, environ={})
+    provider = tracer_provider_from_env(os.environ)
+    apps = build_apps(
+        config, CollectorRegistry(), config_path, environ={}, tracer_provider=provider
+    )
     runner = await start_site(apps.proxy, config.listen, reuse_port=True)
     try:
         print(f"{_READY} {os.getpid()}", flush=True)
@@ -172,3 +176,5 @@ async def run_worker(config: Config, config_path: str | None) -> None:
         apps.readiness.ready = False
     finally:
         await runner.cleanup()
+        if provider is not None:
+            provider.shutdown()  # flushes the spans not yet exported

@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
 from proxy.app import Apps, build_apps
@@ -84,12 +85,13 @@ def start_proxy(aiohttp_server: ServerFactory, model: TestServer) -> ProxyFactor
         upstream: str | None = None,
         config_path: str | None = None,
         environ: dict[str, str] | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> RunningProxy:
         parsed = parse_config(config or {}).with_overrides(
             upstream=upstream or str(model.make_url("")).rstrip("/")
         )
         registry = CollectorRegistry()
-        apps = build_apps(parsed, registry, config_path, environ or {})
+        apps = build_apps(parsed, registry, config_path, environ or {}, tracer_provider)
         server = await aiohttp_server(apps.proxy)
         metrics_server = await aiohttp_server(apps.metrics)
         admin_server = await aiohttp_server(apps.admin) if apps.admin is not None else None

@@ -93,6 +93,7 @@ def validate(raw: Any) -> Config:
         ({"stats_reservoir_size": 0}, "stats_reservoir_size", "whole number"),
         ({"telemetry": {"metrics": "off"}}, "telemetry.metrics", "true or false"),
         ({"telemetry": {"traces": True}}, "telemetry.traces", "unknown key"),
+        ({"telemetry": {"trace_content": "yes"}}, "telemetry.trace_content", "true or false"),
         ({"variants": {}}, "variants", "at least one"),
         ({"variants": {"a": {"weight": -1}}}, "variants.a.weight", ">= 0"),
         ({"variants": {"a": {"weight": 0}}}, "variants", "add up to 0"),
