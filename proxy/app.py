@@ -12,8 +12,9 @@ from aiohttp import web
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
+from proxy.access_log import AccessLog
 from proxy.admin import build_admin_app
-from proxy.config import Config
+from proxy.config import Config, ConfigError
 from proxy.handler import ProxyHandler
 from proxy.loop_lag import watch_loop_lag
 from proxy.metrics import Metrics
@@ -66,7 +67,20 @@ def build_apps(
     tracing = None
     if tracer_provider is not None:
         tracing = Tracing(tracer_provider, config.upstream.url, config.telemetry.trace_content)
-    handler = ProxyHandler(config.upstream.url, runtime, metrics, stats, observer, tracing)
+    telemetry = config.telemetry
+    access_log = None
+    if telemetry.access_log != "off":
+        try:
+            access_log = AccessLog(
+                telemetry.access_log, telemetry.access_log_sample, telemetry.access_log_content
+            )
+        except OSError as exc:
+            raise ConfigError(
+                "telemetry.access_log", f"cannot open {telemetry.access_log}: {exc.strerror}"
+            ) from exc
+    handler = ProxyHandler(
+        config.upstream.url, runtime, metrics, stats, observer, tracing, access_log
+    )
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         handler.session = new_session(config.upstream)
@@ -77,6 +91,8 @@ def build_apps(
         lag_watch.cancel()
         await handler.session.close()
         await observer.drain(OBSERVE_GRACE_S)
+        if access_log is not None:
+            access_log.close()
         OFFLOAD.close()
         for instance in runtime.all_filter_instances():
             close = getattr(instance, "aclose", None)

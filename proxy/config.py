@@ -27,6 +27,7 @@ from proxy.config_checks import (
     check_mapping,
     check_number,
     check_positive,
+    check_str,
     check_str_list,
     check_url,
 )
@@ -39,6 +40,9 @@ from proxy.config_filters import parse_filters
 TOP_KEYS = (
     "listen", "metrics_listen", "upstream", "filters", "variants", "assignment", "admin",
     "max_body_bytes", "stats_reservoir_size", "telemetry",
+)  # fmt: skip
+TELEMETRY_KEYS = (
+    "metrics", "trace_content", "access_log", "access_log_sample", "access_log_content",
 )  # fmt: skip
 
 
@@ -67,6 +71,9 @@ class TelemetryConfig:
 
     metrics: bool = True
     trace_content: bool = False  # prompt and completion text in spans (after redaction)
+    access_log: str = "off"  # off | stdout | a file path
+    access_log_sample: float = 1.0  # the share of requests logged
+    access_log_content: bool = False  # prompt and completion text (after redaction)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,9 +155,7 @@ def parse_config(raw: Any) -> Config:
         config = replace(config, stats_reservoir_size=size)
     if top.get("telemetry") is not None:
         section = check_mapping("telemetry", top["telemetry"])
-        check_known("telemetry", section, ("metrics", "trace_content"))
-        flags = {key: check_bool(f"telemetry.{key}", value) for key, value in section.items()}
-        config = replace(config, telemetry=TelemetryConfig(**flags))
+        config = replace(config, telemetry=_telemetry(section))
     if top.get("assignment") is not None:
         config = replace(config, assignment=parse_assignment(top["assignment"]))
     if "admin" in top:
@@ -158,6 +163,30 @@ def parse_config(raw: Any) -> Config:
     filters = parse_filters(top.get("filters"))
     variants = _variants(top.get("variants"), {f.name for f in filters})
     return replace(config, filters=filters, variants=variants)
+
+
+def _telemetry(section: Mapping[str, Any]) -> TelemetryConfig:
+    check_known("telemetry", section, TELEMETRY_KEYS)
+    telemetry = TelemetryConfig()
+    flags = {
+        key: check_bool(f"telemetry.{key}", section.get(key, getattr(telemetry, key)))
+        for key in ("metrics", "trace_content", "access_log_content")
+    }
+    telemetry = replace(
+        telemetry,
+        metrics=flags["metrics"],
+        trace_content=flags["trace_content"],
+        access_log_content=flags["access_log_content"],
+    )
+    if "access_log" in section:
+        target = check_str("telemetry.access_log", section["access_log"])
+        telemetry = replace(telemetry, access_log=target)
+    if "access_log_sample" in section:
+        share = check_number("telemetry.access_log_sample", section["access_log_sample"])
+        if not 0 <= share <= 1:
+            raise ConfigError("telemetry.access_log_sample", f"expected 0 to 1, got {share}")
+        telemetry = replace(telemetry, access_log_sample=share)
+    return telemetry
 
 
 def parse_host_port(key: str, value: Any) -> HostPort:

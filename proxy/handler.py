@@ -16,6 +16,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from proxy.access_log import AccessLog
 from proxy.chain import BoundFilter, Chain
 from proxy.headers import client_response_headers, upstream_request_headers
 from proxy.metrics import Metrics
@@ -52,6 +53,7 @@ class ProxyHandler:
         stats: Stats,
         observer: Observer,
         tracing: Tracing | None = None,
+        access_log: AccessLog | None = None,
     ) -> None:
         self._base = upstream_base
         self._runtime = runtime
@@ -60,6 +62,7 @@ class ProxyHandler:
         self._observer = observer
         self._export = runtime.config.telemetry.metrics
         self._tracing = tracing
+        self._access_log = access_log
         self.session: aiohttp.ClientSession | None = None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -69,6 +72,7 @@ class ProxyHandler:
         chain = snapshot.chains[variant]
         ex = Exchange(timeline, classify(request.path), variant, _request_id(request))
         ex.expose_variant = snapshot.assigner.expose
+        ex.method = request.method
         if self._tracing is not None:
             ex.trace = self._tracing.begin(request.headers, ex.route, request.method)
         if chain.observes_later:
@@ -103,12 +107,14 @@ class ProxyHandler:
 
     def _record(self, ex: Exchange) -> None:
         """Everything one request contributes, derived once from its timeline."""
-        if not self._export and ex.trace is None:
+        if not self._export and ex.trace is None and self._access_log is None:
             return
         figures = ex.timeline.breakdown(ex.streamed)
         trace_id = None
         if ex.trace is not None and self._tracing is not None:
             trace_id = self._tracing.export(ex, figures)
+        if self._access_log is not None:
+            self._access_log.write(ex, figures, trace_id)
         if not self._export:
             return
         calls = ex.timeline.filter_calls

@@ -35,6 +35,7 @@ class Exchange:
     variant: str
     request_id: str
     outcome: str = "ok"
+    method: str = ""
     streamed: bool = False
     expose_variant: bool = False
     body: Any = None  # the parsed request body, when it was read

@@ -93,6 +93,8 @@ def validate(raw: Any) -> Config:
         ({"stats_reservoir_size": 0}, "stats_reservoir_size", "whole number"),
         ({"telemetry": {"metrics": "off"}}, "telemetry.metrics", "true or false"),
         ({"telemetry": {"traces": True}}, "telemetry.traces", "unknown key"),
+        ({"telemetry": {"access_log": 1}}, "telemetry.access_log", "string"),
+        ({"telemetry": {"access_log_sample": 2}}, "telemetry.access_log_sample", "0 to 1"),
         ({"telemetry": {"trace_content": "yes"}}, "telemetry.trace_content", "true or false"),
         ({"variants": {}}, "variants", "at least one"),
         ({"variants": {"a": {"weight": -1}}}, "variants.a.weight", ">= 0"),
