@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import time
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+NOHUP = shutil.which("nohup")
 _STARTED: list[Child] = []
 
 
@@ -56,9 +58,16 @@ async def spawn(
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
 ) -> Child:
-    """Start ``argv`` on ``cores`` with stdout and stderr going to ``log``."""
+    """Start ``argv`` on ``cores`` with stdout and stderr going to ``log``.
+
+    Under nohup: a hangup signal meant for something else must not end a measurement
+    (the event loop's spawn resets signal dispositions, so the child cannot be told to
+    ignore it directly). A program that handles SIGHUP (taxmeter and nginx reload their
+    config) installs its own handler over nohup's.
+    """
     with log.open("wb") as out:
         process = await asyncio.create_subprocess_exec(
+            *([NOHUP] if NOHUP else []),
             *argv,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=out,

@@ -95,8 +95,14 @@ def render(
     for scenario in scenarios.values():
         other += [f"{scenario.title}: {n}" for n in scenario.notes]
     if other:
-        lines += ["### Notes from the run", "", *(f"- {n}" for n in other), ""]
+        lines += ["### Notes from the run", "", *(f"- {_local(n)}" for n in other), ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _local(note: str) -> str:
+    """A note without this machine's directories in it."""
+    repo = str(Path(__file__).resolve().parent.parent)
+    return note.replace(repo, ".").replace(str(Path.home()), "~")
 
 
 def _section(scenario: Scenario, key: str) -> list[str]:

@@ -205,9 +205,8 @@ class Rig:
         if target.child is not None and not alive(target.child.pid):
             await asyncio.sleep(0.1)
             code = target.child.process.returncode
-            event = (f"{what}: {target.label} exited (status {code}); not measured from "
-                     f"there on. Its last output: {target.child.tail(3)!r}")  # fmt: skip
-            print(f"bench: {event}")
+            event = f"{what}: {target.label} exited (status {code}); not measured from there on"
+            print(f"bench: {event}; its last output:\n{target.child.tail(10)}")
             self.events.append(event)
             self.gone.add(target.key)
             raise TargetGone(target.key)

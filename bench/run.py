@@ -105,11 +105,9 @@ async def run(args: argparse.Namespace, plan: Plan, keys: list[str], wanted: set
                 async with start_targets(tmp, keys, load, proxy_core, timing, args, quiet) as phase:
                     await _streams(phase, plan, wanted, auth, results)
                 results.notes += [n for n in phase.notes if n not in results.notes]
-        except BaseException:
-            _keep_logs(tmp, args.litellm_venv.parent / "last-failed-run")
-            raise
         finally:
             await stop_all()
+            _keep_logs(tmp, args.litellm_venv.parent / "last-run-logs")
     results.notes.append(
         f"other work on the host: {quiet.retried} measurement(s) repeated because it used "
         f"over {FOREIGN_LIMIT:.0%} of a core meanwhile; {quiet.waited_s:.0f} s spent waiting "
@@ -148,12 +146,12 @@ async def _streams(
 
 
 def _keep_logs(tmp: Path, where: Path) -> None:
-    """A failed run's process logs outlive its temporary directory."""
+    """The last run's process logs outlive its temporary directory."""
     shutil.rmtree(where, ignore_errors=True)
     where.mkdir(parents=True, exist_ok=True)
     for log in tmp.rglob("*.log"):
         shutil.copy(log, where / log.name)
-    print(f"bench: the run failed; its process logs are in {where}")
+    print(f"bench: the processes' logs are in {where}")
 
 
 def _micro(quick: bool, core: int) -> str:
