@@ -13,18 +13,22 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 from litellm_target import start_litellm
 from procs import Child, stop
 from rig import Quiet, Rig
 from targets import (
     LABELS,
+    TRACED,
     Target,
     check_config,
     model_url,
     start_bare,
     start_model,
     start_nginx,
+    start_otlp_sink,
     start_taxmeter,
+    tracing_env,
 )
 
 
@@ -36,7 +40,12 @@ class Phase:
 
 
 async def _start(
-    key: str, tmp: Path, upstream: str, cores: set[int], args: argparse.Namespace
+    key: str,
+    tmp: Path,
+    upstream: str,
+    cores: set[int],
+    args: argparse.Namespace,
+    sink: str | None = None,
 ) -> Target:
     if key == "nginx":
         return await start_nginx(tmp, upstream, cores)
@@ -47,7 +56,8 @@ async def _start(
     config, refused = check_config(tmp, key, upstream)
     if refused is not None:
         raise RuntimeError(f"taxmeter check-config refuses its config: {refused}")
-    return await start_taxmeter(key, config, tmp, cores)
+    env = tracing_env(key, sink) if key in TRACED and sink is not None else None
+    return await start_taxmeter(key, config, tmp, cores, env)
 
 
 @contextlib.asynccontextmanager
@@ -65,12 +75,16 @@ async def start_targets(
     upstream = await model_url(model)
     targets = {"direct": Target("direct", upstream)}
     notes = []
+    sink: tuple[Child, str] | None = None
     try:
+        if TRACED.keys() & set(keys):
+            sink = await start_otlp_sink(tmp, load)
         for key in keys:
             if key == "direct":
                 continue
             try:
-                targets[key] = await _start(key, tmp, upstream, {proxy_core}, args)
+                sink_url = None if sink is None else sink[1]
+                targets[key] = await _start(key, tmp, upstream, {proxy_core}, args, sink_url)
             except (RuntimeError, OSError) as exc:
                 reason = str(exc).strip().splitlines()[0]
                 notes.append(f"{LABELS[key]}: not measured: {reason}")
@@ -92,4 +106,18 @@ async def start_targets(
         for target in targets.values():
             if target.child is not None:
                 await stop(target.child)
+        if sink is not None:
+            notes.append(await _spans_received(sink[1]))
+            await stop(sink[0])
         await stop(model)
+
+
+async def _spans_received(sink: str) -> str:
+    """What the trace receiver got: the tracing rows really exported their spans."""
+    label = " and ".join(LABELS[key] for key in TRACED)
+    try:
+        async with aiohttp.ClientSession() as session, session.get(f"{sink}/count") as answer:
+            got = await answer.json()
+    except aiohttp.ClientError as exc:
+        return f"{label}: the trace receiver did not answer ({exc})"
+    return f"{label}: {got['spans']} spans received in {got['exports']} OTLP exports"

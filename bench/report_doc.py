@@ -86,9 +86,7 @@ def render(
             lines += _section(scenarios[key], key)
     cost = measurement_cost(scenarios)
     if cost:
-        lines += ["### What taxmeter's own measurement costs", "",
-                  "taxmeter (no filters) with metrics on minus the same with "
-                  "`telemetry: {metrics: false}`, per repeat.", "", *cost, ""]  # fmt: skip
+        lines += ["### What taxmeter's own measurement costs", "", _COST_TEXT, "", *cost, ""]
     if micro:
         lines += [micro.strip(), ""]
     other = [n for n in notes if not n.startswith(("versions: ", "pinning: "))]
@@ -97,6 +95,13 @@ def render(
     if other:
         lines += ["### Notes from the run", "", *(f"- {_local(n)}" for n in other), ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+_COST_TEXT = (
+    "Metrics: taxmeter (no filters) minus the same with `telemetry: {metrics: false}`. "
+    "Tracing: taxmeter (no filters) with spans exported over OTLP/HTTP (every request, or 1% "
+    "of them, sampled) minus the same with tracing off (no OTEL_* exporter set). Per repeat."
+)
 
 
 def _local(note: str) -> str:

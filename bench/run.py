@@ -8,7 +8,8 @@ pinned to the proxy core, paused while another is measured), and runs each
 scenario against the model server directly and through every proxy,
 repeats interleaved. Writes the results as markdown between the markers in
 --out (the rest of the file is kept), and prints them. --only takes target
-names (nginx, bare, tm_none, tm_nometrics, tm_default, litellm; direct is
+names (nginx, bare, tm_none, tm_nometrics, tm_traced, tm_sampled,
+tm_default, litellm; direct is
 always run) and scenario names (c1, c32, sweep, streams_burst,
 streams_steady, micro).
 """

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ LABELS = {
     "bare": "bare aiohttp",
     "tm_none": "taxmeter (no filters)",
     "tm_nometrics": "taxmeter (no filters, metrics off)",
+    "tm_traced": "taxmeter (no filters, tracing on)",
+    "tm_sampled": "taxmeter (no filters, tracing 1% sampled)",
     "tm_default": "taxmeter (default chain)",
     "litellm": "LiteLLM",
 }
@@ -188,10 +191,37 @@ def check_config(tmp: Path, key: str, upstream: str) -> tuple[Path, str | None]:
     return path, None
 
 
-async def start_taxmeter(key: str, config: Path, tmp: Path, cores: set[int] | None) -> Target:
+async def start_otlp_sink(tmp: Path, cores: set[int] | None) -> tuple[Child, str]:
+    """The trace receiver of the "tracing on" row, on the load core."""
+    argv = [sys.executable, str(BENCH_DIR / "otlp_sink.py")]
+    child = await spawn("OTLP sink", argv, tmp / "otlp-sink.log", cores)
+    match = await wait_for_line(child, r"listening on (http://\S+)$", 30)
+    return child, match.group(1)
+
+
+# The tracing rows: every request sampled, or 1% of them (a common production setting).
+TRACED = {"tm_traced": ("always_on", ""), "tm_sampled": ("parentbased_traceidratio", "0.01")}
+
+
+def tracing_env(key: str, sink: str) -> dict[str, str]:
+    """Spans exported over OTLP/HTTP with the SDK's batch defaults, sampled as the row says."""
+    sampler, argument = TRACED[key]
+    return {
+        **os.environ,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": sink,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_TRACES_SAMPLER": sampler,
+        "OTEL_TRACES_SAMPLER_ARG": argument,
+        "OTEL_SERVICE_NAME": "taxmeter-bench",
+    }
+
+
+async def start_taxmeter(
+    key: str, config: Path, tmp: Path, cores: set[int] | None, env: dict[str, str] | None = None
+) -> Target:
     argv = [sys.executable, "-m", "proxy", "serve", "--config", str(config),
             "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"]  # fmt: skip
-    child = await spawn(LABELS[key], argv, tmp / f"{key}.log", cores)
+    child = await spawn(LABELS[key], argv, tmp / f"{key}.log", cores, env=env)
     await wait_for_line(child, r"^taxmeter: filters", 60)
     proxy = await wait_for_line(child, r"^taxmeter: proxy\s+(http://\S+)", 1)
     target = Target(key, proxy.group(1), child)

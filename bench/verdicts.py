@@ -115,18 +115,27 @@ def targets_table(scenarios: dict[str, Scenario], sweep: Sweep | None) -> list[s
     return table(header, rows)
 
 
+# What each part of taxmeter's own measurement costs: the row with it on minus the row without.
+_COSTS = (
+    ("metrics", TM, "tm_nometrics"),
+    ("tracing, every request sampled", "tm_traced", TM),
+    ("tracing, 1% sampled", "tm_sampled", TM),
+)
+
+
 def measurement_cost(scenarios: dict[str, Scenario]) -> list[str]:
-    """CPU and latency of taxmeter with metrics on minus the same with metrics off."""
+    """CPU and latency of metrics (on - off) and of tracing (on - off), per scenario."""
     rows = []
-    for s in scenarios.values():
-        if "tm_nometrics" not in s.runs or TM not in s.runs:
-            continue
-        on, off = _cpu(s, TM), _cpu(s, "tm_nometrics")
-        cpu = [a - b for a, b in zip(on, off, strict=False) if a is not None and b is not None]
-        p50 = [a.p50_ms - b.p50_ms for a, b in zip(s.runs[TM], s.runs["tm_nometrics"],
-                                                   strict=False)]  # fmt: skip
-        rows.append([s.title, spread(cpu, 1000), spread(p50, 1000)])
+    for what, on_key, off_key in _COSTS:
+        for s in scenarios.values():
+            if on_key not in s.runs or off_key not in s.runs:
+                continue
+            on, off = _cpu(s, on_key), _cpu(s, off_key)
+            cpu = [a - b for a, b in zip(on, off, strict=False) if a is not None and b is not None]
+            p50 = [a.p50_ms - b.p50_ms for a, b in zip(s.runs[on_key], s.runs[off_key],
+                                                       strict=False)]  # fmt: skip
+            rows.append([what, s.title, spread(cpu, 1000), spread(p50, 1000)])
     if not rows:
         return []
-    return table(["scenario", "CPU µs per request or stream (on - off)", "p50 µs (on - off)"],
-                 rows)  # fmt: skip
+    header = ["what", "scenario", "CPU µs per request or stream (on - off)", "p50 µs (on - off)"]
+    return table(header, rows)
