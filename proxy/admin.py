@@ -117,7 +117,7 @@ def build_admin_app(
 
     async def reload(request: web.Request) -> web.Response:
         try:
-            config = runtime.reload()
+            config = await runtime.reload()
         except ConfigError as exc:
             log.warning("reload refused, the running config stays: %s", exc)
             return _error(400, "invalid_config", f"reload refused: {exc}")

@@ -8,6 +8,7 @@ Snapshots are immutable; a change builds a new one and swaps it in.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -41,6 +42,8 @@ class Runtime:
         self.config_path = config_path
         self.current = _snapshot(config, build_filters(config))
         self._retired: list[Built] = []
+        self._reloading = asyncio.Lock()  # one reload at a time, in the order asked
+        self._signalled: set[asyncio.Task[None]] = set()  # reloads asked for by SIGHUP
 
     @property
     def config(self) -> Config:
@@ -73,8 +76,19 @@ class Runtime:
         self.current = _snapshot(replace(self.config, variants=new), self.current.filters)
         log.warning("variant weights: %s", {v.name: v.weight for v in new})
 
-    def reload(self) -> Config:
-        """Re-read the config file; on any error the running config stays (ConfigError)."""
+    async def reload(self) -> Config:
+        """Re-read the config file; on any error the running config stays (ConfigError).
+
+        The file is read and the new filters built on a worker thread (a filter that
+        loads a model takes seconds), so the loop keeps serving meanwhile; the new
+        snapshot is swapped in on the loop.
+        """
+        async with self._reloading:
+            prepared = await asyncio.to_thread(self._prepare_reload)
+            return self._apply(*prepared)
+
+    def _prepare_reload(self) -> tuple[Config, Built]:
+        """The new config and its filters; touches no running state (any thread)."""
         if self.config_path is None:
             raise ConfigError("", "taxmeter was started without --config: there is no file")
         new = load_config(self.config_path)
@@ -88,6 +102,7 @@ class Runtime:
         for key, changed in fixed.items():
             if changed:
                 log.warning("reload of %s: %s changed; it takes effect on restart", path, key)
+        # These four are fixed for the process's life: the running values stay.
         new = replace(
             new,
             listen=self.config.listen,
@@ -95,21 +110,29 @@ class Runtime:
             upstream=self.config.upstream,
             admin=self.config.admin,
         )
-        filters = build_filters(new)  # raises ConfigError: nothing has changed yet
+        return new, build_filters(new)  # raises ConfigError: nothing has changed yet
+
+    def _apply(self, new: Config, filters: Built) -> Config:
         self._retired.append(self.current.filters)
         self.current = _snapshot(new, filters)
         log.warning(
             "reloaded %s: filters %s; variants %s",
-            path,
+            self.config_path,
             [f"{f.name} ({f.mode})" for f in new.filters] or "none",
             {v.name: v.weight for v in new.variants},
         )
         return new
 
     def reload_or_keep(self) -> None:
-        """Reload on a signal: a bad file is refused and logged; the running config stays."""
+        """Reload on a signal, in the background: a bad file is refused and logged, and
+        the running config stays."""
+        task = asyncio.get_running_loop().create_task(self._reload_or_keep())
+        self._signalled.add(task)
+        task.add_done_callback(self._signalled.discard)
+
+    async def _reload_or_keep(self) -> None:
         try:
-            self.reload()
+            await self.reload()
         except ConfigError as exc:
             log.warning("reload refused, the running config stays: %s", exc)
 

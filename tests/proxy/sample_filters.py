@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from filters.base import FilterContext, Verdict
 
@@ -12,6 +13,18 @@ class Raising:
 
     async def check(self, ctx: FilterContext) -> Verdict:
         raise RuntimeError("boom")
+
+
+class SlowToBuild:
+    """Takes ``build_s`` to construct, as a filter that loads a model does."""
+
+    stages = ("input",)
+
+    def __init__(self, build_s: float = 1.0) -> None:
+        time.sleep(build_s)
+
+    async def check(self, ctx: FilterContext) -> Verdict:
+        return Verdict.allow()
 
 
 class Hanging:

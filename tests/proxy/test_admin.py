@@ -182,6 +182,34 @@ async def test_reload_applies_a_good_file_and_refuses_a_bad_one(
         assert got == 200  # the running config stays
 
 
+async def test_reload_builds_filters_off_the_loop_while_requests_are_served(
+    start_proxy: ProxyFactory, tmp_path: Path
+) -> None:
+    path = tmp_path / "taxmeter.yaml"
+    first = {"filters": [], "admin": {"token_env": "ADMIN_TOKEN"}}
+    path.write_text(yaml.safe_dump(first))
+    proxy = await start_proxy(first, config_path=str(path), environ={"ADMIN_TOKEN": TOKEN})
+    slow = {"name": "slow", "type": "tests.proxy.sample_filters:SlowToBuild",
+            "params": {"build_s": 1.5}}  # fmt: skip
+    path.write_text(yaml.safe_dump({**first, "filters": [slow]}))
+    loop = asyncio.get_running_loop()
+    reloading = asyncio.ensure_future(call(proxy, "POST", "/admin/reload"))
+    await asyncio.sleep(0.2)  # the build is under way
+    longest, served = 0.0, 0
+    while not reloading.done():
+        began = loop.time()
+        got, _, _ = await post_json(f"{proxy.url}/v1/chat/completions", CHAT)
+        assert got == 200
+        longest, served = max(longest, loop.time() - began), served + 1
+    status, body = await reloading
+    assert status == 200, body
+    assert body["filters"] == ["slow"]
+    # Built on the loop, the filter would stall the loop (this test's client
+    # shares it) for its 1.5 s: nothing would be served meanwhile.
+    assert served >= 10
+    assert longest < 0.75
+
+
 async def test_sighup_reloads_a_running_proxy(tmp_path: Path) -> None:
     path = tmp_path / "taxmeter.yaml"
     path.write_text(yaml.safe_dump({"filters": [DENY]}))
