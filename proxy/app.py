@@ -94,10 +94,7 @@ def build_apps(
         if access_log is not None:
             access_log.close()
         OFFLOAD.close()
-        for instance in runtime.all_filter_instances():
-            close = getattr(instance, "aclose", None)
-            if close is not None:
-                await close()
+        await runtime.aclose()
 
     proxy_app = web.Application(client_max_size=config.max_body_bytes)
     proxy_app.cleanup_ctx.append(upstream_session)

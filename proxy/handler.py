@@ -29,7 +29,7 @@ from proxy.openai_body import (
     prompt_refs,
 )
 from proxy.respond import Exchange, pass_through, send, send_error, send_upstream_failure
-from proxy.runtime import Runtime
+from proxy.runtime import Runtime, Snapshot
 from proxy.stats import Stats
 from proxy.stream_judge import StreamJudge
 from proxy.streaming import relay_stream
@@ -67,7 +67,7 @@ class ProxyHandler:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         timeline = Timeline()
-        snapshot = self._runtime.current  # this request's config, to its end
+        snapshot = self._runtime.acquire()  # this request's config, to its end
         variant = snapshot.assigner.assign(request)
         chain = snapshot.chains[variant]
         ex = Exchange(timeline, classify(request.path), variant, _request_id(request))
@@ -86,12 +86,15 @@ class ProxyHandler:
             raise
         finally:
             self._metrics.inflight.dec()
-            if ex.later is None or not self._observer.submit(self._observe_then_record(ex, chain)):
+            if ex.later is None or not self._observer.submit(
+                self._observe_then_record(ex, snapshot, chain)
+            ):
                 if ex.later is not None:
                     self._metrics.observations_skipped.inc()
+                self._runtime.release(snapshot)
                 self._record(ex)
 
-    async def _observe_then_record(self, ex: Exchange, chain: Chain) -> None:
+    async def _observe_then_record(self, ex: Exchange, snapshot: Snapshot, chain: Chain) -> None:
         assert ex.later is not None
         try:
             await observe(
@@ -103,6 +106,7 @@ class ProxyHandler:
                 timeline=ex.timeline,
             )
         finally:
+            self._runtime.release(snapshot)
             self._record(ex)
 
     def _record(self, ex: Exchange) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -41,13 +42,35 @@ class Runtime:
     def __init__(self, config: Config, config_path: str | None = None) -> None:
         self.config_path = config_path
         self.current = _snapshot(config, build_filters(config))
-        self._retired: list[Built] = []
+        # Filters replaced by a reload are closed when the last request using them
+        # ends: requests in flight (and their deferred observers) keep their snapshot.
+        self._users: dict[int, int] = {}  # id of a Built -> requests using it
+        self._retired: dict[int, Built] = {}  # replaced, still in use
+        self._closing: set[asyncio.Task[None]] = set()
         self._reloading = asyncio.Lock()  # one reload at a time, in the order asked
         self._signalled: set[asyncio.Task[None]] = set()  # reloads asked for by SIGHUP
 
     @property
     def config(self) -> Config:
         return self.current.config
+
+    def acquire(self) -> Snapshot:
+        """The current snapshot, for one request; hand it back with :meth:`release`."""
+        snapshot = self.current
+        key = id(snapshot.filters)
+        self._users[key] = self._users.get(key, 0) + 1
+        return snapshot
+
+    def release(self, snapshot: Snapshot) -> None:
+        key = id(snapshot.filters)
+        left = self._users[key] - 1
+        if left:
+            self._users[key] = left
+            return
+        del self._users[key]
+        retired = self._retired.pop(key, None)
+        if retired is not None:
+            self._close(retired)
 
     def set_mode(self, name: str, mode: str) -> None:
         """Switch one filter to enforce, observe or off (KeyError, ValueError)."""
@@ -113,8 +136,12 @@ class Runtime:
         return new, build_filters(new)  # raises ConfigError: nothing has changed yet
 
     def _apply(self, new: Config, filters: Built) -> Config:
-        self._retired.append(self.current.filters)
+        old = self.current.filters
         self.current = _snapshot(new, filters)
+        if id(old) in self._users:
+            self._retired[id(old)] = old
+        else:
+            self._close(old)
         log.warning(
             "reloaded %s: filters %s; variants %s",
             self.config_path,
@@ -136,10 +163,30 @@ class Runtime:
         except ConfigError as exc:
             log.warning("reload refused, the running config stays: %s", exc)
 
-    def all_filter_instances(self) -> list[Filter]:
-        """Every filter instance ever built, current and retired (for closing at shutdown)."""
-        seen: dict[int, Filter] = {}
-        for built in [*self._retired, self.current.filters]:
-            for instance, _ in built.values():
-                seen[id(instance)] = instance
-        return list(seen.values())
+    def _close(self, built: Built) -> None:
+        for instance, _ in built.values():
+            close = getattr(instance, "aclose", None)
+            if close is not None:
+                task = asyncio.get_running_loop().create_task(_close_quietly(instance, close))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+
+    async def aclose(self) -> None:
+        """At shutdown: close every filter still open, current and retired."""
+        for built in [*self._retired.values(), self.current.filters]:
+            self._close(built)
+        self._retired.clear()
+        while self._closing:
+            await asyncio.gather(*self._closing)
+
+    @property
+    def retired_open(self) -> int:
+        """Replaced filter sets not closed yet: requests still use them."""
+        return len(self._retired)
+
+
+async def _close_quietly(instance: Filter, close: Callable[[], Awaitable[None]]) -> None:
+    try:
+        await close()
+    except Exception:
+        log.exception("closing filter %r failed", instance)

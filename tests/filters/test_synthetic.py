@@ -26,8 +26,10 @@ async def _durations_ms(synthetic: Synthetic, calls: int) -> list[float]:
 def test_wall_ms_is_accurate_on_uvloop(uvloop_runner: asyncio.Runner) -> None:
     uvloop_runner.run(_durations_ms(Synthetic(wall_ms=1), 3))  # warm up the loop and imports
     durations = uvloop_runner.run(_durations_ms(Synthetic(wall_ms=20), 10))
-    assert min(durations) >= 20.0, durations  # never returns early
-    assert statistics.fmean(durations) == pytest.approx(20.0, abs=0.5), durations
+    # Never early; and not late by design: a busy host delays some wake-ups (so
+    # no mean or median), but the fastest of ten shows what the filter itself does.
+    assert 20.0 <= min(durations) <= 20.5, durations
+    assert statistics.median(durations) < 25.0, durations
 
 
 def test_wall_ms_does_not_block_the_loop(uvloop_runner: asyncio.Runner) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import ClassVar
 
 from filters.base import FilterContext, Verdict
 
@@ -25,6 +26,23 @@ class SlowToBuild:
 
     async def check(self, ctx: FilterContext) -> Verdict:
         return Verdict.allow()
+
+
+class Closable:
+    """Remembers being closed; each check waits ``hold_s`` so a request can hold it."""
+
+    stages = ("input",)
+    closed: ClassVar[list[object]] = []  # every instance closed, in order
+
+    def __init__(self, hold_s: float = 0.0) -> None:
+        self.hold_s = hold_s
+
+    async def check(self, ctx: FilterContext) -> Verdict:
+        await asyncio.sleep(self.hold_s)
+        return Verdict.allow()
+
+    async def aclose(self) -> None:
+        Closable.closed.append(self)
 
 
 class Hanging:

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.proxy.conftest import ProxyFactory, RunningProxy, post_json
+from tests.proxy.sample_filters import Closable
 from tests.proxy.test_serve_cli import read_announcement
 
 TOKEN = "s3cret-token"
@@ -208,6 +209,42 @@ async def test_reload_builds_filters_off_the_loop_while_requests_are_served(
     # shares it) for its 1.5 s: nothing would be served meanwhile.
     assert served >= 10
     assert longest < 0.75
+
+
+async def test_replaced_filters_are_closed_when_their_last_request_ends(
+    start_proxy: ProxyFactory, tmp_path: Path
+) -> None:
+    path = tmp_path / "taxmeter.yaml"
+    closable = {"name": "c", "type": "tests.proxy.sample_filters:Closable", "stages": ["input"],
+                "timeout_ms": 5000}  # fmt: skip
+    first = {"filters": [{**closable, "params": {"hold_s": 1.0}}],
+             "admin": {"token_env": "ADMIN_TOKEN"}}  # fmt: skip
+    path.write_text(yaml.safe_dump(first))
+    proxy = await start_proxy(first, config_path=str(path), environ={"ADMIN_TOKEN": TOKEN})
+    runtime = proxy.apps.runtime
+    ((old, _),) = runtime.current.filters.values()
+    holding = asyncio.ensure_future(post_json(f"{proxy.url}/v1/chat/completions", CHAT))
+    await asyncio.sleep(0.3)  # the request is in the filter's check
+
+    path.write_text(yaml.safe_dump({**first, "filters": [closable]}))
+    status, _ = await call(proxy, "POST", "/admin/reload")
+    assert status == 200
+    ((new, _),) = runtime.current.filters.values()
+    assert new is not old
+    assert not holding.done()
+    assert old not in Closable.closed  # still in use
+    assert runtime.retired_open == 1
+
+    assert (await holding)[0] == 200
+    await proxy.settle()
+    assert old in Closable.closed
+    assert new not in Closable.closed
+    assert runtime.retired_open == 0
+    # A reload while nothing is in flight closes the replaced filters at once.
+    status, _ = await call(proxy, "POST", "/admin/reload")
+    assert status == 200
+    await asyncio.sleep(0.05)
+    assert new in Closable.closed
 
 
 async def test_sighup_reloads_a_running_proxy(tmp_path: Path) -> None:

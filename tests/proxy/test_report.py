@@ -279,7 +279,8 @@ async def test_routes_streams_and_the_default_baseline(
     # Only the streamed requests have a time to first token; the input filter delays it.
     ttft_tax = comparison(document, "without", "ttft_tax_seconds", "p50")
     lo, hi = ttft_tax["ci95"]
-    assert -0.022 <= lo <= ttft_tax["difference"] <= hi <= -0.018, ttft_tax
+    # A 20 ms filter; 3 ms of slack for a busy host delaying some wake-ups.
+    assert -0.023 <= lo <= ttft_tax["difference"] <= hi <= -0.017, ttft_tax
 
 
 async def test_errors_exit_1_naming_the_url_or_2_for_an_unknown_baseline(
