@@ -1,0 +1,75 @@
+"""deploy/grafana: the committed dashboard is the generated one, with the views asked for.
+
+Whether its queries return data is tested live (test_prometheus_live.py).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+from tests.deploy.manifests import DASHBOARD, GRAFANA
+
+
+def _dashboard() -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return document
+
+
+def _exprs() -> list[str]:
+    return [t["expr"] for p in _dashboard()["panels"] for t in p.get("targets", [])]
+
+
+def test_committed_json_is_the_generated_one() -> None:
+    checked = subprocess.run(
+        [sys.executable, str(GRAFANA / "dashboard.py"), "--check"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_template_variables_are_used() -> None:
+    names = {v["name"] for v in _dashboard()["templating"]["list"]}
+    assert names == {"datasource", "variant", "route", "filter"}
+    joined = "\n".join(_exprs())
+    for name in ("variant", "route", "filter"):
+        assert f"${name}" in joined, name
+    for panel in _dashboard()["panels"]:
+        if panel["type"] != "row":
+            assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+
+
+def test_the_views_the_issue_asks_for_are_there() -> None:
+    joined = "\n".join(_exprs())
+    for metric in (
+        "taxmeter_latency_tax_seconds", "taxmeter_latency_tax_ratio",
+        "taxmeter_filter_duration_seconds", "taxmeter_filter_decisions",
+        "taxmeter_time_to_first_token_seconds", "taxmeter_upstream_time_to_first_token_seconds",
+        "taxmeter_upstream_duration_seconds", "taxmeter_upstream_errors",
+        "taxmeter_proxy_overhead_seconds", "taxmeter_inflight_requests",
+    ):  # fmt: skip
+        assert metric in joined, metric
+    kinds = {p["type"] for p in _dashboard()["panels"]}
+    assert {"heatmap", "table", "timeseries"} <= kinds
+    exemplar_exprs = [
+        t["expr"] for p in _dashboard()["panels"] for t in p.get("targets", []) if t.get("exemplar")
+    ]
+    # Exemplars live on raw histogram buckets only, not on recorded series.
+    assert exemplar_exprs
+    assert all("_bucket{" in e and ":" not in e.split("_bucket{")[0] for e in exemplar_exprs)
+
+
+def test_panels_do_not_overlap() -> None:
+    taken: set[tuple[int, int]] = set()
+    for panel in _dashboard()["panels"]:
+        grid = panel["gridPos"]
+        cells = {
+            (x, y)
+            for x in range(grid["x"], grid["x"] + grid["w"])
+            for y in range(grid["y"], grid["y"] + grid["h"])
+        }
+        assert not cells & taken, panel["title"]
+        assert grid["x"] + grid["w"] <= 24
+        taken |= cells
