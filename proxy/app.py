@@ -16,11 +16,13 @@ from proxy.access_log import AccessLog
 from proxy.admin import build_admin_app
 from proxy.config import Config, ConfigError
 from proxy.handler import ProxyHandler
+from proxy.limits import Admission
 from proxy.loop_lag import watch_loop_lag
 from proxy.metrics import Metrics
 from proxy.metrics_app import Readiness, build_metrics_app
 from proxy.observe import Observer
 from proxy.offload import OFFLOAD
+from proxy.process_gauges import register_process_gauges
 from proxy.runtime import Runtime
 from proxy.stats import Stats
 from proxy.tracing import Tracing
@@ -98,7 +100,9 @@ def build_apps(
 
     proxy_app = web.Application(client_max_size=config.max_body_bytes)
     proxy_app.cleanup_ctx.append(upstream_session)
-    proxy_app.router.add_route("*", "/{tail:.*}", handler.handle)
+    admission = Admission(config.max_concurrent_requests, registry)
+    proxy_app.router.add_route("*", "/{tail:.*}", admission.wrap(handler.handle))
+    register_process_gauges(registry)
 
     def stats_snapshot() -> dict[str, object]:
         weights = {v.name: v.weight for v in runtime.config.variants}

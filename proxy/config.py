@@ -39,7 +39,7 @@ from proxy.config_filters import parse_filters
 
 TOP_KEYS = (
     "listen", "metrics_listen", "upstream", "filters", "variants", "assignment", "admin",
-    "max_body_bytes", "stats_reservoir_size", "telemetry",
+    "max_body_bytes", "max_concurrent_requests", "stats_reservoir_size", "telemetry",
 )  # fmt: skip
 TELEMETRY_KEYS = (
     "metrics", "trace_content", "access_log", "access_log_sample", "access_log_content",
@@ -94,6 +94,7 @@ class Config:
     assignment: AssignmentConfig = field(default_factory=AssignmentConfig)
     admin: AdminConfig | None = None
     max_body_bytes: int = 32 * 1024 * 1024
+    max_concurrent_requests: int | None = None  # None: no limit (see proxy.limits)
     stats_reservoir_size: int = 10_000
     telemetry: TelemetryConfig = TelemetryConfig()
 
@@ -150,6 +151,9 @@ def parse_config(raw: Any) -> Config:
         config = replace(config, upstream=_upstream(top["upstream"]))
     if "max_body_bytes" in top:
         config = replace(config, max_body_bytes=check_int("max_body_bytes", top["max_body_bytes"]))
+    if top.get("max_concurrent_requests") is not None:
+        limit = check_int("max_concurrent_requests", top["max_concurrent_requests"])
+        config = replace(config, max_concurrent_requests=limit)
     if "stats_reservoir_size" in top:
         size = check_int("stats_reservoir_size", top["stats_reservoir_size"])
         config = replace(config, stats_reservoir_size=size)

@@ -19,6 +19,7 @@ from aiohttp import web
 from proxy.access_log import AccessLog
 from proxy.chain import BoundFilter, Chain
 from proxy.headers import client_response_headers, upstream_request_headers
+from proxy.limits import BodyTooLarge, limited_chunks, too_large
 from proxy.metrics import Metrics
 from proxy.observe import Later, Observer, observe
 from proxy.openai_body import (
@@ -35,7 +36,7 @@ from proxy.stream_judge import StreamJudge
 from proxy.streaming import relay_stream
 from proxy.timeline import Timeline
 from proxy.tracing import Tracing, inject
-from proxy.upstream import Fetched, body_chunks, classify_failure, fetch, upstream_url
+from proxy.upstream import Fetched, classify_failure, fetch, upstream_url
 
 # Bodies up to this size arrive in one read anyway; reading them whole is
 # cheaper than streaming them chunked.
@@ -61,6 +62,7 @@ class ProxyHandler:
         self._stats = stats
         self._observer = observer
         self._export = runtime.config.telemetry.metrics
+        self._max_body = runtime.config.max_body_bytes
         self._tracing = tracing
         self._access_log = access_log
         self.session: aiohttp.ClientSession | None = None
@@ -131,11 +133,13 @@ class ProxyHandler:
         parsed: Any = None
         segments: list[str] = []
         data: Any = None
+        if too_large(request.content_length, self._max_body):
+            return await _body_too_large(request, ex, self._max_body)
         if judged and (chain.input or chain.input_parallel or chain.later_input):
             try:
                 body = await request.read()
-            except web.HTTPRequestEntityTooLarge as exc:
-                return await send_error(request, ex, 413, "body_too_large", exc.text or "")
+            except web.HTTPRequestEntityTooLarge:
+                return await _body_too_large(request, ex, self._max_body)
             ex.timeline.mark_body_read()
             try:
                 parsed = orjson.loads(body)
@@ -178,7 +182,7 @@ class ProxyHandler:
                 if ex.trace is not None:
                     ex.request_raw = data
             else:
-                data = body_chunks(request)
+                data = limited_chunks(request, self._max_body)
             ex.timeline.mark_body_read()
         parallel = chain.input_parallel if segments else ()
         return await self._forward(request, ex, chain, data, parsed, segments, parallel)
@@ -226,6 +230,8 @@ class ProxyHandler:
             else:
                 fetched = await fetching
         except (aiohttp.ClientError, TimeoutError) as exc:
+            if isinstance(exc.__cause__, BodyTooLarge):
+                return await _body_too_large(request, ex, self._max_body)
             return await send_upstream_failure(request, ex, exc)
         try:
             return await self._answer(request, ex, chain, fetched, parsed)
@@ -326,6 +332,13 @@ async def _blocked(request: web.Request, ex: Exchange, reason: str | None) -> we
     ex.outcome = "blocked"
     message = f"the request was blocked by a content filter: {reason}"
     return await send_error(request, ex, 400, "content_filter", message)
+
+
+async def _body_too_large(request: web.Request, ex: Exchange, limit: int) -> web.StreamResponse:
+    # aiohttp reads and drops the rest of the body (for up to its lingering
+    # time), so the client, still sending, gets to read this answer.
+    message = f"the request body is over the maximum of {limit} bytes (max_body_bytes)"
+    return await send_error(request, ex, 413, "body_too_large", message)
 
 
 async def _discard(task: asyncio.Future[Fetched]) -> None:

@@ -82,6 +82,12 @@ async def run_proxy(
         proxy_runner = await start_site(apps.proxy, config.listen)
         stack.push_async_callback(proxy_runner.cleanup)
 
+        # Handlers first: a SIGTERM right after the announcement must drain, not kill.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, apps.runtime.reload_or_keep)
         filters = ", ".join(f"{f.name} ({f.mode})" for f in config.filters) or "none"
         announce(f"taxmeter: proxy    {bound_url(proxy_runner)}")
         announce(f"taxmeter: metrics  {bound_url(metrics_runner)}/metrics")
@@ -89,11 +95,6 @@ async def run_proxy(
         announce(f"taxmeter: admin    {admin_note}")
         announce(f"taxmeter: filters  {filters}")
 
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, apps.runtime.reload_or_keep)
         await stop.wait()
         apps.readiness.ready = False
         announce("taxmeter: shutting down (draining in-flight requests)")

@@ -12,7 +12,7 @@ Failure tree of an upstream call, and what the client gets::
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,12 +94,6 @@ def upstream_url(base: str, request: web.BaseRequest) -> URL:
         # Absolute-form request target: keep the path, never the client's host.
         raw = request.rel_url.raw_path_qs
     return URL(base + raw, encoded=True)
-
-
-async def body_chunks(request: web.BaseRequest) -> AsyncIterator[bytes]:
-    """The request body as it arrives, for bodies forwarded without being read."""
-    async for chunk in request.content.iter_any():
-        yield chunk
 
 
 class Fetched:

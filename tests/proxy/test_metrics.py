@@ -93,6 +93,7 @@ async def test_label_values_come_only_from_fixed_sets_and_config(
         "stage": {"input", "output", "stream"},
         "mode": {"enforce", "observe"},
         "action": {"allow", "block", "redact", "error", "timeout"},
+        "reason": {"concurrency"},
     }
     text = await scrape(proxy.metrics_url)
     seen_routes = set()

@@ -1,0 +1,129 @@
+"""Limits: concurrent requests, body size, and a client that reads slowly."""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp import web
+
+from proxy.config import ConfigError, parse_config
+from tests.proxy.conftest import ProxyFactory, ServerFactory, post_json
+
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+SLOW = {"x-mock-ttft-ms": "1000"}
+
+
+async def test_beyond_the_concurrency_limit_a_clear_429_with_retry_after(
+    start_proxy: ProxyFactory,
+) -> None:
+    proxy = await start_proxy({"max_concurrent_requests": 2})
+    url = f"{proxy.url}/v1/chat/completions"
+    slow = [asyncio.ensure_future(post_json(url, CHAT, SLOW)) for _ in range(2)]
+    async with asyncio.timeout(5):
+        while proxy.value("taxmeter_inflight_requests") < 2:  # noqa: ASYNC110 - another server
+            await asyncio.sleep(0.01)
+    status, headers, body = await post_json(url, CHAT)
+    assert status == 429
+    assert headers["Retry-After"] == "1"
+    assert orjson.loads(body)["error"]["code"] == "concurrency_limit"
+    assert proxy.value("taxmeter_rejected_requests_total", reason="concurrency") == 1
+    assert [s for s, _, _ in await asyncio.gather(*slow)] == [200, 200]
+    status, _, _ = await post_json(url, CHAT)  # slots free again
+    assert status == 200
+
+
+async def test_without_a_limit_nothing_is_turned_away(start_proxy: ProxyFactory) -> None:
+    proxy = await start_proxy()
+    url = f"{proxy.url}/v1/chat/completions"
+    answers = await asyncio.gather(*(post_json(url, CHAT, SLOW) for _ in range(6)))
+    assert [status for status, _, _ in answers] == [200] * 6
+
+
+@pytest.mark.parametrize("value", [0, -1, "many", 1.5])
+def test_a_bad_limit_is_a_config_error_naming_the_key(value: Any) -> None:
+    with pytest.raises(ConfigError, match=r"^max_concurrent_requests: "):
+        parse_config({"max_concurrent_requests": value})
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/embeddings", "/anything"])
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_a_body_over_max_body_bytes_is_413_and_never_reaches_the_model(
+    start_proxy: ProxyFactory, aiohttp_server: ServerFactory, path: str, chunked: bool
+) -> None:
+    whole_bodies = 0
+
+    async def counting(request: web.Request) -> web.Response:
+        nonlocal whole_bodies
+        await request.read()  # a cut-off upload raises here
+        whole_bodies += 1
+        return web.json_response({})
+
+    app = web.Application(client_max_size=1 << 30)
+    app.router.add_route("*", "/{tail:.*}", counting)
+    upstream = await aiohttp_server(app)
+    proxy = await start_proxy(
+        {"max_body_bytes": 100_000, "filters": [{"name": "pii", "type": "pii"}]},
+        upstream=str(upstream.make_url("")),
+    )
+
+    async def body() -> Any:
+        for _ in range(20):
+            yield b" " * 10_000
+
+    data: Any = body() if chunked else b" " * 200_000
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{proxy.url}{path}", data=data) as response,
+    ):
+        assert response.status == 413
+        error = orjson.loads(await response.read())["error"]
+    assert error["code"] == "body_too_large"
+    assert "max_body_bytes" in error["message"]
+    assert whole_bodies == 0
+    route = {"/v1/chat/completions": "chat_completions", "/v1/embeddings": "embeddings"}
+    labels = {"route": route.get(path, "other"), "variant": "default", "outcome": "client_error"}
+    assert proxy.value("taxmeter_requests_total", **labels) == 1
+    status, _, _ = await post_json(f"{proxy.url}/v1/embeddings", b"{}")
+    assert (status, whole_bodies) == (200, 1)  # the proxy kept serving
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+async def test_a_client_that_does_not_read_holds_the_model_back_not_memory(
+    start_proxy: ProxyFactory, aiohttp_server: ServerFactory
+) -> None:
+    piece = b"z" * (1024 * 1024)
+    sent = 0
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        nonlocal sent
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        await response.prepare(request)
+        for _ in range(512):  # up to 512 MB, if nothing held it back
+            await response.write(piece)  # waits while the proxy does not read
+            sent += len(piece)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/big", endless)
+    upstream = await aiohttp_server(app)
+    proxy = await start_proxy(upstream=str(upstream.make_url("")))
+    rss_before = peak_rss_bytes()
+    async with aiohttp.ClientSession() as session:
+        response = await session.get(f"{proxy.url}/big")
+        first = await response.content.read(1024)
+        assert first == b"z" * 1024
+        await asyncio.sleep(1.5)  # the client stops reading
+        held_back_at = sent
+        response.close()
+    # Socket buffers on loopback hold some megabytes; everything else waited.
+    assert held_back_at < 64 * 1024 * 1024, held_back_at
+    assert peak_rss_bytes() - rss_before < 96 * 1024 * 1024
