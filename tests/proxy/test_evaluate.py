@@ -281,7 +281,9 @@ def test_timeouts_and_errors_follow_on_error(
     # The chain: late_open times out and lets through, late_closed blocks; raising never runs.
     assert report["chain"]["errors"] == report["chain"]["timeouts"] == 6
     assert report["chain"]["flag_rate"] == {"benign": 1.0, "attack": 1.0}
-    assert 0.002 <= late_open["latency_seconds"]["p50"] < 0.02  # bounded by timeout_ms
+    # Bounded by timeout_ms. libuv's timers run on its millisecond clock, cached
+    # at each loop iteration, so a 2 ms timeout can fire after 1.x ms of real time.
+    assert 0.001 <= late_open["latency_seconds"]["p50"] < 0.02
     # One line per failure, not a traceback per prompt.
     assert err.count("RuntimeError: boom") == 1
     assert "Traceback" not in err
