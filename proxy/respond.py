@@ -52,6 +52,7 @@ class Exchange:
 async def send(request: web.Request, ex: Exchange, response: web.Response) -> web.StreamResponse:
     """Send a response whose body is complete."""
     stamp(response, ex)
+    ex.timeline.mark_egress()
     try:
         await response.prepare(request)
         ex.timeline.mark_client_first_byte()
@@ -128,6 +129,7 @@ async def pass_through(
             return _abort(request, response, upstream)
         timeline.mark_client_first_byte()
     timeline.mark_upstream_last_byte()
+    timeline.mark_egress()
     try:
         await response.write_eof()
     except ConnectionResetError:

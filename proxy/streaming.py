@@ -124,5 +124,8 @@ async def _end(
         # aiohttp writes no trailers, so the last chunk is framed here.
         timing = ex.timeline.server_timing(final=True)
         writer.chunked = False
+        ex.timeline.mark_egress()
         await writer.write(f"0\r\nServer-Timing: {timing}\r\n\r\n".encode("ascii"))
+    else:
+        ex.timeline.mark_egress()
     await response.write_eof()

@@ -13,6 +13,7 @@ Failure tree of an upstream call, and what the client gets::
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,9 +72,30 @@ class _TransparentRequest(aiohttp.ClientRequest):
         self._skip_auto_headers = self._NONE
 
 
+# The timeline of the request whose upstream call runs in this task.
+_TIMELINE: ContextVar[Timeline | None] = ContextVar("taxmeter_timeline", default=None)
+
+
+class _TimedConnector(aiohttp.TCPConnector):
+    """Marks how long a request waited for a pooled connection or a new one.
+
+    Cheaper than a TraceConfig's connection hooks, which build trace objects
+    and await several signals for every request.
+    """
+
+    async def connect(self, req: Any, traces: Any, timeout: Any) -> Any:  # noqa: ASYNC109
+        timeline = _TIMELINE.get()
+        if timeline is None:
+            return await super().connect(req, traces, timeout)
+        timeline.mark_connect_start()
+        connection = await super().connect(req, traces, timeout)
+        timeline.mark_connect_end()
+        return connection
+
+
 def new_session(config: UpstreamConfig) -> aiohttp.ClientSession:
     """The one client session every request shares (keep-alive pool)."""
-    connector = aiohttp.TCPConnector(limit=config.max_connections, limit_per_host=0)
+    connector = _TimedConnector(limit=config.max_connections, limit_per_host=0)
     return aiohttp.ClientSession(
         connector=connector,
         timeout=aiohttp.ClientTimeout(
@@ -143,6 +165,7 @@ async def fetch(
     judged: bool,
 ) -> Fetched:
     """Send the request upstream and read what must be read before answering."""
+    _TIMELINE.set(timeline)
     timeline.mark_upstream_sent()
     response = await session.request(
         request.method,
