@@ -32,7 +32,7 @@ NS_PER_S = 1_000_000_000
 # The loop watch's timer period; lateness under the slack is timer rounding
 # (uvloop's timers have millisecond resolution), not waiting.
 TICK_S = 0.005
-SLACK_NS = 2_000_000
+SLACK_NS = 1_000_000
 # An event handled this soon after the loop caught up was queued behind the stall.
 BACKLOG_NS = 2_000_000
 
@@ -254,15 +254,19 @@ class Timeline:
         if self.upstream_first_content_ns is None:
             self.upstream_first_content_ns = at_ns
 
-    def mark_upstream_last_byte(self) -> None:
+    def mark_upstream_last_byte(self, read_ns: int | None = None) -> None:
+        """The upstream's answer is complete; ``read_ns``: when its last bytes were read
+        from the connection, if known (the wait since is the proxy's, not the model's)."""
         now = perf_counter_ns()
         if self.upstream_first_byte_ns is None:
             self.upstream_first_byte_ns = now
         self.upstream_last_byte_ns = now
         start = self._upstream_start_ns()
         if start is not None:
-            # Time the answer sat unread because the loop was late is ours, not the model's.
-            self.upstream_wait_ns = LOOP_WATCH.waited(now, start)
+            read = now if read_ns is None or not start <= read_ns <= now else read_ns
+            # Bytes that sat unread because the loop was late, and a read answer
+            # waiting for the handler to resume, are ours, not the model's.
+            self.upstream_wait_ns = now - read + LOOP_WATCH.waited(read, start)
 
     def mark_parallel_done(self) -> None:
         self.parallel_done_ns = perf_counter_ns()

@@ -24,6 +24,7 @@ from yarl import URL
 
 from proxy.config import UpstreamConfig
 from proxy.timeline import Timeline
+from proxy.wire import UpstreamTap, tap_upstream
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +73,10 @@ class _TransparentRequest(aiohttp.ClientRequest):
         self._skip_auto_headers = self._NONE
 
 
-# The timeline of the request whose upstream call runs in this task.
+# The timeline of the request whose upstream call runs in this task, and the
+# tap of the connection it was given.
 _TIMELINE: ContextVar[Timeline | None] = ContextVar("taxmeter_timeline", default=None)
+_TAP: ContextVar[UpstreamTap | None] = ContextVar("taxmeter_upstream_tap", default=None)
 
 
 class _TimedConnector(aiohttp.TCPConnector):
@@ -90,6 +93,7 @@ class _TimedConnector(aiohttp.TCPConnector):
         timeline.mark_connect_start()
         connection = await super().connect(req, traces, timeout)
         timeline.mark_connect_end()
+        _TAP.set(tap_upstream(connection.protocol))
         return connection
 
 
@@ -166,6 +170,7 @@ async def fetch(
 ) -> Fetched:
     """Send the request upstream and read what must be read before answering."""
     _TIMELINE.set(timeline)
+    _TAP.set(None)
     timeline.mark_upstream_sent()
     response = await session.request(
         request.method,
@@ -175,6 +180,7 @@ async def fetch(
         allow_redirects=False,
         auto_decompress=judged,
     )
+    tap = _TAP.get()
     timeline.mark_upstream_headers()
     fetched = Fetched(response)
     try:
@@ -184,7 +190,7 @@ async def fetch(
             timeline.mark_upstream_first_byte(fetched.first_arrived_ns)
         elif judged and fetched.judgeable_json:
             fetched.body = await response.read()
-            timeline.mark_upstream_last_byte()
+            timeline.mark_upstream_last_byte(None if tap is None else tap.read_ns)
     except BaseException:
         response.close()
         raise

@@ -7,6 +7,11 @@ listener that serves the proxy runs aiohttp's protocol behind a
 (and how late the event loop was running then, see
 :class:`proxy.timeline.LoopWatch`) before passing the bytes on unchanged.
 
+Connections to the upstream get an :class:`UpstreamTap` the same way (see
+proxy.upstream): it notes when the upstream's bytes were read, so the time
+a read answer then waits for the handler's task to resume is the proxy's,
+not the model's.
+
 The tap belongs to the connection; the handler takes the arrival with
 :func:`take_arrival` when it starts and frees the tap with
 :func:`request_done` when it ends, so the first byte of the next request on
@@ -19,30 +24,19 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from aiohttp import web
+from aiohttp import client_proto, web
 from aiohttp.web_protocol import RequestHandler
 
 from proxy.timeline import Arrival, Timeline, arrival_now
 
 
-class WireTap(asyncio.Protocol):
-    """aiohttp's request handler protocol, with the arrival of each request's first byte."""
+class _Forwarding(asyncio.Protocol):
+    """A protocol in front of aiohttp's: everything but data_received passes straight on."""
 
-    __slots__ = ("arrival", "handler", "idle_since_ns")
+    __slots__ = ("handler",)
 
-    def __init__(self, handler: RequestHandler) -> None:
+    def __init__(self, handler: asyncio.Protocol) -> None:
         self.handler = handler
-        self.arrival: Arrival | None = None
-        self.idle_since_ns = 0
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.idle_since_ns = Timeline.now()
-        self.handler.connection_made(transport)
-
-    def data_received(self, data: bytes) -> None:
-        if self.arrival is None:
-            self.arrival = arrival_now(self.idle_since_ns)
-        self.handler.data_received(data)
 
     def eof_received(self) -> None:
         self.handler.eof_received()
@@ -55,6 +49,53 @@ class WireTap(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.handler.resume_writing()
+
+
+class WireTap(_Forwarding):
+    """aiohttp's request handler protocol, with the arrival of each request's first byte."""
+
+    __slots__ = ("arrival", "idle_since_ns")
+
+    def __init__(self, handler: RequestHandler) -> None:
+        super().__init__(handler)
+        self.arrival: Arrival | None = None
+        self.idle_since_ns = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.idle_since_ns = Timeline.now()
+        self.handler.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self.arrival is None:
+            self.arrival = arrival_now(self.idle_since_ns)
+        self.handler.data_received(data)
+
+
+class UpstreamTap(_Forwarding):
+    """aiohttp's client protocol on an upstream connection, with when it last read bytes."""
+
+    __slots__ = ("read_ns",)
+
+    def __init__(self, handler: client_proto.ResponseHandler) -> None:
+        super().__init__(handler)
+        self.read_ns: int | None = None  # reset when the connection is handed to a request
+
+    def data_received(self, data: bytes) -> None:
+        self.read_ns = Timeline.now()
+        self.handler.data_received(data)
+
+
+def tap_upstream(protocol: client_proto.ResponseHandler | None) -> UpstreamTap | None:
+    """The tap of a pooled upstream connection, put in place on its first use."""
+    transport = None if protocol is None else protocol.transport
+    if protocol is None or transport is None:
+        return None
+    tap = transport.get_protocol()
+    if not isinstance(tap, UpstreamTap):
+        tap = UpstreamTap(protocol)
+        transport.set_protocol(tap)
+    tap.read_ns = None
+    return tap
 
 
 class _TapFactory:

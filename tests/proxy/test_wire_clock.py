@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import statistics
+import sys
 
 import aiohttp
 import orjson
@@ -103,7 +103,7 @@ async def test_waiting_for_a_pooled_connection_is_overhead_not_upstream(
 
 
 def hog_config() -> dict[str, object]:
-    hog = {"name": "hog", "type": "synthetic", "stages": ["input"], "params": {"cpu_ms": 40}}
+    hog = {"name": "hog", "type": "synthetic", "stages": ["input"], "params": {"cpu_ms": 100}}
     return {
         "filters": [hog],
         "variants": {"plain": {"weight": 1, "disable": ["hog"]}, "hog": {"weight": 0}},
@@ -111,55 +111,48 @@ def hog_config() -> dict[str, object]:
     }
 
 
-async def timed_post(session: aiohttp.ClientSession, url: str, variant: str) -> float:
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    async with session.post(
-        f"{url}/v1/chat/completions", json=CHAT, headers={"X-Taxmeter-Variant": variant}
-    ) as response:
+async def timed_post(session: aiohttp.ClientSession, url: str, variant: str) -> None:
+    headers = {"X-Taxmeter-Variant": variant}
+    async with session.post(f"{url}/v1/chat/completions", json=CHAT, headers=headers) as response:
         await response.read()
         assert response.status == 200
-    return loop.time() - started
 
 
 async def plain_traffic(proxy: RunningProxy, hogs: int) -> tuple[float, float]:
-    """Mean latency four plain clients see, and the mean overhead the proxy reports for them,
-    while ``hogs`` requests, one after another, each block the loop for 40 ms."""
+    """Mean latency that four plain clients in another process see, and the mean overhead
+    the proxy reports for them, while ``hogs`` requests each block the loop for 100 ms."""
+    client = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.proxy.load_client", proxy.url, "plain", "4", "1.2",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert client.stdin is not None
+    assert client.stdout is not None
+    assert await asyncio.wait_for(client.stdout.readline(), 30) == b"ready\n"
     before = figure(proxy, "proxy_overhead_seconds", "plain")
     count_before = figure(proxy, "proxy_overhead_seconds", "plain", "count")
-    seen: list[float] = []
-    running = True
+    client.stdin.write(b"go\n")
     async with aiohttp.ClientSession() as session:
-
-        async def plain_client() -> None:
-            while running:
-                seen.append(await timed_post(session, proxy.url, "plain"))
-
-        clients = [asyncio.ensure_future(plain_client()) for _ in range(4)]
-        for _ in range(6):
-            await asyncio.sleep(0.06)
-            if hogs:
-                await timed_post(session, proxy.url, "hog")
-        running = False
-        await asyncio.gather(*clients)
-    count = figure(proxy, "proxy_overhead_seconds", "plain", "count")
-    assert count - count_before == len(seen)
-    return statistics.fmean(seen), (
-        figure(proxy, "proxy_overhead_seconds", "plain") - before
-    ) / len(seen)
+        for _ in range(hogs):
+            await asyncio.sleep(0.05)
+            await timed_post(session, proxy.url, "hog")
+    seen = orjson.loads(await asyncio.wait_for(client.stdout.readline(), 30))
+    assert await client.wait() == 0
+    count = figure(proxy, "proxy_overhead_seconds", "plain", "count") - count_before
+    assert count == seen["count"]
+    overhead = figure(proxy, "proxy_overhead_seconds", "plain") - before
+    return seen["mean_s"], overhead / count
 
 
 async def test_a_filter_blocking_the_loop_raises_the_overhead_of_other_requests(
     start_proxy: ProxyFactory,
 ) -> None:
     proxy = await start_proxy(hog_config())
-    await plain_traffic(proxy, hogs=0)  # warm up
     calm_latency, calm_overhead = await plain_traffic(proxy, hogs=0)
-    hogged_latency, hogged_overhead = await plain_traffic(proxy, hogs=6)
+    hogged_latency, hogged_overhead = await plain_traffic(proxy, hogs=8)
 
     # The plain requests never ran the filter, yet their clients waited longer:
     # the proxy reports that wait as its overhead, about as much as they saw.
     seen = hogged_latency - calm_latency
     reported = hogged_overhead - calm_overhead
-    assert seen > 0.003, seen  # the stalls did delay them
+    assert seen > 0.01, seen  # the stalls did delay them
     assert abs(reported - seen) <= 0.25 * seen, (reported, seen)
