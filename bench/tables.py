@@ -109,6 +109,23 @@ def scenario_table(scenario: Scenario) -> list[str]:
     return table(header, rows)
 
 
+def truth_table(scenario: Scenario) -> list[str]:
+    """taxmeter's self-reported overhead beside what the load generator saw it add."""
+    rows = []
+    for key, runs in scenario.runs.items():
+        reported = [r.reported_overhead_ms for r in runs]
+        if not any(v is not None for v in reported):
+            continue
+        black_box = added(scenario, key, lambda r: r.p50_ms)
+        residual = [b - s for b, s in zip(black_box, reported, strict=False) if s is not None]
+        rows.append([LABELS[key], spread(black_box), spread(reported), spread(residual)])
+    if not rows:
+        return []
+    header = ["target", "added p50 ms (black box)", "self-reported overhead ms (mean)",
+              "residual ms"]  # fmt: skip
+    return table(header, rows)
+
+
 def sweep_tables(result: Sweep) -> list[str]:
     rows = []
     for key, rate in result.passed.items():

@@ -42,6 +42,7 @@ class Target:
     url: str
     child: Child | None = None  # None: the model server itself
     notes: list[str] = field(default_factory=list)
+    metrics_url: str | None = None  # taxmeter with metrics on: its /metrics
 
     @property
     def label(self) -> str:
@@ -197,4 +198,6 @@ async def start_taxmeter(key: str, config: Path, tmp: Path, cores: set[int] | No
     target = Target(key, proxy.group(1), child)
     metrics = await wait_for_line(child, r"^taxmeter: metrics\s+(.*)$", 1)
     target.notes.append(f"metrics: {metrics.group(1).strip()}")
+    if key != "tm_nometrics":
+        target.metrics_url = metrics.group(1).strip()
     return target
