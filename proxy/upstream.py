@@ -57,6 +57,12 @@ def classify_failure(exc: BaseException) -> UpstreamFailure:
     return UpstreamFailure(502, "upstream_error", "upstream_error", "the model server failed")
 
 
+# The timeline of the request whose upstream call runs in this task, and the
+# tap of the connection it was given.
+_TIMELINE: ContextVar[Timeline | None] = ContextVar("taxmeter_timeline", default=None)
+_TAP: ContextVar[UpstreamTap | None] = ContextVar("taxmeter_upstream_tap", default=None)
+
+
 class _TransparentRequest(aiohttp.ClientRequest):
     """A client request that adds none of aiohttp's default headers.
 
@@ -72,11 +78,13 @@ class _TransparentRequest(aiohttp.ClientRequest):
     def update_auto_headers(self, skip_auto_headers: Iterable[str] | None) -> None:
         self._skip_auto_headers = self._NONE
 
-
-# The timeline of the request whose upstream call runs in this task, and the
-# tap of the connection it was given.
-_TIMELINE: ContextVar[Timeline | None] = ContextVar("taxmeter_timeline", default=None)
-_TAP: ContextVar[UpstreamTap | None] = ContextVar("taxmeter_upstream_tap", default=None)
+    async def write_bytes(self, writer: Any, conn: Any, content_length: int | None = None) -> None:
+        # The model's time starts when the whole request is on the wire; on
+        # Python 3.11 aiohttp writes it from a task of its own, a loop turn later.
+        await super().write_bytes(writer, conn, content_length)
+        timeline = _TIMELINE.get()
+        if timeline is not None:
+            timeline.mark_upstream_written()
 
 
 class _TimedConnector(aiohttp.TCPConnector):
