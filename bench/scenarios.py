@@ -31,6 +31,7 @@ class Run:
     usage: Usage
     gen_cpu_s: float  # the load generator's CPU time
     reported_overhead_ms: float | None = None  # taxmeter's own mean, from its /metrics
+    mean_ms: float | None = None  # the generator's mean latency, where it reports one
 
     @property
     def gen_util(self) -> float:
@@ -119,7 +120,7 @@ async def closed_loop(
             scenario.runs.setdefault(key, []).append(
                 Run(result.p50_ms, result.p99_ms, result.rps, result.requests,
                     result.errors + result.status_errors, per_request, usage, result.cpu_s,
-                    reported[0])
+                    reported[0], result.mean_ms)
             )  # fmt: skip
             print(f"bench: {scenario.key} #{repeat + 1} {key:13} p50 {result.p50_ms:8.3f} ms  "
                   f"p99 {result.p99_ms:8.3f} ms  {result.rps:8.0f} req/s  "
