@@ -320,7 +320,8 @@ class Timeline:
                 return mark
         return self.upstream_sent_ns
 
-    def _upstream_interval(self) -> tuple[int, int] | None:
+    def upstream_interval(self) -> tuple[int, int] | None:
+        """The model server's interval, (start, end) marks: the ``upstream`` figure."""
         start = self._upstream_start_ns()
         if start is None:
             return None
@@ -348,7 +349,7 @@ class Timeline:
             and self.parallel_done_ns > ready
         ):
             intervals.append((ready, self.parallel_done_ns))
-        upstream = self._upstream_interval()
+        upstream = self.upstream_interval()
         covered = 0
         cur_start = cur_end = -1
         for start, end in sorted(intervals):
@@ -364,7 +365,7 @@ class Timeline:
         if end is None:
             end = perf_counter_ns()
         total = max(0, end - self.received_ns)
-        interval = self._upstream_interval()
+        interval = self.upstream_interval()
         upstream = 0 if interval is None else min(interval[1] - interval[0], total)
         tax = total - upstream
         filter_critical = min(self.filter_critical_ns(streamed), tax)
@@ -429,7 +430,7 @@ class Timeline:
             for (name, stage), ns in per_filter.items()
         ]
         total_ns = now - self.received_ns
-        interval = self._upstream_interval()
+        interval = self.upstream_interval()
         if interval is not None and self.upstream_last_byte_ns is not None:
             upstream_ns = interval[1] - interval[0]
             parts.append(f"upstream;dur={upstream_ns / 1e6:.3f}")
