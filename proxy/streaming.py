@@ -27,7 +27,7 @@ from proxy.headers import client_response_headers
 from proxy.respond import Exchange, stamp
 from proxy.sse import SseError, SseParser, encode_event
 from proxy.stream_judge import StreamJudge, StreamMalformed
-from proxy.upstream import UpstreamFailure, classify_failure
+from proxy.upstream import UpstreamFailure, classify_failure, last_read_ns
 
 log = logging.getLogger("taxmeter.proxy")
 
@@ -67,7 +67,7 @@ async def relay_stream(
                         if judge.blocked is not None:
                             break
                 else:
-                    timeline.mark_upstream_last_byte()
+                    timeline.mark_upstream_last_byte(last_read_ns())
                     for event in parser.flush():
                         out += await judge.on_event(event, arrived)
                     if judge.blocked is None:

@@ -121,6 +121,12 @@ def new_session(config: UpstreamConfig) -> aiohttp.ClientSession:
     )
 
 
+def last_read_ns() -> int | None:
+    """When this task's upstream connection last read bytes (None: not known here)."""
+    tap = _TAP.get()
+    return None if tap is None else tap.read_ns
+
+
 def upstream_url(base: str, request: web.BaseRequest) -> URL:
     """The upstream URL of a request; only its path and query are taken from it."""
     raw = request.raw_path
@@ -188,7 +194,6 @@ async def fetch(
         allow_redirects=False,
         auto_decompress=judged,
     )
-    tap = _TAP.get()
     timeline.mark_upstream_headers()
     fetched = Fetched(response)
     try:
@@ -198,7 +203,7 @@ async def fetch(
             timeline.mark_upstream_first_byte(fetched.first_arrived_ns)
         elif judged and fetched.judgeable_json:
             fetched.body = await response.read()
-            timeline.mark_upstream_last_byte(None if tap is None else tap.read_ns)
+            timeline.mark_upstream_last_byte(last_read_ns())
     except BaseException:
         response.close()
         raise
