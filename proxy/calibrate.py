@@ -27,6 +27,7 @@ import uvloop
 import yaml
 
 from proxy.calibrate_text import Figures, render, render_json
+from proxy.config import load_config
 from proxy.timeline import Timeline
 
 BODY = {"model": "mock-model", "messages": [{"role": "user", "content": "echo: hello"}]}
@@ -37,7 +38,10 @@ HOP_ROUND_TRIPS = 2000
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--requests", type=int, default=2000, help="proxied requests (2000)")
     parser.add_argument("--concurrency", type=int, default=1, help="clients at once (1)")
-    parser.add_argument("--config", metavar="FILE", help="proxy config (default: no filters)")
+    parser.add_argument(
+        "--config", metavar="FILE",
+        help="proxy config (default: no filters); its upstream is replaced by the simulated one",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="one JSON document")
 
 
@@ -47,6 +51,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return 2
     config: dict[str, Any] = {"filters": []}
     if args.config:
+        load_config(args.config)  # a bad file stops here, naming the key (ConfigError)
         config = yaml.safe_load(Path(args.config).read_text()) or {}
     try:
         figures = uvloop.run(calibrate(config, args.requests, args.concurrency))

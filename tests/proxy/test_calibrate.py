@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import orjson
 
@@ -40,6 +41,17 @@ def test_calibrate_prints_a_table_and_runs_clients_at_once() -> None:
     assert "8 at a time" in done.stdout
     for words in ("added (black box)", "self-reported overhead", "residual", "loopback hop"):
         assert words in done.stdout
+
+
+def test_calibrate_names_what_is_wrong_with_a_config(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("filters:\n  - {name: x, type: synthetic, timeout_ms: fast}\n")
+    done = calibrate("--config", str(bad), "--requests", "10")
+    assert done.returncode == 2
+    assert "filters[0].timeout_ms" in done.stderr
+    done = calibrate("--config", str(tmp_path / "missing.yaml"), "--requests", "10")
+    assert done.returncode == 2
+    assert "cannot read config file" in done.stderr
 
 
 def test_calibrate_refuses_fewer_requests_than_clients() -> None:
