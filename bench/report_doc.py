@@ -12,7 +12,7 @@ from pathlib import Path
 from machine import describe
 from scenarios import Scenario
 from sweep import Sweep
-from tables import scenario_table, sweep_tables
+from tables import scenario_table, sweep_tables, truth_table
 from verdicts import measurement_cost, targets_table
 
 BEGIN = "<!-- bench/run.py: results begin -->"
@@ -111,7 +111,14 @@ def _local(note: str) -> str:
 
 
 def _section(scenario: Scenario, key: str) -> list[str]:
-    return [f"### {scenario.title}", "", _READ.get(key, ""), "", *scenario_table(scenario), ""]
+    lines = [f"### {scenario.title}", "", _READ.get(key, ""), "", *scenario_table(scenario), ""]
+    truth = truth_table(scenario)
+    if truth:
+        lines += ["What taxmeter reported about itself over the same requests (from its "
+                  "/metrics, read before and after each measured run) beside what the load "
+                  "generator saw it add; see \"What is and is not counted\" above.", "",
+                  *truth, ""]  # fmt: skip
+    return lines
 
 
 def write_between_markers(path: Path, text: str) -> None:

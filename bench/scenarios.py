@@ -14,6 +14,7 @@ from aiohttp import ClientSession
 from closed_loop import WrkResult, run_wrk
 from procs import peak_rss_kib, reset_peak_rss
 from rig import Rig, TargetGone, Usage
+from self_report import mean_ms, overhead_totals
 from streams import StreamsResult, burst, session, steady
 
 
@@ -29,6 +30,8 @@ class Run:
     proxy_cpu_ms: float | None  # per request, or per stream
     usage: Usage
     gen_cpu_s: float  # the load generator's CPU time
+    reported_overhead_ms: float | None = None  # taxmeter's own mean, from its /metrics
+    mean_ms: float | None = None  # the generator's mean latency, where it reports one
 
     @property
     def gen_util(self) -> float:
@@ -89,12 +92,21 @@ async def closed_loop(
             if key in rig.gone:
                 continue
             url = rig.targets[key].url
+            metrics_url = rig.targets[key].metrics_url
+            reported: list[float | None] = [None]
 
             async def warm(url: str = url) -> object:
                 return await run_wrk(url, script, connections, warmup_s)
 
-            async def run(url: str = url) -> tuple[WrkResult, float]:
+            async def run(
+                url: str = url,
+                metrics_url: str | None = metrics_url,
+                reported: list[float | None] = reported,
+            ) -> tuple[WrkResult, float]:
+                before = None if metrics_url is None else await overhead_totals(metrics_url)
                 done = await run_wrk(url, script, connections, duration_s)
+                if metrics_url is not None and before is not None:
+                    reported[0] = mean_ms(before, await overhead_totals(metrics_url))
                 return done, done.cpu_s
 
             what = f"{scenario.key} #{repeat + 1} {key}"
@@ -107,7 +119,8 @@ async def closed_loop(
                 per_request = usage.proxy_cpu_s * 1000 / result.requests
             scenario.runs.setdefault(key, []).append(
                 Run(result.p50_ms, result.p99_ms, result.rps, result.requests,
-                    result.errors + result.status_errors, per_request, usage, result.cpu_s)
+                    result.errors + result.status_errors, per_request, usage, result.cpu_s,
+                    reported[0], result.mean_ms)
             )  # fmt: skip
             print(f"bench: {scenario.key} #{repeat + 1} {key:13} p50 {result.p50_ms:8.3f} ms  "
                   f"p99 {result.p99_ms:8.3f} ms  {result.rps:8.0f} req/s  "

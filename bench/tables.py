@@ -109,6 +109,29 @@ def scenario_table(scenario: Scenario) -> list[str]:
     return table(header, rows)
 
 
+def truth_table(scenario: Scenario) -> list[str]:
+    """taxmeter's self-reported overhead beside what the load generator saw it add."""
+    rows = []
+    for key, runs in scenario.runs.items():
+        reported = [r.reported_overhead_ms for r in runs]
+        if not any(v is not None for v in reported):
+            continue
+        p50 = added(scenario, key, lambda r: r.p50_ms)
+        mean = added(scenario, key, lambda r: float("nan") if r.mean_ms is None else r.mean_ms)
+        residuals = [spread(_residual(p50, reported)), spread(_residual(mean, reported))]
+        rows.append([LABELS[key], spread(p50), spread(mean), spread(reported), *residuals])
+    if not rows:
+        return []
+    header = ["target", "added p50 ms (black box)", "added mean ms (black box)",
+              "self-reported overhead ms (mean)", "residual vs p50 ms",
+              "residual vs mean ms"]  # fmt: skip
+    return table(header, rows)
+
+
+def _residual(black_box: list[float], reported: list[float | None]) -> list[float]:
+    return [b - s for b, s in zip(black_box, reported, strict=False) if s is not None]
+
+
 def sweep_tables(result: Sweep) -> list[str]:
     rows = []
     for key, rate in result.passed.items():

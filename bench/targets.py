@@ -45,6 +45,7 @@ class Target:
     url: str
     child: Child | None = None  # None: the model server itself
     notes: list[str] = field(default_factory=list)
+    metrics_url: str | None = None  # taxmeter with metrics on: its /metrics
 
     @property
     def label(self) -> str:
@@ -227,4 +228,6 @@ async def start_taxmeter(
     target = Target(key, proxy.group(1), child)
     metrics = await wait_for_line(child, r"^taxmeter: metrics\s+(.*)$", 1)
     target.notes.append(f"metrics: {metrics.group(1).strip()}")
+    if key != "tm_nometrics":
+        target.metrics_url = metrics.group(1).strip()
     return target

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping
@@ -17,7 +16,6 @@ from proxy.admin import build_admin_app
 from proxy.config import Config, ConfigError
 from proxy.handler import ProxyHandler
 from proxy.limits import Admission
-from proxy.loop_lag import watch_loop_lag
 from proxy.metrics import Metrics
 from proxy.metrics_app import Readiness, build_metrics_app
 from proxy.observe import Observer
@@ -25,6 +23,7 @@ from proxy.offload import OFFLOAD
 from proxy.process_gauges import register_process_gauges
 from proxy.runtime import Runtime
 from proxy.stats import Stats
+from proxy.timeline import LOOP_WATCH
 from proxy.tracing import Tracing
 from proxy.upstream import new_session
 
@@ -86,11 +85,12 @@ def build_apps(
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         handler.session = new_session(config.upstream)
-        lag_watch = asyncio.get_running_loop().create_task(watch_loop_lag(metrics.loop_lag))
+        observe_lag = metrics.loop_lag.observe
+        LOOP_WATCH.start(observe_lag)
         readiness.ready = True
         yield
         readiness.ready = False
-        lag_watch.cancel()
+        LOOP_WATCH.stop(observe_lag)
         await handler.session.close()
         await observer.drain(OBSERVE_GRACE_S)
         if access_log is not None:

@@ -9,6 +9,7 @@
                     [--json] [--route ROUTES] [--resamples N] [--seed N]
     taxmeter evaluate [--config FILE] [--dataset FILE.jsonl] [--json]
                       [--target FILTER=LABEL[,LABEL]]... [--stage input]
+    taxmeter calibrate [--requests N] [--concurrency N] [--config FILE] [--json]
 
 Exit status: 0 on success, 2 on a bad config or bad arguments; ``report``
 exits 1 when its source is unreachable or has no data (see proxy.report).
@@ -23,6 +24,8 @@ from collections.abc import Sequence
 
 import uvloop
 
+from proxy.calibrate import add_arguments as add_calibrate_arguments
+from proxy.calibrate import run as run_calibrate
 from proxy.chain import build_chains, build_filters
 from proxy.config import Config, ConfigError, load_config, parse_host_port
 from proxy.evaluate import add_arguments as add_evaluate_arguments
@@ -75,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
         "evaluate", help="what each filter catches and costs, on a labelled dataset"
     )
     add_evaluate_arguments(evaluate)
+
+    calibrate = commands.add_parser(
+        "calibrate", help="self-reported overhead against what a client measures, on this host"
+    )
+    add_calibrate_arguments(calibrate)
     return parser
 
 
@@ -89,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_report(args, sys.stdout, sys.stderr)
         if args.command == "evaluate":
             return run_evaluate(args, sys.stdout, sys.stderr)
+        if args.command == "calibrate":
+            return run_calibrate(args, sys.stdout, sys.stderr)
         return _check_config(args.file)
     except ConfigError as exc:
         print(f"taxmeter: config error: {exc}", file=sys.stderr)

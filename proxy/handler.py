@@ -37,6 +37,7 @@ from proxy.streaming import relay_stream
 from proxy.timeline import Timeline
 from proxy.tracing import Tracing, inject
 from proxy.upstream import Fetched, classify_failure, fetch, upstream_url
+from proxy.wire import request_done, take_arrival
 
 # Bodies up to this size arrive in one read anyway; reading them whole is
 # cheaper than streaming them chunked.
@@ -68,7 +69,7 @@ class ProxyHandler:
         self.session: aiohttp.ClientSession | None = None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        timeline = Timeline()
+        timeline = Timeline(take_arrival(request))
         snapshot = self._runtime.acquire()  # this request's config, to its end
         variant = snapshot.assigner.assign(request)
         chain = snapshot.chains[variant]
@@ -87,6 +88,7 @@ class ProxyHandler:
             ex.outcome = "client_disconnect"
             raise
         finally:
+            request_done(request)
             self._metrics.inflight.dec()
             if ex.later is None or not self._observer.submit(
                 self._observe_then_record(ex, snapshot, chain)

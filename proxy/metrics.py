@@ -17,6 +17,7 @@ from proxy.timeline import Breakdown, FilterCall
 
 OUTCOMES = ("ok", "blocked", "upstream_error", "timeout", "client_error", "client_disconnect")
 ACTIONS = ("allow", "block", "redact", "error", "timeout")
+OVERHEAD_PARTS = ("ingress", "upstream_connect", "loop_wait", "egress", "proxy_work")
 
 # From 100 µs (what a regex filter costs) up to the ten minutes of a long generation.
 LATENCY_BUCKETS = (
@@ -64,6 +65,13 @@ class Metrics:
             "Latency tax not spent in filters on the critical path.",
             rv,
         )
+        self.overhead_part = histogram(
+            "taxmeter_proxy_overhead_part_seconds",
+            "Proxy overhead by part: ingress (read, parse, waiting for the loop), "
+            "upstream_connect (pool wait, connect), loop_wait (the upstream's answer "
+            "waiting for a late loop), egress (last writes), proxy_work (the rest).",
+            (*rv, "part"),
+        )
         self.filter_duration = histogram(
             "taxmeter_filter_duration_seconds",
             "Time in one filter at one stage for one request, summed over its calls.",
@@ -98,7 +106,7 @@ class Metrics:
         )
         self.loop_lag = Histogram(
             "taxmeter_event_loop_lag_seconds",
-            "How late the event loop ran a timer set every 100 ms: blocking and saturation.",
+            "How late the event loop ran a timer set every 5 ms: blocking and saturation.",
             registry=registry,
             buckets=LATENCY_BUCKETS,
         )
@@ -159,6 +167,11 @@ class Metrics:
         series.tax.observe(figures.tax, exemplar)
         series.tax_ratio.observe(figures.tax_ratio)
         series.overhead.observe(figures.overhead)
+        series.ingress.observe(figures.ingress)
+        series.upstream_connect.observe(figures.upstream_connect)
+        series.loop_wait.observe(figures.loop_wait)
+        series.egress.observe(figures.egress)
+        series.proxy_work.observe(figures.proxy_work)
         for (filter_name, stage), seconds in figures.filters.items():
             self._child(self.filter_duration, filter_name, stage, variant).observe(
                 seconds, exemplar
@@ -189,12 +202,17 @@ class _RouteSeries:
         "_key",
         "_requests",
         "duration",
+        "egress",
+        "ingress",
+        "loop_wait",
         "overhead",
+        "proxy_work",
         "tax",
         "tax_ratio",
         "ttft",
         "ttft_tax",
         "upstream",
+        "upstream_connect",
         "upstream_ttft",
     )
 
@@ -206,6 +224,10 @@ class _RouteSeries:
         self.tax = metrics.tax.labels(route, variant)
         self.tax_ratio = metrics.tax_ratio.labels(route, variant)
         self.overhead = metrics.overhead.labels(route, variant)
+        part = metrics.overhead_part
+        self.ingress, self.upstream_connect, self.loop_wait, self.egress, self.proxy_work = (
+            part.labels(route, variant, name) for name in OVERHEAD_PARTS
+        )
         self.ttft = metrics.ttft.labels(route, variant)
         self.upstream_ttft = metrics.upstream_ttft.labels(route, variant)
         self.ttft_tax = metrics.ttft_tax.labels(route, variant)

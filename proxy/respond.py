@@ -17,7 +17,7 @@ from proxy.config_control import OVERRIDE_HEADER
 from proxy.errors import error_body
 from proxy.headers import client_response_headers
 from proxy.timeline import Timeline
-from proxy.upstream import classify_failure
+from proxy.upstream import classify_failure, last_read_ns
 
 if TYPE_CHECKING:
     from proxy.observe import Later
@@ -52,6 +52,7 @@ class Exchange:
 async def send(request: web.Request, ex: Exchange, response: web.Response) -> web.StreamResponse:
     """Send a response whose body is complete."""
     stamp(response, ex)
+    ex.timeline.mark_egress()
     try:
         await response.prepare(request)
         ex.timeline.mark_client_first_byte()
@@ -127,7 +128,8 @@ async def pass_through(
             ex.outcome = "client_disconnect"
             return _abort(request, response, upstream)
         timeline.mark_client_first_byte()
-    timeline.mark_upstream_last_byte()
+    timeline.mark_upstream_last_byte(last_read_ns())
+    timeline.mark_egress()
     try:
         await response.write_eof()
     except ConnectionResetError:

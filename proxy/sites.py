@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from proxy.config import HostPort
+from proxy.wire import WireRunner
 
 # In-flight requests (long generations) get this long to finish on SIGTERM;
 # Kubernetes' default grace period is 30 s.
@@ -14,8 +15,12 @@ SHUTDOWN_GRACE_S = 25.0
 async def start_site(
     app: web.Application, where: HostPort, reuse_port: bool = False
 ) -> web.AppRunner:
-    """Start an app on HOST:PORT; the runner is returned for cleanup."""
-    runner = web.AppRunner(
+    """Start an app on HOST:PORT; the runner is returned for cleanup.
+
+    Connections are served behind the wire clock (see proxy.wire), so a
+    request's time starts when its first byte is read.
+    """
+    runner = WireRunner(
         app, access_log=None, handler_cancellation=True, shutdown_timeout=SHUTDOWN_GRACE_S
     )
     await runner.setup()

@@ -27,7 +27,7 @@ from proxy.headers import client_response_headers
 from proxy.respond import Exchange, stamp
 from proxy.sse import SseError, SseParser, encode_event
 from proxy.stream_judge import StreamJudge, StreamMalformed
-from proxy.upstream import UpstreamFailure, classify_failure
+from proxy.upstream import UpstreamFailure, classify_failure, last_read_ns
 
 log = logging.getLogger("taxmeter.proxy")
 
@@ -67,7 +67,7 @@ async def relay_stream(
                         if judge.blocked is not None:
                             break
                 else:
-                    timeline.mark_upstream_last_byte()
+                    timeline.mark_upstream_last_byte(last_read_ns())
                     for event in parser.flush():
                         out += await judge.on_event(event, arrived)
                     if judge.blocked is None:
@@ -124,5 +124,8 @@ async def _end(
         # aiohttp writes no trailers, so the last chunk is framed here.
         timing = ex.timeline.server_timing(final=True)
         writer.chunked = False
+        ex.timeline.mark_egress()
         await writer.write(f"0\r\nServer-Timing: {timing}\r\n\r\n".encode("ascii"))
+    else:
+        ex.timeline.mark_egress()
     await response.write_eof()

@@ -19,12 +19,99 @@ holdback and the time-to-first-token tax, not in the total tax.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter_ns, time_ns
+from typing import NamedTuple
 
 from filters.base import Stage
 
 NS_PER_S = 1_000_000_000
+
+# The loop watch's timer period; lateness under the slack is timer rounding
+# (uvloop's timers have millisecond resolution; on an idle loop 99% of
+# wake-ups are less late than this), not waiting.
+TICK_S = 0.005
+SLACK_NS = 500_000
+# An event handled this soon after the loop caught up was queued behind the stall.
+BACKLOG_NS = 2_000_000
+
+
+class LoopWatch:
+    """How late the event loop runs, all the time: a timer every ``TICK_S``.
+
+    Each wake-up's lateness goes to the observers (the event-loop lag
+    metric). The last late wake-up is kept, so that an event handled right
+    after the loop was blocked or saturated (a request's first byte, an
+    upstream answer) can be charged the time it waited for the loop: see
+    :meth:`waited`. One per process; every proxy app on the loop shares it.
+    """
+
+    def __init__(self) -> None:
+        self.observers: list[Callable[[float], None]] = []
+        self._due_ns = 0
+        self._late: tuple[int, int] | None = None  # (due, ran) of the last late wake-up
+        self._handle: asyncio.TimerHandle | None = None
+
+    def start(self, observe: Callable[[float], None]) -> None:
+        self.observers.append(observe)
+        if self._handle is None:
+            self._due_ns = perf_counter_ns()
+            self._tick()
+
+    def stop(self, observe: Callable[[float], None]) -> None:
+        self.observers.remove(observe)
+        if not self.observers and self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+            self._late = None
+
+    def _tick(self) -> None:
+        now = perf_counter_ns()
+        lateness = max(0, now - self._due_ns)
+        self._late = (self._due_ns, now) if lateness > SLACK_NS else None
+        for observe in self.observers:
+            observe(lateness / NS_PER_S)
+        self._due_ns = now + int(TICK_S * NS_PER_S)
+        self._handle = asyncio.get_running_loop().call_later(TICK_S, self._tick)
+
+    def waited(self, now_ns: int, since_ns: int) -> int:
+        """How long an event handled at ``now_ns``, not ready before ``since_ns``, waited.
+
+        Either a wake-up is overdue now (the loop is late at this moment), or
+        the last one was late and the event is handled in the backlog right
+        after it; otherwise the loop was on time and nothing is charged.
+        """
+        if self._handle is None:
+            return 0
+        if now_ns - self._due_ns > SLACK_NS:
+            start, end = self._due_ns, now_ns
+        elif self._late is not None and now_ns - self._late[1] < BACKLOG_NS:
+            start, end = self._late
+        else:
+            return 0
+        return max(0, end - max(start, since_ns))
+
+
+LOOP_WATCH = LoopWatch()
+
+
+class Arrival(NamedTuple):
+    """When a request's first byte was read, and how long it had waited for the loop."""
+
+    read_ns: int
+    waited_ns: int
+
+
+def arrival_now(idle_since_ns: int) -> Arrival:
+    """The arrival of a request whose first byte is being read now.
+
+    ``idle_since_ns``: when its connection was last idle (no byte of this
+    request can have arrived before), which bounds the wait charged.
+    """
+    now = perf_counter_ns()
+    return Arrival(now, LOOP_WATCH.waited(now, idle_since_ns))
 
 
 class FilterCall:
@@ -60,6 +147,12 @@ class Breakdown:
     ttft: float | None
     upstream_ttft: float | None
     called_upstream: bool
+    # overhead = ingress + upstream_connect + loop_wait + egress + proxy_work
+    ingress: float = 0.0  # first byte (less its wait for the loop) to the handler running
+    upstream_connect: float = 0.0  # connection pool wait and connect
+    loop_wait: float = 0.0  # the upstream's answer waiting for a late event loop
+    egress: float = 0.0  # writing the response's last bytes to the connection
+    proxy_work: float = 0.0  # the rest: ours, excluding filters
 
     @property
     def tax_ratio(self) -> float:
@@ -80,25 +173,42 @@ class Timeline:
         "client_first_byte_ns",
         "client_first_content_ns",
         "client_last_byte_ns",
+        "connect_end_ns",
+        "connect_start_ns",
+        "egress_ns",
         "epoch_offset_ns",
         "filter_calls",
         "holdback_ns",
         "parallel_done_ns",
         "received_ns",
+        "started_ns",
         "upstream_first_byte_ns",
         "upstream_first_content_ns",
         "upstream_headers_ns",
         "upstream_last_byte_ns",
         "upstream_sent_ns",
+        "upstream_wait_ns",
+        "upstream_written_ns",
     )
 
-    def __init__(self, received_ns: int | None = None) -> None:
-        self.received_ns = perf_counter_ns() if received_ns is None else received_ns
+    def __init__(self, arrival: Arrival | None = None) -> None:
+        """``arrival``: the request's first byte on the wire; None, the handler starts now."""
+        self.started_ns = perf_counter_ns()
+        if arrival is None:
+            self.received_ns = self.started_ns
+        else:
+            # The bytes waited in the socket while the loop was busy: they count.
+            self.received_ns = arrival.read_ns - arrival.waited_ns
         # The one wall-clock reading: a mark plus this is nanoseconds since the
         # epoch (span start and end times); the marks themselves stay monotonic.
         self.epoch_offset_ns = time_ns() - perf_counter_ns()
         self.body_read_ns: int | None = None
         self.upstream_sent_ns: int | None = None
+        self.connect_start_ns: int | None = None
+        self.connect_end_ns: int | None = None
+        self.upstream_written_ns: int | None = None
+        self.upstream_wait_ns = 0
+        self.egress_ns: int | None = None
         self.upstream_headers_ns: int | None = None
         self.upstream_first_byte_ns: int | None = None
         self.upstream_first_content_ns: int | None = None
@@ -126,6 +236,19 @@ class Timeline:
     def mark_upstream_sent(self) -> None:
         self.upstream_sent_ns = perf_counter_ns()
 
+    def mark_connect_start(self) -> None:
+        self.connect_start_ns = perf_counter_ns()
+
+    def mark_connect_end(self) -> None:
+        self.connect_end_ns = perf_counter_ns()
+
+    def mark_upstream_written(self) -> None:
+        self.upstream_written_ns = perf_counter_ns()
+
+    def mark_egress(self) -> None:
+        """The response's last writes begin (after them: the client's last byte)."""
+        self.egress_ns = perf_counter_ns()
+
     def mark_upstream_headers(self) -> None:
         self.upstream_headers_ns = perf_counter_ns()
 
@@ -137,11 +260,19 @@ class Timeline:
         if self.upstream_first_content_ns is None:
             self.upstream_first_content_ns = at_ns
 
-    def mark_upstream_last_byte(self) -> None:
+    def mark_upstream_last_byte(self, read_ns: int | None = None) -> None:
+        """The upstream's answer is complete; ``read_ns``: when its last bytes were read
+        from the connection, if known (the wait since is the proxy's, not the model's)."""
         now = perf_counter_ns()
         if self.upstream_first_byte_ns is None:
             self.upstream_first_byte_ns = now
         self.upstream_last_byte_ns = now
+        start = self._upstream_start_ns()
+        if start is not None:
+            read = now if read_ns is None or not start <= read_ns <= now else read_ns
+            # Bytes that sat unread because the loop was late, and a read answer
+            # waiting for the handler to resume, are ours, not the model's.
+            self.upstream_wait_ns = now - read + LOOP_WATCH.waited(read, start)
 
     def mark_parallel_done(self) -> None:
         self.parallel_done_ns = perf_counter_ns()
@@ -181,15 +312,27 @@ class Timeline:
         entry[1] += 1
 
     # -- figures -----------------------------------------------------------
-    def _upstream_interval(self) -> tuple[int, int] | None:
-        if self.upstream_sent_ns is None:
+    def _upstream_start_ns(self) -> int | None:
+        """When the request went to the model server: its body written, else the
+        connection in hand, else (a failure before) when it was handed to the pool."""
+        for mark in (self.upstream_written_ns, self.connect_end_ns):
+            if mark is not None:
+                return mark
+        return self.upstream_sent_ns
+
+    def upstream_interval(self) -> tuple[int, int] | None:
+        """The model server's interval, (start, end) marks: the ``upstream`` figure."""
+        start = self._upstream_start_ns()
+        if start is None:
             return None
         end = self.upstream_last_byte_ns
         if end is None:
             # The upstream call did not finish (error, disconnect): charge it
             # up to the end of the request so that tax is not inflated.
             end = self.client_last_byte_ns or perf_counter_ns()
-        return self.upstream_sent_ns, max(self.upstream_sent_ns, end)
+        else:
+            end -= self.upstream_wait_ns
+        return start, max(start, end)
 
     def _ready_ns(self, streamed: bool) -> int | None:
         """When the upstream's answer could first have been forwarded."""
@@ -206,7 +349,7 @@ class Timeline:
             and self.parallel_done_ns > ready
         ):
             intervals.append((ready, self.parallel_done_ns))
-        upstream = self._upstream_interval()
+        upstream = self.upstream_interval()
         covered = 0
         cur_start = cur_end = -1
         for start, end in sorted(intervals):
@@ -222,7 +365,7 @@ class Timeline:
         if end is None:
             end = perf_counter_ns()
         total = max(0, end - self.received_ns)
-        interval = self._upstream_interval()
+        interval = self.upstream_interval()
         upstream = 0 if interval is None else min(interval[1] - interval[0], total)
         tax = total - upstream
         filter_critical = min(self.filter_critical_ns(streamed), tax)
@@ -236,20 +379,40 @@ class Timeline:
             upstream_first = self.upstream_first_content_ns or self.upstream_first_byte_ns
             if client_first is not None and upstream_first is not None:
                 ttft = (client_first - self.received_ns) / NS_PER_S
-                assert self.upstream_sent_ns is not None
-                upstream_ttft = (upstream_first - self.upstream_sent_ns) / NS_PER_S
+                start = self._upstream_start_ns()
+                assert start is not None
+                upstream_ttft = (upstream_first - start) / NS_PER_S
+        overhead = tax - filter_critical
+        parts = self._overhead_parts_ns(end, interval)
         return Breakdown(
             total=total / NS_PER_S,
             upstream=upstream / NS_PER_S,
             tax=tax / NS_PER_S,
             filter_critical=filter_critical / NS_PER_S,
-            overhead=(tax - filter_critical) / NS_PER_S,
+            overhead=overhead / NS_PER_S,
             filters=per_filter,
             holdback={f: s / n / NS_PER_S for f, (s, n) in self.holdback_ns.items() if n},
             ttft=ttft,
             upstream_ttft=upstream_ttft,
             called_upstream=self.upstream_sent_ns is not None,
+            ingress=parts[0] / NS_PER_S,
+            upstream_connect=parts[1] / NS_PER_S,
+            loop_wait=parts[2] / NS_PER_S,
+            egress=parts[3] / NS_PER_S,
+            proxy_work=max(0, overhead - sum(parts)) / NS_PER_S,
         )
+
+    def _overhead_parts_ns(
+        self, end: int, interval: tuple[int, int] | None
+    ) -> tuple[int, int, int, int]:
+        """(ingress, upstream connect, loop wait, egress) of the overhead."""
+        ingress = max(0, self.started_ns - self.received_ns)
+        connect = 0
+        if self.connect_start_ns is not None and self.connect_end_ns is not None:
+            connect = self.connect_end_ns - self.connect_start_ns
+        loop_wait = self.upstream_wait_ns if interval is not None else 0
+        egress = 0 if self.egress_ns is None else max(0, end - self.egress_ns)
+        return ingress, connect, loop_wait, egress
 
     def server_timing(self, final: bool = False) -> str:
         """The W3C Server-Timing value of what is known now.
@@ -267,8 +430,9 @@ class Timeline:
             for (name, stage), ns in per_filter.items()
         ]
         total_ns = now - self.received_ns
-        if self.upstream_sent_ns is not None and self.upstream_last_byte_ns is not None:
-            upstream_ns = self.upstream_last_byte_ns - self.upstream_sent_ns
+        interval = self.upstream_interval()
+        if interval is not None and self.upstream_last_byte_ns is not None:
+            upstream_ns = interval[1] - interval[0]
             parts.append(f"upstream;dur={upstream_ns / 1e6:.3f}")
             parts.append(f"tax;dur={(total_ns - upstream_ns) / 1e6:.3f}")
         elif self.upstream_sent_ns is not None and self.upstream_headers_ns is not None:

@@ -193,8 +193,9 @@ class Tracing:
                 span.set_attribute(A.ERROR_TYPE, call.action)
                 span.set_status(StatusCode.ERROR)
             span.end(tl.epoch_ns(call.end_ns))
-        if tl.upstream_sent_ns is not None:
-            self._upstream_span(ex, figures, start, parent, request, end_ns)
+        interval = tl.upstream_interval()
+        if interval is not None:
+            self._upstream_span(ex, figures, start, parent, request, interval)
         _holdback_span(self._tracer, tl, figures, parent)
         server.end(tl.epoch_ns(end_ns))
         return format_trace_id(start.trace_id)
@@ -206,10 +207,9 @@ class Tracing:
         start: TraceStart,
         parent: Context,
         request: dict[str, Any],
-        request_end_ns: int,
+        interval: tuple[int, int],
     ) -> None:
         tl = ex.timeline
-        assert tl.upstream_sent_ns is not None
         operation = A.OPERATIONS.get(ex.route)
         model = request.get(A.REQUEST_MODEL)
         name = f"{operation} {model}" if operation and model else operation or start.method
@@ -222,7 +222,7 @@ class Tracing:
             attributes[A.UPSTREAM_TTFT_S] = figures.upstream_ttft
         self._ids.span_id = start.upstream_span_id
         span = self._tracer.start_span(
-            name, parent, SpanKind.CLIENT, attributes, start_time=tl.epoch_ns(tl.upstream_sent_ns)
+            name, parent, SpanKind.CLIENT, attributes, start_time=tl.epoch_ns(interval[0])
         )
         self._ids.span_id = None
         if tl.upstream_headers_ns is not None:
@@ -233,8 +233,7 @@ class Tracing:
         if ex.outcome in _SERVER_FAILURES:
             span.set_attribute(A.ERROR_TYPE, ex.outcome)
             span.set_status(StatusCode.ERROR)
-        end = tl.upstream_last_byte_ns or request_end_ns
-        span.end(tl.epoch_ns(max(end, tl.upstream_sent_ns)))
+        span.end(tl.epoch_ns(interval[1]))
 
 
 def _holdback_span(tracer: Tracer, tl: Timeline, figures: Breakdown, parent: Context) -> None:

@@ -13,6 +13,7 @@ Failure tree of an upstream call, and what the client gets::
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ from yarl import URL
 
 from proxy.config import UpstreamConfig
 from proxy.timeline import Timeline
+from proxy.wire import UpstreamTap, tap_upstream
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,12 @@ def classify_failure(exc: BaseException) -> UpstreamFailure:
     return UpstreamFailure(502, "upstream_error", "upstream_error", "the model server failed")
 
 
+# The timeline of the request whose upstream call runs in this task, and the
+# tap of the connection it was given.
+_TIMELINE: ContextVar[Timeline | None] = ContextVar("taxmeter_timeline", default=None)
+_TAP: ContextVar[UpstreamTap | None] = ContextVar("taxmeter_upstream_tap", default=None)
+
+
 class _TransparentRequest(aiohttp.ClientRequest):
     """A client request that adds none of aiohttp's default headers.
 
@@ -70,10 +78,36 @@ class _TransparentRequest(aiohttp.ClientRequest):
     def update_auto_headers(self, skip_auto_headers: Iterable[str] | None) -> None:
         self._skip_auto_headers = self._NONE
 
+    async def write_bytes(self, writer: Any, conn: Any, content_length: int | None = None) -> None:
+        # The model's time starts when the whole request is on the wire; on
+        # Python 3.11 aiohttp writes it from a task of its own, a loop turn later.
+        await super().write_bytes(writer, conn, content_length)
+        timeline = _TIMELINE.get()
+        if timeline is not None:
+            timeline.mark_upstream_written()
+
+
+class _TimedConnector(aiohttp.TCPConnector):
+    """Marks how long a request waited for a pooled connection or a new one.
+
+    Cheaper than a TraceConfig's connection hooks, which build trace objects
+    and await several signals for every request.
+    """
+
+    async def connect(self, req: Any, traces: Any, timeout: Any) -> Any:  # noqa: ASYNC109
+        timeline = _TIMELINE.get()
+        if timeline is None:
+            return await super().connect(req, traces, timeout)
+        timeline.mark_connect_start()
+        connection = await super().connect(req, traces, timeout)
+        timeline.mark_connect_end()
+        _TAP.set(tap_upstream(connection.protocol))
+        return connection
+
 
 def new_session(config: UpstreamConfig) -> aiohttp.ClientSession:
     """The one client session every request shares (keep-alive pool)."""
-    connector = aiohttp.TCPConnector(limit=config.max_connections, limit_per_host=0)
+    connector = _TimedConnector(limit=config.max_connections, limit_per_host=0)
     return aiohttp.ClientSession(
         connector=connector,
         timeout=aiohttp.ClientTimeout(
@@ -85,6 +119,12 @@ def new_session(config: UpstreamConfig) -> aiohttp.ClientSession:
         auto_decompress=False,  # bodies pass as they are, unless the proxy must read them
         cookie_jar=aiohttp.DummyCookieJar(),
     )
+
+
+def last_read_ns() -> int | None:
+    """When this task's upstream connection last read bytes (None: not known here)."""
+    tap = _TAP.get()
+    return None if tap is None else tap.read_ns
 
 
 def upstream_url(base: str, request: web.BaseRequest) -> URL:
@@ -137,6 +177,8 @@ async def fetch(
     judged: bool,
 ) -> Fetched:
     """Send the request upstream and read what must be read before answering."""
+    _TIMELINE.set(timeline)
+    _TAP.set(None)
     timeline.mark_upstream_sent()
     response = await session.request(
         request.method,
@@ -155,7 +197,7 @@ async def fetch(
             timeline.mark_upstream_first_byte(fetched.first_arrived_ns)
         elif judged and fetched.judgeable_json:
             fetched.body = await response.read()
-            timeline.mark_upstream_last_byte()
+            timeline.mark_upstream_last_byte(last_read_ns())
     except BaseException:
         response.close()
         raise

@@ -19,9 +19,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
 from proxy.app import Apps, build_apps
-from proxy.config import parse_config
+from proxy.config import HostPort, parse_config
 from proxy.metrics_app import Readiness
 from proxy.mock_upstream import MockSettings, make_mock_app
+from proxy.sites import bound_url, start_site
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 
@@ -30,10 +31,29 @@ FAST_MODEL = MockSettings(ttft_ms=5.0, tokens_per_s=2000.0, max_tokens=16)
 
 
 @dataclass
+class Listening:
+    """Where a proxy started the way `taxmeter serve` starts it listens."""
+
+    runner: web.AppRunner
+
+    @property
+    def url(self) -> str:
+        return bound_url(self.runner)
+
+    @property
+    def host(self) -> str:
+        return str(self.runner.addresses[0][0])
+
+    @property
+    def port(self) -> int:
+        return int(self.runner.addresses[0][1])
+
+
+@dataclass
 class RunningProxy:
     """A proxy listening on loopback, with its own registry."""
 
-    server: TestServer
+    server: Listening
     metrics_server: TestServer
     admin_server: TestServer | None
     registry: CollectorRegistry
@@ -50,7 +70,7 @@ class RunningProxy:
 
     @property
     def url(self) -> str:
-        return str(self.server.make_url("")).rstrip("/")
+        return self.server.url
 
     @property
     def metrics_url(self) -> str:
@@ -77,8 +97,15 @@ async def model(aiohttp_server: ServerFactory) -> TestServer:
 
 
 @pytest.fixture
-def start_proxy(aiohttp_server: ServerFactory, model: TestServer) -> ProxyFactory:
-    """Start a proxy from a config mapping (the YAML's shape); upstream defaults to `model`."""
+async def start_proxy(
+    aiohttp_server: ServerFactory, model: TestServer
+) -> AsyncIterator[ProxyFactory]:
+    """Start a proxy from a config mapping (the YAML's shape); upstream defaults to `model`.
+
+    The proxy app listens through the same site helper as `taxmeter serve`
+    (behind the wire clock).
+    """
+    runners: list[web.AppRunner] = []
 
     async def start(
         config: dict[str, Any] | None = None,
@@ -92,12 +119,15 @@ def start_proxy(aiohttp_server: ServerFactory, model: TestServer) -> ProxyFactor
         )
         registry = CollectorRegistry()
         apps = build_apps(parsed, registry, config_path, environ or {}, tracer_provider)
-        server = await aiohttp_server(apps.proxy)
+        runner = await start_site(apps.proxy, HostPort("127.0.0.1", 0))
+        runners.append(runner)
         metrics_server = await aiohttp_server(apps.metrics)
         admin_server = await aiohttp_server(apps.admin) if apps.admin is not None else None
-        return RunningProxy(server, metrics_server, admin_server, registry, apps)
+        return RunningProxy(Listening(runner), metrics_server, admin_server, registry, apps)
 
-    return start
+    yield start
+    for runner in runners:
+        await runner.cleanup()
 
 
 async def _echo(request: web.Request) -> web.Response:

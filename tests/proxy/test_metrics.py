@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from proxy.metrics import OVERHEAD_PARTS
 from tests.proxy.conftest import ProxyFactory, post_json
 
 DESIGN_METRICS = {
@@ -94,6 +95,7 @@ async def test_label_values_come_only_from_fixed_sets_and_config(
         "mode": {"enforce", "observe"},
         "action": {"allow", "block", "redact", "error", "timeout"},
         "reason": {"concurrency"},
+        "part": set(OVERHEAD_PARTS),
     }
     text = await scrape(proxy.metrics_url)
     seen_routes = set()

@@ -101,6 +101,8 @@ async def test_span_tree_with_real_times(
     )
     assert attrs[A.TAX_S] == tax_sum
     assert abs(duration_s(server) - float(attrs[A.TOTAL_S])) < 1e-6  # type: ignore[arg-type]
+    # The model server's span is exactly the upstream figure.
+    assert abs(duration_s(upstream) - float(attrs[A.UPSTREAM_S])) < 1e-6  # type: ignore[arg-type]
     # No prompt or completion text unless asked for.
     everything = orjson.dumps([dict(s.attributes or {}) for s in spans]).decode()
     assert "hello" not in everything

@@ -1,0 +1,143 @@
+"""The wire clock: a request's time starts when its first byte is read from the connection.
+
+aiohttp calls a handler only after the bytes were read, parsed and a task was
+scheduled; time spent there is invisible from inside the handler. Every
+listener that serves the proxy runs aiohttp's protocol behind a
+:class:`WireTap`, which notes when the first byte of each request arrived
+(and how late the event loop was running then, see
+:class:`proxy.timeline.LoopWatch`) before passing the bytes on unchanged.
+
+Connections to the upstream get an :class:`UpstreamTap` the same way (see
+proxy.upstream): it notes when the upstream's bytes were read, so the time
+a read answer then waits for the handler's task to resume is the proxy's,
+not the model's.
+
+The tap belongs to the connection; the handler takes the arrival with
+:func:`take_arrival` when it starts and frees the tap with
+:func:`request_done` when it ends, so the first byte of the next request on
+a keep-alive connection starts the next clock, and body bytes read while a
+request is served never do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import client_proto, web
+from aiohttp.web_protocol import RequestHandler
+
+from proxy.timeline import Arrival, Timeline, arrival_now
+
+
+class _Forwarding(asyncio.Protocol):
+    """A protocol in front of aiohttp's: everything but data_received passes straight on."""
+
+    __slots__ = ("handler",)
+
+    def __init__(self, handler: asyncio.Protocol) -> None:
+        self.handler = handler
+
+    def eof_received(self) -> None:
+        self.handler.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.handler.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.handler.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.handler.resume_writing()
+
+
+class WireTap(_Forwarding):
+    """aiohttp's request handler protocol, with the arrival of each request's first byte."""
+
+    __slots__ = ("arrival", "idle_since_ns")
+
+    def __init__(self, handler: RequestHandler) -> None:
+        super().__init__(handler)
+        self.arrival: Arrival | None = None
+        self.idle_since_ns = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.idle_since_ns = Timeline.now()
+        self.handler.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self.arrival is None:
+            self.arrival = arrival_now(self.idle_since_ns)
+        self.handler.data_received(data)
+
+
+class UpstreamTap(_Forwarding):
+    """aiohttp's client protocol on an upstream connection, with when it last read bytes."""
+
+    __slots__ = ("read_ns",)
+
+    def __init__(self, handler: client_proto.ResponseHandler) -> None:
+        super().__init__(handler)
+        self.read_ns: int | None = None  # reset when the connection is handed to a request
+
+    def data_received(self, data: bytes) -> None:
+        self.read_ns = Timeline.now()
+        self.handler.data_received(data)
+
+
+def tap_upstream(protocol: client_proto.ResponseHandler | None) -> UpstreamTap | None:
+    """The tap of a pooled upstream connection, put in place on its first use."""
+    transport = None if protocol is None else protocol.transport
+    if protocol is None or transport is None:
+        return None
+    tap = transport.get_protocol()
+    if not isinstance(tap, UpstreamTap):
+        tap = UpstreamTap(protocol)
+        transport.set_protocol(tap)
+    tap.read_ns = None
+    return tap
+
+
+class _TapFactory:
+    """A protocol factory: aiohttp's server's protocols, each behind a tap."""
+
+    def __init__(self, server: web.Server) -> None:
+        self.server = server
+
+    def __call__(self) -> WireTap:
+        return WireTap(self.server())
+
+    def __getattr__(self, name: str) -> Any:
+        # Sites read the server's other attributes (e.g. its connections).
+        return getattr(self.server, name)
+
+
+class WireRunner(web.AppRunner):
+    """An AppRunner whose sites serve every connection behind a :class:`WireTap`."""
+
+    @property
+    def server(self) -> Any:
+        inner = super().server
+        return None if inner is None else _TapFactory(inner)
+
+
+def _tap(request: web.BaseRequest) -> WireTap | None:
+    transport = request.transport
+    if transport is None:
+        return None
+    protocol = transport.get_protocol()
+    return protocol if isinstance(protocol, WireTap) else None
+
+
+def take_arrival(request: web.BaseRequest) -> Arrival | None:
+    """When this request's first byte arrived (None: not served behind a tap)."""
+    tap = _tap(request)
+    return None if tap is None else tap.arrival
+
+
+def request_done(request: web.BaseRequest) -> None:
+    """The request is answered: the next byte on its connection starts a new request."""
+    tap = _tap(request)
+    if tap is not None:
+        tap.arrival = None
+        tap.idle_since_ns = Timeline.now()
