@@ -10,6 +10,7 @@ STATUS = {
     "invalid_json": 400,
     "invalid_body": 400,
     "body_too_large": 413,
+    "invalid_http_request": 400,
     "upstream_unreachable": 502,
     "upstream_reset": 502,
     "upstream_malformed": 502,

@@ -27,6 +27,7 @@ from typing import Any
 from aiohttp import client_proto, web
 from aiohttp.web_protocol import RequestHandler
 
+from proxy.http_errors import new_handler
 from proxy.timeline import Arrival, Timeline, arrival_now
 
 
@@ -99,13 +100,14 @@ def tap_upstream(protocol: client_proto.ResponseHandler | None) -> UpstreamTap |
 
 
 class _TapFactory:
-    """A protocol factory: aiohttp's server's protocols, each behind a tap."""
+    """A protocol factory: aiohttp's server's protocols, each behind a tap (and
+    answering parser errors cleanly, see proxy.http_errors)."""
 
     def __init__(self, server: web.Server) -> None:
         self.server = server
 
     def __call__(self) -> WireTap:
-        return WireTap(self.server())
+        return WireTap(new_handler(self.server))
 
     def __getattr__(self, name: str) -> Any:
         # Sites read the server's other attributes (e.g. its connections).

@@ -2,9 +2,10 @@
 
 Whatever a client sends, it gets a clear 4xx (OpenAI-shaped JSON wherever the
 proxy's code gets control), the proxy keeps serving, and nothing it holds
-changes. Requests that HTTP parsing rejects never reach the proxy's code:
-aiohttp answers them itself with a plain-text 400 and closes the connection
-(the table below; see docs/reliability.md).
+changes. Requests that HTTP parsing rejects never reach the handler: the
+connection's protocol answers them with an OpenAI-shaped 400
+``invalid_http_request`` that quotes nothing back, and closes the connection
+(the table below; proxy/http_errors.py and docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -170,8 +171,8 @@ def test_bad_bodies_get_an_openai_shaped_400(served: Served, body: bytes) -> Non
     assert_still_serving(served[0])
 
 
-# What HTTP parsing rejects before the proxy's code runs: aiohttp's own
-# plain-text 400, and the connection is closed (so nothing can be smuggled).
+# What HTTP parsing rejects before the handler runs: an OpenAI-shaped 400, and
+# the connection is closed (so nothing can be smuggled).
 PARSER_CASES = {
     "CL with TE (smuggling)": b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
     b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /admin HTTP/1.1\r\n\r\n",
@@ -198,9 +199,17 @@ PARSER_CASES = {
 def test_malformed_http_is_a_400_and_closes_the_connection(served: Served, data: bytes) -> None:
     before = state(served[1])
     answer = raw(served[0], data)  # returns once the proxy closed the connection
-    head = answer.split(b"\r\n", 1)[0]
+    head, _, body = answer.partition(b"\r\n\r\n")
     assert head.split(b" ")[1] == b"400", answer[:300]
     assert answer.count(b"HTTP/1.") == 1  # one answer: no second request was smuggled through
+    content_type = next(
+        line.split(b":", 1)[1].strip().decode()
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-type:")
+    )
+    error = assert_openai_error(400, content_type, body)
+    assert error["code"] == "invalid_http_request"
+    assert error["message"].startswith("malformed HTTP request: ")
     assert state(served[1]) == before
     assert_still_serving(served[0])
 

@@ -130,3 +130,34 @@ async def test_no_prompt_completion_or_secret_in_logs_by_default(
     assert logged  # the access log and the upstream failure were written
     for secret in (SECRET_TOKEN, SECRET_PROMPT, SECRET_PROMPT[:12], "Zanzibar"):
         assert secret not in logged
+
+
+@pytest.mark.parametrize(
+    "line",
+    [f"Authorization: Bearer {SECRET_TOKEN}\x01".encode(),
+     f"X-Api-Key: {SECRET_TOKEN}\x00".encode(),
+     f"Authorization : Bearer {SECRET_TOKEN}".encode()],
+)  # fmt: skip
+async def test_a_malformed_secret_header_is_not_logged(
+    start_proxy: ProxyFactory, caplog: pytest.LogCaptureFixture, line: bytes
+) -> None:
+    """aiohttp's parser rejects these before our code runs; its own answer would quote
+    the header back, and log it."""
+    caplog.set_level(logging.DEBUG)
+    proxy = await start_proxy({"filters": []})
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n" + line + b"\r\n\r\n"
+    answer = await raw_request(proxy.url, head)
+    head_part, _, body = answer.partition(b"\r\n\r\n")
+    assert head_part.split(b"\r\n")[0].split(b" ")[1] == b"400", answer
+    assert b"application/json" in head_part
+    error = orjson.loads(body)["error"]
+    assert error["code"] == "invalid_http_request"
+    assert error["type"] == "invalid_request_error"
+    assert "header" in error["message"]
+    assert "rejected a malformed HTTP request" in caplog.text
+    assert SECRET_TOKEN not in caplog.text
+    assert SECRET_TOKEN.encode() not in answer
+    status, _, _ = await post_json(
+        f"{proxy.url}/v1/chat/completions", {"model": "m", "messages": []}
+    )
+    assert status in (200, 400)  # still serving
