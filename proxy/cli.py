@@ -65,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     mock.add_argument("--tokens-per-s", type=float, default=defaults.tokens_per_s)
     mock.add_argument("--max-tokens", type=int, default=defaults.max_tokens)
     mock.add_argument("--model", default=defaults.model)
+    mock.add_argument("--with-parent", action="store_true", help=argparse.SUPPRESS)
 
     check = commands.add_parser("check-config", help="validate a config file")
     check.add_argument("file")
@@ -150,7 +151,7 @@ def _mock_upstream(args: argparse.Namespace) -> int:
         return 2
 
     # Its one line ends with the URL; `serve` reads it from this child process.
-    main_mock(where.host, where.port, settings)
+    main_mock(where.host, where.port, settings, args.with_parent)
     return 0
 
 

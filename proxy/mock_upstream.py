@@ -24,7 +24,9 @@ OpenAI's ``{"error": {...}}`` shape. Stream counts live in
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -130,21 +132,34 @@ async def serve_mock(host: str, port: int, settings: MockSettings) -> web.AppRun
     return runner
 
 
-def main_mock(host: str, port: int, settings: MockSettings) -> None:
+def main_mock(host: str, port: int, settings: MockSettings, with_parent: bool = False) -> None:
     """Run the mock under uvloop until SIGINT or SIGTERM.
 
     Prints one line once listening; its last word is the server URL (no ``/v1``).
+    ``with_parent``: also stop at the end of stdin, a pipe from the process that
+    started it, so the mock never outlives it, however it ends (even SIGKILL).
     """
-    uvloop.run(_serve_until_signalled(host, port, settings))
+    uvloop.run(_serve_until_signalled(host, port, settings, with_parent))
 
 
-async def _serve_until_signalled(host: str, port: int, settings: MockSettings) -> None:
+async def _serve_until_signalled(
+    host: str, port: int, settings: MockSettings, with_parent: bool
+) -> None:
     runner = await serve_mock(host, port, settings)
     try:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        if with_parent:
+            stdin = sys.stdin.fileno()
+
+            def parent_gone() -> None:
+                if not os.read(stdin, 4096):  # end of file: the parent's end is closed
+                    loop.remove_reader(stdin)
+                    stop.set()
+
+            loop.add_reader(stdin, parent_gone)
         bound_host, bound_port = runner.addresses[0][:2]
         if ":" in bound_host:
             bound_host = f"[{bound_host}]"

@@ -24,10 +24,14 @@ log = logging.getLogger("taxmeter")
 
 @contextlib.asynccontextmanager
 async def embedded_model_server() -> AsyncIterator[str]:
-    """The simulated model server, in a child process so it does not share our CPU."""
+    """The simulated model server, in a child process so it does not share our CPU.
+
+    Its stdin is a pipe from us that we never write to: when we end, however we
+    end, it reads the end of the pipe and stops (``--with-parent``).
+    """
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "proxy", "mock-upstream", "--listen", "127.0.0.1:0",
-        stdout=asyncio.subprocess.PIPE,
+        "--with-parent", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
         assert process.stdout is not None

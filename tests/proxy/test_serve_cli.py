@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import openai
@@ -83,3 +84,33 @@ async def test_embedded_default_end_to_end(
     assert process.stderr is not None
     errors = (await process.stderr.read()).decode()
     assert "Traceback" not in errors, errors
+
+
+def _children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _alive(pid: int) -> bool:
+    """Running, and not a zombie waiting for a parent that is gone to reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def test_the_embedded_model_server_never_outlives_serve() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "proxy", "serve",
+        "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
+        stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        await read_announcement(process)
+        (model,) = _children(process.pid)
+        assert _alive(model)
+    finally:
+        process.kill()  # no chance to stop its child itself
+        await process.wait()
+    async with asyncio.timeout(10):
+        while _alive(model):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
