@@ -249,6 +249,14 @@ def _holdback_span(tracer: Tracer, tl: Timeline, figures: Breakdown, parent: Con
     span.end(tl.epoch_ns(first_out))
 
 
+# Spans per OTLP export unless OTEL_BSP_MAX_EXPORT_BATCH_SIZE says otherwise (the
+# SDK's default is 512). The batch processor encodes a batch in pure Python on
+# its thread, which holds the core and the GIL meanwhile: at 512 that held the
+# event loop for about 10 ms at p99 with every request sampled, at 64 for about
+# 5 ms at the same throughput (docs/benchmarks.md, README "What tracing costs").
+EXPORT_BATCH_SPANS = 64
+
+
 def tracer_provider_from_env(environ: Mapping[str, str]) -> TracerProvider | None:
     """The provider ``serve`` exports with, configured by the standard OTEL_* variables.
 
@@ -258,7 +266,8 @@ def tracer_provider_from_env(environ: Mapping[str, str]) -> TracerProvider | Non
     ``OTEL_TRACES_EXPORTER``: otlp (default), console or none;
     ``OTEL_EXPORTER_OTLP_PROTOCOL``: http/protobuf (default) or grpc. The SDK
     reads the rest itself: OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES,
-    OTEL_TRACES_SAMPLER(_ARG), OTEL_BSP_*, the exporters' OTEL_EXPORTER_OTLP_*.
+    OTEL_TRACES_SAMPLER(_ARG), OTEL_BSP_*, the exporters' OTEL_EXPORTER_OTLP_*;
+    only the export batch's default size is ours (:data:`EXPORT_BATCH_SPANS`).
     """
     if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return None
@@ -304,5 +313,6 @@ def tracer_provider_from_env(environ: Mapping[str, str]) -> TracerProvider | Non
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: "taxmeter"}))
     provider = TracerProvider(resource=resource)
-    provider.add_span_processor(BatchSpanProcessor(exporter))
+    batch = None if "OTEL_BSP_MAX_EXPORT_BATCH_SIZE" in environ else EXPORT_BATCH_SPANS
+    provider.add_span_processor(BatchSpanProcessor(exporter, max_export_batch_size=batch))
     return provider

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 import threading
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from proxy.tracing import tracer_provider_from_env
+from proxy.tracing import EXPORT_BATCH_SPANS, tracer_provider_from_env
 from tests.proxy.conftest import ServerFactory
 from tests.proxy.test_serve_cli import read_announcement
 
@@ -30,11 +31,14 @@ class Received:
 
     def __init__(self) -> None:
         self.spans: list[tuple[str, Span]] = []
+        self.batches: list[int] = []  # spans per export
         self.server_span_seen = threading.Event()
         self._lock = threading.Lock()
 
     def add(self, export: ExportTraceServiceRequest) -> None:
         with self._lock:
+            self.batches.append(sum(len(s.spans) for r in export.resource_spans
+                                    for s in r.scope_spans))  # fmt: skip
             for resource_spans in export.resource_spans:
                 service = next(
                     a.value.string_value
@@ -142,6 +146,34 @@ async def test_serve_exports_one_trace_over_otlp_grpc() -> None:
     with grpc_receiver(received) as endpoint:
         await serve_one_request(endpoint, "grpc", received)
     assert_one_trace(received)
+
+
+async def test_exports_go_in_small_batches(aiohttp_server: ServerFactory) -> None:
+    """A batch is encoded holding the GIL: big ones stall the event loop."""
+    received = Received()
+    endpoint = await http_receiver(aiohttp_server, received)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}
+    env.pop("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", None)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "proxy", "serve",
+        "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    try:
+        where = await read_announcement(process)
+        body = {"model": "mock-model", "messages": [{"role": "user", "content": "echo: hi"}]}
+        async with aiohttp.ClientSession() as session:
+            for _ in range(60):  # 4 spans each: guardrails, upstream, server
+                async with session.post(f"{where['proxy']}/v1/chat/completions", json=body) as r:
+                    assert r.status == 200
+        process.send_signal(signal.SIGTERM)  # flushes what is left
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert len(received.spans) >= 60 * 3
+    assert max(received.batches) == EXPORT_BATCH_SPANS, received.batches
 
 
 def test_tracing_is_off_unless_an_exporter_is_configured() -> None:
