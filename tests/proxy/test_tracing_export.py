@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent import futures
 
 import aiohttp
@@ -88,6 +88,27 @@ def grpc_receiver(received: Received) -> Iterator[str]:
         server.stop(grace=None)
 
 
+BODY = {"model": "mock-model", "messages": [{"role": "user", "content": "echo: hi"}]}
+
+
+@contextlib.asynccontextmanager
+async def serving(env: dict[str, str]) -> AsyncIterator[str]:
+    """`taxmeter serve` on the embedded default; its URL. Stopped by SIGTERM (exit 0)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "proxy", "serve",
+        "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    try:
+        yield (await read_announcement(process))["proxy"]
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
 async def serve_one_request(endpoint: str, protocol: str, received: Received) -> None:
     """`taxmeter serve` exporting to ``endpoint``; one chat completion through it."""
     env = {
@@ -99,25 +120,11 @@ async def serve_one_request(endpoint: str, protocol: str, received: Received) ->
         "OTEL_BSP_SCHEDULE_DELAY": "100",
         "OTEL_SERVICE_NAME": "taxmeter-test",
     }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "proxy", "serve",
-        "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
-    )  # fmt: skip
-    try:
-        where = await read_announcement(process)
-        body = {"model": "mock-model", "messages": [{"role": "user", "content": "echo: hi"}]}
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(f"{where['proxy']}/v1/chat/completions", json=body) as response,
-        ):
+    async with serving(env) as url, aiohttp.ClientSession() as session:
+        async with session.post(f"{url}/v1/chat/completions", json=BODY) as response:
             assert response.status == 200
         seen = await asyncio.to_thread(received.server_span_seen.wait, 10)
         assert seen, f"no server span arrived over {protocol}"
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 def assert_one_trace(received: Received) -> None:
@@ -154,24 +161,11 @@ async def test_exports_go_in_small_batches(aiohttp_server: ServerFactory) -> Non
     endpoint = await http_receiver(aiohttp_server, received)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}
     env.pop("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", None)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "proxy", "serve",
-        "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
-    )  # fmt: skip
-    try:
-        where = await read_announcement(process)
-        body = {"model": "mock-model", "messages": [{"role": "user", "content": "echo: hi"}]}
-        async with aiohttp.ClientSession() as session:
-            for _ in range(60):  # 4 spans each: guardrails, upstream, server
-                async with session.post(f"{where['proxy']}/v1/chat/completions", json=body) as r:
-                    assert r.status == 200
-        process.send_signal(signal.SIGTERM)  # flushes what is left
-        assert await asyncio.wait_for(process.wait(), 30) == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+    async with serving(env) as url, aiohttp.ClientSession() as session:
+        for _ in range(60):  # 4 spans each: 2 guardrails, upstream, server
+            async with session.post(f"{url}/v1/chat/completions", json=BODY) as response:
+                assert response.status == 200
+    # serving() ends with SIGTERM, which flushes what is left.
     assert len(received.spans) >= 60 * 3
     assert max(received.batches) == EXPORT_BATCH_SPANS, received.batches
 
