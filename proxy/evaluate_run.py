@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from filters.base import Filter, Stage
-from proxy.chain import Chain, build_chains
+from proxy.chain import BoundFilter, Chain, StageResult, build_chains
 from proxy.config import Config, VariantSpec
 from proxy.offload import OFFLOAD
 from proxy.timeline import NS_PER_S, Timeline
@@ -89,9 +89,10 @@ async def judge(chain: Chain, prompt: str, request_id: str) -> tuple[bool, Timel
     body = {"model": "taxmeter-evaluate", "messages": [{"role": "user", "content": prompt}]}
     segments = [prompt]
     flagged = False
-    if chain.input:
-        result = await chain.run(
-            chain.input,
+
+    async def run(filters: tuple[BoundFilter, ...]) -> StageResult:
+        return await chain.run(
+            filters,
             "input",
             segments,
             body=body,
@@ -99,6 +100,9 @@ async def judge(chain: Chain, prompt: str, request_id: str) -> tuple[bool, Timel
             request_id=request_id,
             timeline=timeline,
         )
+
+    if chain.input:
+        result = await run(chain.input)
         if result.blocked:
             return True, timeline
         flagged = result.changed
@@ -106,15 +110,7 @@ async def judge(chain: Chain, prompt: str, request_id: str) -> tuple[bool, Timel
     if chain.input_parallel:
         # Critical, unlike in the proxy: with no model call to overlap, the
         # whole call is time the request would wait (an upper bound).
-        result = await chain.run(
-            chain.input_parallel,
-            "input",
-            segments,
-            body=body,
-            route=ROUTE,
-            request_id=request_id,
-            timeline=timeline,
-        )
+        result = await run(chain.input_parallel)
         flagged = flagged or result.blocked
     return flagged, timeline
 
