@@ -25,7 +25,7 @@ from proxy.runtime import Runtime
 from proxy.stats import Stats
 from proxy.timeline import LOOP_WATCH
 from proxy.tracing import Tracing
-from proxy.upstream import new_session
+from proxy.upstream import UpstreamPool
 
 log = logging.getLogger("taxmeter")
 
@@ -79,19 +79,18 @@ def build_apps(
             raise ConfigError(
                 "telemetry.access_log", f"cannot open {telemetry.access_log}: {exc.strerror}"
             ) from exc
-    handler = ProxyHandler(
-        config.upstream.url, runtime, metrics, stats, observer, tracing, access_log
-    )
+    upstream_url = config.upstream.url
+    handler = ProxyHandler(runtime, metrics, stats, observer, tracing, access_log)
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
-        handler.session = new_session(config.upstream)
+        handler.upstream = UpstreamPool(upstream_url, config.upstream)
         observe_lag = metrics.loop_lag.observe
         LOOP_WATCH.start(observe_lag)
         readiness.ready = True
         yield
         readiness.ready = False
         LOOP_WATCH.stop(observe_lag)
-        await handler.session.close()
+        await handler.upstream.close()
         await observer.drain(OBSERVE_GRACE_S)
         if access_log is not None:
             access_log.close()

@@ -12,7 +12,6 @@ import itertools
 import os
 from typing import Any
 
-import aiohttp
 import orjson
 from aiohttp import web
 
@@ -36,7 +35,15 @@ from proxy.stream_judge import StreamJudge
 from proxy.streaming import relay_stream
 from proxy.timeline import Timeline
 from proxy.tracing import Tracing, inject
-from proxy.upstream import Fetched, classify_failure, fetch, upstream_url
+from proxy.upstream import (
+    Fetched,
+    UpstreamError,
+    UpstreamPool,
+    classify_failure,
+    fetch,
+    upstream_target,
+)
+from proxy.upstream_conn import UpstreamMalformed, UpstreamResponse
 from proxy.wire import request_done, take_arrival
 
 # Bodies up to this size arrive in one read anyway; reading them whole is
@@ -49,7 +56,6 @@ class ProxyHandler:
 
     def __init__(
         self,
-        upstream_base: str,
         runtime: Runtime,
         metrics: Metrics,
         stats: Stats,
@@ -57,7 +63,6 @@ class ProxyHandler:
         tracing: Tracing | None = None,
         access_log: AccessLog | None = None,
     ) -> None:
-        self._base = upstream_base
         self._runtime = runtime
         self._metrics = metrics
         self._stats = stats
@@ -66,7 +71,7 @@ class ProxyHandler:
         self._max_body = runtime.config.max_body_bytes
         self._tracing = tracing
         self._access_log = access_log
-        self.session: aiohttp.ClientSession | None = None
+        self.upstream: UpstreamPool | None = None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         timeline = Timeline(take_arrival(request))
@@ -199,7 +204,7 @@ class ProxyHandler:
         segments: list[str],
         parallel: tuple[BoundFilter, ...],
     ) -> web.StreamResponse:
-        assert self.session is not None
+        assert self.upstream is not None
         judged = ex.route in JUDGED_ROUTES
         headers = upstream_request_headers(
             request.headers, request.remote, request.scheme, ex.request_id, judged
@@ -208,8 +213,8 @@ class ProxyHandler:
             headers["Content-Length"] = str(request.content_length)
         if ex.trace is not None:
             inject(ex.trace, headers)
-        url = upstream_url(self._base, request)
-        fetching = fetch(self.session, request, url, headers, data, ex.timeline, judged)
+        target = upstream_target(request)
+        fetching = fetch(self.upstream, request.method, target, headers, data, ex.timeline, judged)
         fetched: Fetched | None = None
         try:
             if parallel:
@@ -231,9 +236,9 @@ class ProxyHandler:
                 fetched = await task
             else:
                 fetched = await fetching
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            if isinstance(exc.__cause__, BodyTooLarge):
-                return await _body_too_large(request, ex, self._max_body)
+        except BodyTooLarge:
+            return await _body_too_large(request, ex, self._max_body)
+        except (UpstreamError, TimeoutError) as exc:
             return await send_upstream_failure(request, ex, exc)
         try:
             return await self._answer(request, ex, chain, fetched, parsed)
@@ -285,7 +290,7 @@ class ProxyHandler:
         request: web.Request,
         ex: Exchange,
         chain: Chain,
-        upstream: aiohttp.ClientResponse,
+        upstream: UpstreamResponse,
         raw: bytes,
     ) -> web.StreamResponse:
         try:
@@ -295,7 +300,7 @@ class ProxyHandler:
         ex.response_body = parsed
         choices = completion_refs(ex.route, parsed)
         if choices is None:
-            failure = classify_failure(aiohttp.ClientPayloadError("not an OpenAI response"))
+            failure = classify_failure(UpstreamMalformed("not an OpenAI response"))
             return await send_error(
                 request, ex, failure.status, failure.code, failure.message, failure.outcome
             )

@@ -22,7 +22,10 @@ _HOP_BY_HOP = (
 _PLAIN_CONNECTION = frozenset({"", "keep-alive", "close"})
 
 
-def _copy(headers: CIMultiDictProxy[str], also_drop: tuple[str, ...] = ()) -> CIMultiDict[str]:
+Headers = CIMultiDict[str] | CIMultiDictProxy[str]
+
+
+def _copy(headers: Headers, also_drop: tuple[str, ...] = ()) -> CIMultiDict[str]:
     # Copying all and deleting the few hop-by-hop names (C-level, case-insensitive
     # lookups) is ten times cheaper than filtering every header in Python.
     named = headers.get("Connection", "").strip().lower()
@@ -59,6 +62,6 @@ def upstream_request_headers(
     return out
 
 
-def client_response_headers(upstream: CIMultiDictProxy[str], decoded: bool) -> CIMultiDict[str]:
+def client_response_headers(upstream: Headers, decoded: bool) -> CIMultiDict[str]:
     """The upstream response's end-to-end headers, as the client gets them."""
     return _copy(upstream, ("content-encoding",) if decoded else ())

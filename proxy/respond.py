@@ -10,14 +10,14 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 from aiohttp import web
 
 from proxy.config_control import OVERRIDE_HEADER
 from proxy.errors import error_body
 from proxy.headers import client_response_headers
 from proxy.timeline import Timeline
-from proxy.upstream import classify_failure, last_read_ns
+from proxy.upstream import UpstreamError, classify_failure
+from proxy.upstream_conn import UpstreamResponse
 
 if TYPE_CHECKING:
     from proxy.observe import Later
@@ -94,7 +94,7 @@ async def send_upstream_failure(
 
 
 async def pass_through(
-    request: web.Request, ex: Exchange, upstream: aiohttp.ClientResponse, decoded: bool
+    request: web.Request, ex: Exchange, upstream: UpstreamResponse, decoded: bool
 ) -> web.StreamResponse:
     """Pass the upstream response through chunk by chunk, adding no buffering."""
     response = web.StreamResponse(
@@ -109,13 +109,12 @@ async def pass_through(
     ex.streamed = upstream.headers.get("Content-Type", "").startswith("text/event-stream")
     stamp(response, ex)
     await response.prepare(request)
-    content = upstream.content
     timeline = ex.timeline
     while True:
         # Reads and writes fail apart: a reset client is not an upstream error.
         try:
-            chunk = await content.readany()
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            chunk = await upstream.read_chunk()
+        except (UpstreamError, TimeoutError) as exc:
             ex.outcome = classify_failure(exc).outcome
             log.warning("upstream failed mid-response: %r", exc)
             return _abort(request, response, upstream)
@@ -128,7 +127,7 @@ async def pass_through(
             ex.outcome = "client_disconnect"
             return _abort(request, response, upstream)
         timeline.mark_client_first_byte()
-    timeline.mark_upstream_last_byte(last_read_ns())
+    timeline.mark_upstream_last_byte(upstream.last_read_ns)
     timeline.mark_egress()
     try:
         await response.write_eof()
@@ -148,7 +147,7 @@ def stamp(response: web.StreamResponse, ex: Exchange) -> None:
 
 
 def _abort(
-    request: web.BaseRequest, response: web.StreamResponse, upstream: aiohttp.ClientResponse
+    request: web.BaseRequest, response: web.StreamResponse, upstream: UpstreamResponse
 ) -> web.StreamResponse:
     """End a response already under way so the client sees it is incomplete."""
     upstream.close()

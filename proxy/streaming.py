@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 
-import aiohttp
 from aiohttp import web
 from aiohttp.http_writer import StreamWriter
 
@@ -27,7 +26,8 @@ from proxy.headers import client_response_headers
 from proxy.respond import Exchange, stamp
 from proxy.sse import SseError, SseParser, encode_event
 from proxy.stream_judge import StreamJudge, StreamMalformed
-from proxy.upstream import UpstreamFailure, classify_failure, last_read_ns
+from proxy.upstream import UpstreamError, UpstreamFailure, classify_failure
+from proxy.upstream_conn import UpstreamMalformed, UpstreamResponse
 
 log = logging.getLogger("taxmeter.proxy")
 
@@ -36,7 +36,7 @@ async def relay_stream(
     request: web.Request,
     ex: Exchange,
     judge: StreamJudge,
-    upstream: aiohttp.ClientResponse,
+    upstream: UpstreamResponse,
     first_chunk: bytes,
     first_arrived_ns: int,
 ) -> web.StreamResponse:
@@ -54,7 +54,6 @@ async def relay_stream(
     await response.prepare(request)
 
     parser = SseParser()
-    content = upstream.content
     chunk, arrived = first_chunk, first_arrived_ns
     failure: UpstreamFailure | None = None
     try:
@@ -67,13 +66,13 @@ async def relay_stream(
                         if judge.blocked is not None:
                             break
                 else:
-                    timeline.mark_upstream_last_byte(last_read_ns())
+                    timeline.mark_upstream_last_byte(upstream.last_read_ns)
                     for event in parser.flush():
                         out += await judge.on_event(event, arrived)
                     if judge.blocked is None:
                         out += await judge.finish()
             except (SseError, StreamMalformed) as exc:
-                failure = classify_failure(aiohttp.ClientPayloadError(str(exc)))
+                failure = classify_failure(UpstreamMalformed(str(exc)))
                 log.warning("upstream sent a malformed stream: %s", exc)
             if out:
                 await response.write(out)
@@ -88,8 +87,8 @@ async def relay_stream(
             if failure is not None or not chunk:
                 break
             try:
-                chunk = await content.readany()
-            except (aiohttp.ClientError, TimeoutError) as exc:
+                chunk = await upstream.read_chunk()
+            except (UpstreamError, TimeoutError) as exc:
                 failure = classify_failure(exc)
                 log.warning("upstream failed mid-stream (%s): %r", failure.code, exc)
                 break

@@ -7,10 +7,9 @@ listener that serves the proxy runs aiohttp's protocol behind a
 (and how late the event loop was running then, see
 :class:`proxy.timeline.LoopWatch`) before passing the bytes on unchanged.
 
-Connections to the upstream get an :class:`UpstreamTap` the same way (see
-proxy.upstream): it notes when the upstream's bytes were read, so the time
-a read answer then waits for the handler's task to resume is the proxy's,
-not the model's.
+Connections to the upstream note when they read bytes themselves (see
+:mod:`proxy.upstream_conn`), so the time a read answer then waits for the
+handler's task to resume is the proxy's, not the model's.
 
 The tap belongs to the connection; the handler takes the arrival with
 :func:`take_arrival` when it starts and frees the tap with
@@ -24,7 +23,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from aiohttp import client_proto, web
+from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from proxy.http_errors import new_handler
@@ -70,33 +69,6 @@ class WireTap(_Forwarding):
         if self.arrival is None:
             self.arrival = arrival_now(self.idle_since_ns)
         self.handler.data_received(data)
-
-
-class UpstreamTap(_Forwarding):
-    """aiohttp's client protocol on an upstream connection, with when it last read bytes."""
-
-    __slots__ = ("read_ns",)
-
-    def __init__(self, handler: client_proto.ResponseHandler) -> None:
-        super().__init__(handler)
-        self.read_ns: int | None = None  # reset when the connection is handed to a request
-
-    def data_received(self, data: bytes) -> None:
-        self.read_ns = Timeline.now()
-        self.handler.data_received(data)
-
-
-def tap_upstream(protocol: client_proto.ResponseHandler | None) -> UpstreamTap | None:
-    """The tap of a pooled upstream connection, put in place on its first use."""
-    transport = None if protocol is None else protocol.transport
-    if protocol is None or transport is None:
-        return None
-    tap = transport.get_protocol()
-    if not isinstance(tap, UpstreamTap):
-        tap = UpstreamTap(protocol)
-        transport.set_protocol(tap)
-    tap.read_ns = None
-    return tap
 
 
 class _TapFactory:

@@ -1,0 +1,419 @@
+"""One keep-alive HTTP/1.1 connection to the upstream, and the response read from it.
+
+The proxy talks to exactly one upstream, always the same way: one request,
+one response, then the connection goes back to the pool. aiohttp's client
+builds a dozen objects per request for features a sidecar never uses
+(redirects, cookies, traces, proxies, a URL per request) and was a third of
+the proxy's CPU per request; this is the part it needs. The bytes are parsed
+by llhttp (through httptools), the parser Node.js and aiohttp use.
+
+A connection notes when it last read bytes (:attr:`UpstreamConnection.read_ns`),
+so time an answer spends waiting for the handler's task to resume is counted
+as the proxy's, not the model's (see :mod:`proxy.timeline`).
+
+Errors, and what the client gets for each (see :func:`proxy.upstream.classify_failure`)::
+
+    UpstreamError
+    ├── UpstreamUnreachable   the connection could not be made     -> 502 upstream_unreachable
+    ├── UpstreamReset         it closed before the answer was done -> 502 upstream_reset
+    └── UpstreamMalformed     the answer is not valid HTTP/1.1     -> 502 upstream_malformed
+    TimeoutError              connect, read silence or total time  -> 504 upstream_timeout
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from collections.abc import Callable
+from time import perf_counter_ns
+from typing import Any, cast
+
+import httptools
+from multidict import CIMultiDict
+
+
+class UpstreamError(Exception):
+    """The upstream call failed."""
+
+
+class UpstreamUnreachable(UpstreamError):
+    """No connection could be made (refused, unknown host, TLS handshake failed)."""
+
+
+class UpstreamReset(UpstreamError):
+    """The connection closed or was reset before the answer was complete."""
+
+
+class UpstreamMalformed(UpstreamError):
+    """What the upstream sent is not a valid HTTP/1.1 answer (or not the one expected)."""
+
+
+# A response's body is read as it arrives; past this many unread bytes the
+# connection stops reading, so a slow client holds back the upstream instead
+# of filling the proxy's memory.
+_BUFFER_HIGH = 256 * 1024
+
+_DECODABLE = {b"gzip": 16 + zlib.MAX_WBITS, b"x-gzip": 16 + zlib.MAX_WBITS, b"deflate": 0}
+
+
+class UpstreamResponse:
+    """An upstream response: status and headers at once, the body as it arrives."""
+
+    __slots__ = (
+        "_chunks",
+        "_conn",
+        "_decoder",
+        "_deflate",
+        "_error",
+        "_size",
+        "_waiter",
+        "complete",
+        "content_length",
+        "headers",
+        "reason",
+        "status",
+    )
+
+    def __init__(
+        self,
+        conn: UpstreamConnection,
+        status: int,
+        reason: str,
+        headers: CIMultiDict[str],
+        decode: bool,
+    ) -> None:
+        self._conn = conn
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        length = headers.get("Content-Length")
+        self.content_length = int(length) if length is not None and length.isdigit() else None
+        self.complete = False  # the last byte of the body has arrived
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._error: BaseException | None = None
+        self._decoder: Any = None
+        self._deflate = False
+        if decode:
+            encoding = headers.get("Content-Encoding", "identity").strip().lower()
+            if encoding not in ("identity", ""):
+                wbits = _DECODABLE.get(encoding.encode())
+                if wbits is None:
+                    raise UpstreamMalformed(f"cannot decode Content-Encoding {encoding!r}")
+                self._deflate = wbits == 0
+                self._decoder = zlib.decompressobj(wbits or zlib.MAX_WBITS)
+
+    @property
+    def last_read_ns(self) -> int | None:
+        """When the connection last read bytes of this answer (None: not yet)."""
+        return self._conn.read_ns
+
+    def at_eof(self) -> bool:
+        return self.complete and not self._chunks
+
+    async def read_chunk(self) -> bytes:
+        """What arrived since the last call, waiting for something; b"" at the end."""
+        if not self._chunks:
+            if self._error is not None:
+                raise self._error
+            if self.complete:
+                return b""
+            await self._wait()
+            if not self._chunks:
+                if self._error is not None:
+                    raise self._error
+                return b""
+        chunks = self._chunks
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        if self._size > _BUFFER_HIGH:
+            self._conn.resume_reading()
+        self._size = 0
+        return data
+
+    async def read(self) -> bytes:
+        """The whole body."""
+        parts = []
+        while chunk := await self.read_chunk():
+            parts.append(chunk)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def close(self) -> None:
+        """Done with the answer: a connection read to the end serves the next
+        request; one with bytes unread is closed."""
+        self._conn.response_done(reusable=self.at_eof())
+
+    # -- fed by the connection ---------------------------------------------
+    async def _wait(self) -> None:
+        waiter = self._waiter = self._conn.loop.create_future()
+        timer = self._conn.read_deadline(waiter)
+        try:
+            await waiter
+        except BaseException:
+            self._conn.abort()
+            raise
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def feed(self, data: bytes) -> None:
+        if self._decoder is not None:
+            try:
+                data = self._decoder.decompress(data)
+            except zlib.error as exc:
+                if not self._deflate:
+                    self.fail(UpstreamMalformed(f"the body does not decompress: {exc}"))
+                    return
+                # "deflate" is zlib-wrapped by the standard and raw in practice.
+                self._decoder, self._deflate = zlib.decompressobj(-zlib.MAX_WBITS), False
+                self.feed(data)
+                return
+            if not data:
+                return
+        self._chunks.append(data)
+        self._size += len(data)
+        if self._size > _BUFFER_HIGH:
+            self._conn.pause_reading()
+        self._wake()
+
+    def finish(self) -> None:
+        if self._decoder is not None:
+            rest = self._decoder.flush()
+            if rest:
+                self._chunks.append(rest)
+        self.complete = True
+        self._wake()
+
+    def fail(self, error: BaseException) -> None:
+        if not self.complete and self._error is None:
+            self._error = error
+        self._wake()
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One connection: writes a request, parses its answer, waits in the pool between."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_idle: Callable[[Any], None]) -> None:
+        self.loop = loop
+        self._on_idle = on_idle  # called with the connection when it may be reused
+        self._parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.read_ns: int | None = None
+        self.closed = False
+        self.busy = False
+        self.read_timeout_s = 0.0
+        self.deadline = 0.0  # loop time by which the whole exchange must be over
+        self.head_only = False  # a HEAD request: the answer has no body, whatever it says
+        self._head: asyncio.Future[UpstreamResponse] | None = None
+        self._decode = False
+        self._response: UpstreamResponse | None = None
+        self._reason = b""
+        self._raw_headers: list[tuple[bytes, bytes]] = []
+        self._informational = False
+        self._keep_alive = False
+        self._message_done = False
+        self._reading_paused = False
+        self._writing_paused = False
+        self._drained: asyncio.Future[None] | None = None
+
+    # -- the exchange, from the client's side ----------------------------
+    def send(self, data: bytes | bytearray | memoryview, decode: bool) -> None:
+        """Start an exchange by writing the request head (and the body, if it is bytes)."""
+        assert self.transport is not None
+        self.busy = True
+        self.read_ns = None
+        self._decode = decode
+        self._response = None
+        self._message_done = False
+        self._keep_alive = False
+        self._head = self.loop.create_future()
+        self.transport.write(data)
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        """Wait until the kernel takes what was written (for a body sent in chunks)."""
+        if self.closed:
+            raise UpstreamReset("the model server closed the connection")
+        if self._writing_paused:
+            self._drained = self.loop.create_future()
+            await self._drained
+
+    async def response(self) -> UpstreamResponse:
+        """The answer's status and headers, once they arrived."""
+        head = self._head
+        assert head is not None
+        if not head.done():
+            timer = self.read_deadline(head)
+            try:
+                await head
+            except BaseException:
+                self.abort()
+                raise
+            finally:
+                timer.cancel()
+        return head.result()
+
+    def read_deadline(self, waiter: asyncio.Future[Any]) -> asyncio.TimerHandle:
+        """Fail ``waiter`` with TimeoutError after the read timeout or at the deadline."""
+        when = min(self.loop.time() + self.read_timeout_s, self.deadline)
+        return self.loop.call_at(when, _time_out, waiter)
+
+    def response_done(self, reusable: bool) -> None:
+        if not self.busy:
+            return
+        if reusable and self._message_done and self._keep_alive and not self.closed:
+            self.busy = False
+            self._response = None
+            self._on_idle(self)
+        else:
+            self.abort()
+
+    def abort(self) -> None:
+        """Close at once; the connection is not reused."""
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
+        self._lost(UpstreamReset("the model server closed the connection"))
+
+    def pause_reading(self) -> None:
+        if not self._reading_paused and self.transport is not None and not self.closed:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._reading_paused and self.transport is not None and not self.closed:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    # -- asyncio.Protocol ---------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not registered as asyncio.Transport subclasses.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.read_ns = perf_counter_ns()
+        if not self.busy:
+            # Bytes no request asked for: the connection cannot be trusted.
+            self.abort()
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail_and_close(UpstreamMalformed("the model server switched protocols"))
+        except httptools.HttpParserError as exc:
+            cause = exc.__context__  # what a callback raised
+            if isinstance(cause, UpstreamMalformed):
+                self._fail_and_close(cause)
+            else:
+                self._fail_and_close(UpstreamMalformed(f"malformed HTTP answer: {exc}"))
+
+    def eof_received(self) -> bool:
+        return False  # close the transport; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost(UpstreamReset(f"the model server closed the connection: {exc or 'EOF'}"))
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+
+    # -- httptools callbacks ------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._raw_headers = []
+        self._reason = b""
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._raw_headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        self._informational = 100 <= status < 200
+        if self._informational:
+            return  # 100 Continue and the like: the answer follows
+        headers: CIMultiDict[str] = CIMultiDict(
+            [(name.decode("latin-1"), value.decode("latin-1")) for name, value in self._raw_headers]
+        )
+        head = self._head
+        # An undecodable encoding raises here; data_received fails the exchange.
+        reason = self._reason.decode("latin-1")
+        response = UpstreamResponse(self, status, reason, headers, self._decode)
+        self._response = response
+        if head is not None and not head.done():
+            head.set_result(response)
+        if self.head_only:
+            self._message_done = True
+            self._keep_alive = False  # the parser may still expect a body; never reuse
+            response.finish()
+
+    def on_body(self, body: bytes) -> None:
+        if self._response is not None and not self._message_done:
+            self._response.feed(body)
+
+    def on_message_complete(self) -> None:
+        if self._informational:
+            self._informational = False
+            return
+        if self._message_done:
+            return
+        self._message_done = True
+        self._keep_alive = self._parser.should_keep_alive()
+        if self._response is not None:
+            self._response.finish()
+
+    # -- ending -----------------------------------------------------------
+    def _fail_and_close(self, error: UpstreamError) -> None:
+        self._fail(error)
+        self.abort()
+
+    def _fail(self, error: BaseException) -> None:
+        head = self._head
+        if head is not None and not head.done():
+            head.set_exception(error)
+            # Whoever awaits the head still gets the error; when a failed body
+            # write ended the exchange first, nobody will, and that is no news.
+            head.exception()
+        if self._response is not None:
+            self._response.fail(error)
+
+    def _lost(self, error: UpstreamError) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._response is not None and not self._message_done and self._until_eof():
+            # No length and not chunked: the end of the connection ends the body.
+            self._message_done = True
+            self._response.finish()
+        self._fail(error)
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_exception(error)
+        self._on_idle(self)  # the pool forgets it
+
+    def _until_eof(self) -> bool:
+        response = self._response
+        assert response is not None
+        return (
+            response.content_length is None
+            and "chunked" not in response.headers.get("Transfer-Encoding", "").lower()
+        )
+
+
+def _time_out(waiter: asyncio.Future[Any]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())

@@ -1,0 +1,216 @@
+"""The keep-alive pool of connections to the upstream, and one request sent over it.
+
+Connections are reused last-in first-out, so the warmest one serves the next
+request and idle ones age out on the server's keep-alive timeout. At most
+``upstream.max_connections`` are open; a request beyond that waits for one to
+come back (bounded by ``total_timeout_s``). Timeouts, as configured:
+
+* ``connect_timeout_s``: opening a connection (TCP and TLS);
+* ``read_timeout_s``: silence while waiting for the answer's head or body;
+* ``total_timeout_s``: the whole exchange, from asking for a connection to the
+  answer's last byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections import deque
+from collections.abc import AsyncIterable
+from typing import Any
+
+from multidict import CIMultiDict
+from yarl import URL
+
+from proxy.config import UpstreamConfig
+from proxy.timeline import Timeline
+from proxy.upstream_conn import (
+    UpstreamConnection,
+    UpstreamResponse,
+    UpstreamUnreachable,
+)
+
+# Methods whose request has a body by definition: sent with Content-Length: 0
+# when the client sent none, as aiohttp's client did.
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class UpstreamPool:
+    """Every connection to the one upstream; built once, shared by all requests."""
+
+    def __init__(self, base: str, config: UpstreamConfig) -> None:
+        url = URL(base)
+        self.scheme = url.scheme
+        self.host = url.raw_host or ""
+        self.port = url.port or (443 if url.scheme == "https" else 80)
+        self.path_prefix = url.raw_path.rstrip("/")
+        default_port = url.is_default_port()
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self._host_line = f"Host: {host if default_port else f'{host}:{self.port}'}\r\n"
+        self._ssl: ssl.SSLContext | None = None
+        if url.scheme == "https":
+            self._ssl = ssl.create_default_context()
+        self._connect_timeout_s = config.connect_timeout_s
+        self._read_timeout_s = config.read_timeout_s
+        self._total_timeout_s = config.total_timeout_s
+        self._limit = config.max_connections  # 0: no limit
+        self._idle: deque[UpstreamConnection] = deque()
+        self._open: set[UpstreamConnection] = set()
+        self._connecting = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._open)
+
+    @property
+    def idle_connections(self) -> int:
+        return len(self._idle)
+
+    async def request(
+        self,
+        method: str,
+        target: str,
+        headers: CIMultiDict[str],
+        body: bytes | AsyncIterable[bytes] | None,
+        timeline: Timeline,
+        decode: bool,
+    ) -> UpstreamResponse:
+        """Send a request and return its answer once its head arrived.
+
+        ``target``: the path and query, as the client sent them. ``decode``:
+        undo a gzip or deflate Content-Encoding (for a body the proxy reads).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._total_timeout_s
+        timeline.mark_connect_start()
+        conn = await self._connection(loop, deadline)
+        timeline.mark_connect_end()
+        conn.read_timeout_s = self._read_timeout_s
+        conn.deadline = deadline
+        conn.head_only = method == "HEAD"
+        try:
+            if body is None or isinstance(body, bytes):
+                length = len(body) if body else (0 if method in _BODY_METHODS else None)
+                head = self._head(method, target, headers, length, chunked=False)
+                conn.send(head + body if body else head, decode)
+            else:
+                async with asyncio.timeout_at(deadline):
+                    await self._send_streamed(conn, method, target, headers, body, decode)
+            timeline.mark_upstream_written()
+            return await conn.response()
+        except BaseException:
+            conn.abort()
+            raise
+
+    async def _send_streamed(
+        self,
+        conn: UpstreamConnection,
+        method: str,
+        target: str,
+        headers: CIMultiDict[str],
+        body: AsyncIterable[bytes],
+        decode: bool,
+    ) -> None:
+        """A body passed on as it arrives: with the client's length, or chunked."""
+        chunked = "Content-Length" not in headers
+        conn.send(self._head(method, target, headers, None, chunked), decode)
+        async for chunk in body:
+            if not chunk:
+                continue
+            conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+            await conn.drain()
+        if chunked:
+            conn.write(b"0\r\n\r\n")
+
+    def _head(
+        self,
+        method: str,
+        target: str,
+        headers: CIMultiDict[str],
+        length: int | None,
+        chunked: bool,
+    ) -> bytes:
+        lines = [f"{method} {self.path_prefix}{target} HTTP/1.1\r\n", self._host_line]
+        lines += [f"{name}: {value}\r\n" for name, value in headers.items()]
+        if length is not None:
+            lines.append(f"Content-Length: {length}\r\n")
+        elif chunked:
+            lines.append("Transfer-Encoding: chunked\r\n")
+        lines.append("\r\n")
+        head = "".join(lines)
+        # Header values came through a parser that refuses line breaks; this
+        # one C-level count keeps a future bug from splitting a request.
+        if head.count("\n") != len(lines):
+            raise ValueError("a header to send upstream contains a line break")
+        # Bytes the client sent that are not UTF-8 pass through as they were.
+        return head.encode("utf-8", "surrogateescape")
+
+    # -- the pool -----------------------------------------------------------
+    async def _connection(
+        self, loop: asyncio.AbstractEventLoop, deadline: float
+    ) -> UpstreamConnection:
+        while True:
+            while self._idle:
+                conn = self._idle.pop()
+                if not conn.closed:
+                    return conn
+            if not self._limit or len(self._open) + self._connecting < self._limit:
+                return await self._connect(loop)
+            waiter = loop.create_future()
+            self._waiters.append(waiter)
+            async with asyncio.timeout_at(deadline):
+                await waiter
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> UpstreamConnection:
+        self._connecting += 1
+        try:
+            async with asyncio.timeout(self._connect_timeout_s):
+                transport, conn = await loop.create_connection(
+                    lambda: UpstreamConnection(loop, self._returned),
+                    self.host,
+                    self.port,
+                    ssl=self._ssl,
+                )
+        except BaseException as exc:
+            self._connecting -= 1
+            self._wake_one()  # a failed attempt frees its place
+            # Refused, unknown host, TLS handshake (ssl.SSLError); not the
+            # connect timeout, which is an OSError too and a 504.
+            if isinstance(exc, OSError) and not isinstance(exc, TimeoutError):
+                reason = exc.strerror or exc
+                raise UpstreamUnreachable(
+                    f"cannot connect to {self.host}:{self.port}: {reason}"
+                ) from exc
+            raise
+        self._connecting -= 1
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._open.add(conn)
+        return conn
+
+    def _returned(self, conn: Any) -> None:
+        """A connection is free again, or closed (UpstreamConnection calls this)."""
+        if conn.closed:
+            self._open.discard(conn)
+            if conn in self._idle:
+                self._idle.remove(conn)
+        else:
+            self._idle.append(conn)
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def close(self) -> None:
+        """Close every connection (at shutdown)."""
+        for conn in list(self._open):
+            conn.abort()
+        self._idle.clear()
+        await asyncio.sleep(0)  # let the transports finish closing
