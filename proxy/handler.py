@@ -43,7 +43,7 @@ from proxy.upstream import (
     fetch,
     upstream_target,
 )
-from proxy.upstream_conn import UpstreamMalformed, UpstreamResponse
+from proxy.upstream_response import UpstreamMalformed, UpstreamResponse
 from proxy.wire import request_done, take_arrival
 
 # Bodies up to this size arrive in one read anyway; reading them whole is

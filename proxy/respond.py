@@ -17,7 +17,7 @@ from proxy.errors import error_body
 from proxy.headers import client_response_headers
 from proxy.timeline import Timeline
 from proxy.upstream import UpstreamError, classify_failure
-from proxy.upstream_conn import UpstreamResponse
+from proxy.upstream_response import UpstreamResponse
 
 if TYPE_CHECKING:
     from proxy.observe import Later

@@ -27,7 +27,7 @@ from proxy.respond import Exchange, stamp
 from proxy.sse import SseError, SseParser, encode_event
 from proxy.stream_judge import StreamJudge, StreamMalformed
 from proxy.upstream import UpstreamError, UpstreamFailure, classify_failure
-from proxy.upstream_conn import UpstreamMalformed, UpstreamResponse
+from proxy.upstream_response import UpstreamMalformed, UpstreamResponse
 
 log = logging.getLogger("taxmeter.proxy")
 

@@ -22,14 +22,14 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from proxy.timeline import Timeline
-from proxy.upstream_conn import (
+from proxy.upstream_pool import UpstreamPool
+from proxy.upstream_response import (
     UpstreamError,
     UpstreamMalformed,
     UpstreamReset,
     UpstreamResponse,
     UpstreamUnreachable,
 )
-from proxy.upstream_pool import UpstreamPool
 
 __all__ = ["UpstreamError", "UpstreamFailure", "UpstreamPool", "classify_failure", "fetch"]
 

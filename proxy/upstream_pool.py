@@ -25,11 +25,8 @@ from yarl import URL
 
 from proxy.config import UpstreamConfig
 from proxy.timeline import Timeline
-from proxy.upstream_conn import (
-    UpstreamConnection,
-    UpstreamResponse,
-    UpstreamUnreachable,
-)
+from proxy.upstream_conn import UpstreamConnection
+from proxy.upstream_response import UpstreamResponse, UpstreamUnreachable
 
 # Methods whose request has a body by definition: sent with Content-Length: 0
 # when the client sent none, as aiohttp's client did.

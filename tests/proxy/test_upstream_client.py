@@ -1,0 +1,446 @@
+"""The upstream client (proxy.upstream_pool, proxy.upstream_conn) against a raw-socket server.
+
+The server reads each request as bytes and answers with bytes a test chose,
+so framing the proxy's own server would never produce (100 Continue, a body
+that ends with the connection, broken status lines) can be sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import pytest
+from multidict import CIMultiDict
+
+from proxy.config import UpstreamConfig
+from proxy.timeline import Timeline
+from proxy.upstream_pool import UpstreamPool
+from proxy.upstream_response import (
+    UpstreamMalformed,
+    UpstreamReset,
+    UpstreamResponse,
+    UpstreamUnreachable,
+)
+
+Answer = Callable[[bytes, asyncio.StreamWriter], Awaitable[bool]]  # False: close the connection
+
+
+@dataclass
+class RawServer:
+    """Counts connections, keeps every request head and body it read."""
+
+    answer: Answer
+    connections: int = 0
+    open_now: int = 0
+    most_open: int = 0
+    requests: list[bytes] = field(default_factory=list)
+    closed: int = 0
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.open_now += 1
+        self.most_open = max(self.most_open, self.open_now)
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                body = await _read_body(reader, head)
+                self.requests.append(head + body)
+                if not await self.answer(head, writer):
+                    return
+        finally:
+            self.open_now -= 1
+            self.closed += 1
+            writer.close()
+
+
+async def _read_body(reader: asyncio.StreamReader, head: bytes) -> bytes:
+    lower = head.lower()
+    if b"transfer-encoding: chunked" in lower:
+        body = b""
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+            chunk = await reader.readexactly(size + 2)
+            if size == 0:
+                return body
+            body += chunk[:-2]
+    for line in lower.split(b"\r\n"):
+        if line.startswith(b"content-length:"):
+            return await reader.readexactly(int(line.split(b":")[1]))
+    return b""
+
+
+def response(status: str, body: bytes, *extra: str) -> bytes:
+    headers = "".join(f"{h}\r\n" for h in extra)
+    return f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n{headers}\r\n".encode() + body
+
+
+async def ok(head: bytes, writer: asyncio.StreamWriter) -> bool:
+    writer.write(response("200 OK", b"hello"))
+    return True
+
+
+@contextlib.asynccontextmanager
+async def raw_server(answer: Answer) -> AsyncIterator[tuple[RawServer, str]]:
+    state = RawServer(answer)
+    server = await asyncio.start_server(state.serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield state, f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def pool_for(url: str, **config: float) -> UpstreamPool:
+    return UpstreamPool(url, UpstreamConfig(url=url, **config))  # type: ignore[arg-type]
+
+
+async def get(
+    pool: UpstreamPool,
+    target: str = "/v1/models",
+    method: str = "GET",
+    body: bytes | AsyncIterator[bytes] | None = None,
+    headers: CIMultiDict[str] | None = None,
+    decode: bool = False,
+) -> UpstreamResponse:
+    return await pool.request(
+        method, target, headers or CIMultiDict(), body, Timeline(None), decode=decode
+    )
+
+
+async def read_all(pool: UpstreamPool, **kwargs: object) -> tuple[int, bytes]:
+    answer = await get(pool, **kwargs)  # type: ignore[arg-type]
+    try:
+        return answer.status, await answer.read()
+    finally:
+        answer.close()
+
+
+async def test_a_connection_serves_request_after_request() -> None:
+    async with raw_server(ok) as (server, url):
+        pool = pool_for(url)
+        for _ in range(5):
+            assert await read_all(pool) == (200, b"hello")
+        assert server.connections == 1
+        await pool.close()
+
+
+async def test_the_request_line_and_host_are_the_upstreams() -> None:
+    async with raw_server(ok) as (server, url):
+        pool = pool_for(url + "/prefix")
+        headers = CIMultiDict([("X-One", "1"), ("X-One", "2")])
+        await read_all(pool, target="/v1/chat?a=b", method="POST", body=b"{}", headers=headers)
+        head = server.requests[0].decode()
+        port = url.rsplit(":", 1)[1]
+        assert head.startswith("POST /prefix/v1/chat?a=b HTTP/1.1\r\n")
+        assert f"\r\nHost: 127.0.0.1:{port}\r\n" in head
+        assert "\r\nX-One: 1\r\nX-One: 2\r\n" in head
+        assert head.endswith("Content-Length: 2\r\n\r\n{}")
+        await pool.close()
+
+
+async def test_no_more_than_max_connections_are_open() -> None:
+    async def slow(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        await asyncio.sleep(0.02)
+        writer.write(response("200 OK", b"x"))
+        return True
+
+    async with raw_server(slow) as (server, url):
+        pool = pool_for(url, max_connections=2)
+        answers = await asyncio.gather(*(read_all(pool) for _ in range(8)))
+        assert answers == [(200, b"x")] * 8
+        assert server.most_open == 2
+        assert server.connections == 2
+        await pool.close()
+
+
+async def test_a_request_waiting_for_a_connection_times_out_at_the_total() -> None:
+    async def hang(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        await asyncio.sleep(2)
+        return False
+
+    async with raw_server(hang) as (_, url):
+        pool = pool_for(url, max_connections=1, total_timeout_s=0.2)
+        first = asyncio.ensure_future(get(pool))
+        await asyncio.sleep(0.05)
+        with pytest.raises(TimeoutError):
+            await get(pool)
+        with pytest.raises(TimeoutError):
+            await first
+        await pool.close()
+
+
+@pytest.mark.parametrize(
+    ("encoding", "encode"),
+    [
+        ("gzip", gzip.compress),
+        ("deflate", zlib.compress),
+        ("deflate", lambda data: zlib.compress(data)[2:-4]),  # raw deflate, as servers send it
+    ],
+)
+async def test_a_compressed_answer_is_decoded_when_asked(
+    encoding: str, encode: Callable[[bytes], bytes]
+) -> None:
+    text = b'{"text": "' + b"many words " * 1000 + b'"}'
+
+    async def compressed(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(response("200 OK", encode(text), f"Content-Encoding: {encoding}"))
+        return True
+
+    async with raw_server(compressed) as (_, url):
+        pool = pool_for(url)
+        assert await read_all(pool, decode=True) == (200, text)
+        assert await read_all(pool, decode=False) == (200, encode(text))
+        await pool.close()
+
+
+async def test_an_encoding_it_cannot_decode_is_malformed() -> None:
+    async def brotli(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(response("200 OK", b"\x8b\x02\x80", "Content-Encoding: br"))
+        return True
+
+    async with raw_server(brotli) as (_, url):
+        pool = pool_for(url)
+        with pytest.raises(UpstreamMalformed, match="br"):
+            await get(pool, decode=True)
+        assert await read_all(pool) == (200, b"\x8b\x02\x80")  # passed through as it is
+        await pool.close()
+
+
+async def test_a_corrupt_gzip_body_is_malformed() -> None:
+    async def corrupt(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(response("200 OK", b"not gzip at all", "Content-Encoding: gzip"))
+        return True
+
+    async with raw_server(corrupt) as (_, url):
+        pool = pool_for(url)
+        answer = await get(pool, decode=True)
+        with pytest.raises(UpstreamMalformed, match="decompress"):
+            await answer.read()
+        answer.close()
+        await pool.close()
+
+
+async def test_100_continue_is_skipped() -> None:
+    async def continued(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.01)
+        writer.write(response("201 Created", b"made"))
+        return True
+
+    async with raw_server(continued) as (server, url):
+        pool = pool_for(url)
+        assert await read_all(pool) == (201, b"made")
+        assert await read_all(pool) == (201, b"made")
+        assert server.connections == 1
+        await pool.close()
+
+
+async def test_a_body_without_length_ends_with_the_connection() -> None:
+    async def until_close(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\npart one, ")
+        await writer.drain()
+        await asyncio.sleep(0.01)
+        writer.write(b"part two")
+        return False
+
+    async with raw_server(until_close) as (server, url):
+        pool = pool_for(url)
+        assert await read_all(pool) == (200, b"part one, part two")
+        assert await read_all(pool) == (200, b"part one, part two")
+        assert server.connections == 2
+        await pool.close()
+
+
+async def test_a_head_answer_has_no_body_and_its_connection_is_not_reused() -> None:
+    async def head_answer(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+        return True
+
+    async with raw_server(head_answer) as (_, url):
+        pool = pool_for(url, read_timeout_s=2)  # a regression waits for the body, then fails
+        answer = await get(pool, method="HEAD")
+        assert (answer.status, answer.content_length, await answer.read()) == (200, 1000, b"")
+        answer.close()
+        assert pool.open_connections == 0
+        await pool.close()
+
+
+async def test_a_streamed_body_goes_chunked_or_with_the_clients_length() -> None:
+    async def pieces() -> AsyncIterator[bytes]:
+        for piece in (b"one ", b"", b"two ", b"three"):
+            await asyncio.sleep(0)
+            yield piece
+
+    async with raw_server(ok) as (server, url):
+        pool = pool_for(url)
+        await read_all(pool, method="POST", body=pieces())
+        length = CIMultiDict([("Content-Length", "13")])
+        await read_all(pool, method="POST", body=pieces(), headers=length)
+        chunked, sized = server.requests
+        assert b"Transfer-Encoding: chunked\r\n" in chunked
+        assert chunked.endswith(b"\r\n\r\none two three")
+        assert b"Transfer-Encoding" not in sized
+        assert sized.endswith(b"Content-Length: 13\r\n\r\none two three")
+        assert server.connections == 1
+        await pool.close()
+
+
+async def test_an_unread_answer_is_held_back_not_buffered() -> None:
+    big = b"x" * (16 * 1024 * 1024)
+
+    async def huge(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(response("200 OK", big))
+        await writer.drain()
+        return True
+
+    async with raw_server(huge) as (_, url):
+        pool = pool_for(url)
+        answer = await get(pool)
+        await asyncio.sleep(0.3)  # the server writes as fast as the proxy lets it
+        assert answer.buffered <= 1024 * 1024
+        assert len(await answer.read()) == len(big)
+        answer.close()
+        await pool.close()
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"HTTP/1.1 2OO OK\r\n\r\n",
+        b"SMTP ready\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+    ],
+)
+async def test_a_broken_answer_is_malformed_and_the_next_request_is_served(
+    garbage: bytes,
+) -> None:
+    answers = iter([garbage, response("200 OK", b"fine")])
+
+    async def broken_first(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(next(answers))
+        return True
+
+    async with raw_server(broken_first) as (_, url):
+        pool = pool_for(url)
+        with pytest.raises(UpstreamMalformed):
+            await get(pool)
+        assert await read_all(pool) == (200, b"fine")
+        await pool.close()
+
+
+async def test_bytes_nobody_asked_for_drop_the_connection() -> None:
+    async def chatty(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(response("200 OK", b"one"))
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"HTTP/1.1 200 OK\r\n")  # an answer to no request
+        return True
+
+    async with raw_server(chatty) as (server, url):
+        pool = pool_for(url)
+        assert await read_all(pool) == (200, b"one")
+        await asyncio.sleep(0.1)
+        assert pool.open_connections == 0
+        assert await read_all(pool) == (200, b"one")
+        assert server.connections == 2
+        await pool.close()
+
+
+async def test_a_connection_the_server_closed_while_idle_is_not_used() -> None:
+    async def once(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(response("200 OK", b"bye"))
+        await writer.drain()
+        return False  # keep-alive by the headers, closed anyway (a keep-alive timeout)
+
+    async with raw_server(once) as (server, url):
+        pool = pool_for(url)
+        assert await read_all(pool) == (200, b"bye")
+        await asyncio.sleep(0.05)
+        assert await read_all(pool) == (200, b"bye")
+        assert server.connections == 2
+        await pool.close()
+
+
+async def test_silence_past_the_read_timeout_is_a_timeout() -> None:
+    async def silent_body(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf")
+        await asyncio.sleep(2)
+        return False
+
+    async with raw_server(silent_body) as (_, url):
+        pool = pool_for(url, read_timeout_s=0.1)
+        answer = await get(pool)
+        assert await answer.read_chunk() == b"half"
+        with pytest.raises(TimeoutError):
+            await answer.read_chunk()
+        assert pool.open_connections == 0
+        await pool.close()
+
+
+async def test_a_trickle_is_cut_at_the_total_timeout() -> None:
+    async def trickle(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+        for _ in range(100):
+            writer.write(b"x")
+            await writer.drain()
+            await asyncio.sleep(0.01)
+        return True
+
+    async with raw_server(trickle) as (_, url):
+        pool = pool_for(url, read_timeout_s=0.5, total_timeout_s=0.2)
+        answer = await get(pool)
+        with pytest.raises(TimeoutError):
+            await answer.read()
+        await pool.close()
+
+
+async def test_a_reset_mid_body_is_a_reset() -> None:
+    async def cut(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf")
+        await writer.drain()
+        return False
+
+    async with raw_server(cut) as (_, url):
+        pool = pool_for(url)
+        answer = await get(pool)
+        with pytest.raises(UpstreamReset):
+            await answer.read()
+        await pool.close()
+
+
+async def test_a_refused_connection_is_unreachable() -> None:
+    async with raw_server(ok) as (_, url):
+        pass  # closed: nothing listens on the port any more
+    pool = pool_for(url)
+    with pytest.raises(UpstreamUnreachable, match="cannot connect"):
+        await get(pool)
+    assert pool.open_connections == 0
+
+
+async def test_a_cancelled_request_closes_its_connection() -> None:
+    async def slow(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        await asyncio.sleep(0.2)
+        writer.write(response("200 OK", b"late"))
+        return True
+
+    async with raw_server(slow) as (server, url):
+        pool = pool_for(url)
+        task = asyncio.ensure_future(get(pool))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert pool.open_connections == 0
+        assert await read_all(pool) == (200, b"late")
+        assert server.connections == 2
+        await pool.close()
