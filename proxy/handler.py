@@ -85,7 +85,7 @@ class ProxyHandler:
             ex.trace = self._tracing.begin(request.headers, ex.route, request.method)
         if chain.observes_later:
             ex.later = Later()
-        self._metrics.assignments.labels(variant).inc()
+        self._metrics.assigned(variant)
         self._metrics.inflight.inc()
         try:
             return await self._serve(request, ex, chain)

@@ -143,6 +143,10 @@ class Metrics:
                 for outcome in OUTCOMES:
                     self.requests.labels(route, variant.name, outcome)
 
+    def assigned(self, variant: str) -> None:
+        """A request was assigned to ``variant`` (counted when it starts)."""
+        self._child(self.assignments, variant).inc()
+
     def record(
         self,
         route: str,
