@@ -42,6 +42,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.read_ns: int | None = None
         self.closed = False
         self.busy = False
+        self.idle_since = 0.0  # loop time it last went back to the pool
         self.read_timeout_s = 0.0
         self.deadline = 0.0  # loop time by which the whole exchange must be over
         self.head_only = False  # a HEAD request: the answer has no body, whatever it says
@@ -108,6 +109,7 @@ class UpstreamConnection(asyncio.Protocol):
         if reusable and self._message_done and self._keep_alive and not self.closed:
             self.busy = False
             self._response = None
+            self.idle_since = self.loop.time()
             self._on_idle(self)
         else:
             self.abort()

@@ -1,7 +1,10 @@
 """The keep-alive pool of connections to the upstream, and one request sent over it.
 
 Connections are reused last-in first-out, so the warmest one serves the next
-request and idle ones age out on the server's keep-alive timeout. At most
+request. One idle for longer than 15 s (aiohttp's default too) is closed
+rather than reused: a load balancer or NAT on the way may have dropped it
+without a word, and the request sent on it would wait out the read timeout.
+At most
 ``upstream.max_connections`` are open; a request beyond that waits for one to
 come back (bounded by ``total_timeout_s``). Timeouts, as configured:
 
@@ -36,7 +39,7 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 class UpstreamPool:
     """Every connection to the one upstream; built once, shared by all requests."""
 
-    def __init__(self, base: str, config: UpstreamConfig) -> None:
+    def __init__(self, base: str, config: UpstreamConfig, idle_timeout_s: float = 15.0) -> None:
         url = URL(base)
         self.scheme = url.scheme
         self.host = url.raw_host or ""
@@ -52,7 +55,8 @@ class UpstreamPool:
         self._read_timeout_s = config.read_timeout_s
         self._total_timeout_s = config.total_timeout_s
         self._limit = config.max_connections  # 0: no limit
-        self._idle: deque[UpstreamConnection] = deque()
+        self._idle_timeout_s = idle_timeout_s
+        self._idle: deque[UpstreamConnection] = deque()  # the oldest on the left
         self._open: set[UpstreamConnection] = set()
         self._connecting = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -149,8 +153,12 @@ class UpstreamPool:
         self, loop: asyncio.AbstractEventLoop, deadline: float
     ) -> UpstreamConnection:
         while True:
-            while self._idle:
-                conn = self._idle.pop()
+            idle = self._idle
+            stale = loop.time() - self._idle_timeout_s
+            while idle and idle[0].idle_since < stale:
+                idle.popleft().abort()
+            while idle:
+                conn = idle.pop()
                 if not conn.closed:
                     return conn
             if not self._limit or len(self._open) + self._connecting < self._limit:

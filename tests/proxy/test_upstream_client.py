@@ -10,9 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import shutil
+import ssl
+import subprocess
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from multidict import CIMultiDict
@@ -88,12 +92,14 @@ async def ok(head: bytes, writer: asyncio.StreamWriter) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def raw_server(answer: Answer) -> AsyncIterator[tuple[RawServer, str]]:
+async def raw_server(
+    answer: Answer, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[tuple[RawServer, str]]:
     state = RawServer(answer)
-    server = await asyncio.start_server(state.serve, "127.0.0.1", 0)
+    server = await asyncio.start_server(state.serve, "127.0.0.1", 0, ssl=tls)
     port = server.sockets[0].getsockname()[1]
     try:
-        yield state, f"http://127.0.0.1:{port}"
+        yield state, f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     finally:
         server.close()
         await server.wait_closed()
@@ -443,4 +449,63 @@ async def test_a_cancelled_request_closes_its_connection() -> None:
         assert pool.open_connections == 0
         assert await read_all(pool) == (200, b"late")
         assert server.connections == 2
+        await pool.close()
+
+
+async def test_an_idle_connection_past_the_idle_timeout_is_not_reused() -> None:
+    async with raw_server(ok) as (server, url):
+        pool = UpstreamPool(url, UpstreamConfig(url=url), idle_timeout_s=0.05)
+        assert await read_all(pool) == (200, b"hello")
+        assert await read_all(pool) == (200, b"hello")
+        assert server.connections == 1
+        await asyncio.sleep(0.1)
+        assert await read_all(pool) == (200, b"hello")
+        assert server.connections == 2
+        assert pool.open_connections == 1
+        await pool.close()
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, and its key."""
+    if shutil.which("openssl") is None:
+        pytest.fail("the TLS tests need the openssl command (Debian: openssl)")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def server_tls(certificate: tuple[Path, Path]) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*certificate)
+    return context
+
+
+async def test_an_https_upstream_is_verified_and_served(
+    certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))  # trust the test's own CA
+    async with raw_server(ok, server_tls(certificate)) as (server, url):
+        pool = pool_for(url)
+        assert await read_all(pool) == (200, b"hello")
+        assert await read_all(pool) == (200, b"hello")
+        assert server.connections == 1
+        port = url.rsplit(":", 1)[1]
+        assert f"\r\nHost: 127.0.0.1:{port}\r\n".encode() in server.requests[0]
+        await pool.close()
+
+
+async def test_an_https_upstream_with_an_untrusted_certificate_is_unreachable(
+    certificate: tuple[Path, Path],
+) -> None:
+    async with raw_server(ok, server_tls(certificate)) as (server, url):
+        pool = pool_for(url)
+        with pytest.raises(UpstreamUnreachable, match=r"CERTIFICATE_VERIFY_FAILED|certificate"):
+            await get(pool)
+        assert server.requests == []
         await pool.close()
