@@ -30,6 +30,10 @@ from proxy.upstream_response import (
     UpstreamResponse,
 )
 
+# llhttp sets no limit on a head; aiohttp's client allowed 8 KB a line. A
+# model server's head is a few hundred bytes: past this, the answer is junk.
+MAX_HEAD_BYTES = 64 * 1024
+
 
 class UpstreamConnection(asyncio.Protocol):
     """One connection: writes a request, parses its answer, waits in the pool between."""
@@ -49,6 +53,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._head: asyncio.Future[UpstreamResponse] | None = None
         self._decode = False
         self._response: UpstreamResponse | None = None
+        self._head_bytes = 0  # read before the answer's head was complete
         self._reason = b""
         self._raw_headers: list[tuple[bytes, bytes]] = []
         self._informational = False
@@ -66,6 +71,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.read_ns = None
         self._decode = decode
         self._response = None
+        self._head_bytes = 0
         self._message_done = False
         self._keep_alive = False
         self._head = self.loop.create_future()
@@ -143,6 +149,12 @@ class UpstreamConnection(asyncio.Protocol):
             return
         try:
             self._parser.feed_data(data)
+            if self._response is None:
+                self._head_bytes += len(data)
+                if self._head_bytes > MAX_HEAD_BYTES:
+                    raise UpstreamMalformed(f"the answer's head is over {MAX_HEAD_BYTES} bytes")
+        except UpstreamMalformed as exc:
+            self._fail_and_close(exc)
         except httptools.HttpParserUpgrade:
             self._fail_and_close(UpstreamMalformed("the model server switched protocols"))
         except httptools.HttpParserError as exc:

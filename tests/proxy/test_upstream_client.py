@@ -23,6 +23,7 @@ from multidict import CIMultiDict
 
 from proxy.config import UpstreamConfig
 from proxy.timeline import Timeline
+from proxy.upstream_conn import MAX_HEAD_BYTES
 from proxy.upstream_pool import UpstreamPool
 from proxy.upstream_response import (
     UpstreamMalformed,
@@ -508,4 +509,38 @@ async def test_an_https_upstream_with_an_untrusted_certificate_is_unreachable(
         with pytest.raises(UpstreamUnreachable, match=r"CERTIFICATE_VERIFY_FAILED|certificate"):
             await get(pool)
         assert server.requests == []
+        await pool.close()
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * (MAX_HEAD_BYTES + 1),  # one endless line
+        b"HTTP/1.1 200 OK\r\n" + b"X-Many: a\r\n" * (MAX_HEAD_BYTES // 11 + 1),
+    ],
+)
+async def test_an_endless_head_is_malformed(head: bytes) -> None:
+    async def endless(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(head)
+        await writer.drain()
+        await asyncio.sleep(1)
+        return False
+
+    async with raw_server(endless) as (_, url):
+        pool = pool_for(url)
+        with pytest.raises(UpstreamMalformed, match="head is over"):
+            await get(pool)
+        await pool.close()
+
+
+async def test_a_large_body_read_at_once_with_its_head_is_fine() -> None:
+    big = b"y" * (4 * MAX_HEAD_BYTES)
+
+    async def at_once(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(response("200 OK", big))
+        return True
+
+    async with raw_server(at_once) as (_, url):
+        pool = pool_for(url)
+        assert await read_all(pool) == (200, big)
         await pool.close()
