@@ -120,6 +120,10 @@ class UpstreamConnection(asyncio.Protocol):
         else:
             self.abort()
 
+    @property
+    def closing(self) -> bool:
+        return self.transport is None or self.transport.is_closing()
+
     def abort(self) -> None:
         """Close at once; the connection is not reused."""
         if self.transport is not None and not self.closed:

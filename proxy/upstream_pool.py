@@ -159,8 +159,10 @@ class UpstreamPool:
                 idle.popleft().abort()
             while idle:
                 conn = idle.pop()
-                if not conn.closed:
+                # Closing: the server's FIN is in, connection_lost not yet run.
+                if not conn.closed and not conn.closing:
                     return conn
+                conn.abort()
             if not self._limit or len(self._open) + self._connecting < self._limit:
                 return await self._connect(loop)
             waiter = loop.create_future()
