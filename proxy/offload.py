@@ -30,11 +30,15 @@ class ThreadOffload:
         self._workers = workers or min(4, os.cpu_count() or 1)
         self._pool: ThreadPoolExecutor | None = None
         self._local = threading.local()
+        self._loops: list[asyncio.AbstractEventLoop] = []  # to close with the pool
+        self._lock = threading.Lock()
 
     def _thread_loop(self) -> asyncio.AbstractEventLoop:
         loop: asyncio.AbstractEventLoop | None = getattr(self._local, "loop", None)
         if loop is None:
             loop = self._local.loop = asyncio.new_event_loop()
+            with self._lock:
+                self._loops.append(loop)
         return loop
 
     def _call(self, instance: Filter, ctx: FilterContext) -> Verdict:
@@ -51,6 +55,12 @@ class ThreadOffload:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+        with self._lock:
+            loops, self._loops = self._loops, []
+        for loop in loops:
+            # One still running a call that outlived its timeout is left to it.
+            if not loop.is_running():
+                loop.close()
 
 
 OFFLOAD = ThreadOffload()  # one per process: the filters of every chain share it

@@ -52,7 +52,9 @@ def served() -> Iterator[Served]:
         yield ports["proxy"], ports["metrics"]
     finally:
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0  # it survived everything and shut down cleanly
+        code = process.wait(timeout=30)
+        process.stdout.close()
+        assert code == 0  # it survived everything and shut down cleanly
 
 
 def request(port: int, method: str, path: str, body: bytes | None = None,
