@@ -33,6 +33,10 @@ log = logging.getLogger("taxmeter")
 OBSERVE_GRACE_S = 5.0
 
 
+def variant_weights(config: Config) -> dict[str, float]:
+    return {v.name: v.weight for v in config.variants}
+
+
 @dataclass
 class Apps:
     proxy: web.Application
@@ -103,9 +107,8 @@ def build_apps(
     proxy_app.router.add_route("*", "/{tail:.*}", admission.wrap(handler.handle))
     register_process_gauges(registry)
 
-    def stats_snapshot() -> dict[str, object]:
-        weights = {v.name: v.weight for v in runtime.config.variants}
-        return stats.snapshot(weights)
+    async def stats_snapshot() -> dict[str, object]:
+        return stats.snapshot(variant_weights(runtime.config))
 
     metrics_app = build_metrics_app(registry, readiness, stats_snapshot)
 

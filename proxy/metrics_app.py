@@ -3,14 +3,12 @@ see proxy.stats), /healthz (alive) and /readyz (ready)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
-
-from proxy.errors import error_body
 
 
 class Readiness:
@@ -25,9 +23,9 @@ class Readiness:
 def build_metrics_app(
     registry: CollectorRegistry,
     readiness: Readiness,
-    stats: Callable[[], dict[str, object]] | None = None,
+    stats: Callable[[], Awaitable[dict[str, object]]],
 ) -> web.Application:
-    """The metrics app; ``stats`` gives the /stats document (None: not available)."""
+    """The metrics app; ``stats`` gives the /stats document."""
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -38,14 +36,8 @@ def build_metrics_app(
         return web.json_response({"status": "not ready"}, status=503)
 
     async def stats_handler(request: web.Request) -> web.Response:
-        if stats is None:
-            message = "/stats is kept per process; with several workers use Prometheus"
-            return web.Response(
-                status=501,
-                body=error_body(message, "not_available"),
-                content_type="application/json",
-            )
-        return web.Response(body=orjson.dumps(stats()), content_type="application/json")
+        document = await stats()
+        return web.Response(body=orjson.dumps(document), content_type="application/json")
 
     app = web.Application()
     app.router.add_get("/stats", stats_handler)

@@ -20,6 +20,11 @@ The JSON served at /stats (``STATS_VERSION`` 1)::
 ``samples`` are oldest first, columns of equal length; ``requests`` counts
 every request since start; ``decisions`` counts enforcing calls by action,
 ``observed_decisions`` observing ones (what the filter would have done).
+
+With ``--workers N`` each worker keeps its own reservoir and the supervisor
+serves them merged (:func:`merge`): counts added up, each variant's samples
+the workers' one after the other (up to N times ``reservoir_size``), and
+``"workers": N`` in the document.
 """
 
 from __future__ import annotations
@@ -113,3 +118,38 @@ class Stats:
             "variants": variants,
             "filters": filters,
         }
+
+
+def merge(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    """One /stats document from those of several workers (their own config's weights)."""
+    variants: dict[str, Any] = {}
+    for document in documents:
+        for name, variant in document["variants"].items():
+            total = variants.setdefault(name, {
+                "weight": variant["weight"], "requests": 0,
+                "samples": {col: [] for col in COLUMNS},
+            })  # fmt: skip
+            total["requests"] += variant["requests"]
+            for col in COLUMNS:
+                total["samples"][col] += variant["samples"][col]
+    filters: dict[str, Any] = {}
+    for document in documents:
+        for name, counts in document["filters"].items():
+            total = filters.setdefault(name, {
+                "requests": 0, "duration_seconds_sum": 0.0,
+                "decisions": dict.fromkeys(_ACTIONS, 0),
+                "observed_decisions": dict.fromkeys(_ACTIONS, 0),
+            })  # fmt: skip
+            total["requests"] += counts["requests"]
+            total["duration_seconds_sum"] += counts["duration_seconds_sum"]
+            for key in ("decisions", "observed_decisions"):
+                for action, n in counts[key].items():
+                    total[key][action] = total[key].get(action, 0) + n
+    size = max((d["reservoir_size"] for d in documents), default=0)
+    return {
+        "taxmeter_stats": STATS_VERSION,
+        "reservoir_size": size,
+        "workers": len(documents),
+        "variants": variants,
+        "filters": filters,
+    }

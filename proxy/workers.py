@@ -10,10 +10,9 @@ worker's requests and the in-flight gauge is their live sum.
 
 Signals: SIGTERM and SIGINT are passed to the workers, which drain and exit;
 SIGHUP is passed on, and each worker reloads the config file. A worker that
-dies is replaced. Not available with several workers: the admin API (each
-worker would hold its own copy of the live config; reload with SIGHUP) and
-/stats (each worker keeps its own reservoir; use ``taxmeter report
---prometheus``).
+dies is replaced. /stats merges the workers' reservoirs (see
+proxy.worker_stats). Not available with several workers: the admin API
+(each worker would hold its own copy of the live config; reload with SIGHUP).
 """
 
 from __future__ import annotations
@@ -37,6 +36,7 @@ from proxy.config import Config, HostPort
 from proxy.metrics_app import Readiness, build_metrics_app
 from proxy.sites import SHUTDOWN_GRACE_S, bound_url, start_site
 from proxy.tracing import tracer_provider_from_env
+from proxy.worker_stats import forget_worker, gather_stats, serve_worker_stats
 
 log = logging.getLogger("taxmeter.workers")
 
@@ -80,6 +80,7 @@ class _Workers:
         if process in self.processes:
             self.processes.remove(process)
         multiprocess.mark_process_dead(process.pid, self._metrics_dir)  # type: ignore[no-untyped-call]
+        forget_worker(self._metrics_dir, process.pid)
         if not self.stopping:
             log.error("worker %d exited with %d; starting another", process.pid, code)
             with contextlib.suppress(Exception):
@@ -113,7 +114,7 @@ async def run_supervisor(
     given_dir = os.environ.get(MULTIPROC_ENV)
     metrics_dir = given_dir or tempfile.mkdtemp(prefix="taxmeter-metrics-")
     for stale in os.listdir(metrics_dir):
-        if stale.endswith(".db"):
+        if stale.endswith((".db", ".port")):
             os.unlink(os.path.join(metrics_dir, stale))
     reserved = _reserve_port(config.listen)
     host, port = reserved.getsockname()[:2]
@@ -130,8 +131,12 @@ async def run_supervisor(
     try:
         for _ in range(workers):
             await pool.start_one()
+
+        async def stats() -> dict[str, object]:
+            return await gather_stats(metrics_dir)
+
         metrics_runner = await start_site(
-            build_metrics_app(registry, readiness, None), config.metrics_listen
+            build_metrics_app(registry, readiness, stats), config.metrics_listen
         )
         readiness.ready = True
         filters = ", ".join(f"{f.name} ({f.mode})" for f in config.filters) or "none"
@@ -165,6 +170,7 @@ async def run_worker(config: Config, config_path: str | None) -> None:
         config, CollectorRegistry(), config_path, environ={}, tracer_provider=provider
     )
     runner = await start_site(apps.proxy, config.listen, reuse_port=True)
+    stats_runner = await serve_worker_stats(apps, os.environ[MULTIPROC_ENV])
     try:
         print(f"{_READY} {os.getpid()}", flush=True)
         stop = asyncio.Event()
@@ -176,5 +182,7 @@ async def run_worker(config: Config, config_path: str | None) -> None:
         apps.readiness.ready = False
     finally:
         await runner.cleanup()
+        await stats_runner.cleanup()
+        forget_worker(os.environ[MULTIPROC_ENV], os.getpid())
         if provider is not None:
             provider.shutdown()  # flushes the spans not yet exported

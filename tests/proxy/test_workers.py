@@ -57,13 +57,21 @@ async def test_two_workers_share_the_port_and_the_metrics(
             async with session.get(f"{base}/readyz") as response:
                 assert response.status == 200
             async with session.get(f"{base}/stats") as response:
-                assert response.status == 501
+                assert response.status == 200
+                stats = await response.json()
         labels = {"route": "chat_completions", "variant": "default"}
         assert sample(metrics, "taxmeter_requests_total", outcome="ok", **labels) == n
         assert sample(metrics, "taxmeter_latency_tax_seconds_count", **labels) == n
         assert sample(metrics, "taxmeter_filter_duration_seconds_count", filter="pii",
                       stage="input", variant="default") == n  # fmt: skip
         assert sample(metrics, "taxmeter_inflight_requests") == 0
+        # /stats merges both workers' reservoirs: every request is in it once.
+        assert stats["workers"] == 2
+        default = stats["variants"]["default"]
+        assert default["requests"] == n
+        assert len(default["samples"]["request_duration_seconds"]) == n
+        assert default["samples"]["outcome"] == ["ok"] * n
+        assert stats["filters"]["pii"]["requests"] == n
         # Both workers served: each wrote its own counter file.
         pids = {re.sub(r"\D", "", f.name) for f in metrics_dir.glob("counter_*.db")}
         assert len(pids) == 2
@@ -78,12 +86,31 @@ async def test_two_workers_share_the_port_and_the_metrics(
                     assert response.status == 200
             async with s.get(where["metrics"]) as response:
                 metrics = await response.text()
+            async with s.get(f"{base}/stats") as response:
+                stats = await response.json()
         assert sample(metrics, "taxmeter_requests_total", outcome="ok", **labels) == n + 20
+        assert stats["variants"]["default"]["requests"] == n + 20
+        assert stats["filters"]["pii"]["requests"] == n
         assert sample(metrics, "taxmeter_filter_duration_seconds_count", filter="pii",
                       stage="input", variant="default") == n  # fmt: skip
 
+        # A worker that dies takes its reservoir along; its replacement starts empty.
+        ports = {f.name for f in metrics_dir.glob("stats-*.port")}
+        assert len(ports) == 2
+        os.kill(int(re.sub(r"\D", "", sorted(ports)[0])), signal.SIGKILL)
+        for _ in range(100):
+            await asyncio.sleep(0.1)
+            now = {f.name for f in metrics_dir.glob("stats-*.port")}
+            if len(now) == 2 and now != ports:
+                break
+        async with aiohttp.ClientSession() as s, s.get(f"{base}/stats") as response:
+            stats = await response.json()
+        assert stats["workers"] == 2
+        assert 0 < stats["variants"]["default"]["requests"] < n + 20
+
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 40) == 0
+        assert list(metrics_dir.glob("stats-*.port")) == []
     finally:
         if process.returncode is None:
             process.kill()
