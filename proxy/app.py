@@ -15,6 +15,7 @@ from proxy.access_log import AccessLog
 from proxy.admin import build_admin_app
 from proxy.config import Config, ConfigError
 from proxy.handler import ProxyHandler
+from proxy.heap import GcPauses
 from proxy.limits import Admission
 from proxy.metrics import Metrics
 from proxy.metrics_app import Readiness, build_metrics_app
@@ -86,14 +87,18 @@ def build_apps(
     upstream_url = config.upstream.url
     handler = ProxyHandler(runtime, metrics, stats, observer, tracing, access_log)
 
+    gc_pauses = GcPauses(registry)
+
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         handler.upstream = UpstreamPool(upstream_url, config.upstream)
         observe_lag = metrics.loop_lag.observe
         LOOP_WATCH.start(observe_lag)
+        gc_pauses.start()
         readiness.ready = True
         yield
         readiness.ready = False
         LOOP_WATCH.stop(observe_lag)
+        gc_pauses.stop()
         await handler.upstream.close()
         await observer.drain(OBSERVE_GRACE_S)
         if access_log is not None:

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from proxy.app import build_apps
 from proxy.config import Config, HostPort
+from proxy.heap import freeze_startup_heap
 from proxy.sites import bound_url, start_site
 from proxy.tracing import tracer_provider_from_env
 from proxy.workers import run_supervisor
@@ -85,6 +86,7 @@ async def run_proxy(
             admin_note = f"{bound_url(admin_runner)}/admin"
         proxy_runner = await start_site(apps.proxy, config.listen)
         stack.push_async_callback(proxy_runner.cleanup)
+        freeze_startup_heap()
 
         # Handlers first: a SIGTERM right after the announcement must drain, not kill.
         stop = asyncio.Event()

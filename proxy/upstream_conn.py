@@ -62,6 +62,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._reading_paused = False
         self._writing_paused = False
         self._drained: asyncio.Future[None] | None = None
+        self._watched: asyncio.Future[Any] | None = None  # waits for bytes, see watch()
+        self._read_by = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
 
     # -- the exchange, from the client's side ----------------------------
     def send(self, data: bytes | bytearray | memoryview, decode: bool) -> None:
@@ -94,20 +98,47 @@ class UpstreamConnection(asyncio.Protocol):
         head = self._head
         assert head is not None
         if not head.done():
-            timer = self.read_deadline(head)
+            self.watch(head)
             try:
                 await head
             except BaseException:
                 self.abort()
                 raise
             finally:
-                timer.cancel()
+                self.unwatch()
         return head.result()
 
-    def read_deadline(self, waiter: asyncio.Future[Any]) -> asyncio.TimerHandle:
-        """Fail ``waiter`` with TimeoutError after the read timeout or at the deadline."""
+    def watch(self, waiter: asyncio.Future[Any]) -> None:
+        """Fail ``waiter`` with TimeoutError after the read timeout or at the deadline,
+        unless it is done first (whoever awaits it stops the watch when it is).
+
+        One timer per connection, moved lazily: a stream waits for bytes a
+        hundred times, and arming and cancelling a timer each time cost more
+        than the rest of the wait. The timer fires at the earliest deadline it
+        was set for and, if the current one is later, sets itself again.
+        """
         when = min(self.loop.time() + self.read_timeout_s, self.deadline)
-        return self.loop.call_at(when, _time_out, waiter)
+        self._watched, self._read_by = waiter, when
+        if self._timer is None or self._timer_at > when:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._arm(when)
+
+    def _arm(self, when: float) -> None:
+        self._timer, self._timer_at = self.loop.call_at(when, self._check_time), when
+
+    def _check_time(self) -> None:
+        self._timer = None
+        waiter = self._watched
+        if waiter is None or waiter.done():
+            return  # nobody waits: no timer until someone does
+        if self.loop.time() >= self._read_by:
+            waiter.set_exception(TimeoutError())
+        else:
+            self._arm(self._read_by)
+
+    def unwatch(self) -> None:
+        self._watched = None
 
     def response_done(self, reusable: bool) -> None:
         if not self.busy:
@@ -248,6 +279,9 @@ class UpstreamConnection(asyncio.Protocol):
         if self.closed:
             return
         self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._response is not None and not self._message_done and self._until_eof():
             # No length and not chunked: the end of the connection ends the body.
             self._message_done = True
@@ -265,8 +299,3 @@ class UpstreamConnection(asyncio.Protocol):
             response.content_length is None
             and "chunked" not in response.headers.get("Transfer-Encoding", "").lower()
         )
-
-
-def _time_out(waiter: asyncio.Future[Any]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())

@@ -141,14 +141,14 @@ class UpstreamResponse:
     # -- fed by the connection ---------------------------------------------
     async def _wait(self) -> None:
         waiter = self._waiter = self._conn.loop.create_future()
-        timer = self._conn.read_deadline(waiter)
+        self._conn.watch(waiter)
         try:
             await waiter
         except BaseException:
             self._conn.abort()
             raise
         finally:
-            timer.cancel()
+            self._conn.unwatch()
             self._waiter = None
 
     def _wake(self) -> None:

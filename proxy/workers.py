@@ -33,6 +33,7 @@ from prometheus_client import CollectorRegistry, multiprocess
 
 from proxy.app import build_apps
 from proxy.config import Config, HostPort
+from proxy.heap import freeze_startup_heap
 from proxy.metrics_app import Readiness, build_metrics_app
 from proxy.sites import SHUTDOWN_GRACE_S, bound_url, start_site
 from proxy.tracing import tracer_provider_from_env
@@ -171,6 +172,7 @@ async def run_worker(config: Config, config_path: str | None) -> None:
     )
     runner = await start_site(apps.proxy, config.listen, reuse_port=True)
     stats_runner = await serve_worker_stats(apps, os.environ[MULTIPROC_ENV])
+    freeze_startup_heap()
     try:
         print(f"{_READY} {os.getpid()}", flush=True)
         stop = asyncio.Event()

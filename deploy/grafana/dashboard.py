@@ -169,8 +169,13 @@ def rows() -> list[tuple[str, list[tuple[int, Panel]]]]:
                 [query("sum(taxmeter_inflight_requests)", "in flight")], unit="short")),
             (8, timeseries(
                 "Event-loop lag p99",
-                "How late the event loop ran a 100 ms timer: a filter blocking the loop, or saturation.",
+                "How late the event loop ran a 5 ms timer: a filter blocking the loop, or saturation.",
                 [query("histogram_quantile(0.99, sum by (le) (rate(taxmeter_event_loop_lag_seconds_bucket[$__rate_interval])))", "p99")])),
+            (8, timeseries(
+                "Garbage-collector pauses p99",
+                "Python's collector stops the proxy's process; every request in flight waits. By generation (0: young, 2: full).",
+                [query("histogram_quantile(0.99, sum by (le, generation) (rate(taxmeter_gc_pause_seconds_bucket[$__rate_interval])))",
+                       "generation {{generation}}")])),
         ]),
     ]  # fmt: skip
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import shutil
 
 import aiohttp
 import pytest
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from proxy.heap import GcPauses, freeze_startup_heap
 from proxy.metrics import OVERHEAD_PARTS
 from tests.proxy.conftest import ProxyFactory, post_json
 
@@ -95,6 +98,7 @@ async def test_label_values_come_only_from_fixed_sets_and_config(
         "mode": {"enforce", "observe"},
         "action": {"allow", "block", "redact", "error", "timeout"},
         "reason": {"concurrency"},
+        "generation": {"0", "1", "2"},
         "part": set(OVERHEAD_PARTS),
     }
     text = await scrape(proxy.metrics_url)
@@ -175,3 +179,41 @@ async def test_a_filter_that_blocks_the_loop_shows_as_loop_lag(start_proxy: Prox
     assert status == 200
     await asyncio.sleep(0.15)
     assert late("0.1") >= 1  # one wake-up came more than 100 ms late
+
+
+async def test_gc_pauses_are_observed_by_generation() -> None:
+    registry = CollectorRegistry()
+    pauses = GcPauses(registry)
+    pauses.FLUSH_EVERY_S = 0.01
+    pauses.start()
+    try:
+        gc.collect(0)
+        gc.collect()
+        await asyncio.sleep(0.05)  # flushed from the loop, not from the collector
+        assert (
+            registry.get_sample_value("taxmeter_gc_pause_seconds_count", {"generation": "2"}) == 1
+        )
+    finally:
+        pauses.stop()
+    gc.collect()  # after stop: not observed
+    for generation in ("0", "2"):
+        count = registry.get_sample_value(
+            "taxmeter_gc_pause_seconds_count", {"generation": generation}
+        )
+        assert count is not None
+        assert count >= 1
+    full = registry.get_sample_value("taxmeter_gc_pause_seconds_count", {"generation": "2"})
+    assert full == 1
+
+
+def test_the_startup_heap_is_frozen_and_the_gauge_says_so() -> None:
+    registry = CollectorRegistry()
+    GcPauses(registry)
+    try:
+        freeze_startup_heap()
+        frozen = registry.get_sample_value("taxmeter_gc_frozen_objects")
+        assert frozen is not None
+        assert frozen > 1000
+    finally:
+        gc.unfreeze()
+    assert registry.get_sample_value("taxmeter_gc_frozen_objects") == 0

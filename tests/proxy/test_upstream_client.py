@@ -544,3 +544,21 @@ async def test_a_large_body_read_at_once_with_its_head_is_fine() -> None:
         pool = pool_for(url)
         assert await read_all(pool) == (200, big)
         await pool.close()
+
+
+async def test_a_live_answer_longer_than_the_read_timeout_is_not_cut() -> None:
+    """Every gap is under the read timeout; the whole answer takes four times it."""
+
+    async def steady(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
+        for _ in range(10):
+            await asyncio.sleep(0.04)
+            writer.write(b"z")
+            await writer.drain()
+        return True
+
+    async with raw_server(steady) as (_, url):
+        pool = pool_for(url, read_timeout_s=0.1)
+        for _ in range(2):  # the second on the same connection, its timer reused
+            assert await read_all(pool) == (200, b"z" * 10)
+        await pool.close()
