@@ -24,9 +24,7 @@ OpenAI's ``{"error": {...}}`` shape. Stream counts live in
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -48,6 +46,7 @@ from proxy.mock_request import (
 )
 from proxy.mock_text import unit_vector
 from proxy.mock_wire import base64_floats, completion_body, response_head, stream_events
+from proxy.parent import stop_when_parent_ends
 
 TTFT_HEADER = "x-mock-ttft-ms"
 TOKENS_PER_S_HEADER = "x-mock-tokens-per-s"
@@ -152,14 +151,7 @@ async def _serve_until_signalled(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         if with_parent:
-            stdin = sys.stdin.fileno()
-
-            def parent_gone() -> None:
-                if not os.read(stdin, 4096):  # end of file: the parent's end is closed
-                    loop.remove_reader(stdin)
-                    stop.set()
-
-            loop.add_reader(stdin, parent_gone)
+            stop_when_parent_ends(stop)
         bound_host, bound_port = runner.addresses[0][:2]
         if ":" in bound_host:
             bound_host = f"[{bound_host}]"

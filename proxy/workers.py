@@ -10,7 +10,8 @@ worker's requests and the in-flight gauge is their live sum.
 
 Signals: SIGTERM and SIGINT are passed to the workers, which drain and exit;
 SIGHUP is passed on, and each worker reloads the config file. A worker that
-dies is replaced. /stats merges the workers' reservoirs (see
+dies is replaced; a supervisor that dies without a word takes its workers
+along (see proxy.parent). /stats merges the workers' reservoirs (see
 proxy.worker_stats). Not available with several workers: the admin API
 (each worker would hold its own copy of the live config; reload with SIGHUP).
 """
@@ -35,6 +36,7 @@ from proxy.app import build_apps
 from proxy.config import Config, HostPort
 from proxy.heap import freeze_startup_heap
 from proxy.metrics_app import Readiness, build_metrics_app
+from proxy.parent import stop_when_parent_ends
 from proxy.sites import SHUTDOWN_GRACE_S, bound_url, start_site
 from proxy.tracing import tracer_provider_from_env
 from proxy.worker_stats import forget_worker, gather_stats, serve_worker_stats
@@ -66,6 +68,7 @@ class _Workers:
     async def start_one(self) -> asyncio.subprocess.Process:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "proxy", *self._argv, env=self._env,
+            stdin=asyncio.subprocess.PIPE,  # the worker stops when we end (proxy.parent)
             stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
         assert process.stdout is not None
@@ -180,6 +183,7 @@ async def run_worker(config: Config, config_path: str | None) -> None:
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, lambda: None)  # the supervisor decides
         loop.add_signal_handler(signal.SIGHUP, apps.runtime.reload_or_keep)
+        stop_when_parent_ends(stop)  # a supervisor killed outright leaves no worker behind
         await stop.wait()
         apps.readiness.ready = False
     finally:

@@ -118,3 +118,43 @@ async def test_two_workers_share_the_port_and_the_metrics(
     assert process.stderr is not None
     errors = (await process.stderr.read()).decode()
     assert "Traceback" not in errors, errors
+
+
+async def test_workers_do_not_outlive_a_killed_supervisor(
+    model: TestServer, tmp_path: Path
+) -> None:
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "proxy", "serve", "--workers", "2",
+        "--upstream", str(model.make_url("")).rstrip("/"),
+        "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
+    )  # fmt: skip
+    await read_announcement(process)
+    workers = [int(re.sub(r"\D", "", f.name)) for f in metrics_dir.glob("stats-*.port")]
+    assert len(workers) == 2
+    process.kill()  # no chance to stop its workers itself
+    await process.wait()
+    for _ in range(100):
+        alive = [pid for pid in workers if _alive(pid)]
+        if not alive:
+            break
+        await asyncio.sleep(0.1)
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    assert alive == []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by init) is gone too.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
