@@ -30,13 +30,27 @@ from proxy.http_errors import new_handler
 from proxy.timeline import Arrival, Timeline, arrival_now
 
 
-class _Forwarding(asyncio.Protocol):
-    """A protocol in front of aiohttp's: everything but data_received passes straight on."""
+class WireTap(asyncio.Protocol):
+    """aiohttp's request handler protocol, with the arrival of each request's first byte.
 
-    __slots__ = ("handler",)
+    Everything but ``connection_made`` and ``data_received`` passes straight on.
+    """
 
-    def __init__(self, handler: asyncio.Protocol) -> None:
+    __slots__ = ("arrival", "handler", "idle_since_ns")
+
+    def __init__(self, handler: RequestHandler) -> None:
         self.handler = handler
+        self.arrival: Arrival | None = None
+        self.idle_since_ns = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.idle_since_ns = Timeline.now()
+        self.handler.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self.arrival is None:
+            self.arrival = arrival_now(self.idle_since_ns)
+        self.handler.data_received(data)
 
     def eof_received(self) -> None:
         self.handler.eof_received()
@@ -49,26 +63,6 @@ class _Forwarding(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.handler.resume_writing()
-
-
-class WireTap(_Forwarding):
-    """aiohttp's request handler protocol, with the arrival of each request's first byte."""
-
-    __slots__ = ("arrival", "idle_since_ns")
-
-    def __init__(self, handler: RequestHandler) -> None:
-        super().__init__(handler)
-        self.arrival: Arrival | None = None
-        self.idle_since_ns = 0
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.idle_since_ns = Timeline.now()
-        self.handler.connection_made(transport)
-
-    def data_received(self, data: bytes) -> None:
-        if self.arrival is None:
-            self.arrival = arrival_now(self.idle_since_ns)
-        self.handler.data_received(data)
 
 
 class _TapFactory:
