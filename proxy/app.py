@@ -16,7 +16,7 @@ from proxy.admin import build_admin_app
 from proxy.config import Config, ConfigError
 from proxy.handler import ProxyHandler
 from proxy.heap import GcPauses
-from proxy.limits import Admission
+from proxy.limits import REJECTIONS, Admission, Rejections
 from proxy.metrics import Metrics
 from proxy.metrics_app import Readiness, build_metrics_app
 from proxy.observe import Observer
@@ -65,7 +65,7 @@ def build_apps(
     """
     if config.upstream.url is None:
         raise ValueError("build_apps needs config.upstream.url")
-    runtime = Runtime(config, config_path)
+    runtime = Runtime(config, config_path, environ)
     metrics = Metrics(registry, config)
     stats = Stats(config.stats_reservoir_size)
     observer = Observer()
@@ -108,7 +108,9 @@ def build_apps(
 
     proxy_app = web.Application(client_max_size=config.max_body_bytes)
     proxy_app.cleanup_ctx.append(upstream_session)
-    admission = Admission(config.max_concurrent_requests, registry)
+    rejections = Rejections(registry)
+    proxy_app[REJECTIONS] = rejections
+    admission = Admission(config.max_concurrent_requests, rejections)
     proxy_app.router.add_route("*", "/{tail:.*}", admission.wrap(handler.handle))
     register_process_gauges(registry)
 

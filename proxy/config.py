@@ -37,9 +37,15 @@ from proxy.config_filters import FilterSpec as FilterSpec
 from proxy.config_filters import StreamPolicy as StreamPolicy
 from proxy.config_filters import parse_filters
 
+# The client side's timeouts and limits, named and sized as nginx's.
+CLIENT_KEYS = (
+    "client_header_timeout_s", "client_body_timeout_s", "keepalive_timeout_s",
+    "max_client_connections",
+)  # fmt: skip
 TOP_KEYS = (
     "listen", "metrics_listen", "upstream", "filters", "variants", "assignment", "admin",
     "max_body_bytes", "max_concurrent_requests", "stats_reservoir_size", "telemetry",
+    *CLIENT_KEYS,
 )  # fmt: skip
 TELEMETRY_KEYS = (
     "metrics", "trace_content", "access_log", "access_log_sample", "access_log_content",
@@ -62,6 +68,8 @@ class UpstreamConfig:
     read_timeout_s: float = 300.0
     total_timeout_s: float = 600.0
     max_connections: int = 1024
+    # The most a judged answer may be, after inflation (502 beyond).
+    max_response_bytes: int = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +102,12 @@ class Config:
     assignment: AssignmentConfig = field(default_factory=AssignmentConfig)
     admin: AdminConfig | None = None
     max_body_bytes: int = 32 * 1024 * 1024
-    max_concurrent_requests: int | None = None  # None: no limit (see proxy.limits)
+    # A slot is taken once the body is read (see proxy.limits); None: no limit.
+    max_concurrent_requests: int | None = 1024
+    client_header_timeout_s: float = 60.0  # request line and headers
+    client_body_timeout_s: float = 60.0  # the longest silence while a body is read
+    keepalive_timeout_s: float = 75.0  # an idle client connection
+    max_client_connections: int = 10_000  # beyond it, a new connection is closed at once
     stats_reservoir_size: int = 10_000
     telemetry: TelemetryConfig = TelemetryConfig()
 
@@ -151,9 +164,12 @@ def parse_config(raw: Any) -> Config:
         config = replace(config, upstream=_upstream(top["upstream"]))
     if "max_body_bytes" in top:
         config = replace(config, max_body_bytes=check_int("max_body_bytes", top["max_body_bytes"]))
-    if top.get("max_concurrent_requests") is not None:
-        limit = check_int("max_concurrent_requests", top["max_concurrent_requests"])
+    if "max_concurrent_requests" in top:
+        limit = top["max_concurrent_requests"]
+        if limit is not None:
+            limit = check_int("max_concurrent_requests", limit)
         config = replace(config, max_concurrent_requests=limit)
+    config = _client_limits(config, top)
     if "stats_reservoir_size" in top:
         size = check_int("stats_reservoir_size", top["stats_reservoir_size"])
         config = replace(config, stats_reservoir_size=size)
@@ -167,6 +183,22 @@ def parse_config(raw: Any) -> Config:
     filters = parse_filters(top.get("filters"))
     variants = _variants(top.get("variants"), {f.name for f in filters})
     return replace(config, filters=filters, variants=variants)
+
+
+def _client_limits(config: Config, top: Mapping[str, Any]) -> Config:
+    timeouts = {key: check_positive(key, top[key]) for key in CLIENT_KEYS[:3] if key in top}
+    config = replace(
+        config,
+        client_header_timeout_s=timeouts.get(
+            "client_header_timeout_s", config.client_header_timeout_s
+        ),
+        client_body_timeout_s=timeouts.get("client_body_timeout_s", config.client_body_timeout_s),
+        keepalive_timeout_s=timeouts.get("keepalive_timeout_s", config.keepalive_timeout_s),
+    )
+    if "max_client_connections" in top:
+        most = check_int("max_client_connections", top["max_client_connections"])
+        config = replace(config, max_client_connections=most)
+    return config
 
 
 def _telemetry(section: Mapping[str, Any]) -> TelemetryConfig:
@@ -208,8 +240,11 @@ def _upstream(raw: Any) -> UpstreamConfig:
     check_known(
         "upstream",
         section,
-        ("url", "connect_timeout_s", "read_timeout_s", "total_timeout_s", "max_connections"),
-    )
+        (
+            "url", "connect_timeout_s", "read_timeout_s", "total_timeout_s", "max_connections",
+            "max_response_bytes",
+        ),
+    )  # fmt: skip
     upstream = UpstreamConfig()
     if "url" in section and section["url"] is not None:
         upstream = replace(upstream, url=check_url("upstream.url", section["url"]))
@@ -229,6 +264,9 @@ def _upstream(raw: Any) -> UpstreamConfig:
             upstream,
             max_connections=check_int("upstream.max_connections", section["max_connections"]),
         )
+    if "max_response_bytes" in section:
+        most = check_int("upstream.max_response_bytes", section["max_response_bytes"])
+        upstream = replace(upstream, max_response_bytes=most)
     return upstream
 
 

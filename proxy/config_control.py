@@ -14,6 +14,9 @@ from proxy.config_checks import (
 )
 
 OVERRIDE_HEADER = "X-Taxmeter-Variant"
+# The admin token, on a proxied request: lets OVERRIDE_HEADER choose the arm.
+# Never forwarded upstream (proxy.headers).
+ADMIN_TOKEN_HEADER = "X-Taxmeter-Admin-Token"
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,13 +25,19 @@ class AssignmentConfig:
 
     ``sticky``: None (random by weight), ``header:NAME`` (a stable hash of that
     header's value, random when it is absent) or ``client_address``.
-    ``allow_override``: honour ``X-Taxmeter-Variant`` naming a configured variant.
+    ``allow_override``: honour ``X-Taxmeter-Variant`` naming a configured variant
+    on a request that also carries the admin token (``X-Taxmeter-Admin-Token``).
     ``expose``: the response says ``X-Taxmeter-Variant: NAME``.
+    ``salt_env``: the environment variable holding the secret that keys the
+    sticky hash, so a client cannot search offline for a key that lands in the
+    arm it wants. A sticky key without one is refused unless ``allow_unsalted``.
     """
 
     sticky: str | None = None
     allow_override: bool = False
     expose: bool = False
+    salt_env: str | None = None
+    allow_unsalted: bool = False
 
     @property
     def sticky_header(self) -> str | None:
@@ -48,7 +57,11 @@ class AdminConfig:
 
 def parse_assignment(raw: Any) -> AssignmentConfig:
     section = check_mapping("assignment", raw)
-    check_known("assignment", section, ("sticky", "allow_override", "expose"))
+    check_known(
+        "assignment",
+        section,
+        ("sticky", "allow_override", "expose", "salt_env", "allow_unsalted"),
+    )
     assignment = AssignmentConfig()
     sticky = section.get("sticky")
     if sticky is not None:
@@ -66,6 +79,23 @@ def parse_assignment(raw: Any) -> AssignmentConfig:
         assignment = replace(assignment, allow_override=allow)
     if "expose" in section:
         assignment = replace(assignment, expose=check_bool("assignment.expose", section["expose"]))
+    if section.get("salt_env") is not None:
+        name = check_str("assignment.salt_env", section["salt_env"])
+        if not _is_token(name):
+            raise ConfigError(
+                "assignment.salt_env", f"expected an environment variable name, got {name!r}"
+            )
+        assignment = replace(assignment, salt_env=name)
+    if "allow_unsalted" in section:
+        allow = check_bool("assignment.allow_unsalted", section["allow_unsalted"])
+        assignment = replace(assignment, allow_unsalted=allow)
+    unsalted = assignment.salt_env is None and not assignment.allow_unsalted
+    if assignment.sticky is not None and unsalted:
+        raise ConfigError(
+            "assignment.salt_env",
+            "a sticky assignment needs a secret salt (the name of an environment variable "
+            "holding it), or allow_unsalted: true, or clients can choose their arm",
+        )
     return assignment
 
 

@@ -17,6 +17,8 @@ _HOP_BY_HOP = (
     "upgrade",
     "host",
     "content-length",
+    # The proxy's own admin token (proxy.variants) is never the model server's business.
+    "x-taxmeter-admin-token",
 )
 # "Connection" values that name no other header: the common case, no extra work.
 _PLAIN_CONNECTION = frozenset({"", "keep-alive", "close"})

@@ -33,21 +33,42 @@ class BodyTooLarge(Exception):
     """A chunked request body grew past max_body_bytes while it was being forwarded."""
 
 
+# Why a request or connection was turned away before a handler judged it.
+REJECTION_REASONS = ("concurrency", "client_connections", "header_timeout", "body_timeout")
+
+
+class Rejections:
+    """``taxmeter_rejected_requests_total{reason}``: one counter for every listener part."""
+
+    __slots__ = ("_children", "_counter")
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._counter = Counter(
+            "taxmeter_rejected_requests",
+            "Requests (or connections) turned away before the handler judged them, by reason.",
+            ("reason",),
+            registry=registry,
+        )
+        # Every series exists from the start, and is looked up once.
+        self._children = {reason: self._counter.labels(reason) for reason in REJECTION_REASONS}
+
+    def count(self, reason: str) -> None:
+        self._children[reason].inc()
+
+
+# Where a listener's parts (the connection protocol, the handler) find the counter.
+REJECTIONS = web.AppKey("rejections", Rejections)
+
+
 class Admission:
     """Counts the requests being served and turns away those beyond the limit."""
 
     __slots__ = ("_limit", "_rejected", "active")
 
-    def __init__(self, max_concurrent: int | None, registry: CollectorRegistry) -> None:
+    def __init__(self, max_concurrent: int | None, rejections: Rejections) -> None:
         self._limit = max_concurrent or 0  # 0: no limit
         self.active = 0
-        self._rejected = Counter(
-            "taxmeter_rejected_requests",
-            "Requests turned away before the handler ran, by reason.",
-            ("reason",),
-            registry=registry,
-        )
-        self._rejected.labels("concurrency")  # the series exists from the start
+        self._rejected = rejections
 
     def wrap(self, handler: Handler) -> Handler:
         if not self._limit:
@@ -55,7 +76,7 @@ class Admission:
 
         async def admitted(request: web.Request) -> web.StreamResponse:
             if self.active >= self._limit:
-                self._rejected.labels("concurrency").inc()
+                self._rejected.count("concurrency")
                 return too_busy(self._limit)
             self.active += 1
             try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -32,16 +32,24 @@ class Snapshot:
     assigner: Assigner
 
 
-def _snapshot(config: Config, filters: Built) -> Snapshot:
-    return Snapshot(config, filters, build_chains(config, filters), Assigner(config))
+def _snapshot(config: Config, filters: Built, environ: Mapping[str, str]) -> Snapshot:
+    chains = build_chains(config, filters)
+    return Snapshot(config, filters, chains, Assigner(config, environ))
 
 
 class Runtime:
     """Holds the current snapshot and makes every change through one door."""
 
-    def __init__(self, config: Config, config_path: str | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        config_path: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        """``environ``: where secrets named by the config are read (the salt, the admin token)."""
         self.config_path = config_path
-        self.current = _snapshot(config, build_filters(config))
+        self._environ: Mapping[str, str] = {} if environ is None else environ
+        self.current = _snapshot(config, build_filters(config), self._environ)
         # Filters replaced by a reload are closed when the last request using them
         # ends: requests in flight (and their deferred observers) keep their snapshot.
         self._users: dict[int, int] = {}  # id of a Built -> requests using it
@@ -81,7 +89,9 @@ class Runtime:
             raise KeyError(name)
         new_specs = tuple(replace(f, mode=mode) if f.name == name else f for f in specs)
         old = next(f.mode for f in specs if f.name == name)
-        self.current = _snapshot(replace(self.config, filters=new_specs), self.current.filters)
+        self.current = _snapshot(
+            replace(self.config, filters=new_specs), self.current.filters, self._environ
+        )
         log.warning("filter %s: mode %s -> %s", name, old, mode)
 
     def set_weights(self, weights: dict[str, float]) -> None:
@@ -96,7 +106,9 @@ class Runtime:
         new = tuple(replace(v, weight=float(weights.get(v.name, v.weight))) for v in variants)
         if sum(v.weight for v in new) <= 0:
             raise ValueError("the weights add up to 0; at least one must be > 0")
-        self.current = _snapshot(replace(self.config, variants=new), self.current.filters)
+        self.current = _snapshot(
+            replace(self.config, variants=new), self.current.filters, self._environ
+        )
         log.warning("variant weights: %s", {v.name: v.weight for v in new})
 
     async def reload(self) -> Config:
@@ -137,7 +149,12 @@ class Runtime:
 
     def _apply(self, new: Config, filters: Built) -> Config:
         old = self.current.filters
-        self.current = _snapshot(new, filters)
+        try:
+            snapshot = _snapshot(new, filters, self._environ)
+        except ConfigError:
+            self._close(filters)  # built for nothing: the running config stays
+            raise
+        self.current = snapshot
         if id(old) in self._users:
             self._retired[id(old)] = old
         else:

@@ -147,6 +147,7 @@ def test_every_key_of_the_documented_example_is_accepted() -> None:
               no_pii: {weight: 10, disable: [pii]}
             assignment:
               sticky: header:x-user-id
+              salt_env: TAXMETER_SALT
               allow_override: true
               expose: true
             admin:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 
+from proxy.config import ConfigError, parse_config
+from proxy.variants import Assigner
 from tests.proxy.conftest import ProxyFactory, RunningProxy
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
@@ -31,7 +35,14 @@ async def variants_of(
     return seen
 
 
+SALT = {"TAXMETER_TEST_SALT": "a secret salt"}
+ADMIN_TOKEN = "admin-secret"
+ADMIN = {"admin": {"listen": "127.0.0.1:0", "token_env": "TAXMETER_TEST_ADMIN"}}
+
+
 def config(**assignment: Any) -> dict[str, Any]:
+    if "sticky" in assignment:
+        assignment.setdefault("salt_env", "TAXMETER_TEST_SALT")
     return {"variants": TWO, "assignment": {"expose": True, **assignment}}
 
 
@@ -59,7 +70,7 @@ async def test_zero_weight_variant_gets_nothing(start_proxy: ProxyFactory) -> No
 
 
 async def test_sticky_by_header_keeps_a_key_in_one_variant(start_proxy: ProxyFactory) -> None:
-    proxy = await start_proxy(config(sticky="header:x-user-id"))
+    proxy = await start_proxy(config(sticky="header:x-user-id"), environ=SALT)
     users = [{"x-user-id": f"user-{i}"} for i in range(40)]
     first = await variants_of(proxy, 40, users)
     again = await variants_of(proxy, 40, users)
@@ -70,7 +81,7 @@ async def test_sticky_by_header_keeps_a_key_in_one_variant(start_proxy: ProxyFac
 
 
 async def test_sticky_by_client_address(start_proxy: ProxyFactory) -> None:
-    proxy = await start_proxy(config(sticky="client_address"))
+    proxy = await start_proxy(config(sticky="client_address"), environ=SALT)
     assert len(set(await variants_of(proxy, 30))) == 1  # every request comes from 127.0.0.1
 
 
@@ -81,11 +92,18 @@ async def test_override_header_only_when_allowed_and_only_known_names(
     forced = await variants_of(proxy, 40, [{"X-Taxmeter-Variant": "a"}])
     assert set(forced) == {"a", "b"}  # not allowed: ignored
 
-    proxy = await start_proxy(config(allow_override=True))
-    assert set(await variants_of(proxy, 20, [{"X-Taxmeter-Variant": "b"}])) == {"b"}
+    proxy = await start_proxy(
+        {**config(allow_override=True), **ADMIN}, environ={"TAXMETER_TEST_ADMIN": ADMIN_TOKEN}
+    )
+    admin = {"X-Taxmeter-Admin-Token": ADMIN_TOKEN}
+    assert set(await variants_of(proxy, 20, [{"X-Taxmeter-Variant": "b", **admin}])) == {"b"}
+    # Without the admin token (or with a wrong one) a client cannot choose its arm.
+    for token in ({}, {"X-Taxmeter-Admin-Token": "guess"}):
+        chosen = await variants_of(proxy, 40, [{"X-Taxmeter-Variant": "b", **token}])
+        assert set(chosen) == {"a", "b"}
     # An unknown name never becomes a label value: it is assigned as usual.
-    attempted = await variants_of(proxy, 40, [{"X-Taxmeter-Variant": "evil name;x=1"},
-                                              {"X-Taxmeter-Variant": "c"}])  # fmt: skip
+    attempted = await variants_of(proxy, 40, [{"X-Taxmeter-Variant": "evil name;x=1", **admin},
+                                              {"X-Taxmeter-Variant": "c", **admin}])  # fmt: skip
     assert set(attempted) <= {"a", "b"}
     for family in proxy.registry.collect():
         for sample in family.samples:
@@ -128,3 +146,36 @@ async def test_the_reservoir_is_bounded(start_proxy: ProxyFactory) -> None:
         variant = (await response.json())["variants"]["default"]
     assert variant["requests"] == 12
     assert len(variant["samples"]["request_duration_seconds"]) == 5
+
+
+def test_a_sticky_key_without_a_salt_is_refused_naming_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"^assignment\.salt_env: .*allow_unsalted"):
+        parse_config({"assignment": {"sticky": "header:x-user-id"}})
+    unsalted = parse_config({"assignment": {"sticky": "client_address", "allow_unsalted": True}})
+    assert unsalted.assignment.salt_env is None
+
+
+async def test_a_salt_variable_that_holds_nothing_is_refused(start_proxy: ProxyFactory) -> None:
+    with pytest.raises(ConfigError, match=r"^assignment\.salt_env: TAXMETER_TEST_SALT holds"):
+        await start_proxy(config(sticky="header:x-user-id"), environ={})
+
+
+def test_the_sticky_arm_depends_on_the_secret_salt() -> None:
+    """Without the salt a client cannot compute which key lands in which arm."""
+    base = parse_config(config(sticky="header:x-user-id"))
+    keys = [f"user-{i}" for i in range(200)]
+    one = Assigner(base, {"TAXMETER_TEST_SALT": "first secret"})
+    two = Assigner(base, {"TAXMETER_TEST_SALT": "second secret"})
+    again = Assigner(base, {"TAXMETER_TEST_SALT": "first secret"})
+    arms = [one.pick(one.point_of(k)) for k in keys]
+    assert arms == [again.pick(again.point_of(k)) for k in keys]
+    differ = sum(a != two.pick(two.point_of(k)) for a, k in zip(arms, keys, strict=True))
+    assert 60 <= differ <= 140  # about half move: the salt, not the key, decides
+    unsalted = hashlib.blake2b(b"user-0", digest_size=8).digest()
+    assert one.point_of("user-0") != int.from_bytes(unsalted, "big") / float(1 << 64)
+
+
+def test_without_an_admin_token_the_override_is_never_honoured() -> None:
+    allowed = parse_config(config(allow_override=True))  # no admin section
+    assigner = Assigner(allowed, {})
+    assert not assigner._allow_override

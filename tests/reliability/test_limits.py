@@ -38,7 +38,7 @@ async def test_beyond_the_concurrency_limit_a_clear_429_with_retry_after(
 
 
 async def test_without_a_limit_nothing_is_turned_away(start_proxy: ProxyFactory) -> None:
-    proxy = await start_proxy()
+    proxy = await start_proxy({"max_concurrent_requests": None})
     url = f"{proxy.url}/v1/chat/completions"
     answers = await asyncio.gather(*(post_json(url, CHAT, SLOW) for _ in range(6)))
     assert [status for status, _, _ in answers] == [200] * 6
