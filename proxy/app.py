@@ -85,7 +85,9 @@ def build_apps(
                 "telemetry.access_log", f"cannot open {telemetry.access_log}: {exc.strerror}"
             ) from exc
     upstream_url = config.upstream.url
-    handler = ProxyHandler(runtime, metrics, stats, observer, tracing, access_log)
+    rejections = Rejections(registry)
+    admission = Admission(config.max_concurrent_requests, rejections)
+    handler = ProxyHandler(runtime, metrics, stats, observer, admission, tracing, access_log)
 
     gc_pauses = GcPauses(registry)
 
@@ -108,10 +110,8 @@ def build_apps(
 
     proxy_app = web.Application(client_max_size=config.max_body_bytes)
     proxy_app.cleanup_ctx.append(upstream_session)
-    rejections = Rejections(registry)
     proxy_app[REJECTIONS] = rejections
-    admission = Admission(config.max_concurrent_requests, rejections)
-    proxy_app.router.add_route("*", "/{tail:.*}", admission.wrap(handler.handle))
+    proxy_app.router.add_route("*", "/{tail:.*}", handler.handle)
     register_process_gauges(registry)
 
     async def stats_snapshot() -> dict[str, object]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 from typing import Any
 
@@ -18,7 +19,8 @@ from aiohttp import web
 from proxy.access_log import AccessLog
 from proxy.chain import BoundFilter, Chain
 from proxy.headers import client_response_headers, upstream_request_headers
-from proxy.limits import BodyTooLarge, limited_chunks, too_large
+from proxy.json_exact import dumps, exact_copy, needs_exact
+from proxy.limits import Admission, too_busy
 from proxy.metrics import Metrics
 from proxy.observe import Later, Observer, observe
 from proxy.openai_body import (
@@ -28,7 +30,15 @@ from proxy.openai_body import (
     completion_refs,
     prompt_refs,
 )
-from proxy.respond import Exchange, pass_through, send, send_error, send_upstream_failure
+from proxy.request_body import BodyError, BodyTooLarge, decoded, passed_chunks, read_body
+from proxy.respond import (
+    Exchange,
+    pass_through,
+    send,
+    send_error,
+    send_upstream_failure,
+    stamp,
+)
 from proxy.runtime import Runtime, Snapshot
 from proxy.stats import Stats
 from proxy.stream_judge import StreamJudge
@@ -46,6 +56,8 @@ from proxy.upstream import (
 from proxy.upstream_response import UpstreamMalformed, UpstreamResponse
 from proxy.wire import request_done, take_arrival
 
+log = logging.getLogger("taxmeter.proxy")
+
 # Bodies up to this size arrive in one read anyway; reading them whole is
 # cheaper than streaming them chunked.
 _READ_WHOLE_BYTES = 64 * 1024
@@ -60,10 +72,13 @@ class ProxyHandler:
         metrics: Metrics,
         stats: Stats,
         observer: Observer,
+        admission: Admission,
         tracing: Tracing | None = None,
         access_log: AccessLog | None = None,
     ) -> None:
         self._runtime = runtime
+        self._admission = admission
+        self._body_silence_s = runtime.config.client_body_timeout_s
         self._metrics = metrics
         self._stats = stats
         self._observer = observer
@@ -92,7 +107,11 @@ class ProxyHandler:
         except asyncio.CancelledError:
             ex.outcome = "client_disconnect"
             raise
+        except Exception as exc:  # a bug of ours: answered in the API's shape, logged once
+            return await self._internal_error(request, ex, exc)
         finally:
+            if ex.admitted:
+                self._admission.leave()
             request_done(request)
             self._metrics.inflight.dec()
             if ex.later is None or not self._observer.submit(
@@ -118,8 +137,36 @@ class ProxyHandler:
             self._runtime.release(snapshot)
             self._record(ex)
 
+    async def _internal_error(
+        self, request: web.Request, ex: Exchange, exc: Exception
+    ) -> web.StreamResponse:
+        ex.outcome = "internal_error"
+        log.error(
+            "internal error serving %s %s (request %s)",
+            request.method,
+            ex.route,
+            ex.request_id,
+            exc_info=exc,
+        )
+        response = ex.response
+        if response is not None and response.prepared:
+            # Part of an answer went out: the client must see it cut, not complete.
+            if request.transport is not None:
+                request.transport.abort()
+            return response
+        message = f"taxmeter failed to serve this request (request id {ex.request_id})"
+        return await send_error(request, ex, 500, "internal_error", message, "internal_error")
+
+    def _admit(self, ex: Exchange) -> bool:
+        """Take a concurrency slot, once the body is in hand (see proxy.limits)."""
+        ex.admitted = self._admission.enter()
+        ex.rejected = not ex.admitted
+        return ex.admitted
+
     def _record(self, ex: Exchange) -> None:
         """Everything one request contributes, derived once from its timeline."""
+        if ex.rejected:
+            return  # counted by the admission, apart from the requests it served
         if not self._export and ex.trace is None and self._access_log is None:
             return
         figures = ex.timeline.breakdown(ex.streamed)
@@ -140,14 +187,17 @@ class ProxyHandler:
         parsed: Any = None
         segments: list[str] = []
         data: Any = None
-        if too_large(request.content_length, self._max_body):
-            return await _body_too_large(request, ex, self._max_body)
+        inflated = False
         if judged and (chain.input or chain.input_parallel or chain.later_input):
             try:
-                body = await request.read()
-            except web.HTTPRequestEntityTooLarge:
-                return await _body_too_large(request, ex, self._max_body)
+                raw = await read_body(request, self._max_body, self._body_silence_s)
+                body = decoded(raw, request.headers.get("Content-Encoding"), self._max_body)
+            except BodyError as exc:
+                return await _refused_body(request, ex, exc)
+            inflated = body is not raw
             ex.timeline.mark_body_read()
+            if not self._admit(ex):
+                return await _too_busy(request, ex, self._admission.limit)
             try:
                 parsed = orjson.loads(body)
             except orjson.JSONDecodeError:
@@ -177,22 +227,32 @@ class ProxyHandler:
                 if result.changed:
                     for ref, text in zip(refs, result.segments, strict=True):
                         ref.set(text)
-                    body = orjson.dumps(parsed)
+                    body = _reencoded(ex.route, body, parsed, result.segments)
                     segments = result.segments
             data = body
             if ex.later is not None:
                 ex.later.prompt = segments
         elif request.body_exists:
+            # Forwarded as the client sent it: its bytes, encoding and length.
             length = request.content_length
-            if length is not None and length <= _READ_WHOLE_BYTES:
-                data = await request.read()
-                if ex.trace is not None:
-                    ex.request_raw = data
-            else:
-                data = limited_chunks(request, self._max_body)
+            try:
+                if length is not None and length <= _READ_WHOLE_BYTES:
+                    data = await read_body(request, self._max_body, self._body_silence_s)
+                    if ex.trace is not None:
+                        ex.request_raw = bytes(data)
+                elif length is not None and length > self._max_body:
+                    raise BodyTooLarge(self._max_body)
+                else:
+                    data = passed_chunks(request, self._max_body, self._body_silence_s)
+            except BodyError as exc:
+                return await _refused_body(request, ex, exc)
             ex.timeline.mark_body_read()
+            if not self._admit(ex):
+                return await _too_busy(request, ex, self._admission.limit)
+        elif not self._admit(ex):
+            return await _too_busy(request, ex, self._admission.limit)
         parallel = chain.input_parallel if segments else ()
-        return await self._forward(request, ex, chain, data, parsed, segments, parallel)
+        return await self._forward(request, ex, chain, data, parsed, segments, parallel, inflated)
 
     async def _forward(
         self,
@@ -203,13 +263,17 @@ class ProxyHandler:
         parsed: Any,
         segments: list[str],
         parallel: tuple[BoundFilter, ...],
+        inflated: bool,
     ) -> web.StreamResponse:
         assert self.upstream is not None
         judged = ex.route in JUDGED_ROUTES
         headers = upstream_request_headers(
-            request.headers, request.remote, request.scheme, ex.request_id, judged
+            request.headers, request.remote, request.scheme, ex.request_id, judged, inflated
         )
-        if data is not None and not isinstance(data, bytes) and request.content_length is not None:
+        streamed = data is not None and not isinstance(data, bytes | bytearray)
+        if streamed and request.content_length is not None:
+            # Streamed as it arrives: the client's own length (the pool checks
+            # the count against it), or chunked when the client sent it chunked.
             headers["Content-Length"] = str(request.content_length)
         if ex.trace is not None:
             inject(ex.trace, headers)
@@ -236,8 +300,8 @@ class ProxyHandler:
                 fetched = await task
             else:
                 fetched = await fetching
-        except BodyTooLarge:
-            return await _body_too_large(request, ex, self._max_body)
+        except BodyError as exc:
+            return await _refused_body(request, ex, exc)
         except (UpstreamError, TimeoutError) as exc:
             return await send_upstream_failure(request, ex, exc)
         try:
@@ -304,8 +368,8 @@ class ProxyHandler:
             return await send_error(
                 request, ex, failure.status, failure.code, failure.message, failure.outcome
             )
-        changed = False
-        for choice, ref in choices:
+        edits: dict[int, str | None] = {}  # position in choices -> new text (None: blocked)
+        for position, (choice, ref) in enumerate(choices):
             if not chain.output:
                 if ex.later is not None:
                     ex.later.completions.append(ref.get())
@@ -322,13 +386,13 @@ class ProxyHandler:
             if result.blocked:
                 block_choice(ex.route, choice)
                 ex.outcome = "blocked"
-                changed = True
+                edits[position] = None
             elif result.changed:
                 ref.set(result.segments[0])
-                changed = True
+                edits[position] = result.segments[0]
             if ex.later is not None and not result.blocked:
                 ex.later.completions.append(ref.get())
-        body = orjson.dumps(parsed) if changed else raw
+        body = _answer_reencoded(ex.route, raw, parsed, edits) if edits else raw
         headers = client_response_headers(upstream.headers, decoded=True)
         response = web.Response(status=upstream.status, reason=upstream.reason, headers=headers)
         response.body = body
@@ -341,11 +405,54 @@ async def _blocked(request: web.Request, ex: Exchange, reason: str | None) -> we
     return await send_error(request, ex, 400, "content_filter", message)
 
 
-async def _body_too_large(request: web.Request, ex: Exchange, limit: int) -> web.StreamResponse:
-    # aiohttp reads and drops the rest of the body (for up to its lingering
-    # time), so the client, still sending, gets to read this answer.
-    message = f"the request body is over the maximum of {limit} bytes (max_body_bytes)"
-    return await send_error(request, ex, 413, "body_too_large", message)
+async def _refused_body(request: web.Request, ex: Exchange, exc: BodyError) -> web.StreamResponse:
+    # After a 413, aiohttp reads and drops the rest of the body (for up to its
+    # lingering time), so the client, still sending, gets to read the answer.
+    # After a silence or an undecodable body the rest is not worth waiting for.
+    if exc.status == 413:
+        return await send_error(request, ex, exc.status, exc.code, str(exc))
+    response = await send_error(request, ex, exc.status, exc.code, str(exc), close=True)
+    # aiohttp would go on reading the unread body (for its lingering time, 10 s)
+    # before closing; a client that stopped sending gets the close now.
+    if request.transport is not None:
+        request.transport.close()
+    return response
+
+
+async def _too_busy(request: web.Request, ex: Exchange, limit: int) -> web.StreamResponse:
+    response = too_busy(limit)
+    stamp(response, ex)
+    await response.prepare(request)
+    await response.write_eof()
+    return response
+
+
+def _answer_reencoded(route: str, raw: bytes, parsed: Any, edits: dict[int, str | None]) -> bytes:
+    """The answer with its judged completions written back, every number exact."""
+    if not needs_exact(raw):
+        return dumps(parsed)
+    exact = exact_copy(raw)
+    choices = completion_refs(route, exact)
+    assert choices is not None  # the same document, so the same shape
+    for position, text in edits.items():
+        choice, ref = choices[position]
+        if text is None:
+            block_choice(route, choice)
+        else:
+            ref.set(text)
+    return dumps(exact)
+
+
+def _reencoded(route: str, body: bytes | bytearray, parsed: Any, segments: list[str]) -> bytes:
+    """The request body with the judged segments written back, every number exact."""
+    if not needs_exact(body):
+        return dumps(parsed)
+    exact = exact_copy(body)
+    refs = prompt_refs(route, exact)
+    assert refs is not None  # the same document, so the same shape
+    for ref, text in zip(refs, segments, strict=True):
+        ref.set(text)
+    return dumps(exact)
 
 
 async def _discard(task: asyncio.Future[Fetched]) -> None:

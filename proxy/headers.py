@@ -30,7 +30,8 @@ Headers = CIMultiDict[str] | CIMultiDictProxy[str]
 def _copy(headers: Headers, also_drop: tuple[str, ...] = ()) -> CIMultiDict[str]:
     # Copying all and deleting the few hop-by-hop names (C-level, case-insensitive
     # lookups) is ten times cheaper than filtering every header in Python.
-    named = headers.get("Connection", "").strip().lower()
+    # Every Connection line counts, not only the first (RFC 9110 section 7.6.1).
+    named = headers.getall("Connection", ())
     out = headers.copy()
     for name in _HOP_BY_HOP:
         if name in out:
@@ -38,8 +39,11 @@ def _copy(headers: Headers, also_drop: tuple[str, ...] = ()) -> CIMultiDict[str]
     for name in also_drop:
         if name in out:
             del out[name]
-    if named not in _PLAIN_CONNECTION:
-        for name in named.split(","):
+    for line in named:
+        line = line.strip().lower()
+        if line in _PLAIN_CONNECTION:
+            continue
+        for name in line.split(","):
             name = name.strip()
             if name and name in out:
                 del out[name]
@@ -52,10 +56,18 @@ def upstream_request_headers(
     scheme: str,
     request_id: str,
     judge_response: bool,
+    body_inflated: bool = False,
 ) -> CIMultiDict[str]:
-    """The headers sent upstream: end-to-end ones, X-Forwarded-*, X-Request-Id."""
+    """The headers sent upstream: end-to-end ones, X-Forwarded-*, X-Request-Id.
+
+    ``body_inflated``: the body goes upstream inflated, so its Content-Encoding
+    does not. (Content-Length is always the proxy's own, for the bytes it sends.)
+    """
     # A response the proxy must read is asked for uncompressed.
-    out = _copy(incoming, ("accept-encoding",) if judge_response else ())
+    drop: tuple[str, ...] = ("accept-encoding",) if judge_response else ()
+    if body_inflated:
+        drop += ("content-encoding",)
+    out = _copy(incoming, drop)
     if client_ip:
         prior = incoming.get("X-Forwarded-For")
         out["X-Forwarded-For"] = f"{prior}, {client_ip}" if prior else client_ip

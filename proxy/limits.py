@@ -1,36 +1,29 @@
-"""Admission: how many requests the proxy serves at once, and how large a body it takes.
+"""Admission: how many requests the proxy serves at once.
 
 A sidecar that accepts everything turns a burst into a queue in front of the
-model server and into memory in the proxy. With ``max_concurrent_requests``
-set, a request beyond it is answered at once, before its body is read, with
-429 ``concurrency_limit`` and ``Retry-After``; OpenAI's SDKs retry on that.
-Those requests never reach the handler, so they are counted apart
-(``taxmeter_rejected_requests_total{reason="concurrency"}``), not in the
-latency histograms they would distort.
+model server and into memory in the proxy. Beyond ``max_concurrent_requests``
+(default 1,024) a request is answered 429 ``concurrency_limit`` with
+``Retry-After``; OpenAI's SDKs retry on that. Those requests are counted
+apart (``taxmeter_rejected_requests_total{reason="concurrency"}``), not in
+the latency histograms they would distort.
 
-A body is refused with 413 ``body_too_large`` when it is over
-``max_body_bytes``: at once when Content-Length says so, and as soon as the
-count passes the limit for a chunked body (:func:`limited_chunks`).
+A slot is taken only once the request's body has been read (a judged body)
+or when forwarding begins (a body passed through as it arrives): a client
+that sends its body one byte a second holds a connection, bounded by
+``client_body_timeout_s``, but no slot, so slow uploads cannot lock other
+clients out. Body size limits are :mod:`proxy.request_body`'s.
 """
 
 from __future__ import annotations
-
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 
 from proxy.errors import error_body
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
 # Long enough for a slot to free up on a loaded model server, short enough
 # that a client retrying does not wait for nothing.
 RETRY_AFTER_S = 1
-
-
-class BodyTooLarge(Exception):
-    """A chunked request body grew past max_body_bytes while it was being forwarded."""
 
 
 # Why a request or connection was turned away before a handler judged it.
@@ -70,21 +63,20 @@ class Admission:
         self.active = 0
         self._rejected = rejections
 
-    def wrap(self, handler: Handler) -> Handler:
-        if not self._limit:
-            return handler
+    def enter(self) -> bool:
+        """Take a slot; False (and counted) when every slot is taken."""
+        if self._limit and self.active >= self._limit:
+            self._rejected.count("concurrency")
+            return False
+        self.active += 1
+        return True
 
-        async def admitted(request: web.Request) -> web.StreamResponse:
-            if self.active >= self._limit:
-                self._rejected.count("concurrency")
-                return too_busy(self._limit)
-            self.active += 1
-            try:
-                return await handler(request)
-            finally:
-                self.active -= 1
+    def leave(self) -> None:
+        self.active -= 1
 
-        return admitted
+    @property
+    def limit(self) -> int:
+        return self._limit
 
 
 def too_busy(limit: int) -> web.Response:
@@ -95,18 +87,3 @@ def too_busy(limit: int) -> web.Response:
         content_type="application/json",
         headers={"Retry-After": str(RETRY_AFTER_S)},
     )
-
-
-def too_large(length: int | None, limit: int) -> bool:
-    """Whether a declared Content-Length is over the limit."""
-    return length is not None and length > limit
-
-
-async def limited_chunks(request: web.BaseRequest, limit: int) -> AsyncIterator[bytes]:
-    """The request body as it arrives; BodyTooLarge once it passes ``limit`` bytes."""
-    seen = 0
-    async for chunk in request.content.iter_any():
-        seen += len(chunk)
-        if seen > limit:
-            raise BodyTooLarge(f"the request body is over {limit} bytes")
-        yield chunk

@@ -15,7 +15,10 @@ from proxy.config import Config
 from proxy.openai_body import ROUTE_LABELS
 from proxy.timeline import Breakdown, FilterCall
 
-OUTCOMES = ("ok", "blocked", "upstream_error", "timeout", "client_error", "client_disconnect")
+OUTCOMES = (
+    "ok", "blocked", "upstream_error", "timeout", "client_error", "client_disconnect",
+    "internal_error",
+)  # fmt: skip
 ACTIONS = ("allow", "block", "redact", "error", "timeout")
 OVERHEAD_PARTS = ("ingress", "upstream_connect", "loop_wait", "egress", "proxy_work")
 

@@ -47,6 +47,9 @@ class Exchange:
     response_body: Any = None  # the upstream's JSON answer when it was read (bytes or parsed)
     finish_reasons: list[str] = field(default_factory=list)  # of a judged stream
     usage: Any = None  # of a judged stream that reported it
+    admitted: bool = False  # holds a max_concurrent_requests slot
+    rejected: bool = False  # turned away for want of a slot: counted apart, not recorded
+    response: web.StreamResponse | None = None  # the response under way, once stamped
 
 
 async def send(request: web.Request, ex: Exchange, response: web.Response) -> web.StreamResponse:
@@ -71,8 +74,12 @@ async def send_error(
     code: str,
     message: str,
     outcome: str | None = None,
+    close: bool = False,
 ) -> web.StreamResponse:
-    """An OpenAI-shaped error; the outcome defaults to client_error."""
+    """An OpenAI-shaped error; the outcome defaults to client_error.
+
+    ``close``: end the connection after it (the rest of the request is unread).
+    """
     if outcome is not None:
         ex.outcome = outcome
     elif ex.outcome == "ok":
@@ -80,6 +87,8 @@ async def send_error(
     response = web.Response(
         status=status, body=error_body(message, code), content_type="application/json"
     )
+    if close:
+        response.force_close()
     return await send(request, ex, response)
 
 
@@ -140,6 +149,7 @@ async def pass_through(
 
 def stamp(response: web.StreamResponse, ex: Exchange) -> None:
     ex.status = response.status
+    ex.response = response
     response.headers["X-Request-Id"] = ex.request_id
     response.headers["Server-Timing"] = ex.timeline.server_timing()
     if ex.expose_variant:

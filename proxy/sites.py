@@ -20,8 +20,14 @@ async def start_site(
     Connections are served behind the wire clock (see proxy.wire), so a
     request's time starts when its first byte is read.
     """
+    # auto_decompress off: bodies are inflated by proxy.request_body, with bounds,
+    # and only where the proxy judges them (forwarded bodies keep their encoding).
     runner = WireRunner(
-        app, access_log=None, handler_cancellation=True, shutdown_timeout=SHUTDOWN_GRACE_S
+        app,
+        access_log=None,
+        handler_cancellation=True,
+        shutdown_timeout=SHUTDOWN_GRACE_S,
+        auto_decompress=False,
     )
     await runner.setup()
     site = web.TCPSite(

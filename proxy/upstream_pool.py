@@ -92,7 +92,7 @@ class UpstreamPool:
         conn.deadline = deadline
         conn.head_only = method == "HEAD"
         try:
-            if body is None or isinstance(body, bytes):
+            if body is None or isinstance(body, bytes | bytearray):
                 length = len(body) if body else (0 if method in _BODY_METHODS else None)
                 head = self._head(method, target, headers, length, chunked=False)
                 conn.send(head + body if body else head, decode)

@@ -26,6 +26,20 @@ from proxy.sites import bound_url, start_site
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 
+# The admin token test proxies read from TAXMETER_ADMIN_TOKEN (when no environ
+# is given): a request that carries it may choose its variant, with CHOOSABLE.
+ADMIN_TOKEN = "test-admin-token"
+CHOOSABLE: dict[str, Any] = {
+    "assignment": {"allow_override": True},
+    "admin": {"listen": "127.0.0.1:0"},
+}
+
+
+def variant_headers(variant: str) -> dict[str, str]:
+    """The headers that choose a variant on a proxy started with CHOOSABLE."""
+    return {"X-Taxmeter-Variant": variant, "X-Taxmeter-Admin-Token": ADMIN_TOKEN}
+
+
 # Fast enough that tests are quick, slow enough to look like a model.
 FAST_MODEL = MockSettings(ttft_ms=5.0, tokens_per_s=2000.0, max_tokens=16)
 
@@ -118,7 +132,9 @@ async def start_proxy(
             upstream=upstream or str(model.make_url("")).rstrip("/")
         )
         registry = CollectorRegistry()
-        apps = build_apps(parsed, registry, config_path, environ or {}, tracer_provider)
+        if environ is None:
+            environ = {"TAXMETER_ADMIN_TOKEN": ADMIN_TOKEN}
+        apps = build_apps(parsed, registry, config_path, environ, tracer_provider)
         runner = await start_site(apps.proxy, HostPort("127.0.0.1", 0))
         runners.append(runner)
         metrics_server = await aiohttp_server(apps.metrics)

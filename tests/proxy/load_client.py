@@ -22,7 +22,8 @@ CHAT = {"model": "m", "messages": [{"role": "user", "content": "hello"}]}
 
 
 async def main(url: str, variant: str, clients: int, seconds: float) -> None:
-    headers = {"X-Taxmeter-Variant": variant}
+    # The token of the test proxies (tests.proxy.conftest.ADMIN_TOKEN).
+    headers = {"X-Taxmeter-Variant": variant, "X-Taxmeter-Admin-Token": "test-admin-token"}
     latencies: list[float] = []
     async with aiohttp.ClientSession() as session:
 

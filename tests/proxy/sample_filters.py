@@ -81,3 +81,15 @@ class InputOnly:
 
 class NotAFilter:
     pass
+
+
+class BodyCorrupting:
+    """Puts a value JSON cannot encode into the request body, then redacts: the
+    proxy's own re-encoding then fails, outside any filter's call."""
+
+    stages = ("input",)
+
+    async def check(self, ctx: FilterContext) -> Verdict:
+        if isinstance(ctx.body, dict):
+            ctx.body["corrupt"] = object()
+        return Verdict.redact(ctx.text + " (redacted)", "corrupting")

@@ -9,7 +9,7 @@ import aiohttp
 import orjson
 
 from proxy.observe import Observer
-from tests.proxy.conftest import ProxyFactory, RunningProxy
+from tests.proxy.conftest import CHOOSABLE, ProxyFactory, RunningProxy, variant_headers
 
 SLOW_BLOCKER = {"name": "blocker", "type": "synthetic", "mode": "observe",
                 "params": {"wall_ms": 20, "cpu_ms": 0.5, "action": "block"}}  # fmt: skip
@@ -20,7 +20,7 @@ async def chat(proxy: RunningProxy, variant: str, stream: bool = False) -> str:
     body = {**CHAT, "stream": stream}
     async with aiohttp.ClientSession() as session, session.post(
         f"{proxy.url}/v1/chat/completions", data=orjson.dumps(body),
-        headers={"Content-Type": "application/json", "X-Taxmeter-Variant": variant},
+        headers={"Content-Type": "application/json", **variant_headers(variant)},
     ) as response:  # fmt: skip
         assert response.status == 200
         return await response.text()
@@ -37,7 +37,7 @@ async def test_an_observing_blocker_blocks_nothing_costs_nothing_and_counts_exac
     proxy = await start_proxy({
         "filters": [{**SLOW_BLOCKER, "stages": ["input", "output"]}],
         "variants": {"observing": {"weight": 1}, "plain": {"weight": 1, "disable": ["blocker"]}},
-        "assignment": {"allow_override": True},
+        **CHOOSABLE,
     })  # fmt: skip
     n = 40
     for _ in range(n):

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from proxy.metrics import OVERHEAD_PARTS
-from tests.proxy.conftest import ProxyFactory, RunningProxy, post_json
+from tests.proxy.conftest import CHOOSABLE, ProxyFactory, RunningProxy, post_json, variant_headers
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hello"}]}
 ROUTE = {"route": "chat_completions", "variant": "default"}
@@ -108,12 +108,12 @@ def hog_config() -> dict[str, object]:
     return {
         "filters": [hog],
         "variants": {"plain": {"weight": 1, "disable": ["hog"]}, "hog": {"weight": 0}},
-        "assignment": {"allow_override": True},
+        **CHOOSABLE,
     }
 
 
 async def timed_post(session: aiohttp.ClientSession, url: str, variant: str) -> None:
-    headers = {"X-Taxmeter-Variant": variant}
+    headers = variant_headers(variant)
     async with session.post(f"{url}/v1/chat/completions", json=CHAT, headers=headers) as response:
         await response.read()
         assert response.status == 200

@@ -1,0 +1,42 @@
+"""Re-encoding a JSON body the proxy changed, with every number exactly as it came.
+
+A redaction changes one string of a body; the proxy then sends the body
+re-encoded. orjson (the fast path) reads numbers as 64-bit values: an integer
+above 2**64 (``"seed": 18446744073709551616``) becomes a float, a decimal
+with more digits than a double holds is rounded, and the model server gets a
+different request than the client sent. A body that has such a number is
+read again here with every number kept as its original text (an
+``orjson.Fragment``, written back verbatim), and the change is made on that
+copy. Bodies without long numbers, nearly all of them, keep the fast path.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import orjson
+
+# A number a double may not hold exactly: 16 or more digits in a row, or an
+# exponent of three digits. Digits inside strings match too; they only cost
+# the exact (slower) path, never a wrong body.
+_LONG_NUMBER = re.compile(rb"\d{16,}|[eE][+-]?\d{3,}")
+
+
+def needs_exact(raw: bytes | bytearray) -> bool:
+    """Whether re-encoding a parse of ``raw`` by orjson could change a number."""
+    return _LONG_NUMBER.search(raw) is not None
+
+
+def exact_copy(raw: bytes | bytearray) -> Any:
+    """``raw`` parsed with every number kept as its source text."""
+    return json.loads(raw, parse_int=_verbatim, parse_float=_verbatim)
+
+
+def dumps(document: Any) -> bytes:
+    return orjson.dumps(document)
+
+
+def _verbatim(text: str) -> orjson.Fragment:
+    return orjson.Fragment(text)
