@@ -10,6 +10,9 @@ client gets::
     ├── UpstreamReset (closed, reset)            -> 502 upstream_reset
     ├── UpstreamMalformed (broken HTTP, or not
     │   the OpenAI answer the proxy must judge)  -> 502 upstream_malformed
+    ├── UpstreamTooLarge (an answer the proxy
+    │   reads, over upstream.max_response_bytes
+    │   once inflated, or a compression bomb)    -> 502 upstream_response_too_large
     └── anything else                            -> 502 upstream_error
 """
 
@@ -28,6 +31,7 @@ from proxy.upstream_response import (
     UpstreamMalformed,
     UpstreamReset,
     UpstreamResponse,
+    UpstreamTooLarge,
     UpstreamUnreachable,
 )
 
@@ -60,6 +64,13 @@ def classify_failure(exc: BaseException) -> UpstreamFailure:
             "upstream_malformed",
             "upstream_error",
             "the model server sent a malformed response",
+        )
+    if isinstance(exc, UpstreamTooLarge):
+        return UpstreamFailure(
+            502,
+            "upstream_response_too_large",
+            "upstream_error",
+            "the model server's response is over the proxy's limit (upstream.max_response_bytes)",
         )
     return UpstreamFailure(502, "upstream_error", "upstream_error", "the model server failed")
 

@@ -50,9 +50,15 @@ class _AfterTheEnd(Exception):
 class UpstreamConnection(asyncio.Protocol):
     """One connection: writes a request, parses its answer, waits in the pool between."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, on_idle: Callable[[Any], None]) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        on_idle: Callable[[Any], None],
+        max_response_bytes: int,
+    ) -> None:
         self.loop = loop
         self._on_idle = on_idle  # called with the connection when it may be reused
+        self._max_response_bytes = max_response_bytes  # of an answer read with decode
         self._parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
         self.read_ns: int | None = None
@@ -272,9 +278,18 @@ class UpstreamConnection(asyncio.Protocol):
             [(name.decode("latin-1"), value.decode("latin-1")) for name, value in self._raw_headers]
         )
         head = self._head
-        # An undecodable encoding raises here; data_received fails the exchange.
         reason = self._reason.decode("latin-1")
-        response = UpstreamResponse(self, status, reason, headers, self._decode)
+        # An undecodable encoding or a length over the cap raises here;
+        # data_received fails the exchange.
+        response = UpstreamResponse(
+            self,
+            status,
+            reason,
+            headers,
+            decode=self._decode,
+            max_bytes=self._max_response_bytes,
+            has_body=not self.head_only and status not in (204, 304),
+        )
         self._response = response
         if head is not None and not head.done():
             head.set_result(response)
@@ -327,7 +342,10 @@ class UpstreamConnection(asyncio.Protocol):
         if self._response is not None and not self._message_done and self._until_eof():
             # No length and not chunked: the end of the connection ends the body.
             self._message_done = True
-            self._response.finish()
+            try:
+                self._response.finish()
+            except UpstreamError as exc:
+                error = exc  # a compressed body cut short, or over the cap
         self._fail(error)
         drained, self._drained = self._drained, None
         if drained is not None and not drained.done():

@@ -12,6 +12,9 @@ come back (bounded by ``total_timeout_s``). Timeouts, as configured:
 * ``read_timeout_s``: silence while waiting for the answer's head or body;
 * ``total_timeout_s``: the whole exchange, from asking for a connection to the
   answer's last byte.
+
+``max_response_bytes`` bounds an answer the proxy reads (``decode``), once
+inflated (see :mod:`proxy.upstream_response`).
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class UpstreamPool:
         self._total_timeout_s = config.total_timeout_s
         self._limit = config.max_connections  # 0: no limit
         self._idle_timeout_s = idle_timeout_s
+        self._max_response_bytes = config.max_response_bytes
         self._idle: deque[UpstreamConnection] = deque()  # the oldest on the left
         self._open: set[UpstreamConnection] = set()
         self._connecting = 0
@@ -81,7 +85,8 @@ class UpstreamPool:
         """Send a request and return its answer once its head arrived.
 
         ``target``: the path and query, as the client sent them. ``decode``:
-        undo a gzip or deflate Content-Encoding (for a body the proxy reads).
+        undo a gzip or deflate Content-Encoding and hold the body to
+        ``max_response_bytes`` (for a body the proxy reads).
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._total_timeout_s
@@ -175,7 +180,7 @@ class UpstreamPool:
         try:
             async with asyncio.timeout(self._connect_timeout_s):
                 transport, conn = await loop.create_connection(
-                    lambda: UpstreamConnection(loop, self._returned),
+                    lambda: UpstreamConnection(loop, self._returned, self._max_response_bytes),
                     self.host,
                     self.port,
                     ssl=self._ssl,

@@ -128,6 +128,27 @@ async def test_a_corrupt_gzip_body_is_malformed() -> None:
         await pool.close()
 
 
+@pytest.mark.parametrize("framing", ["content-length", "until-close"])
+async def test_a_gzip_body_cut_short_is_malformed(framing: str) -> None:
+    cut = gzip.compress(b"many words " * 1000)[:-20]
+
+    async def truncated(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        if framing == "content-length":
+            writer.write(response("200 OK", cut, "Content-Encoding: gzip"))
+            return True
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n" + cut)
+        return False
+
+    async with raw_server(truncated) as (_, url):
+        pool = pool_for(url)
+        answer = await get(pool, decode=True)
+        with pytest.raises(UpstreamMalformed, match="ends before its end"):
+            await answer.read()
+        answer.close()
+        assert pool.open_connections == 0
+        await pool.close()
+
+
 async def test_100_continue_is_skipped() -> None:
     async def continued(head: bytes, writer: asyncio.StreamWriter) -> bool:
         writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
