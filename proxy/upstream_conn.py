@@ -37,6 +37,7 @@ from proxy.upstream_response import (
     UpstreamReset,
     UpstreamResponse,
 )
+from proxy.upstream_timer import ReadTimer
 
 # llhttp sets no limit on a head; aiohttp's client allowed 8 KB a line. A
 # model server's head is a few hundred bytes: past this, the answer is junk.
@@ -80,10 +81,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._reading_paused = False
         self._writing_paused = False
         self._drained: asyncio.Future[None] | None = None
-        self._watched: asyncio.Future[Any] | None = None  # waits for bytes, see watch()
-        self._read_by = 0.0
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
+        self._timer = ReadTimer(loop)
         self._poll: select.poll | None = None  # the socket, for bytes the loop has not read
 
     # -- the exchange, from the client's side ----------------------------
@@ -131,61 +129,25 @@ class UpstreamConnection(asyncio.Protocol):
 
     def watch(self, waiter: asyncio.Future[Any]) -> None:
         """Fail ``waiter`` with TimeoutError after the read timeout or at the deadline,
-        unless it is done first (whoever awaits it stops the watch when it is).
-
-        One timer per connection, moved lazily: a stream waits for bytes a
-        hundred times, and arming and cancelling a timer each time cost more
-        than the rest of the wait. The timer fires at the earliest deadline it
-        was set for and, if the current one is later, sets itself again.
-        """
-        when = min(self.loop.time() + self.read_timeout_s, self.deadline)
-        self._watched, self._read_by = waiter, when
-        if self._timer is None or self._timer_at > when:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._arm(when)
-
-    def _arm(self, when: float) -> None:
-        self._timer, self._timer_at = self.loop.call_at(when, self._check_time), when
-
-    def _check_time(self) -> None:
-        self._timer = None
-        waiter = self._watched
-        if waiter is None or waiter.done():
-            return  # nobody waits: no timer until someone does
-        if self.loop.time() >= self._read_by:
-            waiter.set_exception(TimeoutError())
-        else:
-            self._arm(self._read_by)
+        unless it is done first (whoever awaits it stops the watch when it is)."""
+        self._timer.watch(waiter, min(self.loop.time() + self.read_timeout_s, self.deadline))
 
     def unwatch(self) -> None:
-        self._watched = None
+        self._timer.unwatch()
 
     def response_done(self, reusable: bool) -> None:
         if not self.busy:
             return
-        if (
-            reusable
-            and self._message_done
-            and self._keep_alive
-            and not self.closed
-            and self._nothing_waiting()
-        ):
+        done = reusable and self._message_done and self._keep_alive and not self.closed
+        # A byte, or the end, waiting unread in the kernel (a paused read left
+        # it there) would be the next request's answer. poll(2), no wait: ~1 µs.
+        if done and (self._poll is None or not self._poll.poll(0)):
             self.busy = False
             self._response = None
             self.idle_since = self.loop.time()
             self._on_idle(self)
         else:
             self.abort()
-
-    def _nothing_waiting(self) -> bool:
-        """No byte, nor the end of the connection, waits unread in the kernel.
-
-        Bytes the parser never saw: reading paused while the answer was read
-        leaves them there until after it is handed back, and the next request
-        would read them as its answer. One poll(2) with no wait, ~1 µs.
-        """
-        return self._poll is None or not self._poll.poll(0)
 
     @property
     def closing(self) -> bool:
@@ -281,14 +243,9 @@ class UpstreamConnection(asyncio.Protocol):
         reason = self._reason.decode("latin-1")
         # An undecodable encoding or a length over the cap raises here;
         # data_received fails the exchange.
+        has_body = not self.head_only and status not in (204, 304)
         response = UpstreamResponse(
-            self,
-            status,
-            reason,
-            headers,
-            decode=self._decode,
-            max_bytes=self._max_response_bytes,
-            has_body=not self.head_only and status not in (204, 304),
+            self, status, reason, headers, self._decode, self._max_response_bytes, has_body
         )
         self._response = response
         if head is not None and not head.done():
@@ -336,9 +293,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self.closed:
             return
         self.closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.cancel()
         if self._response is not None and not self._message_done and self._until_eof():
             # No length and not chunked: the end of the connection ends the body.
             self._message_done = True
