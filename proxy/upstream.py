@@ -13,6 +13,8 @@ client gets::
     ├── UpstreamTooLarge (an answer the proxy
     │   reads, over upstream.max_response_bytes
     │   once inflated, or a compression bomb)    -> 502 upstream_response_too_large
+    ├── BodyLengthMismatch (the client's body is
+    │   not as long as its Content-Length)       -> 400 invalid_body  (outcome client_error)
     └── anything else                            -> 502 upstream_error
 """
 
@@ -25,7 +27,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from proxy.timeline import Timeline
-from proxy.upstream_pool import UpstreamPool
+from proxy.upstream_pool import BodyLengthMismatch, UpstreamPool
 from proxy.upstream_response import (
     UpstreamError,
     UpstreamMalformed,
@@ -64,6 +66,13 @@ def classify_failure(exc: BaseException) -> UpstreamFailure:
             "upstream_malformed",
             "upstream_error",
             "the model server sent a malformed response",
+        )
+    if isinstance(exc, BodyLengthMismatch):
+        return UpstreamFailure(
+            400,
+            "invalid_body",
+            "client_error",
+            "the request body does not match its Content-Length",
         )
     if isinstance(exc, UpstreamTooLarge):
         return UpstreamFailure(
