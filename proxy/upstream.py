@@ -79,7 +79,8 @@ def classify_failure(exc: BaseException) -> UpstreamFailure:
             502,
             "upstream_response_too_large",
             "upstream_error",
-            "the model server's response is over the proxy's limit (upstream.max_response_bytes)",
+            "the model server's response is too large, or inflates like a compression bomb"
+            " (upstream.max_response_bytes)",
         )
     return UpstreamFailure(502, "upstream_error", "upstream_error", "the model server failed")
 
