@@ -139,6 +139,7 @@ async def test_a_gzip_bomb_as_a_json_answer_is_cut_in_bounded_memory(
     await assert_served_next(url)
     status, body = await chat(url, "json")
     peak = peak_rss_bytes(pid)
+    print(f"peak RSS {peak / 1e6:.0f} MB")  # the figure docs/reliability.md quotes; see it with -s
     assert peak < PEAK_RSS_LIMIT, f"peak RSS {peak / 1e6:.0f} MB"
     assert status == 502, body[:200]
     assert orjson.loads(body)["error"]["code"] == "upstream_response_too_large"
@@ -153,6 +154,7 @@ async def test_a_gzip_bomb_as_a_stream_is_cut_in_bounded_memory(
     await assert_served_next(url)
     status, body = await chat(url, "sse", stream=True)
     peak = peak_rss_bytes(pid)
+    print(f"peak RSS {peak / 1e6:.0f} MB")  # the figure docs/reliability.md quotes; see it with -s
     assert peak < PEAK_RSS_LIMIT, f"peak RSS {peak / 1e6:.0f} MB"
     if status == 502:  # cut before the stream started
         error = orjson.loads(body)["error"]
