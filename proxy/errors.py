@@ -18,6 +18,7 @@ STATUS = {
     "upstream_unreachable": 502,
     "upstream_reset": 502,
     "upstream_malformed": 502,
+    "upstream_response_too_large": 502,
     "upstream_timeout": 504,
 }
 

@@ -10,6 +10,11 @@ client gets::
     ├── UpstreamReset (closed, reset)            -> 502 upstream_reset
     ├── UpstreamMalformed (broken HTTP, or not
     │   the OpenAI answer the proxy must judge)  -> 502 upstream_malformed
+    ├── UpstreamTooLarge (an answer the proxy
+    │   reads, over upstream.max_response_bytes
+    │   once inflated, or a compression bomb)    -> 502 upstream_response_too_large
+    ├── BodyLengthMismatch (the client's body is
+    │   not as long as its Content-Length)       -> 400 invalid_body  (outcome client_error)
     └── anything else                            -> 502 upstream_error
 """
 
@@ -22,12 +27,13 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from proxy.timeline import Timeline
-from proxy.upstream_pool import UpstreamPool
+from proxy.upstream_pool import BodyLengthMismatch, UpstreamPool
 from proxy.upstream_response import (
     UpstreamError,
     UpstreamMalformed,
     UpstreamReset,
     UpstreamResponse,
+    UpstreamTooLarge,
     UpstreamUnreachable,
 )
 
@@ -60,6 +66,21 @@ def classify_failure(exc: BaseException) -> UpstreamFailure:
             "upstream_malformed",
             "upstream_error",
             "the model server sent a malformed response",
+        )
+    if isinstance(exc, BodyLengthMismatch):
+        return UpstreamFailure(
+            400,
+            "invalid_body",
+            "client_error",
+            "the request body does not match its Content-Length",
+        )
+    if isinstance(exc, UpstreamTooLarge):
+        return UpstreamFailure(
+            502,
+            "upstream_response_too_large",
+            "upstream_error",
+            "the model server's response is too large, or inflates like a compression bomb"
+            " (upstream.max_response_bytes)",
         )
     return UpstreamFailure(502, "upstream_error", "upstream_error", "the model server failed")
 

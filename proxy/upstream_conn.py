@@ -8,6 +8,13 @@ proxies, a URL per request) and was a third of the proxy's CPU per request;
 this is the part it needs. The bytes are parsed by llhttp (through
 httptools), the parser Node.js and aiohttp use.
 
+A connection serves another request only when its answer was read exactly to
+its end and nothing follows: bytes after the end (a second answer in the same
+write, the start of one, bytes arriving while the answer is still read, bytes
+waiting in the kernel when it is handed back) close it, or they would be read
+as the next request's answer. Each exchange parses with a parser of its own,
+so nothing one answer left in a parser's state becomes part of the next.
+
 A connection notes when it last read bytes (:attr:`UpstreamConnection.read_ns`),
 so time an answer spends waiting for the handler's task to resume is counted
 as the proxy's, not the model's (see :mod:`proxy.timeline`).
@@ -16,6 +23,7 @@ as the proxy's, not the model's (see :mod:`proxy.timeline`).
 from __future__ import annotations
 
 import asyncio
+import select
 from collections.abc import Callable
 from time import perf_counter_ns
 from typing import Any, cast
@@ -29,18 +37,29 @@ from proxy.upstream_response import (
     UpstreamReset,
     UpstreamResponse,
 )
+from proxy.upstream_timer import ReadTimer
 
 # llhttp sets no limit on a head; aiohttp's client allowed 8 KB a line. A
 # model server's head is a few hundred bytes: past this, the answer is junk.
 MAX_HEAD_BYTES = 64 * 1024
 
 
+class _AfterTheEnd(Exception):
+    """Raised in a parser callback to stop at a byte that follows the end of the answer."""
+
+
 class UpstreamConnection(asyncio.Protocol):
     """One connection: writes a request, parses its answer, waits in the pool between."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, on_idle: Callable[[Any], None]) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        on_idle: Callable[[Any], None],
+        max_response_bytes: int,
+    ) -> None:
         self.loop = loop
         self._on_idle = on_idle  # called with the connection when it may be reused
+        self._max_response_bytes = max_response_bytes  # of an answer read with decode
         self._parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
         self.read_ns: int | None = None
@@ -62,10 +81,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._reading_paused = False
         self._writing_paused = False
         self._drained: asyncio.Future[None] | None = None
-        self._watched: asyncio.Future[Any] | None = None  # waits for bytes, see watch()
-        self._read_by = 0.0
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
+        self._timer = ReadTimer(loop)
+        self._poll: select.poll | None = None  # the socket, for bytes the loop has not read
 
     # -- the exchange, from the client's side ----------------------------
     def send(self, data: bytes | bytearray | memoryview, decode: bool) -> None:
@@ -73,6 +90,8 @@ class UpstreamConnection(asyncio.Protocol):
         assert self.transport is not None
         self.busy = True
         self.read_ns = None
+        # A HEAD answer leaves the parser expecting a body it will never get.
+        self._parser = httptools.HttpResponseParser(self)
         self._decode = decode
         self._response = None
         self._head_bytes = 0
@@ -110,40 +129,19 @@ class UpstreamConnection(asyncio.Protocol):
 
     def watch(self, waiter: asyncio.Future[Any]) -> None:
         """Fail ``waiter`` with TimeoutError after the read timeout or at the deadline,
-        unless it is done first (whoever awaits it stops the watch when it is).
-
-        One timer per connection, moved lazily: a stream waits for bytes a
-        hundred times, and arming and cancelling a timer each time cost more
-        than the rest of the wait. The timer fires at the earliest deadline it
-        was set for and, if the current one is later, sets itself again.
-        """
-        when = min(self.loop.time() + self.read_timeout_s, self.deadline)
-        self._watched, self._read_by = waiter, when
-        if self._timer is None or self._timer_at > when:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._arm(when)
-
-    def _arm(self, when: float) -> None:
-        self._timer, self._timer_at = self.loop.call_at(when, self._check_time), when
-
-    def _check_time(self) -> None:
-        self._timer = None
-        waiter = self._watched
-        if waiter is None or waiter.done():
-            return  # nobody waits: no timer until someone does
-        if self.loop.time() >= self._read_by:
-            waiter.set_exception(TimeoutError())
-        else:
-            self._arm(self._read_by)
+        unless it is done first (whoever awaits it stops the watch when it is)."""
+        self._timer.watch(waiter, min(self.loop.time() + self.read_timeout_s, self.deadline))
 
     def unwatch(self) -> None:
-        self._watched = None
+        self._timer.unwatch()
 
     def response_done(self, reusable: bool) -> None:
         if not self.busy:
             return
-        if reusable and self._message_done and self._keep_alive and not self.closed:
+        done = reusable and self._message_done and self._keep_alive and not self.closed
+        # A byte, or the end, waiting unread in the kernel (a paused read left
+        # it there) would be the next request's answer. poll(2), no wait: ~1 µs.
+        if done and (self._poll is None or not self._poll.poll(0)):
             self.busy = False
             self._response = None
             self.idle_since = self.loop.time()
@@ -175,10 +173,14 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not registered as asyncio.Transport subclasses.
         self.transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self._poll = select.poll()
+            self._poll.register(sock.fileno(), select.POLLIN)
 
     def data_received(self, data: bytes) -> None:
         self.read_ns = perf_counter_ns()
-        if not self.busy:
+        if not self.busy or self._message_done:
             # Bytes no request asked for: the connection cannot be trusted.
             self.abort()
             return
@@ -188,13 +190,15 @@ class UpstreamConnection(asyncio.Protocol):
                 self._head_bytes += len(data)
                 if self._head_bytes > MAX_HEAD_BYTES:
                     raise UpstreamMalformed(f"the answer's head is over {MAX_HEAD_BYTES} bytes")
-        except UpstreamMalformed as exc:
+        except UpstreamError as exc:
             self._fail_and_close(exc)
         except httptools.HttpParserUpgrade:
             self._fail_and_close(UpstreamMalformed("the model server switched protocols"))
         except httptools.HttpParserError as exc:
             cause = exc.__context__  # what a callback raised
-            if isinstance(cause, UpstreamMalformed):
+            if isinstance(cause, _AfterTheEnd):
+                self.abort()  # the answer itself is whole: its reader still gets it
+            elif isinstance(cause, UpstreamError):
                 self._fail_and_close(cause)
             else:
                 self._fail_and_close(UpstreamMalformed(f"malformed HTTP answer: {exc}"))
@@ -216,6 +220,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- httptools callbacks ------------------------------------------------
     def on_message_begin(self) -> None:
+        if self._message_done:
+            raise _AfterTheEnd
         self._raw_headers = []
         self._reason = b""
 
@@ -234,19 +240,27 @@ class UpstreamConnection(asyncio.Protocol):
             [(name.decode("latin-1"), value.decode("latin-1")) for name, value in self._raw_headers]
         )
         head = self._head
-        # An undecodable encoding raises here; data_received fails the exchange.
         reason = self._reason.decode("latin-1")
-        response = UpstreamResponse(self, status, reason, headers, self._decode)
+        # An undecodable encoding or a length over the cap raises here;
+        # data_received fails the exchange.
+        has_body = not self.head_only and status not in (204, 304)
+        response = UpstreamResponse(
+            self, status, reason, headers, self._decode, self._max_response_bytes, has_body
+        )
         self._response = response
         if head is not None and not head.done():
             head.set_result(response)
         if self.head_only:
+            # The parser expects the body the headers describe; any byte of it
+            # is one after the end (on_body), and the next exchange has its own parser.
             self._message_done = True
-            self._keep_alive = False  # the parser may still expect a body; never reuse
+            self._keep_alive = self._parser.should_keep_alive()
             response.finish()
 
     def on_body(self, body: bytes) -> None:
-        if self._response is not None and not self._message_done:
+        if self._message_done:
+            raise _AfterTheEnd
+        if self._response is not None:
             self._response.feed(body)
 
     def on_message_complete(self) -> None:
@@ -254,7 +268,7 @@ class UpstreamConnection(asyncio.Protocol):
             self._informational = False
             return
         if self._message_done:
-            return
+            return  # a HEAD answer's, said to have no body: it ended with its head
         self._message_done = True
         self._keep_alive = self._parser.should_keep_alive()
         if self._response is not None:
@@ -279,13 +293,14 @@ class UpstreamConnection(asyncio.Protocol):
         if self.closed:
             return
         self.closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.cancel()
         if self._response is not None and not self._message_done and self._until_eof():
             # No length and not chunked: the end of the connection ends the body.
             self._message_done = True
-            self._response.finish()
+            try:
+                self._response.finish()
+            except UpstreamError as exc:
+                error = exc  # a compressed body cut short, or over the cap
         self._fail(error)
         drained, self._drained = self._drained, None
         if drained is not None and not drained.done():

@@ -12,6 +12,9 @@ come back (bounded by ``total_timeout_s``). Timeouts, as configured:
 * ``read_timeout_s``: silence while waiting for the answer's head or body;
 * ``total_timeout_s``: the whole exchange, from asking for a connection to the
   answer's last byte.
+
+``max_response_bytes`` bounds an answer the proxy reads (``decode``), once
+inflated (see :mod:`proxy.upstream_response`).
 """
 
 from __future__ import annotations
@@ -29,11 +32,20 @@ from yarl import URL
 from proxy.config import UpstreamConfig
 from proxy.timeline import Timeline
 from proxy.upstream_conn import UpstreamConnection
-from proxy.upstream_response import UpstreamResponse, UpstreamUnreachable
+from proxy.upstream_response import UpstreamError, UpstreamResponse, UpstreamUnreachable
 
 # Methods whose request has a body by definition: sent with Content-Length: 0
 # when the client sent none, as aiohttp's client did.
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class BodyLengthMismatch(UpstreamError):
+    """A request body streamed upstream is not as long as its Content-Length.
+
+    The client's fault (a 400 ``invalid_body``, see
+    :func:`proxy.upstream.classify_failure`); the upstream connection is
+    closed and never received a whole request.
+    """
 
 
 class UpstreamPool:
@@ -56,6 +68,7 @@ class UpstreamPool:
         self._total_timeout_s = config.total_timeout_s
         self._limit = config.max_connections  # 0: no limit
         self._idle_timeout_s = idle_timeout_s
+        self._max_response_bytes = config.max_response_bytes
         self._idle: deque[UpstreamConnection] = deque()  # the oldest on the left
         self._open: set[UpstreamConnection] = set()
         self._connecting = 0
@@ -81,7 +94,8 @@ class UpstreamPool:
         """Send a request and return its answer once its head arrived.
 
         ``target``: the path and query, as the client sent them. ``decode``:
-        undo a gzip or deflate Content-Encoding (for a body the proxy reads).
+        undo a gzip or deflate Content-Encoding and hold the body to
+        ``max_response_bytes`` (for a body the proxy reads).
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._total_timeout_s
@@ -114,16 +128,42 @@ class UpstreamPool:
         body: AsyncIterable[bytes],
         decode: bool,
     ) -> None:
-        """A body passed on as it arrives: with the client's length, or chunked."""
-        chunked = "Content-Length" not in headers
-        conn.send(self._head(method, target, headers, None, chunked), decode)
+        """A body passed on as it arrives: with the client's length, or chunked.
+
+        With a length, the body must be exactly that long (BodyLengthMismatch):
+        past it, the excess would reach the upstream as the start of another
+        request. The piece that completes the length is held until the body
+        ends, so a body found too long has not reached it whole either.
+        """
+        declared = _declared_length(headers)
+        conn.send(self._head(method, target, headers, None, declared is None), decode)
+        if declared is None:
+            async for chunk in body:
+                if chunk:
+                    conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                    await conn.drain()
+            conn.write(b"0\r\n\r\n")
+            return
+        sent = 0
+        last = b""
         async for chunk in body:
             if not chunk:
                 continue
-            conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+            if last or sent + len(chunk) > declared:
+                raise BodyLengthMismatch(
+                    f"the request body is longer than its Content-Length ({declared} bytes)"
+                )
+            sent += len(chunk)
+            if sent == declared:
+                last = chunk
+                continue
+            conn.write(chunk)
             await conn.drain()
-        if chunked:
-            conn.write(b"0\r\n\r\n")
+        if sent < declared:
+            raise BodyLengthMismatch(
+                f"the request body is shorter than its Content-Length ({sent} of {declared} bytes)"
+            )
+        conn.write(last)
 
     def _head(
         self,
@@ -175,7 +215,7 @@ class UpstreamPool:
         try:
             async with asyncio.timeout(self._connect_timeout_s):
                 transport, conn = await loop.create_connection(
-                    lambda: UpstreamConnection(loop, self._returned),
+                    lambda: UpstreamConnection(loop, self._returned, self._max_response_bytes),
                     self.host,
                     self.port,
                     ssl=self._ssl,
@@ -221,3 +261,13 @@ class UpstreamPool:
             conn.abort()
         self._idle.clear()
         await asyncio.sleep(0)  # let the transports finish closing
+
+
+def _declared_length(headers: CIMultiDict[str]) -> int | None:
+    """The Content-Length the handler set for a streamed body (None: send it chunked)."""
+    value = headers.get("Content-Length")
+    if value is None:
+        return None
+    if not (value.isascii() and value.isdigit()) or len(headers.getall("Content-Length")) > 1:
+        raise ValueError(f"a streamed body's Content-Length is not one number: {value!r}")
+    return int(value)

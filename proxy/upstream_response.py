@@ -1,21 +1,37 @@
 """An upstream answer as the proxy reads it, and the ways an upstream call fails.
 
+An answer the proxy reads (``decode``: a judged JSON answer or stream) is
+inflated here, a bounded step at a time (:mod:`proxy.inflate`), and may be at
+most ``max_bytes`` (``upstream.max_response_bytes``) once inflated: a
+Content-Length over it fails at once, and every read counts, with or without
+a Content-Encoding. An answer passed through as it is is neither inflated nor
+capped: it goes to the client as it arrives, held back by the client's pace.
+
 Errors, and what the client gets for each (see :func:`proxy.upstream.classify_failure`)::
 
     UpstreamError
-    ├── UpstreamUnreachable   the connection could not be made     -> 502 upstream_unreachable
-    ├── UpstreamReset         it closed before the answer was done -> 502 upstream_reset
-    └── UpstreamMalformed     the answer is not valid HTTP/1.1     -> 502 upstream_malformed
-    TimeoutError              connect, read silence or total time  -> 504 upstream_timeout
+    ├── UpstreamUnreachable  the connection could not be made     -> 502 upstream_unreachable
+    ├── UpstreamReset        it closed before the answer was done -> 502 upstream_reset
+    ├── UpstreamMalformed    the answer is not valid HTTP/1.1     -> 502 upstream_malformed
+    └── UpstreamTooLarge     over max_bytes once inflated, or
+                             inflating like a bomb                -> 502 upstream_response_too_large
+    TimeoutError             connect, read silence or total time  -> 504 upstream_timeout
 """
 
 from __future__ import annotations
 
 import asyncio
-import zlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from multidict import CIMultiDict
+
+from proxy.inflate import (
+    InflateError,
+    Inflater,
+    InflateTooLarge,
+    InflateUnsupported,
+    content_coding,
+)
 
 if TYPE_CHECKING:
     from proxy.upstream_conn import UpstreamConnection
@@ -37,12 +53,20 @@ class UpstreamMalformed(UpstreamError):
     """What the upstream sent is not a valid HTTP/1.1 answer (or not the one expected)."""
 
 
+class UpstreamTooLarge(UpstreamError):
+    """An answer the proxy reads is over ``upstream.max_response_bytes``, once inflated."""
+
+
 # A response's body is read as it arrives; past this many unread bytes the
 # connection stops reading, so a slow client holds back the upstream instead
 # of filling the proxy's memory.
 _BUFFER_HIGH = 256 * 1024
 
-_DECODABLE = {b"gzip": 16 + zlib.MAX_WBITS, b"x-gzip": 16 + zlib.MAX_WBITS, b"deflate": 0}
+
+def _upstream_error(exc: InflateError) -> UpstreamError:
+    if isinstance(exc, InflateTooLarge):
+        return UpstreamTooLarge(str(exc))
+    return UpstreamMalformed(str(exc))
 
 
 class UpstreamResponse:
@@ -51,9 +75,9 @@ class UpstreamResponse:
     __slots__ = (
         "_chunks",
         "_conn",
-        "_decoder",
-        "_deflate",
         "_error",
+        "_inflater",
+        "_left",
         "_size",
         "_waiter",
         "complete",
@@ -70,7 +94,13 @@ class UpstreamResponse:
         reason: str,
         headers: CIMultiDict[str],
         decode: bool,
+        max_bytes: int,
+        has_body: bool,
     ) -> None:
+        """``decode``: inflate the body and hold it to ``max_bytes`` (an answer
+        the proxy reads); raises UpstreamTooLarge when its length is over, and
+        UpstreamMalformed for a Content-Encoding it cannot undo. ``has_body``:
+        False for an answer to HEAD, a 204 or a 304, whose length is not its own."""
         self._conn = conn
         self.status = status
         self.reason = reason
@@ -82,16 +112,24 @@ class UpstreamResponse:
         self._size = 0
         self._waiter: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
-        self._decoder: Any = None
-        self._deflate = False
-        if decode:
-            encoding = headers.get("Content-Encoding", "identity").strip().lower()
-            if encoding not in ("identity", ""):
-                wbits = _DECODABLE.get(encoding.encode())
-                if wbits is None:
-                    raise UpstreamMalformed(f"cannot decode Content-Encoding {encoding!r}")
-                self._deflate = wbits == 0
-                self._decoder = zlib.decompressobj(wbits or zlib.MAX_WBITS)
+        self._inflater: Inflater | None = None
+        self._left: int | None = None  # bytes the body may still be; None: no cap
+        if not decode:
+            return
+        stated = self.content_length if has_body else None
+        if stated is not None and stated > max_bytes:
+            raise UpstreamTooLarge(
+                f"the answer's Content-Length is over {max_bytes} bytes"
+                " (upstream.max_response_bytes)"
+            )
+        try:
+            coding = content_coding(headers.get("Content-Encoding"))
+        except InflateUnsupported as exc:
+            raise UpstreamMalformed(str(exc)) from exc
+        if coding:
+            self._inflater = Inflater(coding, max_bytes)  # counts what it inflates
+        else:
+            self._left = max_bytes
 
     @property
     def last_read_ns(self) -> int | None:
@@ -157,19 +195,19 @@ class UpstreamResponse:
             waiter.set_result(None)
 
     def feed(self, data: bytes) -> None:
-        if self._decoder is not None:
+        """Take bytes of the body; raises UpstreamTooLarge or UpstreamMalformed
+        (from a parser callback: the connection fails the answer and closes)."""
+        if self._inflater is not None:
             try:
-                data = self._decoder.decompress(data)
-            except zlib.error as exc:
-                if not self._deflate:
-                    self.fail(UpstreamMalformed(f"the body does not decompress: {exc}"))
-                    return
-                # "deflate" is zlib-wrapped by the standard and raw in practice.
-                self._decoder, self._deflate = zlib.decompressobj(-zlib.MAX_WBITS), False
-                self.feed(data)
-                return
+                data = self._inflater.feed(data)
+            except InflateError as exc:
+                raise _upstream_error(exc) from exc
             if not data:
                 return
+        elif self._left is not None:
+            self._left -= len(data)
+            if self._left < 0:
+                raise UpstreamTooLarge("the answer is over upstream.max_response_bytes")
         self._chunks.append(data)
         self._size += len(data)
         if self._size > _BUFFER_HIGH:
@@ -177,10 +215,15 @@ class UpstreamResponse:
         self._wake()
 
     def finish(self) -> None:
-        if self._decoder is not None:
-            rest = self._decoder.flush()
+        """The body's last byte arrived; raises as :meth:`feed` does."""
+        if self._inflater is not None:
+            try:
+                rest = self._inflater.finish()
+            except InflateError as exc:
+                raise _upstream_error(exc) from exc
             if rest:
                 self._chunks.append(rest)
+                self._size += len(rest)
         self.complete = True
         self._wake()
 

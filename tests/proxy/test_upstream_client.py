@@ -1,134 +1,26 @@
-"""The upstream client (proxy.upstream_pool, proxy.upstream_conn) against a raw-socket server.
-
-The server reads each request as bytes and answers with bytes a test chose,
-so framing the proxy's own server would never produce (100 Continue, a body
-that ends with the connection, broken status lines) can be sent.
+"""The upstream client (proxy.upstream_pool, proxy.upstream_conn) against a raw-socket server
+(tests/proxy/raw_upstream.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gzip
 import shutil
 import ssl
 import subprocess
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 from multidict import CIMultiDict
 
 from proxy.config import UpstreamConfig
-from proxy.timeline import Timeline
 from proxy.upstream_conn import MAX_HEAD_BYTES
 from proxy.upstream_pool import UpstreamPool
-from proxy.upstream_response import (
-    UpstreamMalformed,
-    UpstreamReset,
-    UpstreamResponse,
-    UpstreamUnreachable,
-)
-
-Answer = Callable[[bytes, asyncio.StreamWriter], Awaitable[bool]]  # False: close the connection
-
-
-@dataclass
-class RawServer:
-    """Counts connections, keeps every request head and body it read."""
-
-    answer: Answer
-    connections: int = 0
-    open_now: int = 0
-    most_open: int = 0
-    requests: list[bytes] = field(default_factory=list)
-    closed: int = 0
-
-    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        self.open_now += 1
-        self.most_open = max(self.most_open, self.open_now)
-        try:
-            while True:
-                try:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                except (asyncio.IncompleteReadError, ConnectionError):
-                    return
-                body = await _read_body(reader, head)
-                self.requests.append(head + body)
-                if not await self.answer(head, writer):
-                    return
-        finally:
-            self.open_now -= 1
-            self.closed += 1
-            writer.close()
-
-
-async def _read_body(reader: asyncio.StreamReader, head: bytes) -> bytes:
-    lower = head.lower()
-    if b"transfer-encoding: chunked" in lower:
-        body = b""
-        while True:
-            size = int((await reader.readuntil(b"\r\n")).strip(), 16)
-            chunk = await reader.readexactly(size + 2)
-            if size == 0:
-                return body
-            body += chunk[:-2]
-    for line in lower.split(b"\r\n"):
-        if line.startswith(b"content-length:"):
-            return await reader.readexactly(int(line.split(b":")[1]))
-    return b""
-
-
-def response(status: str, body: bytes, *extra: str) -> bytes:
-    headers = "".join(f"{h}\r\n" for h in extra)
-    return f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n{headers}\r\n".encode() + body
-
-
-async def ok(head: bytes, writer: asyncio.StreamWriter) -> bool:
-    writer.write(response("200 OK", b"hello"))
-    return True
-
-
-@contextlib.asynccontextmanager
-async def raw_server(
-    answer: Answer, tls: ssl.SSLContext | None = None
-) -> AsyncIterator[tuple[RawServer, str]]:
-    state = RawServer(answer)
-    server = await asyncio.start_server(state.serve, "127.0.0.1", 0, ssl=tls)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield state, f"{'https' if tls else 'http'}://127.0.0.1:{port}"
-    finally:
-        server.close()
-        await server.wait_closed()
-
-
-def pool_for(url: str, **config: float) -> UpstreamPool:
-    return UpstreamPool(url, UpstreamConfig(url=url, **config))  # type: ignore[arg-type]
-
-
-async def get(
-    pool: UpstreamPool,
-    target: str = "/v1/models",
-    method: str = "GET",
-    body: bytes | AsyncIterator[bytes] | None = None,
-    headers: CIMultiDict[str] | None = None,
-    decode: bool = False,
-) -> UpstreamResponse:
-    return await pool.request(
-        method, target, headers or CIMultiDict(), body, Timeline(None), decode=decode
-    )
-
-
-async def read_all(pool: UpstreamPool, **kwargs: object) -> tuple[int, bytes]:
-    answer = await get(pool, **kwargs)  # type: ignore[arg-type]
-    try:
-        return answer.status, await answer.read()
-    finally:
-        answer.close()
+from proxy.upstream_response import UpstreamMalformed, UpstreamReset, UpstreamUnreachable
+from tests.proxy.raw_upstream import get, ok, pool_for, raw_server, read_all, response
 
 
 async def test_a_connection_serves_request_after_request() -> None:
@@ -236,6 +128,27 @@ async def test_a_corrupt_gzip_body_is_malformed() -> None:
         await pool.close()
 
 
+@pytest.mark.parametrize("framing", ["content-length", "until-close"])
+async def test_a_gzip_body_cut_short_is_malformed(framing: str) -> None:
+    cut = gzip.compress(b"many words " * 1000)[:-20]
+
+    async def truncated(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        if framing == "content-length":
+            writer.write(response("200 OK", cut, "Content-Encoding: gzip"))
+            return True
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n" + cut)
+        return False
+
+    async with raw_server(truncated) as (_, url):
+        pool = pool_for(url)
+        answer = await get(pool, decode=True)
+        with pytest.raises(UpstreamMalformed, match="ends before its end"):
+            await answer.read()
+        answer.close()
+        assert pool.open_connections == 0
+        await pool.close()
+
+
 async def test_100_continue_is_skipped() -> None:
     async def continued(head: bytes, writer: asyncio.StreamWriter) -> bool:
         writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -268,17 +181,20 @@ async def test_a_body_without_length_ends_with_the_connection() -> None:
         await pool.close()
 
 
-async def test_a_head_answer_has_no_body_and_its_connection_is_not_reused() -> None:
+async def test_a_head_answer_has_no_body_whatever_its_length_says() -> None:
     async def head_answer(head: bytes, writer: asyncio.StreamWriter) -> bool:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
         return True
 
-    async with raw_server(head_answer) as (_, url):
+    async with raw_server(head_answer) as (server, url):
         pool = pool_for(url, read_timeout_s=2)  # a regression waits for the body, then fails
-        answer = await get(pool, method="HEAD")
-        assert (answer.status, answer.content_length, await answer.read()) == (200, 1000, b"")
-        answer.close()
-        assert pool.open_connections == 0
+        for _ in range(2):
+            answer = await get(pool, method="HEAD")
+            assert (answer.status, answer.content_length, await answer.read()) == (200, 1000, b"")
+            answer.close()
+        assert (
+            server.connections == 1
+        )  # nothing followed the head (tests/proxy/test_upstream_hygiene.py)
         await pool.close()
 
 
