@@ -11,6 +11,7 @@ STATUS = {
     "invalid_body": 400,
     "body_too_large": 413,
     "invalid_http_request": 400,
+    "client_header_timeout": 408,
     "upstream_unreachable": 502,
     "upstream_reset": 502,
     "upstream_malformed": 502,
