@@ -39,6 +39,7 @@ from proxy.client_limits import (
 )
 from proxy.http_errors import CleanErrors, new_handler
 from proxy.limits import REJECTIONS
+from proxy.server_header import AnonymousRequest
 from proxy.timeline import Arrival, Timeline, arrival_now
 
 log = logging.getLogger("taxmeter.http")
@@ -165,7 +166,7 @@ class _Listener:
         self.keepalive_ns = limits.keepalive_ns
         # A silent new connection's wait, and the longest a connection's timer ever waits.
         self.shortest_ns = min(self.header_ns, self.keepalive_ns)
-        # Each head parsed asks this for its request object: the head is complete.
+        # Each head parsed asks this for its request object (see AnonymousRequest).
         server.request_factory = self._make_request
 
     def __call__(self) -> asyncio.Protocol:
@@ -183,8 +184,10 @@ class _Listener:
         task: asyncio.Task[None],
     ) -> web.BaseRequest:
         cast(WireHandler, protocol).tap.busy = True
-        # The app's own factory: what aiohttp would have called.
-        return self.app._make_request(message, payload, protocol, writer, task)
+        # The app's own factory (what aiohttp would call), with the request class chosen.
+        return self.app._make_request(
+            message, payload, protocol, writer, task, _cls=AnonymousRequest
+        )
 
     def __getattr__(self, name: str) -> Any:
         # Sites read the server's other attributes (e.g. its connections).
