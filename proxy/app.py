@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from proxy.access_log import AccessLog
 from proxy.admin import build_admin_app
+from proxy.client_limits import CLIENT_LIMITS, ClientLimits
 from proxy.config import Config, ConfigError
 from proxy.handler import ProxyHandler
 from proxy.heap import GcPauses
@@ -111,6 +112,7 @@ def build_apps(
     proxy_app = web.Application(client_max_size=config.max_body_bytes)
     proxy_app.cleanup_ctx.append(upstream_session)
     proxy_app[REJECTIONS] = rejections
+    proxy_app[CLIENT_LIMITS] = ClientLimits.from_config(config)  # read by proxy.wire
     proxy_app.router.add_route("*", "/{tail:.*}", handler.handle)
     register_process_gauges(registry)
 

@@ -15,6 +15,7 @@ STATUS = {
     "concurrency_limit": 429,
     "internal_error": 500,
     "invalid_http_request": 400,
+    "client_header_timeout": 408,
     "upstream_unreachable": 502,
     "upstream_reset": 502,
     "upstream_malformed": 502,
@@ -26,7 +27,11 @@ STATUS = {
 def error_body(message: str, code: str, error_type: str | None = None) -> bytes:
     """``{"error": {"message", "type", "code", "param"}}`` as OpenAI sends it."""
     if error_type is None:
-        error_type = "invalid_request_error" if STATUS.get(code, 500) < 500 else "upstream_error"
+        status = STATUS.get(code, 500)
+        if status < 500:
+            error_type = "invalid_request_error"
+        else:
+            error_type = "server_error" if code == "internal_error" else "upstream_error"
     return orjson.dumps(
         {"error": {"message": message, "type": error_type, "code": code, "param": None}}
     )

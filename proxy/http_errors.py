@@ -13,6 +13,7 @@ only, and the log line says the kind and the peer, never the bytes.
 from __future__ import annotations
 
 import logging
+from typing import TypeVar
 
 from aiohttp import http_exceptions, web
 from aiohttp.web_protocol import RequestHandler
@@ -61,6 +62,8 @@ def _kind(exc: BaseException | None) -> str:
 class CleanErrors(RequestHandler):
     """aiohttp's request handler protocol; parser errors answered and logged cleanly."""
 
+    __slots__ = ()  # aiohttp's handler has slots; a dict per connection would cost memory
+
     def handle_error(
         self,
         request: web.BaseRequest,
@@ -81,8 +84,11 @@ class CleanErrors(RequestHandler):
         return response
 
 
-def new_handler(server: web.Server) -> CleanErrors:
-    """What ``server()`` makes, as a :class:`CleanErrors`."""
+Handler = TypeVar("Handler", bound=CleanErrors)
+
+
+def new_handler(server: web.Server, cls: type[Handler]) -> Handler:
+    """What ``server()`` makes, as a ``cls`` (a :class:`CleanErrors`)."""
     # web.Server keeps its loop and handler keyword arguments in these two;
     # it offers no other way to choose the handler class.
-    return CleanErrors(server, loop=server._loop, **server._kwargs)
+    return cls(server, loop=server._loop, **server._kwargs)

@@ -18,7 +18,8 @@ async def start_site(
     """Start an app on HOST:PORT; the runner is returned for cleanup.
 
     Connections are served behind the wire clock (see proxy.wire), so a
-    request's time starts when its first byte is read.
+    request's time starts when its first byte is read, and within the app's
+    client limits (proxy.client_limits; the defaults for an app without them).
     """
     # auto_decompress off: bodies are inflated by proxy.request_body, with bounds,
     # and only where the proxy judges them (forwarded bodies keep their encoding).

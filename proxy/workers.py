@@ -14,6 +14,8 @@ dies is replaced; a supervisor that dies without a word takes its workers
 along (see proxy.parent). /stats merges the workers' reservoirs (see
 proxy.worker_stats). Not available with several workers: the admin API
 (each worker would hold its own copy of the live config; reload with SIGHUP).
+Client limits (proxy.client_limits) hold per worker: each counts and times
+its own connections, so ``max_client_connections`` is per worker.
 """
 
 from __future__ import annotations
