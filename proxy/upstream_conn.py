@@ -100,7 +100,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._head = self.loop.create_future()
         self.transport.write(data)
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         assert self.transport is not None
         self.transport.write(data)
 

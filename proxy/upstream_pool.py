@@ -48,6 +48,22 @@ class BodyLengthMismatch(UpstreamError):
     """
 
 
+# A body up to this size is written with its head in one call; a larger one is
+# written in slices, each once the kernel took the last, so that neither the
+# concatenation nor the transport's buffer holds a second copy of it.
+_WRITE_WHOLE_BYTES = 256 * 1024
+
+
+async def _send_large(
+    conn: UpstreamConnection, head: bytes, body: bytes | bytearray, decode: bool
+) -> None:
+    conn.send(head, decode)
+    with memoryview(body) as view:
+        for start in range(0, len(view), _WRITE_WHOLE_BYTES):
+            conn.write(view[start : start + _WRITE_WHOLE_BYTES])
+            await conn.drain()
+
+
 class UpstreamPool:
     """Every connection to the one upstream; built once, shared by all requests."""
 
@@ -109,7 +125,11 @@ class UpstreamPool:
             if body is None or isinstance(body, bytes | bytearray):
                 length = len(body) if body else (0 if method in _BODY_METHODS else None)
                 head = self._head(method, target, headers, length, chunked=False)
-                conn.send(head + body if body else head, decode)
+                if body and len(body) > _WRITE_WHOLE_BYTES:
+                    async with asyncio.timeout_at(deadline):
+                        await _send_large(conn, head, body, decode)
+                else:
+                    conn.send(head + body if body else head, decode)
             else:
                 async with asyncio.timeout_at(deadline):
                     await self._send_streamed(conn, method, target, headers, body, decode)

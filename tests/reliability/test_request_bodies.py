@@ -209,3 +209,15 @@ async def test_an_unexpected_error_is_an_openai_shaped_500_and_the_proxy_keeps_s
     assert upstream.seen == []
     status, _, _ = await post_json(f"{proxy.url}/v1/models", b"")
     assert status == 200
+
+
+async def test_a_large_judged_body_reaches_the_model_whole(
+    proxy: RunningProxy, upstream: RecordingUpstream
+) -> None:
+    """Over 256 KiB a body is written upstream in slices: all of them, in order."""
+    text = "".join(f"line {i:07d} " for i in range(200_000)) + "mail jane.doe@example.com"
+    status, _, _ = await post_json(f"{proxy.url}{CHAT}", chat(text))
+    assert status == 200
+    (seen,) = upstream.seen
+    assert int(seen.headers["content-length"]) == len(seen.body) > 2_000_000
+    assert upstream.prompts() == [text.replace("jane.doe@example.com", "[EMAIL]")]
