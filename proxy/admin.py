@@ -50,7 +50,7 @@ def build_admin_app(
 
     @web.middleware
     async def authorize(request: web.Request, handler: Handler) -> web.StreamResponse:
-        given = request.headers.get("Authorization", "").encode()
+        given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
         if not hmac.compare_digest(given, expected):
             return _error(401, "unauthorized", "a valid admin bearer token is required")
         return await handler(request)

@@ -19,7 +19,7 @@ from aiohttp import web
 from proxy.access_log import AccessLog
 from proxy.chain import BoundFilter, Chain
 from proxy.headers import client_response_headers, upstream_request_headers
-from proxy.json_exact import dumps, exact_copy, needs_exact
+from proxy.json_exact import TooDeep, dumps, exact_copy, needs_exact
 from proxy.limits import Admission, too_busy
 from proxy.metrics import Metrics
 from proxy.observe import Later, Observer, observe
@@ -189,12 +189,15 @@ class ProxyHandler:
         data: Any = None
         inflated = False
         if judged and (chain.input or chain.input_parallel or chain.later_input):
+            # Every Content-Encoding line counts: "identity" then "gzip" is two codings.
+            encoding = ", ".join(request.headers.getall("Content-Encoding", ()))
             try:
                 raw = await read_body(request, self._max_body, self._body_silence_s)
-                body = decoded(raw, request.headers.get("Content-Encoding"), self._max_body)
+                body = decoded(raw, encoding, self._max_body)
             except BodyError as exc:
                 return await _refused_body(request, ex, exc)
-            inflated = body is not raw
+            # What goes upstream is exactly what was judged: plain, so labelled plain.
+            inflated = True
             ex.timeline.mark_body_read()
             if not self._admit(ex):
                 return await _too_busy(request, ex, self._admission.limit)
@@ -227,7 +230,10 @@ class ProxyHandler:
                 if result.changed:
                     for ref, text in zip(refs, result.segments, strict=True):
                         ref.set(text)
-                    body = _reencoded(ex.route, body, parsed, result.segments)
+                    try:
+                        body = _reencoded(ex.route, body, parsed, result.segments)
+                    except TooDeep as exc:
+                        return await send_error(request, ex, 400, "invalid_body", str(exc))
                     segments = result.segments
             data = body
             if ex.later is not None:
@@ -392,7 +398,10 @@ class ProxyHandler:
                 edits[position] = result.segments[0]
             if ex.later is not None and not result.blocked:
                 ex.later.completions.append(ref.get())
-        body = _answer_reencoded(ex.route, raw, parsed, edits) if edits else raw
+        try:
+            body = _answer_reencoded(ex.route, raw, parsed, edits) if edits else raw
+        except TooDeep as exc:
+            return await send_upstream_failure(request, ex, UpstreamMalformed(str(exc)))
         headers = client_response_headers(upstream.headers, decoded=True)
         response = web.Response(status=upstream.status, reason=upstream.reason, headers=headers)
         response.body = body

@@ -18,10 +18,10 @@ from typing import Any
 
 import orjson
 
-# A number a double may not hold exactly: 16 or more digits in a row, or an
-# exponent of three digits. Digits inside strings match too; they only cost
-# the exact (slower) path, never a wrong body.
-_LONG_NUMBER = re.compile(rb"\d{16,}|[eE][+-]?\d{3,}")
+# A number a double may not hold exactly: 16 or more digits, a decimal point
+# among them or not, or an exponent of three digits. Digits inside strings
+# match too; they only cost the exact (slower) path, never a wrong body.
+_LONG_NUMBER = re.compile(rb"(?:\d\.?){16,}|[eE][+-]?\d{3,}")
 
 
 def needs_exact(raw: bytes | bytearray) -> bool:
@@ -31,11 +31,23 @@ def needs_exact(raw: bytes | bytearray) -> bool:
 
 def exact_copy(raw: bytes | bytearray) -> Any:
     """``raw`` parsed with every number kept as its source text."""
-    return json.loads(raw, parse_int=_verbatim, parse_float=_verbatim)
+    try:
+        return json.loads(raw, parse_int=_verbatim, parse_float=_verbatim)
+    except RecursionError as exc:
+        raise TooDeep("the document is nested too deeply to re-encode") from exc
+
+
+class TooDeep(ValueError):
+    """A document nested deeper than orjson writes (it reads deeper than it writes)."""
 
 
 def dumps(document: Any) -> bytes:
-    return orjson.dumps(document)
+    try:
+        return orjson.dumps(document)
+    except orjson.JSONEncodeError as exc:
+        if "recursion" not in str(exc).lower():
+            raise  # anything else is a bug (a filter put something odd in the body)
+        raise TooDeep("the document is nested too deeply to re-encode (254 levels)") from exc
 
 
 def _verbatim(text: str) -> orjson.Fragment:

@@ -75,23 +75,14 @@ class BodyEncodingUnknown(BodyError):
 
 
 async def read_body(request: web.BaseRequest, limit: int, silence_s: float) -> bytearray:
-    """The raw body, whole; read once into one buffer (no copies while it arrives)."""
+    """The raw body, whole, read into one buffer."""
     length = request.content_length
     if length is not None and length > limit:
         raise BodyTooLarge(limit)
-    content = request.content
-    chunks = _chunks(content, silence_s)
-    if length is not None:
-        # The parser frames the body by Content-Length: exactly this many bytes come.
-        body = bytearray(length)
-        view = memoryview(body)
-        filled = 0
-        async for chunk in chunks:
-            end = filled + len(chunk)
-            view[filled:end] = chunk
-            filled = end
-        view.release()
-        return body
+    chunks = _chunks(request.content, silence_s)
+    # Grown as bytes arrive, never sized from the Content-Length up front: a
+    # head that declares 32 MiB and then goes quiet must not cost 32 MiB.
+    # (Growing a large buffer moves no bytes: glibc remaps it.)
     body = bytearray()
     async for chunk in chunks:
         body += chunk

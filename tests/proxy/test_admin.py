@@ -279,3 +279,13 @@ async def test_sighup_reloads_a_running_proxy(tmp_path: Path) -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_a_token_that_is_not_utf8_is_401_not_a_bare_500(start_proxy: ProxyFactory) -> None:
+    proxy = await admin_proxy(start_proxy, {})
+    assert proxy.admin_server is not None
+    reader, writer = await asyncio.open_connection(proxy.admin_server.host, proxy.admin_server.port)
+    writer.write(b"GET /admin/filters HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\r\n\r\n")
+    status = await asyncio.wait_for(reader.readline(), 5)
+    writer.close()
+    assert status.startswith(b"HTTP/1.1 401"), status

@@ -11,6 +11,7 @@ unjudged request on the pooled connection (docs/reliability.md, "Request bodies"
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import os
 import zlib
@@ -47,6 +48,16 @@ async def upstream() -> AsyncIterator[RecordingUpstream]:
 @pytest.fixture
 async def proxy(start_proxy: ProxyFactory, upstream: RecordingUpstream) -> RunningProxy:
     return await start_proxy(FILTERS, upstream=upstream.url)
+
+
+async def read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).decode("latin-1")
+    lines = head.split("\r\n")
+    headers = {
+        k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:]) if k
+    }
+    body = await reader.readexactly(int(headers["content-length"]))
+    return int(lines[0].split()[1]), headers, body
 
 
 def smuggling_body() -> tuple[bytes, bytes]:
@@ -153,20 +164,29 @@ async def test_a_judged_body_that_inflates_past_the_limit_is_413(
         (gzip.compress(chat("cut short"))[:-6], "gzip", 400, "invalid_body"),
         (gzip.compress(chat("x")) + b"trailing junk", "gzip", 400, "invalid_body"),
         (chat("hello"), "br", 415, "unsupported_content_encoding"),
+        (chat("hello"), ["identity", "gzip"], 415, "unsupported_content_encoding"),
+        (chat("hello"), ["", "gzip"], 415, "unsupported_content_encoding"),
         (gzip.compress(gzip.compress(chat("twice"))), "gzip, gzip", 415,
          "unsupported_content_encoding"),
     ],
-    ids=["not-gzip", "truncated", "trailing", "brotli", "stacked"],
+    ids=["not-gzip", "truncated", "trailing", "brotli", "identity-then-gzip", "empty-then-gzip",
+         "stacked"],
 )  # fmt: skip
 async def test_a_judged_body_invalid_for_its_encoding_is_a_clear_error(
-    proxy: RunningProxy, upstream: RecordingUpstream, body: bytes, coding: str, status: int,
-    code: str,
+    proxy: RunningProxy, upstream: RecordingUpstream, body: bytes, coding: str | list[str],
+    status: int, code: str,
 ) -> None:  # fmt: skip
-    answered, headers, answer = await post_json(
-        f"{proxy.url}{CHAT}", body, {"Content-Encoding": coding}
-    )
+    # Raw, so that several Content-Encoding lines go as written.
+    lines = [coding] if isinstance(coding, str) else coding
+    head = b"POST %b HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" % CHAT.encode()
+    head += b"".join(b"Content-Encoding: %b\r\n" % line.encode() for line in lines)
+    head += b"Content-Length: %d\r\n\r\n" % len(body)
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.server.port)
+    writer.write(head + body)
+    answered, headers, answer = await read_answer(reader)
+    writer.close()
     assert answered == status, answer
-    assert headers["Content-Type"].startswith("application/json")
+    assert headers["content-type"].startswith("application/json")
     assert orjson.loads(answer)["error"]["code"] == code
     assert upstream.seen == []
     status, _, _ = await post_json(f"{proxy.url}{CHAT}", chat("still serving"))
@@ -178,7 +198,7 @@ async def test_a_big_integer_survives_a_redaction_exactly(
 ) -> None:
     body = (
         b'{"model": "m", "seed": 18446744073709551616,'
-        b' "temperature": 0.1000000000000000055511151231257827,'
+        b' "temperature": 0.1000000000000000055511151231257827, "top_p": 123456789.123456789,'
         b' "messages": [{"role": "user", "content": "mail jane.doe@example.com"}]}'
     )
     status, _, _ = await post_json(f"{proxy.url}{CHAT}", body)
@@ -186,6 +206,7 @@ async def test_a_big_integer_survives_a_redaction_exactly(
     (seen,) = upstream.seen
     assert b'"seed":18446744073709551616' in seen.body
     assert b'"temperature":0.1000000000000000055511151231257827' in seen.body
+    assert b'"top_p":123456789.123456789' in seen.body
     assert upstream.prompts() == ["mail [EMAIL]"]
 
 
@@ -221,3 +242,16 @@ async def test_a_large_judged_body_reaches_the_model_whole(
     (seen,) = upstream.seen
     assert int(seen.headers["content-length"]) == len(seen.body) > 2_000_000
     assert upstream.prompts() == [text.replace("jane.doe@example.com", "[EMAIL]")]
+
+
+async def test_a_body_too_deep_to_re_encode_is_a_clear_400(
+    proxy: RunningProxy, upstream: RecordingUpstream
+) -> None:
+    """orjson reads 1,024 levels but writes 254: a redaction must not turn that into a 500."""
+    deep = b"[" * 300 + b"]" * 300
+    message = b'{"role": "user", "content": "mail bob@example.com"}'
+    body = b'{"model": "m", "extra": %b, "messages": [%b]}' % (deep, message)
+    status, _, answer = await post_json(f"{proxy.url}{CHAT}", body)
+    assert status == 400, answer
+    assert orjson.loads(answer)["error"]["code"] == "invalid_body"
+    assert upstream.seen == []

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import sys
 import time
+from pathlib import Path
 
 import orjson
 import pytest
@@ -108,3 +111,45 @@ async def test_a_silent_body_gets_408_and_the_connection_closes(
     writer.close()
     status, _, _ = await post_json(f"{proxy.url}/v1/chat/completions", CHAT)
     assert status == 200
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+async def test_a_declared_length_costs_nothing_until_the_bytes_arrive() -> None:
+    """A head that declares 32 MiB and sends one byte must not cost 32 MiB: the
+    body's buffer grows with what arrives. (Sized up front, four such heads
+    took a fresh proxy from 44 to 176 MB.)"""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "proxy", "serve", "--listen", "127.0.0.1:0",
+        "--metrics-listen", "127.0.0.1:0", "--log-level", "critical",
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None
+    writers = []
+    try:
+        port = 0
+        async with asyncio.timeout(60):
+            while not port:
+                line = (await process.stdout.readline()).decode()
+                assert line, "serve exited before it was listening"
+                if found := re.match(r"taxmeter: proxy\s+http://127\.0\.0\.1:(\d+)", line):
+                    port = int(found.group(1))
+        before = rss_kib(process.pid)
+        for _ in range(4):
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                         b"application/json\r\nContent-Length: 33554432\r\n\r\n{")  # fmt: skip
+            writers.append(writer)
+        await asyncio.sleep(1.0)  # the handlers are reading the bodies
+        grown_mib = (rss_kib(process.pid) - before) / 1024
+        assert grown_mib < 16, grown_mib  # 4 x 32 MiB if sized from the length
+    finally:
+        for writer in writers:
+            writer.close()
+        process.terminate()
+        await process.wait()
