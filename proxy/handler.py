@@ -30,7 +30,14 @@ from proxy.openai_body import (
     completion_refs,
     prompt_refs,
 )
-from proxy.request_body import BodyError, BodyTooLarge, decoded, passed_chunks, read_body
+from proxy.request_body import (
+    BodyError,
+    BodyTimeout,
+    BodyTooLarge,
+    decoded,
+    passed_chunks,
+    read_body,
+)
 from proxy.respond import (
     Exchange,
     pass_through,
@@ -157,6 +164,13 @@ class ProxyHandler:
         message = f"taxmeter failed to serve this request (request id {ex.request_id})"
         return await send_error(request, ex, 500, "internal_error", message, "internal_error")
 
+    async def _refused_body(
+        self, request: web.Request, ex: Exchange, exc: BodyError
+    ) -> web.StreamResponse:
+        if isinstance(exc, BodyTimeout):
+            self._admission.rejections.count("body_timeout")
+        return await _refused_body(request, ex, exc)
+
     def _admit(self, ex: Exchange) -> bool:
         """Take a concurrency slot, once the body is in hand (see proxy.limits)."""
         ex.admitted = self._admission.enter()
@@ -195,7 +209,7 @@ class ProxyHandler:
                 raw = await read_body(request, self._max_body, self._body_silence_s)
                 body = decoded(raw, encoding, self._max_body)
             except BodyError as exc:
-                return await _refused_body(request, ex, exc)
+                return await self._refused_body(request, ex, exc)
             # What goes upstream is exactly what was judged: plain, so labelled plain.
             inflated = True
             ex.timeline.mark_body_read()
@@ -251,7 +265,7 @@ class ProxyHandler:
                 else:
                     data = passed_chunks(request, self._max_body, self._body_silence_s)
             except BodyError as exc:
-                return await _refused_body(request, ex, exc)
+                return await self._refused_body(request, ex, exc)
             ex.timeline.mark_body_read()
             if not self._admit(ex):
                 return await _too_busy(request, ex, self._admission.limit)
@@ -307,7 +321,7 @@ class ProxyHandler:
             else:
                 fetched = await fetching
         except BodyError as exc:
-            return await _refused_body(request, ex, exc)
+            return await self._refused_body(request, ex, exc)
         except (UpstreamError, TimeoutError) as exc:
             return await send_upstream_failure(request, ex, exc)
         try:

@@ -78,6 +78,10 @@ class Admission:
     def limit(self) -> int:
         return self._limit
 
+    @property
+    def rejections(self) -> Rejections:
+        return self._rejected
+
 
 def too_busy(limit: int) -> web.Response:
     message = f"taxmeter is serving its maximum of {limit} concurrent requests; retry shortly"

@@ -109,6 +109,7 @@ async def test_a_silent_body_gets_408_and_the_connection_closes(
     assert 0.25 <= elapsed < 2.0
     assert await asyncio.wait_for(reader.read(), 5) == b""  # closed
     writer.close()
+    assert proxy.value("taxmeter_rejected_requests_total", reason="body_timeout") == 1
     status, _, _ = await post_json(f"{proxy.url}/v1/chat/completions", CHAT)
     assert status == 200
 
