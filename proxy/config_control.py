@@ -80,11 +80,7 @@ def parse_assignment(raw: Any) -> AssignmentConfig:
     if "expose" in section:
         assignment = replace(assignment, expose=check_bool("assignment.expose", section["expose"]))
     if section.get("salt_env") is not None:
-        name = check_str("assignment.salt_env", section["salt_env"])
-        if not _is_token(name):
-            raise ConfigError(
-                "assignment.salt_env", f"expected an environment variable name, got {name!r}"
-            )
+        name = _check_variable_name("assignment.salt_env", section["salt_env"])
         assignment = replace(assignment, salt_env=name)
     if "allow_unsalted" in section:
         allow = check_bool("assignment.allow_unsalted", section["allow_unsalted"])
@@ -107,13 +103,17 @@ def parse_admin(raw: Any, parse_host_port: Any) -> AdminConfig:
         where = parse_host_port("admin.listen", section["listen"])
         admin = replace(admin, host=where.host, port=where.port)
     if "token_env" in section:
-        name = check_str("admin.token_env", section["token_env"])
-        if not _is_token(name):
-            raise ConfigError(
-                "admin.token_env", f"expected an environment variable name, got {name!r}"
-            )
-        admin = replace(admin, token_env=name)
+        admin = replace(
+            admin, token_env=_check_variable_name("admin.token_env", section["token_env"])
+        )
     return admin
+
+
+def _check_variable_name(key: str, value: Any) -> str:
+    name = check_str(key, value)
+    if not _is_token(name):
+        raise ConfigError(key, f"expected an environment variable name, got {name!r}")
+    return name
 
 
 def _is_token(text: str) -> bool:
