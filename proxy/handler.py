@@ -19,7 +19,8 @@ from aiohttp import web
 from proxy.access_log import AccessLog
 from proxy.chain import BoundFilter, Chain
 from proxy.headers import client_response_headers, upstream_request_headers
-from proxy.json_exact import TooDeep, dumps, exact_copy, needs_exact
+from proxy.json_exact import TooDeep, dumps, exact_copy, needs_exact, parse
+from proxy.json_pieces import EncodedDocument, encode_document
 from proxy.limits import Admission, too_busy
 from proxy.metrics import Metrics
 from proxy.observe import Later, Observer, observe
@@ -216,11 +217,17 @@ class ProxyHandler:
             if not self._admit(ex):
                 return await _too_busy(request, ex, self._admission.limit)
             try:
-                parsed = orjson.loads(body)
+                parsed = parse(body)
             except orjson.JSONDecodeError:
                 return await send_error(
                     request, ex, 400, "invalid_json", "the request body is not valid JSON"
                 )
+            except TooDeep as exc:
+                return await send_error(request, ex, 400, "invalid_body", str(exc))
+            # From here the document is the body: the client's bytes are let go
+            # and what goes upstream is the encoding of what the filters judged.
+            source_bytes = len(body)
+            del raw, body
             refs = prompt_refs(ex.route, parsed)
             if refs is None:
                 what = "messages" if ex.route == "chat_completions" else "prompt"
@@ -244,12 +251,11 @@ class ProxyHandler:
                 if result.changed:
                     for ref, text in zip(refs, result.segments, strict=True):
                         ref.set(text)
-                    try:
-                        body = _reencoded(ex.route, body, parsed, result.segments)
-                    except TooDeep as exc:
-                        return await send_error(request, ex, 400, "invalid_body", str(exc))
                     segments = result.segments
-            data = body
+            try:
+                data = encode_document(parsed, source_bytes)
+            except TooDeep as exc:
+                return await send_error(request, ex, 400, "invalid_body", str(exc))
             if ex.later is not None:
                 ex.later.prompt = segments
         elif request.body_exists:
@@ -290,7 +296,7 @@ class ProxyHandler:
         headers = upstream_request_headers(
             request.headers, request.remote, request.scheme, ex.request_id, judged, inflated
         )
-        streamed = data is not None and not isinstance(data, bytes | bytearray)
+        streamed = data is not None and not isinstance(data, bytes | bytearray | EncodedDocument)
         if streamed and request.content_length is not None:
             # Streamed as it arrives: the client's own length (the pool checks
             # the count against it), or chunked when the client sent it chunked.
@@ -463,18 +469,6 @@ def _answer_reencoded(route: str, raw: bytes, parsed: Any, edits: dict[int, str 
             block_choice(route, choice)
         else:
             ref.set(text)
-    return dumps(exact)
-
-
-def _reencoded(route: str, body: bytes | bytearray, parsed: Any, segments: list[str]) -> bytes:
-    """The request body with the judged segments written back, every number exact."""
-    if not needs_exact(body):
-        return dumps(parsed)
-    exact = exact_copy(body)
-    refs = prompt_refs(route, exact)
-    assert refs is not None  # the same document, so the same shape
-    for ref, text in zip(refs, segments, strict=True):
-        ref.set(text)
     return dumps(exact)
 
 

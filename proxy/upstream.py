@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from multidict import CIMultiDict
 
+from proxy.json_pieces import EncodedDocument
 from proxy.timeline import Timeline
 from proxy.upstream_pool import BodyLengthMismatch, UpstreamPool
 from proxy.upstream_response import (
@@ -127,7 +128,7 @@ async def fetch(
     method: str,
     target: str,
     headers: CIMultiDict[str],
-    data: bytes | AsyncIterable[bytes] | None,
+    data: bytes | EncodedDocument | AsyncIterable[bytes] | None,
     timeline: Timeline,
     judged: bool,
 ) -> Fetched:

@@ -30,6 +30,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from proxy.config import UpstreamConfig
+from proxy.json_pieces import EncodedDocument
 from proxy.timeline import Timeline
 from proxy.upstream_conn import UpstreamConnection
 from proxy.upstream_response import UpstreamError, UpstreamResponse, UpstreamUnreachable
@@ -62,6 +63,23 @@ async def _send_large(
         for start in range(0, len(view), _WRITE_WHOLE_BYTES):
             conn.write(view[start : start + _WRITE_WHOLE_BYTES])
             await conn.drain()
+
+
+async def _send_pieces(
+    conn: UpstreamConnection, head: bytes, body: EncodedDocument, decode: bool
+) -> None:
+    conn.send(head, decode)
+    sent = 0
+    for piece in body:
+        sent += len(piece)
+        if sent > body.length:
+            break
+        conn.write(piece)
+        await conn.drain()
+    if sent != body.length:
+        # The document changed between counting and writing: a bug of ours,
+        # and the upstream must not read past a wrong length.
+        raise RuntimeError(f"a re-encoded body was {sent} bytes, not {body.length}")
 
 
 class UpstreamPool:
@@ -103,7 +121,7 @@ class UpstreamPool:
         method: str,
         target: str,
         headers: CIMultiDict[str],
-        body: bytes | AsyncIterable[bytes] | None,
+        body: bytes | EncodedDocument | AsyncIterable[bytes] | None,
         timeline: Timeline,
         decode: bool,
     ) -> UpstreamResponse:
@@ -122,7 +140,11 @@ class UpstreamPool:
         conn.deadline = deadline
         conn.head_only = method == "HEAD"
         try:
-            if body is None or isinstance(body, bytes | bytearray):
+            if isinstance(body, EncodedDocument):
+                head = self._head(method, target, headers, body.length, chunked=False)
+                async with asyncio.timeout_at(deadline):
+                    await _send_pieces(conn, head, body, decode)
+            elif body is None or isinstance(body, bytes | bytearray):
                 length = len(body) if body else (0 if method in _BODY_METHODS else None)
                 head = self._head(method, target, headers, length, chunked=False)
                 if body and len(body) > _WRITE_WHOLE_BYTES:

@@ -30,15 +30,35 @@ async def test_tests_run_on_uvloop() -> None:
     assert isinstance(asyncio.get_running_loop(), uvloop.Loop)
 
 
-async def test_unchanged_body_is_forwarded_as_the_original_bytes(
+async def test_a_judged_body_goes_upstream_as_the_encoding_of_what_was_judged(
     start_proxy: ProxyFactory, echo_server: TestServer
 ) -> None:
     proxy = await start_proxy(PII_INPUT, upstream=str(echo_server.make_url("")))
-    # Odd spacing and key order that a re-serialisation would change.
+    # Odd spacing a re-encoding drops; key order and numbers it keeps.
     raw = b'{ "model":"m",  "messages": [ {"content": "hi", "role":"user"} ] ,"x":1.50}'
     status, _, body = await post_json(f"{proxy.url}/v1/chat/completions", raw)
     assert status == 200
-    assert echoed_body(orjson.loads(body)) == raw
+    forwarded = echoed_body(orjson.loads(body))
+    assert forwarded == orjson.dumps(orjson.loads(raw))
+    assert forwarded == b'{"model":"m","messages":[{"content":"hi","role":"user"}],"x":1.5}'
+
+
+async def test_a_duplicate_key_cannot_mean_one_thing_to_the_filters_and_another_upstream(
+    start_proxy: ProxyFactory, echo_server: TestServer
+) -> None:
+    # The filters read the last "messages"; a server whose parser keeps the
+    # first would, given the client's bytes, read a prompt no filter saw.
+    proxy = await start_proxy(PII_INPUT, upstream=str(echo_server.make_url("")))
+    raw = (
+        b'{"model":"m","messages":[{"role":"user","content":"mail jane@example.com"}],'
+        b'"messages":[{"role":"user","content":"hi"}]}'
+    )
+    status, _, body = await post_json(f"{proxy.url}/v1/chat/completions", raw)
+    assert status == 200
+    forwarded = echoed_body(orjson.loads(body))
+    assert forwarded.count(b'"messages"') == 1
+    assert b"jane@example.com" not in forwarded
+    assert orjson.loads(forwarded)["messages"] == [{"role": "user", "content": "hi"}]
 
 
 async def test_redacted_body_is_rewritten_in_the_right_messages(

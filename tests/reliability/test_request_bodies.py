@@ -244,6 +244,21 @@ async def test_a_large_judged_body_reaches_the_model_whole(
     assert upstream.prompts() == [text.replace("jane.doe@example.com", "[EMAIL]")]
 
 
+async def test_long_numbers_survive_in_a_large_body_nothing_changed(
+    proxy: RunningProxy, upstream: RecordingUpstream
+) -> None:
+    """Over 1 MiB the body goes up in pieces; exact numbers and every byte of text with it."""
+    text = "".join(f'\u00e9"\\ line {i:07d}\n' for i in range(100_000))
+    body = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": text}]})
+    body = body[:-1] + b', "seed": 18446744073709551616, "x": 1e-300, "n": [1, 2.5, null]}'
+    status, _, answer = await post_json(f"{proxy.url}{CHAT}", body)
+    assert status == 200, answer
+    (seen,) = upstream.seen
+    assert int(seen.headers["content-length"]) == len(seen.body) > 1_500_000
+    assert seen.body.endswith(b',"seed":18446744073709551616,"x":1e-300,"n":[1,2.5,null]}')
+    assert upstream.prompts() == [text]
+
+
 async def test_a_body_too_deep_to_re_encode_is_a_clear_400(
     proxy: RunningProxy, upstream: RecordingUpstream
 ) -> None:
