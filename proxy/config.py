@@ -45,7 +45,7 @@ CLIENT_KEYS = (
 TOP_KEYS = (
     "listen", "metrics_listen", "upstream", "filters", "variants", "assignment", "admin",
     "max_body_bytes", "max_concurrent_requests", "stats_reservoir_size", "telemetry",
-    *CLIENT_KEYS,
+    "uninspected", *CLIENT_KEYS,
 )  # fmt: skip
 TELEMETRY_KEYS = (
     "metrics", "trace_content", "access_log", "access_log_sample", "access_log_content",
@@ -110,6 +110,8 @@ class Config:
     max_client_connections: int = 10_000  # beyond it, a new connection is closed at once
     stats_reservoir_size: int = 10_000
     telemetry: TelemetryConfig = TelemetryConfig()
+    # Parts of a prompt no text filter can read (images, audio, files, token ids).
+    uninspected: str = "allow"  # allow | block
 
     def with_overrides(
         self,
@@ -170,6 +172,9 @@ def parse_config(raw: Any) -> Config:
             limit = check_int("max_concurrent_requests", limit)
         config = replace(config, max_concurrent_requests=limit)
     config = _client_limits(config, top)
+    if "uninspected" in top:
+        policy = check_choice("uninspected", top["uninspected"], ("allow", "block"))
+        config = replace(config, uninspected=policy)
     if "stats_reservoir_size" in top:
         size = check_int("stats_reservoir_size", top["stats_reservoir_size"])
         config = replace(config, stats_reservoir_size=size)

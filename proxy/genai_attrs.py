@@ -26,6 +26,8 @@ OPERATIONS: Final = {
     "chat_completions": "chat",
     "completions": "text_completion",
     "embeddings": "embeddings",
+    "responses": "chat",
+    "messages": "chat",
 }
 
 # -- the guardrail proposal (gen_ai.guardrail.*) ------------------------------

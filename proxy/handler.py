@@ -17,20 +17,15 @@ import orjson
 from aiohttp import web
 
 from proxy.access_log import AccessLog
+from proxy.answer_judge import judge_answer
 from proxy.chain import BoundFilter, Chain
 from proxy.headers import client_response_headers, upstream_request_headers
-from proxy.json_exact import TooDeep, dumps, exact_copy, needs_exact, parse
+from proxy.json_exact import TooDeep, parse
 from proxy.json_pieces import EncodedDocument, encode_document
 from proxy.limits import Admission, too_busy
 from proxy.metrics import Metrics
 from proxy.observe import Later, Observer, observe
-from proxy.openai_body import (
-    JUDGED_ROUTES,
-    block_choice,
-    classify,
-    completion_refs,
-    prompt_refs,
-)
+from proxy.openai_body import classify
 from proxy.request_body import (
     BodyError,
     BodyTimeout,
@@ -51,17 +46,17 @@ from proxy.runtime import Runtime, Snapshot
 from proxy.stats import Stats
 from proxy.stream_judge import StreamJudge
 from proxy.streaming import relay_stream
+from proxy.surfaces import surface_for
 from proxy.timeline import Timeline
 from proxy.tracing import Tracing, inject
 from proxy.upstream import (
     Fetched,
     UpstreamError,
     UpstreamPool,
-    classify_failure,
     fetch,
     upstream_target,
 )
-from proxy.upstream_response import UpstreamMalformed, UpstreamResponse
+from proxy.upstream_response import UpstreamMalformed
 from proxy.wire import request_done, take_arrival
 
 log = logging.getLogger("taxmeter.proxy")
@@ -92,6 +87,7 @@ class ProxyHandler:
         self._observer = observer
         self._export = runtime.config.telemetry.metrics
         self._max_body = runtime.config.max_body_bytes
+        self._refuse_uninspected = runtime.config.uninspected == "block"
         self._tracing = tracing
         self._access_log = access_log
         self.upstream: UpstreamPool | None = None
@@ -101,7 +97,8 @@ class ProxyHandler:
         snapshot = self._runtime.acquire()  # this request's config, to its end
         variant = snapshot.assigner.assign(request)
         chain = snapshot.chains[variant]
-        ex = Exchange(timeline, classify(request.path), variant, _request_id(request))
+        route = classify(request.path)
+        ex = Exchange(timeline, route, variant, _request_id(request), surface=surface_for(route))
         ex.expose_variant = snapshot.assigner.expose
         ex.method = request.method
         if self._tracing is not None:
@@ -198,12 +195,15 @@ class ProxyHandler:
         self._stats.record(ex.route, ex.variant, ex.outcome, figures, calls)
 
     async def _serve(self, request: web.Request, ex: Exchange, chain: Chain) -> web.StreamResponse:
-        judged = ex.route in JUDGED_ROUTES
+        surface = ex.surface
         parsed: Any = None
         segments: list[str] = []
         data: Any = None
         inflated = False
-        if judged and (chain.input or chain.input_parallel or chain.later_input):
+        reads_prompt = bool(
+            chain.input or chain.input_parallel or chain.later_input or self._refuse_uninspected
+        )
+        if surface is not None and reads_prompt and request.body_exists:
             # Every Content-Encoding line counts: "identity" then "gzip" is two codings.
             encoding = ", ".join(request.headers.getall("Content-Encoding", ()))
             try:
@@ -228,13 +228,16 @@ class ProxyHandler:
             # and what goes upstream is the encoding of what the filters judged.
             source_bytes = len(body)
             del raw, body
-            refs = prompt_refs(ex.route, parsed)
-            if refs is None:
-                what = "messages" if ex.route == "chat_completions" else "prompt"
-                return await send_error(
-                    request, ex, 400, "invalid_body", f"the request body has no valid '{what}'"
-                )
+            prompt = surface.prompt(parsed)
+            if prompt is None:
+                message = f"the request body has no valid '{surface.needs}'"
+                return await send_error(request, ex, 400, "invalid_body", message)
             ex.body = parsed
+            if prompt.uninspected:
+                self._metrics.uninspected_parts(ex.route, prompt.uninspected)
+                if self._refuse_uninspected:
+                    return await _uninspected(request, ex, prompt.uninspected)
+            refs = prompt.texts
             segments = [ref.get() for ref in refs]
             if segments and chain.input:
                 result = await chain.run(
@@ -292,7 +295,7 @@ class ProxyHandler:
         inflated: bool,
     ) -> web.StreamResponse:
         assert self.upstream is not None
-        judged = ex.route in JUDGED_ROUTES
+        judged = ex.surface is not None
         headers = upstream_request_headers(
             request.headers, request.remote, request.scheme, ex.request_id, judged, inflated
         )
@@ -343,12 +346,15 @@ class ProxyHandler:
         ex.response_body = fetched.body
         if ex.outcome == "ok":
             ex.outcome = _outcome_of_status(upstream.status)
-        judged = ex.route in JUDGED_ROUTES
-        if judged and fetched.stream and upstream.status == 200:
+        surface = ex.surface
+        if surface is None or not 200 <= upstream.status < 300:
+            return await pass_through(request, ex, upstream, decoded=surface is not None)
+        if fetched.stream and surface.streams:
             judge = StreamJudge(
                 chain,
                 chain.stream,
                 chain.stream_end,
+                surface.stream(parsed),
                 ex.route,
                 parsed,
                 ex.request_id,
@@ -363,67 +369,23 @@ class ProxyHandler:
                 ex.finish_reasons, ex.usage = judge.finish_reasons, judge.usage
                 if ex.later is not None and judge.pieces:
                     ex.later.stream_pieces = judge.pieces
-        if fetched.body is not None and (chain.output or chain.later_output):
-            return await self._judge_and_send(request, ex, chain, upstream, fetched.body)
-        if fetched.body is not None:
-            response = web.Response(
-                status=upstream.status,
-                reason=upstream.reason,
-                headers=client_response_headers(upstream.headers, decoded=True),
+        if fetched.body is None:
+            # A 2xx that is not an answer of this surface would pass unjudged.
+            kind = upstream.headers.get("Content-Type") or "no Content-Type"
+            return await send_upstream_failure(
+                request, ex, UpstreamMalformed(f"a {upstream.status} answer of {kind}")
             )
-            response.body = fetched.body
-            return await send(request, ex, response)
-        return await pass_through(request, ex, upstream, decoded=judged)
-
-    async def _judge_and_send(
-        self,
-        request: web.Request,
-        ex: Exchange,
-        chain: Chain,
-        upstream: UpstreamResponse,
-        raw: bytes,
-    ) -> web.StreamResponse:
-        try:
-            parsed = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            parsed = None
-        ex.response_body = parsed
-        choices = completion_refs(ex.route, parsed)
-        if choices is None:
-            failure = classify_failure(UpstreamMalformed("not an OpenAI response"))
-            return await send_error(
-                request, ex, failure.status, failure.code, failure.message, failure.outcome
-            )
-        edits: dict[int, str | None] = {}  # position in choices -> new text (None: blocked)
-        for position, (choice, ref) in enumerate(choices):
-            if not chain.output:
-                if ex.later is not None:
-                    ex.later.completions.append(ref.get())
-                continue
-            result = await chain.run(
-                chain.output,
-                "output",
-                [ref.get()],
-                body=parsed,
-                route=ex.route,
-                request_id=ex.request_id,
-                timeline=ex.timeline,
-            )
-            if result.blocked:
-                block_choice(ex.route, choice)
-                ex.outcome = "blocked"
-                edits[position] = None
-            elif result.changed:
-                ref.set(result.segments[0])
-                edits[position] = result.segments[0]
-            if ex.later is not None and not result.blocked:
-                ex.later.completions.append(ref.get())
-        try:
-            body = _answer_reencoded(ex.route, raw, parsed, edits) if edits else raw
-        except TooDeep as exc:
-            return await send_upstream_failure(request, ex, UpstreamMalformed(str(exc)))
-        headers = client_response_headers(upstream.headers, decoded=True)
-        response = web.Response(status=upstream.status, reason=upstream.reason, headers=headers)
+        body = fetched.body
+        if chain.output or chain.later_output:
+            try:
+                body = await judge_answer(chain, surface, body, ex)
+            except (UpstreamMalformed, TooDeep) as exc:
+                return await send_upstream_failure(request, ex, UpstreamMalformed(str(exc)))
+        response = web.Response(
+            status=upstream.status,
+            reason=upstream.reason,
+            headers=client_response_headers(upstream.headers, decoded=True),
+        )
         response.body = body
         return await send(request, ex, response)
 
@@ -432,6 +394,13 @@ async def _blocked(request: web.Request, ex: Exchange, reason: str | None) -> we
     ex.outcome = "blocked"
     message = f"the request was blocked by a content filter: {reason}"
     return await send_error(request, ex, 400, "content_filter", message)
+
+
+async def _uninspected(request: web.Request, ex: Exchange, kinds: list[str]) -> web.StreamResponse:
+    ex.outcome = "blocked"
+    what = ", ".join(sorted(set(kinds)))
+    message = f"the request has parts no content filter can inspect ({what}); uninspected: block"
+    return await send_error(request, ex, 400, "uninspected_content", message)
 
 
 async def _refused_body(request: web.Request, ex: Exchange, exc: BodyError) -> web.StreamResponse:
@@ -454,22 +423,6 @@ async def _too_busy(request: web.Request, ex: Exchange, limit: int) -> web.Strea
     await response.prepare(request)
     await response.write_eof()
     return response
-
-
-def _answer_reencoded(route: str, raw: bytes, parsed: Any, edits: dict[int, str | None]) -> bytes:
-    """The answer with its judged completions written back, every number exact."""
-    if not needs_exact(raw):
-        return dumps(parsed)
-    exact = exact_copy(raw)
-    choices = completion_refs(route, exact)
-    assert choices is not None  # the same document, so the same shape
-    for position, text in edits.items():
-        choice, ref = choices[position]
-        if text is None:
-            block_choice(route, choice)
-        else:
-            ref.set(text)
-    return dumps(exact)
 
 
 async def _discard(task: asyncio.Future[Fetched]) -> None:

@@ -119,6 +119,13 @@ class Metrics:
             ("variant",),
             registry=registry,
         )
+        self.uninspected = Counter(
+            "taxmeter_uninspected_parts",
+            "Parts of prompts no text filter can read (images, audio, files, token ids), "
+            "by kind; refused with uninspected: block.",
+            ("route", "kind"),
+            registry=registry,
+        )
         self.observations_skipped = Counter(
             "taxmeter_observations_skipped",
             "Requests whose deferred observing filters did not run: too many were pending.",
@@ -145,6 +152,10 @@ class Metrics:
             for route in ROUTE_LABELS:
                 for outcome in OUTCOMES:
                     self.requests.labels(route, variant.name, outcome)
+
+    def uninspected_parts(self, route: str, kinds: list[str]) -> None:
+        for kind in kinds:
+            self._child(self.uninspected, route, kind).inc()
 
     def assigned(self, variant: str) -> None:
         """A request was assigned to ``variant`` (counted when it starts)."""

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
 from proxy.chain import Chain
 from proxy.stream_judge import StreamJudge
+from proxy.surfaces.base import StreamCodec
 from proxy.timeline import Timeline
 
 log = logging.getLogger("taxmeter.observe")
@@ -34,7 +35,7 @@ class Later:
 
     prompt: list[str] = field(default_factory=list)
     completions: list[str] = field(default_factory=list)
-    stream_pieces: dict[int, list[str]] = field(default_factory=dict)
+    stream_pieces: dict[Hashable, list[str]] = field(default_factory=dict)
 
 
 async def observe(
@@ -60,7 +61,14 @@ async def observe(
             await chain.run(chain.later_output, "output", [text], critical=False, **common)
     if later.stream_pieces and (chain.later_stream or chain.later_stream_end):
         replay = StreamJudge(
-            chain, chain.later_stream, chain.later_stream_end, route, body, request_id, timeline
+            chain,
+            chain.later_stream,
+            chain.later_stream_end,
+            StreamCodec(),  # nothing is sent: the pieces are judged, not rebuilt
+            route,
+            body,
+            request_id,
+            timeline,
         )
         await replay.replay(later.stream_pieces)
 

@@ -21,6 +21,7 @@ from proxy.upstream_response import UpstreamResponse
 
 if TYPE_CHECKING:
     from proxy.observe import Later
+    from proxy.surfaces.base import Surface, Usage
     from proxy.tracing import TraceStart
 
 log = logging.getLogger("taxmeter.proxy")
@@ -46,10 +47,11 @@ class Exchange:
     request_raw: bytes | None = None  # a body forwarded unread, kept for its span
     response_body: Any = None  # the upstream's JSON answer when it was read (bytes or parsed)
     finish_reasons: list[str] = field(default_factory=list)  # of a judged stream
-    usage: Any = None  # of a judged stream that reported it
+    usage: Usage | None = None  # of a judged stream that reported it
     admitted: bool = False  # holds a max_concurrent_requests slot
     rejected: bool = False  # turned away for want of a slot: counted apart, not recorded
     response: web.StreamResponse | None = None  # the response under way, once stamped
+    surface: Surface | None = None  # the API surface judged; None: forwarded unjudged
 
 
 async def send(request: web.Request, ex: Exchange, response: web.Response) -> web.StreamResponse:
@@ -84,9 +86,9 @@ async def send_error(
         ex.outcome = outcome
     elif ex.outcome == "ok":
         ex.outcome = "client_error"
-    response = web.Response(
-        status=status, body=error_body(message, code), content_type="application/json"
-    )
+    shape = error_body if ex.surface is None else ex.surface.error_body
+    body = shape(message, code)
+    response = web.Response(status=status, body=body, content_type="application/json")
     if close:
         response.force_close()
     return await send(request, ex, response)

@@ -5,13 +5,13 @@ Only called for sampled requests, at the end (see :mod:`proxy.tracing`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from opentelemetry.trace import Span
 
 from proxy import genai_attrs as A
+from proxy.surfaces.base import Usage
 from proxy.timeline import Breakdown
 
 if TYPE_CHECKING:
@@ -44,18 +44,13 @@ def response_facts(ex: Exchange) -> dict[str, Any]:
     if isinstance(body, bytes):
         body = parse_json(body)
     reasons: list[str] = list(ex.finish_reasons)
-    usage: Any = ex.usage
+    usage: Usage | None = ex.usage
     model: Any = None
-    if isinstance(body, dict):
-        choices = body.get("choices")
-        if isinstance(choices, list):
-            reasons += [
-                c["finish_reason"]
-                for c in choices
-                if isinstance(c, dict) and isinstance(c.get("finish_reason"), str)
-            ]
-        usage = body.get("usage", usage)
-        model = body.get("model")
+    surface = ex.surface
+    if isinstance(body, dict) and surface is not None:
+        reasons += surface.finish_reasons(body)
+        usage = surface.usage(body) or usage
+        model = surface.model(body)
     if not reasons and ex.outcome == "blocked" and ex.streamed:
         reasons = ["content_filter"]
     facts: dict[str, Any] = {"_body": body}
@@ -63,13 +58,11 @@ def response_facts(ex: Exchange) -> dict[str, Any]:
         facts[A.RESPONSE_FINISH_REASONS] = reasons
     if isinstance(model, str):
         facts[A.RESPONSE_MODEL] = model
-    if isinstance(usage, Mapping):
-        for key, name in (
-            ("prompt_tokens", A.USAGE_INPUT_TOKENS),
-            ("completion_tokens", A.USAGE_OUTPUT_TOKENS),
-        ):
-            if isinstance(usage.get(key), int):
-                facts[name] = usage[key]
+    if usage is not None:
+        if usage.input_tokens is not None:
+            facts[A.USAGE_INPUT_TOKENS] = usage.input_tokens
+        if usage.output_tokens is not None:
+            facts[A.USAGE_OUTPUT_TOKENS] = usage.output_tokens
     return facts
 
 
@@ -109,14 +102,15 @@ def server_attributes(
     return attributes
 
 
-def add_content(span: Span, body: Any, response: dict[str, Any]) -> None:
-    """The prompt as it went upstream and the completion as it went to the client:
+def add_content(span: Span, ex: Exchange, response: dict[str, Any]) -> None:
+    """The prompt as it went upstream and the answer as it went to the client:
     both after the filters' redactions (``telemetry.trace_content: true`` only)."""
-    if isinstance(body, dict):
-        prompt = body.get("messages", body.get("prompt"))
-        if prompt is not None:
-            span.set_attribute(A.INPUT_MESSAGES, orjson.dumps(prompt).decode())
-    answer = response.get("_body")
-    if isinstance(answer, dict) and isinstance(answer.get("choices"), list):
-        out = [c.get("message", c.get("text")) for c in answer["choices"] if isinstance(c, dict)]
-        span.set_attribute(A.OUTPUT_MESSAGES, orjson.dumps(out).decode())
+    surface = ex.surface
+    if surface is None:
+        return
+    prompt = surface.input_messages(ex.body)
+    if prompt is not None:
+        span.set_attribute(A.INPUT_MESSAGES, orjson.dumps(prompt).decode())
+    answer = surface.output_messages(response.get("_body"))
+    if answer is not None:
+        span.set_attribute(A.OUTPUT_MESSAGES, orjson.dumps(answer).decode())

@@ -1,35 +1,35 @@
-"""Judging a streamed completion as it arrives, and deciding what may go out.
+"""Judging a streamed answer as it arrives, and deciding what may go out.
 
-For each choice of a stream the judge keeps the text so far and how much of
-it has been released to the client. After each content event, every stream
-filter whose cadence is due judges the last ``window_chars`` of the text.
-Text is released once every enforcing stream filter has judged it and it
-lies more than that filter's ``holdback_chars`` before the end of what the
-filter judged; at the end of a choice everything left is judged and released.
+The surface's :class:`~proxy.surfaces.base.StreamCodec` turns each upstream
+event into text deltas on *channels* (a choice's content, its reasoning, one
+tool call's arguments, an output item's text...). For each channel the judge
+keeps the text so far and how much of it has been released to the client.
+After each delta, every stream filter whose cadence is due judges the last
+``window_chars`` of the channel's text. Text is released once every
+enforcing stream filter has judged it and it lies more than that filter's
+``holdback_chars`` before the end of what the filter judged; at the end of a
+channel everything left is judged and released.
 
-An event whose content goes out unchanged is forwarded as the upstream's own
-bytes; otherwise the event is rebuilt with the content that may go out now.
-A block ends the stream with a last chunk whose finish_reason is
-``content_filter`` and ``data: [DONE]``.
+An event whose text goes out unchanged is forwarded as the upstream's own
+bytes; otherwise the codec rebuilds it with the text that may go out now.
+A block ends the stream the surface's way (a ``content_filter`` finish, an
+incomplete response, a refusal). After the surface's terminal event the
+stream is over (``terminal``).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-import orjson
+from collections.abc import Hashable
 
 from proxy.chain import BoundFilter, Chain, Decision
-from proxy.sse import SseEvent, encode_event
+from proxy.sse import SseEvent
 from proxy.stream_text import ChoiceText
+from proxy.surfaces.base import StreamCodec, StreamMalformed, StreamStep, Usage
 from proxy.timeline import Timeline
 
-DONE = b"data: [DONE]\n\n"
+__all__ = ["StreamJudge", "StreamMalformed"]
+
 _SENTENCE_ENDS = frozenset(".!?\n")
-
-
-class StreamMalformed(ValueError):
-    """An event that is not an OpenAI stream chunk."""
 
 
 class StreamJudge:
@@ -40,6 +40,7 @@ class StreamJudge:
         chain: Chain,
         filters: tuple[BoundFilter, ...],
         end_filters: tuple[BoundFilter, ...],
+        codec: StreamCodec,
         route: str,
         body: object,
         request_id: str,
@@ -49,70 +50,89 @@ class StreamJudge:
         self._chain = chain
         self._filters = filters
         self._end_filters = end_filters
+        self._codec = codec
         # Deferred observers replay the pieces after the response (see proxy.observe).
-        self.pieces: dict[int, list[str]] | None = {} if keep_pieces else None
+        self.pieces: dict[Hashable, list[str]] | None = {} if keep_pieces else None
         self._passive = not filters and not end_filters and not keep_pieces
         self._critical = True
-        self._chat = route == "chat_completions"
         self._route = route
         self._body = body
         self._request_id = request_id
         self._timeline = timeline
-        self._choices: dict[int, ChoiceText] = {}
+        self._channels: dict[Hashable, ChoiceText] = {}
+        self._groups: dict[Hashable, list[Hashable]] = {}
+        self._sent: dict[Hashable, list[str]] | None = {} if codec.keeps_text else None
         # Past this, text every filter has judged and the client has received is
-        # dropped, keeping the longest window, so a long completion costs no more.
+        # dropped, keeping the longest window, so a long answer costs no more.
         self._keep_chars = 4 * max((b.stream.window_chars for b in filters), default=512)
-        self._template: dict[str, Any] = {}
         self.blocked: Decision | None = None  # a block mid-stream: the stream ends
-        self.blocked_at_end = False  # an at_stream_end block: finish_reason content_filter
-        self.content_sent = False  # some content has been handed out
+        self.blocked_at_end = False  # an at_stream_end block: finished as filtered
+        self.content_sent = False  # some text has been handed out
+        self.terminal = False  # the surface's last event has gone out
         self.finish_reasons: list[str] = []  # as the client got them
-        self.usage: Any = None  # the usage the upstream reported, if any
+        self.usage: Usage | None = None  # the usage the upstream reported, if any
 
     async def on_event(self, event: SseEvent, arrived_ns: int) -> bytes:
         """The bytes to forward for one upstream event (possibly none)."""
-        if event.data is None or (self._passive and self.content_sent):
+        codec = self._codec
+        if self._passive and self.content_sent:
             # Nothing to judge, and both first-content marks are taken: relay as is.
+            if codec.is_terminal(event):
+                self.terminal = True
+            usage = codec.usage_in(event)
+            if usage is not None:
+                self.usage = usage
             return event.raw
-        if event.data == "[DONE]":
-            return await self._finish_all() + event.raw
-        try:
-            chunk = orjson.loads(event.data)
-        except orjson.JSONDecodeError as exc:
-            raise StreamMalformed("an event's data is not JSON") from exc
-        choices = chunk.get("choices") if isinstance(chunk, dict) else None
-        if not isinstance(choices, list) or not choices:
-            if isinstance(chunk, dict) and chunk.get("usage"):
-                self.usage = chunk["usage"]
-            return event.raw  # usage, or an error the upstream reports: not content
-        self._template = chunk
-        rebuilt = False
-        kept: list[Any] = []
-        for choice in choices:
-            if not isinstance(choice, dict):
-                raise StreamMalformed("a choice is not an object")
-            out, changed = await self._on_choice(choice, arrived_ns)
+        step = codec.step(event)
+        if step is None:
+            return event.raw
+        if step.usage is not None:
+            self.usage = step.usage
+        out = bytearray()
+        changed = await self._deltas(step, arrived_ns)
+        if self.blocked is not None:
+            return self._block_bytes()
+        for group in step.ends:
+            for channel in self._groups.get(group, ()):
+                rest = await self._close(channel)
+                if self.blocked is not None:
+                    return bytes(out) + self._block_bytes()
+                if rest:
+                    out += codec.text_event(channel, rest)
+            if self._ended_filtered(group) and step.set_finish_reason is not None:
+                step.set_finish_reason("content_filter")
+                step.finish_reason = "content_filter"
+                changed = True
+        if step.finish_reason is not None:
+            self.finish_reasons.append(step.finish_reason)
+        for channel, fill in step.fills:
+            fill("".join(self._sent.get(channel, ())) if self._sent is not None else "")
+            changed = True
+        if step.terminal:
+            out += await self._finish_all()
             if self.blocked is not None:
-                return self._block_event(choice.get("index", 0))
-            rebuilt = rebuilt or changed
-            if out is not None:
-                kept.append(out)
-        if not rebuilt:
-            return event.raw
-        if not kept:
-            return b""
-        chunk["choices"] = kept
-        return encode_event(orjson.dumps(chunk))
+                return bytes(out) + self._block_bytes()
+            self.terminal = True
+        if changed or step.rebuild:
+            if changed and step.drop_logprobs is not None:
+                step.drop_logprobs()  # they spell out text that was held or changed
+            out += codec.encode(event, step) if step.document is not None else event.raw
+        else:
+            out += event.raw
+        return bytes(out)
 
     async def finish(self) -> bytes:
-        """The stream ended without [DONE]: judge and release what is left."""
-        return await self._finish_all()
+        """The stream ended without its terminal event: judge and release what is left."""
+        out = await self._finish_all()
+        if self.blocked is not None:
+            return out + self._block_bytes()
+        return out + self._codec.closing()
 
-    async def replay(self, pieces: dict[int, list[str]]) -> None:
+    async def replay(self, pieces: dict[Hashable, list[str]]) -> None:
         """Judge a finished stream's pieces as they had arrived (deferred observers)."""
         self._critical = False
-        for index, texts in pieces.items():
-            state = self._choices[index] = ChoiceText(self._filters)
+        for channel, texts in pieces.items():
+            state = self._channels[channel] = ChoiceText(self._filters)
             for piece in texts:
                 state.text += piece
                 sentence_end = bool(_SENTENCE_ENDS & set(piece))
@@ -120,59 +140,56 @@ class StreamJudge:
             await self._judge_due(state, final=True)
             await self._blocked_at_end(state)
 
-    # -- one choice ---------------------------------------------------------
-    async def _on_choice(
-        self, choice: dict[str, Any], arrived_ns: int
-    ) -> tuple[dict[str, Any] | None, bool]:
-        """(the choice as it goes out or None to drop it, whether it changed)."""
-        index = choice.get("index", 0)
-        state = self._choices.get(index)
+    # -- channels -----------------------------------------------------------
+    async def _deltas(self, step: StreamStep, arrived_ns: int) -> bool:
+        changed = False
+        for delta in step.deltas:
+            state = self._channel(delta.channel)
+            piece = delta.text
+            if piece:
+                self._timeline.mark_upstream_first_content(arrived_ns)
+                if self.pieces is not None:
+                    self.pieces.setdefault(delta.channel, []).append(piece)
+                state.append(piece, arrived_ns)
+                await self._judge_due(
+                    state, final=False, sentence_end=bool(_SENTENCE_ENDS & set(piece))
+                )
+                if self.blocked is not None:
+                    self._blocked_channel = delta.channel
+                    return True
+            out = self._release(delta.channel, state, final=False)
+            if out != piece:
+                delta.put(out)
+                changed = True
+        return changed
+
+    def _channel(self, channel: Hashable) -> ChoiceText:
+        state = self._channels.get(channel)
         if state is None:
-            state = self._choices[index] = ChoiceText(self._filters)
-        holder, key = self._content_slot(choice)
-        piece = holder.get(key) if holder is not None else None
-        if isinstance(piece, str) and piece:
-            self._timeline.mark_upstream_first_content(arrived_ns)
-            if self.pieces is not None:
-                self.pieces.setdefault(index, []).append(piece)
-            state.append(piece, arrived_ns)
-            await self._judge_due(
-                state, final=False, sentence_end=bool(_SENTENCE_ENDS & set(piece))
-            )
-        else:
-            piece = None
-        finish_reason = choice.get("finish_reason")
-        final = finish_reason is not None
-        if final and self.blocked is None:
-            await self._judge_due(state, final=True)
-            if self.blocked is None and await self._blocked_at_end(state):
-                self.blocked_at_end = True
-                choice["finish_reason"] = "content_filter"
+            state = self._channels[channel] = ChoiceText(self._filters)
+            group = channel[0] if isinstance(channel, tuple) else channel
+            self._groups.setdefault(group, []).append(channel)
+        return state
+
+    async def _close(self, channel: Hashable) -> str:
+        """A channel is complete: judge the rest, the whole text at its end, release."""
+        state = self._channels[channel]
+        if state.closed:
+            return ""
+        state.closed = True
+        await self._judge_due(state, final=True)
         if self.blocked is not None:
-            return None, True
-        if final:
-            self.finish_reasons.append(str(choice["finish_reason"]))
-        out = self._release(state, final)
-        if out:
-            self.content_sent = True
-        if out == (piece or "") and choice.get("finish_reason") == finish_reason:
-            return choice, False
-        if holder is not None:
-            holder[key] = out
-        if out or finish_reason is not None or self._has_other_fields(choice, holder):
-            return choice, True
-        return None, True
+            self._blocked_channel = channel
+            return ""
+        if await self._blocked_at_end(state):
+            state.filtered = True
+        return self._release(channel, state, final=True)
 
-    def _content_slot(self, choice: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
-        if self._chat:
-            delta = choice.get("delta")
-            return (delta if isinstance(delta, dict) else None), "content"
-        return choice, "text"
-
-    def _has_other_fields(self, choice: dict[str, Any], holder: dict[str, Any] | None) -> bool:
-        if not self._chat or holder is None:
-            return False
-        return any(k != "content" and v is not None for k, v in holder.items())
+    def _ended_filtered(self, group: Hashable) -> bool:
+        if any(self._channels[c].filtered for c in self._groups.get(group, ())):
+            self.blocked_at_end = True
+            return True
+        return False
 
     async def _judge_due(self, state: ChoiceText, final: bool, sentence_end: bool = False) -> None:
         for fs in state.filters:
@@ -210,7 +227,7 @@ class StreamJudge:
                 state.redact(fs, start, window, decision.text)
 
     async def _blocked_at_end(self, state: ChoiceText) -> bool:
-        """Output filters with at_stream_end judge the whole completion."""
+        """Output filters with at_stream_end judge the whole text of a channel."""
         for bound in self._end_filters:
             decision = await self._chain.judge(
                 bound,
@@ -223,51 +240,37 @@ class StreamJudge:
                 critical=self._critical,
             )
             # Released text cannot be recalled: a block marks the end of the
-            # choice; a redaction is recorded and cannot be applied.
+            # channel as filtered; a redaction is recorded and cannot be applied.
             if decision.blocks:
                 return True
         return False
 
-    def _release(self, state: ChoiceText, final: bool) -> str:
+    def _release(self, channel: Hashable, state: ChoiceText, final: bool) -> str:
         out = state.release(final, self._timeline)
+        if out:
+            self.content_sent = True
+            if self._sent is not None:
+                self._sent.setdefault(channel, []).append(out)
         if out and len(state.text) > self._keep_chars and not self._end_filters:
             state.compact(self._keep_chars // 4)
         return out
 
     async def _finish_all(self) -> bytes:
         out = bytearray()
-        for index, state in self._choices.items():
-            if state.released >= len(state.text):
+        for channel in list(self._channels):
+            state = self._channels[channel]
+            if state.closed or state.released >= len(state.text):
                 continue
             await self._judge_due(state, final=True)
             if self.blocked is not None:
-                return bytes(out) + self._block_event(index)
-            text = self._release(state, final=True)
+                self._blocked_channel = channel
+                return bytes(out)
+            text = self._release(channel, state, final=True)
             if text:
-                out += self._content_event(index, text)
+                out += self._codec.text_event(channel, text)
         return bytes(out)
 
-    # -- rebuilt events -----------------------------------------------------
-    def _base(self) -> dict[str, Any]:
-        return {k: v for k, v in self._template.items() if k not in ("choices", "usage")}
+    _blocked_channel: Hashable | None = None
 
-    def _content_event(self, index: int, text: str) -> bytes:
-        choice: dict[str, Any] = {"index": index, "finish_reason": None}
-        if self._chat:
-            choice["delta"] = {"content": text}
-        else:
-            choice["text"] = text
-        self.content_sent = True
-        return encode_event(orjson.dumps({**self._base(), "choices": [choice]}))
-
-    def _block_chunk(self, index: int) -> dict[str, Any]:
-        choice: dict[str, Any] = {"index": index, "finish_reason": "content_filter"}
-        if self._chat:
-            choice["delta"] = {}
-        else:
-            choice["text"] = ""
-        return choice
-
-    def _block_event(self, index: int) -> bytes:
-        chunk = {**self._base(), "choices": [self._block_chunk(index)]}
-        return encode_event(orjson.dumps(chunk)) + DONE
+    def _block_bytes(self) -> bytes:
+        return self._codec.blocked(self._blocked_channel)

@@ -25,9 +25,11 @@ class FilterState:
 class ChoiceText:
     """One choice's text, what is released of it, and where each piece arrived."""
 
-    __slots__ = ("filters", "pieces", "released", "text")
+    __slots__ = ("closed", "filtered", "filters", "pieces", "released", "text")
 
     def __init__(self, filters: tuple[BoundFilter, ...]) -> None:
+        self.closed = False  # its end came: everything judged and released
+        self.filtered = False  # an at_stream_end filter blocked it, after release
         self.text = ""
         self.released = 0
         self.pieces: list[tuple[int, int]] = []  # (end position, arrival mark)

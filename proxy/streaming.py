@@ -1,10 +1,13 @@
-"""Relaying a server-sent event stream of chat or completions through the stream stage.
+"""Relaying a server-sent event stream of any surface through the stream stage.
 
 Each read from the upstream is parsed into events, the events go through the
 :class:`~proxy.stream_judge.StreamJudge`, and what it releases is written at
 once. How a stream ends:
 
-* ``data: [DONE]`` or the upstream's EOF: what is left is judged and sent.
+* the surface's terminal event (``data: [DONE]``, ``response.completed``,
+  ``message_stop``): what is left is judged and sent, the client's response
+  ends at once, and the upstream's own end is read so its connection is reused.
+* the upstream's EOF: what is left is judged and sent.
 * a block: a last chunk with ``finish_reason: "content_filter"``, then
   ``data: [DONE]``; the upstream connection is closed so the model stops.
 * the upstream fails, goes silent past ``read_timeout_s`` or sends something
@@ -16,6 +19,7 @@ With ``TE: trailers`` the full Server-Timing breakdown follows as a trailer.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
@@ -30,6 +34,10 @@ from proxy.upstream import UpstreamError, UpstreamFailure, classify_failure
 from proxy.upstream_response import UpstreamMalformed, UpstreamResponse
 
 log = logging.getLogger("taxmeter.proxy")
+
+# What is read of a stream after its terminal event, at most, to reuse the connection.
+_DRAIN_BYTES = 64 * 1024
+_DRAIN_S = 1.0
 
 
 async def relay_stream(
@@ -84,6 +92,10 @@ async def relay_stream(
                 timeline.mark_upstream_last_byte()
                 upstream.close()  # the model server stops generating
                 break
+            if judge.terminal:
+                # The answer is complete at its terminal event, whatever follows it.
+                timeline.mark_upstream_last_byte(upstream.last_read_ns)
+                break
             if failure is not None or not chunk:
                 break
             try:
@@ -112,7 +124,28 @@ async def relay_stream(
         request.protocol.force_close()
         return response
     timeline.mark_client_last_byte()
+    if judge.terminal:
+        await _drain(upstream)
     return response
+
+
+async def _drain(upstream: UpstreamResponse) -> None:
+    """After the terminal event: read the stream's own end, so the connection is reused.
+
+    The client has its whole answer already (an SDK closes on the terminal
+    event); an upstream that sends more, or is slow to end, is closed instead.
+    """
+    left = _DRAIN_BYTES
+    try:
+        async with asyncio.timeout(_DRAIN_S):
+            while left > 0:
+                chunk = await upstream.read_chunk()
+                if not chunk:
+                    return
+                left -= len(chunk)
+    except (UpstreamError, TimeoutError):
+        pass
+    upstream.close()
 
 
 async def _end(

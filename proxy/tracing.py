@@ -171,7 +171,7 @@ class Tracing:
         response = response_facts(ex)
         server.set_attributes(server_attributes(ex, figures, start, request, response))
         if self._content:
-            add_content(server, ex.body, response)
+            add_content(server, ex, response)
         if ex.outcome in _SERVER_FAILURES:
             server.set_status(StatusCode.ERROR)
         parent = set_span_in_context(server, start.context)

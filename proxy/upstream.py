@@ -113,10 +113,9 @@ class Fetched:
         self.body: bytes | None = None
 
     @property
-    def judgeable_json(self) -> bool:
-        return self.response.status == 200 and self.response.headers.get(
-            "Content-Type", ""
-        ).startswith("application/json")
+    def json(self) -> bool:
+        kind = self.response.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        return kind == "application/json" or kind.endswith("+json")
 
     def close(self) -> None:
         """Release a connection that was read to the end; close any other."""
@@ -138,11 +137,12 @@ async def fetch(
     timeline.mark_upstream_headers()
     fetched = Fetched(response)
     try:
-        if judged and fetched.stream and response.status == 200:
+        answered = 200 <= response.status < 300
+        if judged and fetched.stream and answered:
             fetched.first_chunk = await response.read_chunk()
             fetched.first_arrived_ns = timeline.now()
             timeline.mark_upstream_first_byte(fetched.first_arrived_ns)
-        elif judged and fetched.judgeable_json:
+        elif judged and answered and fetched.json:
             fetched.body = await response.read()
             timeline.mark_upstream_last_byte(response.last_read_ns)
     except BaseException:

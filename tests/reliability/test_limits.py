@@ -88,7 +88,7 @@ async def test_a_body_over_max_body_bytes_is_413_and_never_reaches_the_model(
     route = {"/v1/chat/completions": "chat_completions", "/v1/embeddings": "embeddings"}
     labels = {"route": route.get(path, "other"), "variant": "default", "outcome": "client_error"}
     assert proxy.value("taxmeter_requests_total", **labels) == 1
-    status, _, _ = await post_json(f"{proxy.url}/v1/embeddings", b"{}")
+    status, _, _ = await post_json(f"{proxy.url}/v1/files", b"{}")
     assert (status, whole_bodies) == (200, 1)  # the proxy kept serving
 
 

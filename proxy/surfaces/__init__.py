@@ -1,0 +1,21 @@
+"""The API surfaces the proxy judges, one module each, by route label.
+
+Adding a surface: a module with a :class:`~proxy.surfaces.base.Surface`
+subclass (and its stream codec), one line below, its paths in
+:mod:`proxy.routes`. See docs/surfaces.md.
+"""
+
+from __future__ import annotations
+
+from proxy.surfaces.base import Surface
+from proxy.surfaces.chat import Chat
+from proxy.surfaces.completions import Completions, Embeddings
+
+SURFACES: dict[str, Surface] = {
+    surface.label: surface for surface in (Chat(), Completions(), Embeddings())
+}
+
+
+def surface_for(label: str) -> Surface | None:
+    """The surface of a route label; None for routes forwarded unjudged."""
+    return SURFACES.get(label)

@@ -1,0 +1,217 @@
+"""What an API surface is to the proxy: where its text is, and how it says no.
+
+A surface is one module with one :class:`Surface` (and, for streams, one
+:class:`StreamCodec` per streamed answer). The request path calls only this
+interface, so it has no code of any one API in it; adding a surface is one
+module plus a line in :mod:`proxy.surfaces` (see docs/surfaces.md).
+
+Text is found as :class:`TextRef` values, places in the parsed body that a
+filter's redaction is written back into. A prompt is every text the model
+will read; an answer is a list of :class:`AnswerPart` (a choice, an output
+item, a message), each judged as one text and withheld whole when blocked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from proxy.errors import error_body
+from proxy.sse import SseEvent
+
+
+@dataclass(frozen=True, slots=True)
+class TextRef:
+    """Where one text lives in a parsed body: ``container[key]``."""
+
+    container: Any  # dict or list
+    key: Any  # str or int
+
+    def get(self) -> str:
+        value: str = self.container[self.key]
+        return value
+
+    def set(self, text: str) -> None:
+        self.container[self.key] = text
+
+
+@dataclass(slots=True)
+class Prompt:
+    """Every text of a request the model reads, and the parts no text filter can."""
+
+    texts: list[TextRef] = field(default_factory=list)
+    uninspected: list[str] = field(default_factory=list)  # kinds: image, audio, file, tokens
+
+
+@dataclass(slots=True)
+class AnswerPart:
+    """One unit of an answer (a choice, an output item): judged as one text."""
+
+    texts: list[TextRef]
+    withhold: Callable[[], None]  # the API's own way of saying the content was filtered
+    drop_logprobs: Callable[[], None] = lambda: None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+@dataclass(slots=True)
+class Delta:
+    """A piece of streamed text on one channel, and where to put what may go out."""
+
+    channel: Hashable  # (group, field...): one text the stream filters judge
+    text: str
+    put: Callable[[str], None]
+
+
+@dataclass(slots=True)
+class StreamStep:
+    """What one upstream event means to the stream judge.
+
+    ``deltas``: new text per channel; ``ends``: groups whose every channel is
+    complete (a finish_reason, an item done); ``fills``: places that repeat a
+    channel's whole text (a ``.done`` event), given the text as released;
+    ``terminal``: the surface's last event; ``rebuild``: encode the event
+    from ``document`` even when no text in it changed (the codec edited it).
+    """
+
+    document: Any = None
+    deltas: list[Delta] = field(default_factory=list)
+    ends: list[Hashable] = field(default_factory=list)
+    fills: list[tuple[Hashable, Callable[[str], None]]] = field(default_factory=list)
+    terminal: bool = False
+    usage: Usage | None = None
+    finish_reason: str | None = None  # an end's reason, as the client gets it
+    set_finish_reason: Callable[[str], None] | None = None
+    rebuild: bool = False
+    drop_logprobs: Callable[[], None] | None = None
+
+
+class StreamMalformed(ValueError):
+    """An event that is not of the surface's stream."""
+
+
+class StreamCodec:
+    """Reads one streamed answer's events and writes the judged ones; one per stream."""
+
+    def step(self, event: SseEvent) -> StreamStep | None:
+        """What ``event`` carries; None for an event with nothing to judge (relayed as is)."""
+        raise NotImplementedError
+
+    def encode(self, event: SseEvent, step: StreamStep) -> bytes:
+        """``event`` again, from its edited document (the same event name)."""
+        return encode_sse(orjson.dumps(step.document), event.event)
+
+    def text_event(self, channel: Hashable, text: str) -> bytes:
+        """A new event carrying ``text`` on ``channel`` (text released at the end)."""
+        raise NotImplementedError
+
+    def blocked(self, channel: Hashable | None) -> bytes:
+        """The events that end the stream when a filter blocks it."""
+        raise NotImplementedError
+
+    def closing(self) -> bytes:
+        """Events to send when the upstream ended without the terminal event."""
+        return b""
+
+    def is_terminal(self, event: SseEvent) -> bool:
+        """Whether ``event`` is the stream's last (cheap: relayed streams ask it of every event)."""
+        raise NotImplementedError
+
+    def usage_in(self, event: SseEvent) -> Usage | None:
+        """The usage ``event`` reports, if any (cheap unless it does)."""
+        return None
+
+    # Whether fills need each channel's whole released text (kept only then).
+    keeps_text = False
+
+
+class Surface:
+    """One API surface; a stateless singleton per label."""
+
+    label: str = ""
+    needs: str = "a valid body"  # what a request lacks when prompt() is None
+    streams: bool = True  # its answers may be event streams
+
+    def prompt(self, body: Any) -> Prompt | None:
+        """The request's texts; None when the body is not of this surface's shape."""
+        raise NotImplementedError
+
+    def answer(self, body: Any) -> list[AnswerPart] | None:
+        """The answer's parts; None when the body is not an answer of this surface."""
+        raise NotImplementedError
+
+    def stream(self, request_body: Any) -> StreamCodec:
+        raise NotImplementedError
+
+    def usage(self, body: Any) -> Usage | None:
+        return None
+
+    def finish_reasons(self, body: Any) -> list[str]:
+        return []
+
+    def model(self, body: Any) -> str | None:
+        model = body.get("model") if isinstance(body, dict) else None
+        return model if isinstance(model, str) else None
+
+    def input_messages(self, body: Any) -> Any:
+        """The prompt as spans show it (telemetry.trace_content)."""
+        return None
+
+    def output_messages(self, body: Any) -> Any:
+        return None
+
+    def error_body(self, message: str, code: str, error_type: str | None = None) -> bytes:
+        """An error in this API's own shape (OpenAI's unless a surface says otherwise)."""
+        return error_body(message, code, error_type)
+
+    def blocked_status(self) -> int:
+        return 400
+
+
+def encode_sse(data: bytes, event: str | None = None) -> bytes:
+    """One event: an ``event:`` line when named, then the data (one JSON line)."""
+    head = b"event: " + event.encode() + b"\n" if event else b""
+    return head + b"data: " + data + b"\n\n"
+
+
+def parse_event(event: SseEvent) -> Any:
+    try:
+        return orjson.loads(event.data or "")
+    except orjson.JSONDecodeError as exc:
+        raise StreamMalformed("an event's data is not JSON") from exc
+
+
+def usage_of(usage: Any, input_key: str, output_key: str) -> Usage | None:
+    if not isinstance(usage, dict):
+        return None
+    given = usage.get(input_key)
+    taken = usage.get(output_key)
+    return Usage(
+        given if isinstance(given, int) else None, taken if isinstance(taken, int) else None
+    )
+
+
+# Part types no text filter can read, by the kind they are counted as.
+UNINSPECTED_KINDS = {
+    "image_url": "image",
+    "input_image": "image",
+    "image": "image",
+    "input_audio": "audio",
+    "audio": "audio",
+    "file": "file",
+    "input_file": "file",
+    "document": "file",
+    "video_url": "video",
+}
+
+
+def part_kind(part: Any) -> str:
+    kind = part.get("type") if isinstance(part, dict) else None
+    return UNINSPECTED_KINDS.get(kind, "other") if isinstance(kind, str) else "other"

@@ -1,0 +1,298 @@
+"""OpenAI chat completions: ``POST /v1/chat/completions`` and its aliases.
+
+The prompt is every text of every message, whatever its role: content in
+any shape, an assistant's refusal and reasoning, its tool calls' arguments
+(and the legacy ``function_call``), tool results; and every tool's
+description, ``chat_template`` and ``documents`` (vLLM reads both into the
+prompt). The answer, per choice: content, refusal, reasoning, tool-call
+arguments and an audio transcript. A stream's channels are the same fields
+of each choice's deltas, a tool call's arguments one channel per call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import orjson
+
+from proxy.sse import SseEvent
+from proxy.surfaces.base import (
+    AnswerPart,
+    Delta,
+    Prompt,
+    StreamCodec,
+    StreamMalformed,
+    StreamStep,
+    Surface,
+    TextRef,
+    Usage,
+    encode_sse,
+    parse_event,
+    usage_of,
+)
+from proxy.surfaces.openai_text import content_texts, descriptions, string_at
+
+DONE = b"data: [DONE]\n\n"
+# Message fields that are text the model reads, beside content.
+_MESSAGE_TEXT = ("refusal", "reasoning_content", "reasoning")
+# Answer fields withheld with a filtered choice.
+_ANSWER_FIELDS = (
+    "refusal", "reasoning_content", "reasoning", "tool_calls", "function_call", "audio",
+)  # fmt: skip
+
+
+class Chat(Surface):
+    label = "chat_completions"
+    needs = "messages"
+
+    def prompt(self, body: Any) -> Prompt | None:
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            return None
+        prompt = Prompt()
+        for message in body["messages"]:
+            if not isinstance(message, dict):
+                return None
+            message_texts(message, prompt)
+        for tool in _list(body.get("tools")):
+            function = tool.get("function") if isinstance(tool, dict) else None
+            string_at(function, "description", prompt)
+            if isinstance(function, dict):
+                descriptions(function.get("parameters"), prompt)
+        for function in _list(body.get("functions")):
+            string_at(function, "description", prompt)
+            if isinstance(function, dict):
+                descriptions(function.get("parameters"), prompt)
+        string_at(body, "chat_template", prompt)
+        for document in _list(body.get("documents")):
+            if isinstance(document, dict):
+                for key, value in document.items():
+                    if isinstance(value, str):
+                        prompt.texts.append(TextRef(document, key))
+        return prompt
+
+    def answer(self, body: Any) -> list[AnswerPart] | None:
+        choices = body.get("choices") if isinstance(body, dict) else None
+        if not isinstance(choices, list):
+            return None
+        parts: list[AnswerPart] = []
+        for choice in choices:
+            if not isinstance(choice, dict) or not isinstance(choice.get("message"), dict):
+                return None
+            found = Prompt()
+            message_texts(choice["message"], found)
+            audio = choice["message"].get("audio")
+            string_at(audio, "transcript", found)
+            parts.append(AnswerPart(found.texts, _withhold(choice), _drop_logprobs(choice)))
+        return parts
+
+    def stream(self, request_body: Any) -> StreamCodec:
+        return ChatStream()
+
+    def usage(self, body: Any) -> Usage | None:
+        return usage_of(body.get("usage"), "prompt_tokens", "completion_tokens")
+
+    def finish_reasons(self, body: Any) -> list[str]:
+        return choice_finish_reasons(body)
+
+    def input_messages(self, body: Any) -> Any:
+        return body.get("messages") if isinstance(body, dict) else None
+
+    def output_messages(self, body: Any) -> Any:
+        choices = body.get("choices") if isinstance(body, dict) else None
+        if not isinstance(choices, list):
+            return None
+        return [c.get("message") for c in choices if isinstance(c, dict)]
+
+
+def message_texts(message: dict[str, Any], prompt: Prompt) -> None:
+    content_texts(message, "content", prompt)
+    for key in _MESSAGE_TEXT:
+        string_at(message, key, prompt)
+    for call in _list(message.get("tool_calls")):
+        string_at(call.get("function") if isinstance(call, dict) else None, "arguments", prompt)
+    string_at(message.get("function_call"), "arguments", prompt)
+
+
+def choice_finish_reasons(body: Any) -> list[str]:
+    choices = body.get("choices") if isinstance(body, dict) else None
+    if not isinstance(choices, list):
+        return []
+    return [
+        c["finish_reason"]
+        for c in choices
+        if isinstance(c, dict) and isinstance(c.get("finish_reason"), str)
+    ]
+
+
+def _withhold(choice: dict[str, Any]) -> Callable[[], None]:
+    def withhold() -> None:
+        # As OpenAI answers content its filter stopped.
+        choice["finish_reason"] = "content_filter"
+        choice["logprobs"] = None
+        message = choice["message"]
+        message["content"] = None
+        for key in _ANSWER_FIELDS:
+            message.pop(key, None)
+
+    return withhold
+
+
+def _drop_logprobs(choice: dict[str, Any]) -> Callable[[], None]:
+    def drop() -> None:
+        if choice.get("logprobs") is not None:
+            choice["logprobs"] = None
+
+    return drop
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+class ChoiceStream(StreamCodec):
+    """The chunks of an OpenAI stream (chat or completions): choices, each with an index."""
+
+    def __init__(self) -> None:
+        self._template: dict[str, Any] = {}
+
+    def is_terminal(self, event: SseEvent) -> bool:
+        return event.data == "[DONE]"
+
+    def usage_in(self, event: SseEvent) -> Usage | None:
+        if event.data is None or '"usage"' not in event.data:
+            return None
+        chunk = parse_event(event)
+        return usage_of(chunk.get("usage"), "prompt_tokens", "completion_tokens")
+
+    def step(self, event: SseEvent) -> StreamStep | None:
+        if event.data is None:
+            return None
+        if event.data == "[DONE]":
+            return StreamStep(terminal=True)
+        chunk = parse_event(event)
+        if not isinstance(chunk, dict):
+            raise StreamMalformed("a chunk is not an object")
+        step = StreamStep(document=chunk)
+        step.usage = usage_of(chunk.get("usage"), "prompt_tokens", "completion_tokens")
+        choices = chunk.get("choices")
+        if not isinstance(choices, list) or not choices:
+            return step  # usage, or an error the upstream reports: not content
+        self._template = {k: v for k, v in chunk.items() if k not in ("choices", "usage")}
+        for choice in choices:
+            if not isinstance(choice, dict):
+                raise StreamMalformed("a choice is not an object")
+            index = choice.get("index", 0)
+            if not isinstance(index, int):
+                raise StreamMalformed("a choice's index is not a number")
+            self.choice_deltas(index, choice, step)
+            reason = choice.get("finish_reason")
+            if reason is not None:
+                step.ends.append(index)
+                step.finish_reason = str(reason)
+                step.set_finish_reason = _setter(choice, "finish_reason")
+        step.drop_logprobs = lambda: _strip_logprobs(choices)
+        return step
+
+    def choice_deltas(self, index: int, choice: dict[str, Any], step: StreamStep) -> None:
+        raise NotImplementedError
+
+    def encode(self, event: SseEvent, step: StreamStep) -> bytes:
+        chunk = step.document
+        choices = chunk.get("choices")
+        if isinstance(choices, list):
+            kept = [c for c in choices if not self.empty(c)]
+            if not kept and not chunk.get("usage"):
+                return b""
+            chunk["choices"] = kept
+        return encode_sse(orjson.dumps(chunk))
+
+    def empty(self, choice: dict[str, Any]) -> bool:
+        """A choice left with no text, no finish_reason and nothing else to say."""
+        raise NotImplementedError
+
+    def chunk(self, choice: dict[str, Any]) -> bytes:
+        return encode_sse(orjson.dumps({**self._template, "choices": [choice]}))
+
+    def blocked(self, channel: Hashable | None) -> bytes:
+        index = channel[0] if isinstance(channel, tuple) else 0
+        return self.chunk(self.block_choice(index)) + DONE
+
+    def block_choice(self, index: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class ChatStream(ChoiceStream):
+    def choice_deltas(self, index: int, choice: dict[str, Any], step: StreamStep) -> None:
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):
+            return
+        for key in ("content", *_MESSAGE_TEXT):
+            _delta_at(delta, key, (index, key), step)
+        calls = delta.get("tool_calls")
+        if isinstance(calls, list):
+            for position, call in enumerate(calls):
+                if not isinstance(call, dict):
+                    continue
+                number = call.get("index", position)
+                _delta_at(call.get("function"), "arguments", (index, "tool", number), step)
+        _delta_at(delta.get("function_call"), "arguments", (index, "function_call"), step)
+
+    def text_event(self, channel: Hashable, text: str) -> bytes:
+        assert isinstance(channel, tuple)
+        index, key = channel[0], channel[1]
+        delta: dict[str, Any]
+        if key == "tool":
+            delta = {"tool_calls": [{"index": channel[2], "function": {"arguments": text}}]}
+        elif key == "function_call":
+            delta = {"function_call": {"arguments": text}}
+        else:
+            delta = {key: text}
+        return self.chunk({"index": index, "delta": delta, "finish_reason": None})
+
+    def block_choice(self, index: Any) -> dict[str, Any]:
+        return {"index": index, "delta": {}, "finish_reason": "content_filter"}
+
+    def empty(self, choice: dict[str, Any]) -> bool:
+        if choice.get("finish_reason") is not None:
+            return False
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):
+            return False
+        for key, value in delta.items():
+            if key == "tool_calls" and isinstance(value, list):
+                if any(_call_says_more(call) for call in value):
+                    return False
+            elif key == "function_call" and isinstance(value, dict):
+                if value.get("name") or value.get("arguments"):
+                    return False
+            elif value not in (None, ""):
+                return False
+        return True
+
+
+def _call_says_more(call: Any) -> bool:
+    if not isinstance(call, dict):
+        return True
+    if call.get("id") or call.get("type"):
+        return True
+    function = call.get("function")
+    return isinstance(function, dict) and bool(function.get("name") or function.get("arguments"))
+
+
+def _delta_at(holder: Any, key: str, channel: Hashable, step: StreamStep) -> None:
+    if isinstance(holder, dict) and isinstance(holder.get(key), str):
+        step.deltas.append(Delta(channel, holder[key], _setter(holder, key)))
+
+
+def _setter(holder: dict[str, Any], key: str) -> Callable[[str], None]:
+    def put(value: str) -> None:
+        holder[key] = value
+
+    return put
+
+
+def _strip_logprobs(choices: list[Any]) -> None:
+    for choice in choices:
+        if isinstance(choice, dict) and choice.get("logprobs") is not None:
+            choice["logprobs"] = None
