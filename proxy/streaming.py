@@ -19,7 +19,6 @@ With ``TE: trailers`` the full Server-Timing breakdown follows as a trailer.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from aiohttp import web
@@ -125,27 +124,9 @@ async def relay_stream(
         return response
     timeline.mark_client_last_byte()
     if judge.terminal:
-        await _drain(upstream)
+        # Off the request's path: the answer is recorded as done now.
+        upstream.finish_in_background(_DRAIN_BYTES, _DRAIN_S)
     return response
-
-
-async def _drain(upstream: UpstreamResponse) -> None:
-    """After the terminal event: read the stream's own end, so the connection is reused.
-
-    The client has its whole answer already (an SDK closes on the terminal
-    event); an upstream that sends more, or is slow to end, is closed instead.
-    """
-    left = _DRAIN_BYTES
-    try:
-        async with asyncio.timeout(_DRAIN_S):
-            while left > 0:
-                chunk = await upstream.read_chunk()
-                if not chunk:
-                    return
-                left -= len(chunk)
-    except (UpstreamError, TimeoutError):
-        pass
-    upstream.close()
 
 
 async def _end(

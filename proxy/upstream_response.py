@@ -37,6 +37,10 @@ if TYPE_CHECKING:
     from proxy.upstream_conn import UpstreamConnection
 
 
+# Answers being read to their end after the client got what it needed (strong refs).
+_FINISHING: set[asyncio.Future[None]] = set()
+
+
 class UpstreamError(Exception):
     """The upstream call failed."""
 
@@ -76,6 +80,7 @@ class UpstreamResponse:
         "_chunks",
         "_conn",
         "_error",
+        "_finishing",
         "_inflater",
         "_left",
         "_size",
@@ -102,6 +107,7 @@ class UpstreamResponse:
         UpstreamMalformed for a Content-Encoding it cannot undo. ``has_body``:
         False for an answer to HEAD, a 204 or a 304, whose length is not its own."""
         self._conn = conn
+        self._finishing: asyncio.Future[None] | None = None
         self.status = status
         self.reason = reason
         self.headers = headers
@@ -174,7 +180,33 @@ class UpstreamResponse:
     def close(self) -> None:
         """Done with the answer: a connection read to the end serves the next
         request; one with bytes unread is closed."""
+        if self._finishing is not None:
+            return  # finish_in_background() closes it when the end is read
         self._conn.response_done(reusable=self.at_eof())
+
+    def finish_in_background(self, most_bytes: int, within_s: float) -> None:
+        """The client has its answer: read the rest off the request's path (a
+        stream's own end after its terminal event), then close() as usual, so
+        the connection is reused. More than ``most_bytes``, or longer than
+        ``within_s``: closed instead."""
+        task = asyncio.ensure_future(self._finish(most_bytes, within_s))
+        self._finishing = task
+        _FINISHING.add(task)
+        task.add_done_callback(_FINISHING.discard)
+
+    async def _finish(self, most_bytes: int, within_s: float) -> None:
+        try:
+            async with asyncio.timeout(within_s):
+                while most_bytes > 0:
+                    chunk = await self.read_chunk()
+                    if not chunk:
+                        break
+                    most_bytes -= len(chunk)
+        except (UpstreamError, TimeoutError):
+            pass
+        finally:
+            self._finishing = None
+            self.close()
 
     # -- fed by the connection ---------------------------------------------
     async def _wait(self) -> None:
