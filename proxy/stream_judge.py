@@ -66,6 +66,7 @@ class StreamJudge:
         # dropped, keeping the longest window, so a long answer costs no more.
         self._keep_chars = 4 * max((b.stream.window_chars for b in filters), default=512)
         self.blocked: Decision | None = None  # a block mid-stream: the stream ends
+        self._blocked_channel: Hashable | None = None  # where the block was found
         self.blocked_at_end = False  # an at_stream_end block: finished as filtered
         self.content_sent = False  # some text has been handed out
         self.terminal = False  # the surface's last event has gone out
@@ -269,8 +270,6 @@ class StreamJudge:
             if text:
                 out += self._codec.text_event(channel, text)
         return bytes(out)
-
-    _blocked_channel: Hashable | None = None
 
     def _block_bytes(self) -> bytes:
         return self._codec.blocked(self._blocked_channel)
