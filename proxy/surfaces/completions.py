@@ -51,10 +51,15 @@ class Completions(Surface):
         if not isinstance(body, dict):
             return None
         prompt = Prompt()
+        if body.get("prompt") is None and body.get("prompt_embeds") is not None:
+            prompt.uninspected.append("embeddings")  # vLLM: the prompt as vectors
+            return prompt
         if not _strings_or_tokens(body, "prompt", prompt):
             return None
         if isinstance(body.get("suffix"), str):
             prompt.texts.append(TextRef(body, "suffix"))
+        if body.get("prompt_embeds") is not None:
+            prompt.uninspected.append("embeddings")  # vLLM: the prompt as vectors
         return prompt
 
     def answer(self, body: Any) -> list[AnswerPart] | None:

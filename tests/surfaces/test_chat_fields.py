@@ -167,15 +167,19 @@ async def test_parts_no_filter_can_read_are_counted_and_refused_on_request(
     scripted.answer = {"choices": [{"index": 0, "text": "x"}]}
     status, _, _ = await post_json(f"{proxy.url}/v1/completions", tokens)
     assert status == 200
+    vectors = {"model": "m", "prompt_embeds": "AAAA"}
+    status, _, _ = await post_json(f"{proxy.url}/v1/completions", vectors)
+    assert status == 200
     counted = "taxmeter_uninspected_parts_total"
     assert proxy.value(counted, route="chat_completions", kind="image") == 1
     assert proxy.value(counted, route="completions", kind="tokens") == 1
+    assert proxy.value(counted, route="completions", kind="embeddings") == 1
     strict = await start_proxy({**FILTERS, "uninspected": "block"}, upstream=scripted.url)
-    for path, refused in ((CHAT, body), ("/v1/completions", tokens)):
+    for path, refused in ((CHAT, body), ("/v1/completions", tokens), ("/v1/completions", vectors)):
         status, _, answer = await post_json(f"{strict.url}{path}", refused)
         assert status == 400
         assert orjson.loads(answer)["error"]["code"] == "uninspected_content"
-    assert len(scripted.bodies) == 2  # the refused ones never reached the model
+    assert len(scripted.bodies) == 3  # the refused ones never reached the model
 
 
 def answer_with(message: dict[str, Any], logprobs: Any = None) -> dict[str, Any]:
