@@ -141,7 +141,7 @@ async def test_completions_suffix_and_embeddings_input_are_judged(
 ) -> None:
     scripted.answer = {"object": "list", "data": [], "choices": [{"index": 0, "text": "x"}]}
     proxy = await start_proxy(FILTERS, upstream=scripted.url)
-    body = {"model": "m", "prompt": "def f():", "suffix": f"# {EMAIL}"}
+    body: dict[str, object] = {"model": "m", "prompt": "def f():", "suffix": f"# {EMAIL}"}
     status, _, _ = await post_json(f"{proxy.url}/v1/completions", body)
     assert status == 200
     body = {"model": "m", "input": [f"mail {EMAIL}", "plain"]}
