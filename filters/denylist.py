@@ -4,13 +4,22 @@ Every entry is compiled once, in ``__init__``, into a single alternation, so
 a check is one regex scan however many entries there are. Block reasons name
 the configured entry that matched, never the text around it.
 
+Entries match the text as the model reads it (:mod:`filters.normal_text`):
+NFKC, invisible characters removed, whitespace runs as one space, Cyrillic
+and Greek look-alikes as Latin. Words are normalised the same way when
+configured; a redaction replaces the original characters a match came from.
+``normalize: false`` matches the text as written.
+
 Python's regex engine tries an alternation at every position, which costs
 about 0.5 µs per character for twenty phrases. Most texts contain none of
 them, so when every entry is a plain ASCII word and the text is ASCII, a
 substring search (a thousand times cheaper per character) first checks that
 some word occurs at all; only then does the regex decide. For ASCII text and
 ASCII words, case-insensitive regex matching and lower-casing agree exactly,
-so the shortcut never lets through what the regex would catch.
+so the shortcut never lets through what the regex would catch. On ASCII
+text the view only differs by whitespace and control characters, so the
+search looks for each word's longest run of non-spaces, which the view
+cannot change; the view is built only when one occurs.
 """
 
 from __future__ import annotations
@@ -18,13 +27,20 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from filters.base import FilterContext, Verdict
+from filters.base import Edit, FilterContext, Verdict
+from filters.normal_text import NormalText, as_written, normal_text, union, views, warm_up
 
 _WORD_CHAR = re.compile(r"\w")
 # Entries are renumbered once combined, so a numbered reference would silently
 # point at another entry's group.
 _NUMBERED_REF = re.compile(r"(?<!\\)(?:\\\\)*\\[1-9]|\(\?\([0-9]")
 _GROUP_PREFIX = "_denylist_"
+
+# ASCII as the view reads it, for the pre-scan: whitespace a space, other
+# control characters NUL (the view removes them), optionally lower-cased.
+_ASCII_WHITESPACE = {c: " " for c in "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"}
+_ASCII_CONTROLS = {chr(c): "\x00" for c in (*range(0x00, 0x09), *range(0x0E, 0x1C), 0x7F)}
+_UPPER_TO_LOWER = {chr(c): chr(c + 32) for c in range(ord("A"), ord("Z") + 1)}
 
 
 def _strings(name: str, value: object) -> tuple[str, ...]:
@@ -74,7 +90,8 @@ class Denylist:
 
     ``words`` are literal phrases; with ``whole_word`` they only match where
     not glued to other word characters. ``patterns`` are Python regexes used
-    as written. ``case_sensitive`` applies to both. At least one entry is
+    as written. ``case_sensitive`` applies to both. ``normalize`` (default
+    true) matches the normalised view of the text. At least one entry is
     required.
     """
 
@@ -89,23 +106,30 @@ class Denylist:
         whole_word: bool = True,
         action: str = "block",
         replacement: str = "[REDACTED]",
+        normalize: bool = True,
     ) -> None:
         words = _strings("words", words)
         patterns = _strings("patterns", patterns)
         flags = 0 if _flag("case_sensitive", case_sensitive) else re.IGNORECASE
         whole_word = _flag("whole_word", whole_word)
+        self._normalize = _flag("normalize", normalize)
         if action not in ("block", "redact"):
             raise ValueError(f'action: expected "block" or "redact", got {action!r}')
         if not isinstance(replacement, str):
             raise TypeError(f"replacement: expected a string, got {replacement!r}")
         if not words and not patterns:
             raise ValueError("words, patterns: at least one word or pattern is required")
+        if self._normalize:
+            warm_up()
 
         entries: list[tuple[str, str]] = []
+        seen: list[str] = []  # each word as the view spells it
         for word in words:
-            if not word.strip():
+            as_seen = normal_text(word, fold=True).text if self._normalize else word
+            if not as_seen.strip():
                 raise ValueError("words: entries must not be empty or blank")
-            entries.append((f'"{word}"', _word_source(word, whole_word)))
+            seen.append(as_seen)
+            entries.append((f'"{word}"', _word_source(as_seen, whole_word)))
         for pattern in patterns:
             entries.append((f'pattern "{pattern}"', _pattern_source(pattern, flags)))
 
@@ -118,9 +142,17 @@ class Denylist:
         self._redact = action == "redact"
         self._replacement = replacement
         self._case_sensitive = flags == 0
-        plain = not patterns and all(w.isascii() for w in words)
+        plain = not patterns and all(w.isascii() for w in seen)
         self._literals: tuple[str, ...] | None = (
-            tuple(w if self._case_sensitive else w.lower() for w in words) if plain else None
+            tuple(w if self._case_sensitive else w.lower() for w in seen) if plain else None
+        )
+        self._needles = tuple(max(w.split(" "), key=len) for w in self._literals or ())
+        self._ascii_view = str.maketrans(
+            {
+                **(_UPPER_TO_LOWER if not self._case_sensitive else {}),
+                **_ASCII_WHITESPACE,
+                **_ASCII_CONTROLS,
+            }
         )
 
     def _label(self, match: re.Match[str]) -> str:
@@ -131,23 +163,40 @@ class Denylist:
     def _cannot_match(self, text: str) -> bool:
         if self._literals is None or not text.isascii():
             return False
-        haystack = text if self._case_sensitive else text.lower()
-        return not any(word in haystack for word in self._literals)
+        if not self._normalize:
+            haystack = text if self._case_sensitive else text.lower()
+            return not any(word in haystack for word in self._literals)
+        haystack = text.translate(self._ascii_view)
+        if "\x00" in haystack:
+            return False  # a control character may hide inside a word: the view decides
+        if not any(needle in haystack for needle in self._needles):
+            return True
+        # Without runs of whitespace the view is the haystack (as cased).
+        return "  " not in haystack and not any(word in haystack for word in self._literals)
+
+    def _views(self, text: str) -> tuple[NormalText, ...]:
+        return views(text, fold=True) if self._normalize else (as_written(text),)
 
     async def check(self, ctx: FilterContext) -> Verdict:
         if self._cannot_match(ctx.text):
             return Verdict.allow()
-        match = self._regex.search(ctx.text)
-        if match is None:
-            return Verdict.allow()
+        seen = self._views(ctx.text)
         if not self._redact:
-            return Verdict.block(f"denylist: matched {self._label(match)}")
+            for view in seen:
+                match = self._regex.search(view.text)
+                if match is not None:
+                    return Verdict.block(f"denylist: matched {self._label(match)}")
+            return Verdict.allow()
 
-        matched: dict[str, None] = {}
-
-        def replace(m: re.Match[str]) -> str:
-            matched[self._label(m)] = None
-            return self._replacement  # a function, so backslashes stay literal
-
-        new_text = self._regex.sub(replace, ctx.text)
-        return Verdict.redact(new_text, f"denylist: redacted {', '.join(matched)}")
+        spans: list[tuple[int, int]] = []
+        labels: dict[int, str] = {}  # where a match starts in the text -> what it matched
+        for view in seen:
+            for match in self._regex.finditer(view.text):
+                start, end = view.span(*match.span())
+                spans.append((start, end))
+                labels.setdefault(start, self._label(match))
+        if not spans:
+            return Verdict.allow()
+        matched = dict.fromkeys(labels[start] for start in sorted(labels))
+        edits = [Edit(start, end, self._replacement) for start, end in union(spans)]
+        return Verdict.redact_spans(ctx.text, edits, f"denylist: redacted {', '.join(matched)}")
