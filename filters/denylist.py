@@ -17,9 +17,11 @@ substring search (a thousand times cheaper per character) first checks that
 some word occurs at all; only then does the regex decide. For ASCII text and
 ASCII words, case-insensitive regex matching and lower-casing agree exactly,
 so the shortcut never lets through what the regex would catch. On ASCII
-text the view only differs by whitespace and control characters, so the
-search looks for each word's longest run of non-spaces, which the view
-cannot change; the view is built only when one occurs.
+text the view differs only in whitespace and control characters. One
+translation lower-cases the text, makes every whitespace character a space
+and shows control characters; without them, a word can only be in the view
+if its longest part without spaces is in the translation, and when it is,
+the word itself is unless the text has a run of spaces.
 """
 
 from __future__ import annotations
@@ -28,19 +30,22 @@ import re
 from collections.abc import Sequence
 
 from filters.base import Edit, FilterContext, Verdict
-from filters.normal_text import NormalText, as_written, normal_text, union, views, warm_up
+from filters.normal_text import (
+    ASCII_VIEW,
+    ASCII_VIEW_LOWER,
+    NormalText,
+    as_written,
+    normal_text,
+    union,
+    views,
+    warm_up,
+)
 
 _WORD_CHAR = re.compile(r"\w")
 # Entries are renumbered once combined, so a numbered reference would silently
 # point at another entry's group.
 _NUMBERED_REF = re.compile(r"(?<!\\)(?:\\\\)*\\[1-9]|\(\?\([0-9]")
 _GROUP_PREFIX = "_denylist_"
-
-# ASCII as the view reads it, for the pre-scan: whitespace a space, other
-# control characters NUL (the view removes them), optionally lower-cased.
-_ASCII_WHITESPACE = {c: " " for c in "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"}
-_ASCII_CONTROLS = {chr(c): "\x00" for c in (*range(0x00, 0x09), *range(0x0E, 0x1C), 0x7F)}
-_UPPER_TO_LOWER = {chr(c): chr(c + 32) for c in range(ord("A"), ord("Z") + 1)}
 
 
 def _strings(name: str, value: object) -> tuple[str, ...]:
@@ -146,14 +151,13 @@ class Denylist:
         self._literals: tuple[str, ...] | None = (
             tuple(w if self._case_sensitive else w.lower() for w in seen) if plain else None
         )
-        self._needles = tuple(max(w.split(" "), key=len) for w in self._literals or ())
-        self._ascii_view = str.maketrans(
-            {
-                **(_UPPER_TO_LOWER if not self._case_sensitive else {}),
-                **_ASCII_WHITESPACE,
-                **_ASCII_CONTROLS,
-            }
+        # Each word, and its longest part without spaces (the last of equals:
+        # the end of a phrase tends to be the rarer word), as ASCII bytes.
+        self._needles = tuple(
+            (b, b if b" " not in b else max(reversed(b.split(b" ")), key=len))
+            for b in (w.encode("ascii") for w in self._literals or ())
         )
+        self._ascii_view = ASCII_VIEW if self._case_sensitive else ASCII_VIEW_LOWER
 
     def _label(self, match: re.Match[str]) -> str:
         # The wrapper group closes last, so lastgroup names it even when the
@@ -164,15 +168,20 @@ class Denylist:
         if self._literals is None or not text.isascii():
             return False
         if not self._normalize:
-            haystack = text if self._case_sensitive else text.lower()
-            return not any(word in haystack for word in self._literals)
-        haystack = text.translate(self._ascii_view)
-        if "\x00" in haystack:
+            written = text if self._case_sensitive else text.lower()
+            return not any(word in written for word in self._literals)
+        haystack = text.encode("ascii").translate(self._ascii_view)
+        if b"\x00" in haystack:
             return False  # a control character may hide inside a word: the view decides
-        if not any(needle in haystack for needle in self._needles):
-            return True
-        # Without runs of whitespace the view is the haystack (as cased).
-        return "  " not in haystack and not any(word in haystack for word in self._literals)
+        # A word can only be in the view if its longest part without spaces is
+        # in the haystack; without runs of spaces, the view is the haystack.
+        maybe = False
+        for word, needle in self._needles:
+            if needle in haystack:
+                if needle is word or word in haystack:
+                    return False
+                maybe = True
+        return not maybe or b"  " not in haystack
 
     def _views(self, text: str) -> tuple[NormalText, ...]:
         return views(text, fold=True) if self._normalize else (as_written(text),)
