@@ -28,38 +28,63 @@ removed has a second view that reads them as spaces, and a filter matches
 both (:func:`views`).
 
 Cost: ASCII text with no control character and no run of whitespace (the
-common case) costs one ``str.translate`` and two substring searches; other
-text a few regex scans, and a pass per character only over the parts NFKC
-changes.
+common case) costs a bytes translation and two substring searches, ~2 µs
+per 16 KB. Other text costs a few scans in C (a regex character class, a
+substring search, an NFKC check: ~0.15 ms per 16 KB), and Python work only
+where something changes: per invisible character or whitespace run, and
+per character NFKC makes longer or shorter (:mod:`filters.nfkc_map`).
+Reading look-alikes as Latin costs ~1 ms per 16 KB of text that has any
+(a dict lookup per character).
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from bisect import bisect_right
-from dataclasses import dataclass
-from functools import cache
 
 from filters.lookalikes import AS_LATIN, LATIN_VARIANTS
+from filters.nfkc_map import nfkc, warm_up
+from filters.text_map import Change, TextMap, apply_changes
+
+__all__ = ["NormalText", "as_written", "normal_text", "union", "views", "warm_up"]
 
 # Format characters (Cf) as of Unicode 14, the version of Python 3.11's
-# unicodedata; fixed here, because deriving them takes a scan of every code point.
+# unicodedata; fixed here, because deriving them takes a scan of every code
+# point. Those beyond the BMP are apart: a class with astral ranges is
+# several times slower on every character, so it is used only on text that
+# has such characters.
 _FORMAT = (
     "\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"
-    "\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
-    "\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
+    "\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+)
+_FORMAT_ASTRAL = (
+    "\U000110bd\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    "\U000e0001\U000e0020-\U000e007f"
 )
 _CONTROL = "\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f"  # Cc, less what str.isspace() counts
-_OTHER_INVISIBLE = "\u034f\ufe00-\ufe0f\U000e0100-\U000e01ef\u115f\u1160\u3164\uffa0"
-_INVISIBLE = _FORMAT + _CONTROL + _OTHER_INVISIBLE
+# Variation selectors, the combining grapheme joiner, Hangul fillers.
+_OTHER = "\u034f\ufe00-\ufe0f\u115f\u1160\u3164\uffa0"
+_OTHER_ASTRAL = "\U000e0100-\U000e01ef"
+_INVISIBLE = _FORMAT + _CONTROL + _OTHER
+_INVISIBLE_ASTRAL = _INVISIBLE + _FORMAT_ASTRAL + _OTHER_ASTRAL
+# Whitespace other than a space (str.isspace()), less the common three,
+# which str.replace turns into spaces first.
+_RARE_SPACE = "\x0b\x0c\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 
-# A run that changes: one that starts with an invisible character, or with
-# whitespace followed by more whitespace or an invisible character. A lone
-# whitespace character becomes a space in place (one character for one).
-_RUN = re.compile(rf"(?:[{_INVISIBLE}]|\s(?=[\s{_INVISIBLE}]))[\s{_INVISIBLE}]*")
+
+def _run(invisible: str) -> re.Pattern[str]:
+    # A run that changes: it starts with an invisible character or whitespace
+    # other than a space, or is two or more characters long. The class comes
+    # first, so the engine skips to candidates by the class alone.
+    return re.compile(rf"[\s{invisible}](?:(?<! )|(?=[\s{invisible}]))[\s{invisible}]*")
+
+
+_RUN = _run(_INVISIBLE)
+_RUN_ASTRAL = _run(_INVISIBLE_ASTRAL)
+_SPECIAL = re.compile(f"[{_INVISIBLE}{_RARE_SPACE}]")
+_SPECIAL_ASTRAL = re.compile(f"[{_INVISIBLE_ASTRAL}{_RARE_SPACE}]")
+_SPACES = re.compile("  +")
 _WHITESPACE = re.compile(r"\s")
-_LONE_WHITESPACE = re.compile(r"[^\S ]")
 
 # ASCII bytes: whitespace a space, other control characters NUL (invisible).
 # A bytes translation: str.translate costs several µs per call to set up.
@@ -77,180 +102,13 @@ ASCII_VIEW_LOWER = ASCII_VIEW.translate(
 _FOLD = {**AS_LATIN, **{ord(k): v for k, v in LATIN_VARIANTS.items()}}
 _FOLDABLE = re.compile(f"[{''.join(map(chr, _FOLD))}]")
 
-_CHUNK = 256  # NFKC is checked per chunk of about this many characters
-
-
-@dataclass(frozen=True, slots=True)
-class _Map:
-    """View positions back to source positions, for one step that changes lengths.
-
-    The view is cut into pieces; piece ``i`` starts at view position
-    ``starts[i]`` and came from ``source[sources[i]:ends[i]]``, one character
-    for one when ``exact[i]``, or as a whole otherwise.
-    """
-
-    starts: list[int]
-    sources: list[int]
-    ends: list[int]
-    exact: list[bool]
-    view_length: int
-    source_length: int
-
-    def point(self, at: int) -> int:
-        """The source position of view position ``at`` (an insertion point)."""
-        if at >= self.view_length:
-            return self.source_length
-        i = bisect_right(self.starts, at) - 1
-        return self.sources[i] + (at - self.starts[i] if self.exact[i] else 0)
-
-    def span(self, start: int, end: int) -> tuple[int, int]:
-        if end <= start:
-            at = self.point(start)
-            return at, at
-        i = bisect_right(self.starts, start) - 1
-        j = bisect_right(self.starts, end - 1) - 1
-        first = self.sources[i] + (start - self.starts[i] if self.exact[i] else 0)
-        last = self.sources[j] + (end - self.starts[j]) if self.exact[j] else self.ends[j]
-        return first, last
-
-
-def _apply(source: str, edits: list[tuple[int, int, str]]) -> tuple[str, _Map]:
-    """``source`` with each (start, end, replacement) applied, and the map back."""
-    parts: list[str] = []
-    starts: list[int] = []
-    sources: list[int] = []
-    ends: list[int] = []
-    exact: list[bool] = []
-    at = 0  # view length so far
-
-    def piece(length: int, start: int, end: int, one_for_one: bool) -> None:
-        if one_for_one and exact and exact[-1] and ends[-1] == start:
-            ends[-1] = end  # contiguous on both sides: one piece
-        else:
-            starts.append(at)
-            sources.append(start)
-            ends.append(end)
-            exact.append(one_for_one)
-
-    last = 0
-    for start, end, new in edits:
-        if start > last:
-            piece(start - last, last, start, True)
-            parts.append(source[last:start])
-            at += start - last
-        if new:
-            piece(len(new), start, end, len(new) == end - start == 1)
-            parts.append(new)
-            at += len(new)
-        last = end
-    if last < len(source):
-        piece(len(source) - last, last, len(source), True)
-        parts.append(source[last:])
-        at += len(source) - last
-    return "".join(parts), _Map(starts, sources, ends, exact, at, len(source))
-
-
-def _whole(view: str, source: str) -> _Map:
-    """The coarsest map: every view character stands for all of ``source``."""
-    return _Map([0], [0], [len(source)], [False], len(view), len(source))
-
-
-@cache
-def _nfkc_changes() -> tuple[re.Pattern[str], re.Pattern[str]]:
-    """Characters NFKC may change: those it replaces, and combining characters
-    (marks, and the second halves of precomposed letters) that it may join to
-    the character before. Built once, on first need (a scan of the planes
-    that have decompositions, ~0.2 s)."""
-    changes: list[int] = []
-    joins: set[int] = {*range(0x1161, 0x1176), *range(0x11A8, 0x11C3)}  # Hangul vowels, finals
-    for cp in range(0x30000):
-        ch = chr(cp)
-        if unicodedata.combining(ch):
-            joins.add(cp)
-        elif not unicodedata.is_normalized("NFKC", ch):
-            changes.append(cp)
-        decomposition = unicodedata.decomposition(ch).split()
-        if len(decomposition) == 2 and not decomposition[0].startswith("<"):
-            joins.add(int(decomposition[1], 16))
-    joining = _char_class(sorted(joins))
-    changed = re.compile(f"[{_char_class(sorted({*changes, *joins}))}][{joining}]*")
-    return changed, re.compile(f"[{joining}]")
-
-
-def _char_class(points: list[int]) -> str:
-    ranges: list[str] = []
-    i = 0
-    while i < len(points):
-        j = i
-        while j + 1 < len(points) and points[j + 1] == points[j] + 1:
-            j += 1
-        first, last = re.escape(chr(points[i])), re.escape(chr(points[j]))
-        ranges.append(first if i == j else f"{first}-{last}")
-        i = j + 1
-    return "".join(ranges)
-
-
-def warm_up() -> None:
-    """Build the NFKC tables now (filters call it when they are configured,
-    so that no request waits for it)."""
-    _nfkc_changes()
-
-
-def _nfkc(source: str) -> tuple[str, _Map]:
-    """NFKC of ``source``, with the map back, changed part by changed part."""
-    changes, joining = _nfkc_changes()
-    edits: list[tuple[int, int, str]] = []
-    chunks: list[tuple[int, int]] = []
-    pos = 0
-    while pos < len(source):
-        # NFKC never joins a space to its neighbours, so chunks end after one.
-        cut = source.find(" ", pos + _CHUNK)
-        cut = len(source) if cut < 0 else cut + 1
-        if not unicodedata.is_normalized("NFKC", source[pos:cut]):
-            chunks.append((pos, cut))
-            for match in changes.finditer(source, pos, cut):
-                start, end = match.span()
-                if start > pos and joining.match(source, start):
-                    start -= 1  # it joins the character before it
-                if edits and edits[-1][1] > start:
-                    start = edits.pop()[0]
-                piece = source[start:end]
-                new = unicodedata.normalize("NFKC", piece)
-                if new != piece:
-                    edits.append((start, end, new))
-        pos = cut
-    view, back = _apply(source, edits)
-    expected = unicodedata.normalize("NFKC", source)
-    if view == expected:
-        return view, back
-    # A join the tables did not foresee: fall back to whole chunks, then the whole text.
-    whole_chunks = [(s, e, unicodedata.normalize("NFKC", source[s:e])) for s, e in chunks]
-    view, back = _apply(source, whole_chunks)
-    return (view, back) if view == expected else (expected, _whole(expected, source))
-
-
-def _spaces(source: str, invisible_as_space: bool) -> tuple[str, _Map | None, bool]:
-    """Invisible characters removed and whitespace runs made one space; the map
-    back, and whether an invisible character was removed."""
-    edits: list[tuple[int, int, str]] = []
-    removed = False
-    for match in _RUN.finditer(source):
-        run = match.group()
-        spaced = invisible_as_space or _WHITESPACE.search(run) is not None
-        removed = removed or not run.isspace()
-        edits.append((match.start(), match.end(), " " if spaced else ""))
-    if not edits:
-        return source, None, False
-    view, back = _apply(source, edits)
-    return view, back, removed
-
 
 class NormalText:
     """One text's view (``text``) and the way back to the original (``source``)."""
 
     __slots__ = ("_maps", "removed", "source", "text")
 
-    def __init__(self, source: str, text: str, maps: tuple[_Map, ...], removed: bool) -> None:
+    def __init__(self, source: str, text: str, maps: tuple[TextMap, ...], removed: bool) -> None:
         self.source = source
         self.text = text
         self._maps = maps
@@ -263,30 +121,62 @@ class NormalText:
         return start, end
 
 
+def _runs(source: str, run: re.Pattern[str], invisible_as_space: bool) -> tuple[list[Change], bool]:
+    """Each invisible character removed (or a space) and each whitespace run one
+    space; and whether an invisible character was removed."""
+    changes: list[Change] = []
+    removed = False
+    for match in run.finditer(source):
+        text = match.group()
+        spaced = invisible_as_space or _WHITESPACE.search(text) is not None
+        removed = removed or not text.isspace()
+        changes.append((match.start(), match.end(), " " if spaced else ""))
+    return changes, removed
+
+
+def _space_runs(source: str) -> list[Change]:
+    return [(m.start(), m.end(), " ") for m in _SPACES.finditer(source)]
+
+
 def normal_text(text: str, *, fold: bool = False, invisible_as_space: bool = False) -> NormalText:
     """The view of ``text`` (see the module docstring); ``fold`` reads
     look-alikes as Latin; ``invisible_as_space`` reads invisible characters as
     spaces instead of removing them (the second of :func:`views`)."""
     if text.isascii():
         view = text.encode("ascii").translate(ASCII_VIEW).decode("ascii")
-        if "\x00" not in view and "  " not in view:
+        if "\x00" in view:
+            changes, removed = _runs(view, _RUN, invisible_as_space)
+        elif "  " in view:
+            changes, removed = _space_runs(view), False
+        else:
             return NormalText(text, view, (), False)
-        view, spaces, removed = _spaces(view, invisible_as_space)
-        return NormalText(text, view, (spaces,) if spaces is not None else (), removed)
+        view, back = apply_changes(view, changes)
+        return NormalText(text, view, (back,), removed)
+
+    astral = len(text.encode("utf-16-le", "surrogatepass")) != 2 * len(text)
+    maps: list[TextMap] = []
+    view = text
+    for common in "\n\t\r":
+        if common in view:
+            view = view.replace(common, " ")  # one for one
     # Invisible characters go first, so that NFKC joins a letter and a mark
-    # they stood between; NFKC may make whitespace (NBSP, U+00AF), so runs of
-    # it are looked for again after it.
-    maps: list[_Map] = []
-    view, spaces, removed = _spaces(text, invisible_as_space)
-    if spaces is not None:
-        maps.append(spaces)
-    if not unicodedata.is_normalized("NFKC", view):
-        view, back = _nfkc(view)
+    # they stood between.
+    removed = False
+    if (_SPECIAL_ASTRAL if astral else _SPECIAL).search(view) is not None:
+        changes, removed = _runs(view, _RUN_ASTRAL if astral else _RUN, invisible_as_space)
+    else:
+        changes = _space_runs(view) if "  " in view else []
+    if changes:
+        view, back = apply_changes(view, changes)
         maps.append(back)
-        view, spaces, _ = _spaces(view, invisible_as_space)
-        if spaces is not None:
-            maps.append(spaces)
-    view = _LONE_WHITESPACE.sub(" ", view)  # one character for one: no map
+    if not unicodedata.is_normalized("NFKC", view):
+        view, back = nfkc(view, astral)
+        maps.append(back)
+        # NFKC spells spacing accents as a space and a mark (U+00A8 is
+        # " \u0308"), which may stand next to a space.
+        if "  " in view:
+            view, back = apply_changes(view, _space_runs(view))
+            maps.append(back)
     if fold and _FOLDABLE.search(view) is not None:
         view = view.translate(_FOLD)
     return NormalText(text, view, tuple(maps), removed)
