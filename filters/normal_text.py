@@ -28,8 +28,8 @@ removed has a second view that reads them as spaces, and a filter matches
 both (:func:`views`).
 
 Cost: ASCII text with no control character and no run of whitespace (the
-common case) costs a bytes translation and two substring searches, ~2 µs
-per 16 KB. Other text costs a few scans in C (a regex character class, a
+common case) costs a bytes translation and two substring searches, ~3 µs
+per KB. Other text costs a few scans in C (a regex character class, a
 substring search, an NFKC check: ~0.15 ms per 16 KB), and Python work only
 where something changes: per invisible character or whitespace run, and
 per character NFKC makes longer or shorter (:mod:`filters.nfkc_map`).

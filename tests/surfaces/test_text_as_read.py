@@ -8,6 +8,7 @@ rest of the message, invisible characters and all, goes upstream unchanged.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -228,3 +229,11 @@ async def test_normalize_false_matches_the_text_as_written(
     config = {"filters": [{"name": kind, "type": kind, "params": params}]}
     proxy = await start_proxy(config, upstream=scripted.url)
     assert await sent_texts(proxy.url, scripted, text) == (200, [text])
+
+
+def test_the_documented_table_lists_exactly_these_cases() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "filters.md").read_text()
+    table = doc.split("### What the view catches", 1)[1].split("\n\n")[2]
+    rows = [line.split(" | ")[0].lstrip("| ") for line in table.splitlines()[2:]]
+    documented = {case for row in rows for case in row.split("; ")}
+    assert documented == {*BLOCKED, *REDACTED, *PASSED}
