@@ -26,7 +26,6 @@ import random
 import re
 from typing import Any, TextIO
 
-from proxy.openai_body import ROUTE_LABELS
 from proxy.report_sources import (
     METRICS,
     Figures,
@@ -46,6 +45,7 @@ from proxy.report_stats import (
     summarize_buckets,
 )
 from proxy.report_text import render
+from proxy.routes import ROUTE_LABELS
 
 DEFAULT_ROUTES = ("chat_completions", "completions")
 DEFAULT_WINDOW = "1h"

@@ -52,6 +52,7 @@ class Exchange:
     rejected: bool = False  # turned away for want of a slot: counted apart, not recorded
     response: web.StreamResponse | None = None  # the response under way, once stamped
     surface: Surface | None = None  # the API surface judged; None: forwarded unjudged
+    judge_answer: bool = True  # False: the surface judges the prompt only (a token count)
 
 
 async def send(request: web.Request, ex: Exchange, response: web.Response) -> web.StreamResponse:
