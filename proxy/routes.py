@@ -311,17 +311,16 @@ class RouteTable:
             return Route("other", problem="the request target is not a path")
         path = split_query(target)
         canonical, rule = self.spell(path)
+        judged = rule is not None and _judged(rule.use, method, has_body)
+        label = rule.label if rule is not None and judged else "other"
         if path != canonical or "#" in raw_target:
             problem = path_problem(path) or (
                 "a letter-case variant of a route"
                 if path != canonical
                 else "a fragment ('#') in the request target"
             )
-            label = "other" if rule is None or rule.use == "none" else rule.label
-            return Route(label, problem=problem, path=canonical)
-        if rule is None or not _judged(rule.use, method, has_body):
-            return Route("other", path=path)
-        return Route(rule.label, rule.use != "count", path=path)
+            return Route(label, problem=problem, path=canonical)  # the route it would be
+        return Route(label, rule is None or rule.use != "count", path=path)
 
     def patterns(self, label: str) -> list[Rule]:
         """The rules that judge ``label``: the config's, then the last-segment ones."""
