@@ -29,8 +29,9 @@ from the request. See docs/surfaces.md, "Routes".
 
 from __future__ import annotations
 
+import re
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -53,6 +54,8 @@ _UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
 _PATH_CHARS = _UNRESERVED | frozenset("!$&'()*+,=:@/")
 _HEX = frozenset(string.hexdigits)
 _NAME_CHARS = frozenset(string.ascii_letters + string.digits + "_")
+_PLAIN = re.compile(r"/[A-Za-z0-9\-._~!$&'()*+,=:@/]*")  # no escapes, no ';'
+_KEPT_PATHS = 4096  # the matcher's results kept, per route table
 
 
 # -- the request target -------------------------------------------------------
@@ -125,6 +128,8 @@ def normalise_path(path: str) -> str:
     path may not hold are encoded; ``;`` parameters, empty and dot segments
     are removed. A trailing slash is kept (it is the same route).
     """
+    if _PLAIN.fullmatch(path) and "//" not in path and "/." not in path:
+        return path  # the usual path: nothing to decode, remove or resolve
     chars: list[str] = []
     i = 0
     while i < len(path):
@@ -180,6 +185,7 @@ class Rule:
     use: Use
     literals: tuple[str | None, ...]  # a segment as written; None: a {name} placeholder
     any_prefix: bool
+    folded: tuple[str | None, ...]  # the literals in lowercase, as paths are matched
 
     @property
     def specificity(self) -> tuple[int, tuple[bool, ...]]:
@@ -191,8 +197,7 @@ class Rule:
         if len(lowered) < count or (not self.any_prefix and len(lowered) != count):
             return False
         tail = lowered[len(lowered) - count :]
-        pairs = zip(self.literals, tail, strict=True)
-        return all(part is None or part.lower() == seg for part, seg in pairs)
+        return all(part is None or part == seg for part, seg in zip(self.folded, tail, strict=True))
 
     def spelled(self, segments: list[str]) -> list[str]:
         """``segments`` (which fit) with the rule's literal segments as the rule writes them."""
@@ -210,7 +215,8 @@ def compile_rule(pattern: str, label: str, use: Use = "create") -> Rule:
     literals = tuple(
         None if seg.startswith("{") else seg for seg in body.removeprefix("/").split("/")
     )
-    return Rule(pattern, label, use, literals, any_prefix)
+    folded = tuple(None if part is None else part.lower() for part in literals)
+    return Rule(pattern, label, use, literals, any_prefix, folded)
 
 
 def _surface_paths() -> list[Rule]:
@@ -276,26 +282,36 @@ class RouteTable:
 
     def __init__(self, extra: Iterable[Rule] = ()) -> None:
         self.extra = tuple(extra)
-        self._whole: dict[int, list[Rule]] = {}
-        for rules in (self.extra, BUILT_IN):  # the config's first, each most specific first
-            for rule in sorted(rules, key=lambda r: r.specificity):
-                self._whole.setdefault(len(rule.literals), []).append(rule)
-        self._suffixes = sorted(SUFFIXES, key=lambda r: r.specificity)
+        # The config's first, each most specific first, and found by their last segment.
+        ranked = [(0, rule) for rule in self.extra] + [(1, rule) for rule in BUILT_IN]
+        self._whole = _by_last(ranked, lambda rule: len(rule.literals))
+        self._suffixes = _by_last([(0, rule) for rule in SUFFIXES], lambda rule: 0)
+        # Paths seen recently and how they are spelled: most requests repeat a
+        # few paths, so the matcher's work is done once per path, not per request.
+        self._spelled: dict[str, tuple[str, Rule | None]] = {}
 
     def find(self, segments: list[str]) -> Rule | None:
         """The rule a path's segments match, letter case aside; None: no rule."""
         lowered = [seg.lower() for seg in segments]
-        for rule in self._whole.get(len(lowered), ()):
-            if rule.fits(lowered):
-                return rule
-        for rule in self._suffixes:
-            if rule.fits(lowered):
-                return rule
+        last = lowered[-1] if lowered else ""
+        for index, size in ((self._whole, len(lowered)), (self._suffixes, 0)):
+            rules = index.get((size, last)) or index.get((size, None)) or []
+            for rule in rules:
+                if rule.fits(lowered):
+                    return rule
         return None
 
     def spell(self, path: str) -> tuple[str, Rule | None]:
         """The canonical spelling of ``path`` (normalised, and a route's literal segments
         as the route writes them), and the rule it matches."""
+        known = self._spelled.get(path)
+        if known is None:
+            if len(self._spelled) >= _KEPT_PATHS:
+                self._spelled.clear()  # many distinct paths (ids): start over
+            known = self._spelled[path] = self._spell(path)
+        return known
+
+    def _spell(self, path: str) -> tuple[str, Rule | None]:
         normal = normalise_path(path)
         segments = path_segments(normal)
         rule = self.find(segments)
@@ -325,6 +341,24 @@ class RouteTable:
     def patterns(self, label: str) -> list[Rule]:
         """The rules that judge ``label``: the config's, then the last-segment ones."""
         return [r for r in (*self.extra, *SUFFIXES) if r.label == label]
+
+
+_Index = dict[tuple[int, str | None], list[Rule]]
+
+
+def _by_last(ranked: list[tuple[int, Rule]], size: Callable[[Rule], int]) -> _Index:
+    """Rules by (size, last literal segment), each list in the order they are tried;
+    the rules that end in a placeholder are in every list of their size, and under None."""
+    index: dict[tuple[int, str | None], list[tuple[int, Rule]]] = {}
+    for rank, rule in ranked:
+        index.setdefault((size(rule), rule.folded[-1]), []).append((rank, rule))
+    for (group, last), rules in index.items():
+        if last is not None:
+            rules += index.get((group, None), [])
+    order = {
+        key: sorted(rules, key=lambda r: (r[0], r[1].specificity)) for key, rules in index.items()
+    }
+    return {key: [rule for _, rule in rules] for key, rules in order.items()}
 
 
 def _judged(use: Use, method: str, has_body: bool) -> bool:
