@@ -25,7 +25,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from filters.base import Filter, FilterContext, Stage, Verdict
+from filters.base import STAGES, Filter, FilterContext, Stage, Verdict
 from filters.registry import FilterLoadError, resolve_filter_class
 from proxy.config import Config, ConfigError, FilterSpec, StreamPolicy
 from proxy.offload import OFFLOAD
@@ -34,7 +34,6 @@ from proxy.timeline import Timeline
 log = logging.getLogger("taxmeter.chain")
 
 SEGMENT_SEPARATOR = "\n\n"
-DEFAULT_STAGES: tuple[Stage, ...] = ("input", "output")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +47,7 @@ class BoundFilter:
     instance: Filter
     stream: StreamPolicy
     cpu_bound: bool = False  # called on a worker thread (see proxy.offload)
+    max_match_chars: int = 0  # the longest match it makes, if it declares one
 
     @property
     def enforcing(self) -> bool:
@@ -71,6 +71,7 @@ class Decision:
     blocks: bool  # an enforcing block, or a failure of a fail-closed filter
     reason: str | None = None
     text: str | None = None  # the redacted text, when an enforcing filter redacted
+    unsettled: int | None = None  # stream stage: the tail that may still become a match
 
 
 CHAIN_PARTS = (
@@ -149,9 +150,10 @@ class Chain:
         request_id: str,
         timeline: Timeline,
         critical: bool = True,
+        partial: bool = False,
     ) -> Decision:
         """One timed call of one filter on one text (the stream stage's unit of work)."""
-        ctx = FilterContext(stage, text, body, route, request_id, self.variant)
+        ctx = FilterContext(stage, text, body, route, request_id, self.variant, partial)
         call = timeline.start_filter(bound.name, stage, bound.mode, critical)
         verdict, action, _ = await _call(bound, ctx, False, [])
         timeline.end_filter(call, action)
@@ -159,8 +161,9 @@ class Chain:
 
 
 def _decide(bound: BoundFilter, action: str, verdict: Verdict | None) -> Decision:
+    unsettled = verdict.unsettled if verdict is not None else None
     if not bound.enforcing:
-        return Decision(action, False)
+        return Decision(action, False, unsettled=unsettled)
     if action in ("error", "timeout"):
         if bound.fail_closed:
             return Decision(action, True, f"{bound.name}: filter {action} (on_error: closed)")
@@ -169,8 +172,8 @@ def _decide(bound: BoundFilter, action: str, verdict: Verdict | None) -> Decisio
     if action == "block":
         return Decision(action, True, verdict.reason)
     if action == "redact":
-        return Decision(action, False, verdict.reason, verdict.text or "")
-    return Decision(action, False)
+        return Decision(action, False, verdict.reason, verdict.text or "", unsettled)
+    return Decision(action, False, unsettled=unsettled)
 
 
 async def _call(
@@ -257,6 +260,7 @@ def build_chains(
                 instance,
                 spec.stream,
                 getattr(instance, "cpu_bound", False) is True,
+                _max_match_chars(instance),
             )
             # An observing filter changes nothing, so by default it runs after the
             # response, where it costs the client nothing.
@@ -274,6 +278,11 @@ def build_chains(
     return chains
 
 
+def _max_match_chars(instance: Filter) -> int:
+    declared = getattr(instance, "max_match_chars", 0)
+    return declared if isinstance(declared, int) and not isinstance(declared, bool) else 0
+
+
 def _construct(key: str, spec: FilterSpec) -> tuple[Filter, tuple[Stage, ...]]:
     try:
         cls = resolve_filter_class(spec.type)
@@ -281,12 +290,8 @@ def _construct(key: str, spec: FilterSpec) -> tuple[Filter, tuple[Stage, ...]]:
         raise ConfigError(f"{key}.type", f"filter {spec.name!r}: {exc}") from exc
     supported: tuple[str, ...] = cls.stages
     if spec.stages is None:
-        # The stream stage changes how a stream flows, so it is only ever chosen explicitly.
-        stages = tuple(s for s in DEFAULT_STAGES if s in supported)
-        if not stages:
-            raise ConfigError(
-                f"{key}.stages", f"filter {spec.name!r} supports only {', '.join(supported)}"
-            )
+        # Left out, a filter judges everything it can: a prompt, an answer and a stream.
+        stages = tuple(s for s in STAGES if s in supported)
     else:
         for stage in spec.stages:
             if stage not in supported:

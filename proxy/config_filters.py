@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 from filters.base import Stage
 from proxy.config_checks import (
@@ -39,13 +39,15 @@ class StreamPolicy:
     last ``window_chars`` characters. The last ``holdback_chars`` characters it
     has judged are held from the client until it has judged what follows, so
     that a match split across chunks is caught before any of it is sent.
+    ``"auto"`` holds back only the tail the filter says could still become a
+    match (see docs/streaming.md), nothing for a filter that says nothing.
     """
 
     every_tokens: int = 1
     every_chars: int = 0
     at_sentence_end: bool = False
     window_chars: int = 512
-    holdback_chars: int = 0
+    holdback_chars: int | Literal["auto"] = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,9 +141,13 @@ def _stream_policy(key: str, raw: Any) -> StreamPolicy:
         )
     if "holdback_chars" in section:
         holdback = section["holdback_chars"]
-        if holdback != 0:
-            holdback = check_int(f"{key}.holdback_chars", holdback)
+        number = isinstance(holdback, int) and not isinstance(holdback, bool)
+        if holdback != "auto" and not (number and holdback >= 0):
+            raise ConfigError(
+                f"{key}.holdback_chars",
+                f'expected "auto" or a whole number >= 0, got {check_kind(holdback)}',
+            )
         policy = replace(policy, holdback_chars=holdback)
-    if policy.holdback_chars >= policy.window_chars:
+    if policy.holdback_chars != "auto" and policy.holdback_chars >= policy.window_chars:
         raise ConfigError(f"{key}.holdback_chars", "must be smaller than window_chars")
     return policy
