@@ -141,7 +141,8 @@ async def _serve_until_signalled(
         # from a child process and prefixes request paths with it.
         print(
             f"taxmeter mock upstream (model {settings.model}, ttft {settings.ttft_ms:g} ms, "
-            f"{settings.tokens_per_s:g} tokens/s; OpenAI base_url {url}/v1) listening on {url}",
+            f"{settings.tokens_per_s:g} tokens/s; OpenAI base_url {url}/v1, "
+            f"Anthropic base_url {url}) listening on {url}",
             flush=True,
         )
         await stop.wait()

@@ -8,6 +8,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from aiohttp.test_utils import TestServer
 
 
 @dataclass(frozen=True)
@@ -36,3 +37,14 @@ async def read_named_events(response: aiohttp.ClientResponse) -> list[NamedEvent
             raise AssertionError(f"not an SSE line: {line!r}")
     assert not data, "the stream ended inside an event"
     return events
+
+
+async def post_stream(server: TestServer, path: str, body: dict[str, Any]) -> list[NamedEvent]:
+    """POST ``body`` with ``stream: true``; the event stream that answers it."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(server.make_url(path), json={**body, "stream": True}) as response,
+    ):
+        assert response.status == 200
+        assert response.content_type == "text/event-stream"
+        return await read_named_events(response)

@@ -23,7 +23,7 @@ from pytest_aiohttp import AiohttpServer
 from proxy.mock_upstream import MOCK_STATS, MockSettings, make_mock_app
 from tests.proxy.conftest import FAST_MODEL
 from tests.proxy.eventually import eventually
-from tests.proxy.named_events import NamedEvent, read_named_events
+from tests.proxy.named_events import post_stream, read_named_events
 
 STREAM_EVENT = TypeAdapter[Any](RawMessageStreamEvent)
 
@@ -45,16 +45,6 @@ async def _post(model: TestServer, body: object, path: str = "/v1/messages") -> 
         session.post(model.make_url(path), json=body) as response,
     ):
         return response.status, await response.json()
-
-
-async def _post_stream(model: TestServer, body: dict[str, Any]) -> list[NamedEvent]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(model.make_url("/v1/messages"), json={**body, "stream": True}) as response,
-    ):
-        assert response.status == 200
-        assert response.content_type == "text/event-stream"
-        return await read_named_events(response)
 
 
 async def test_a_message_has_the_sdk_shape(client: AsyncAnthropic, model: TestServer) -> None:
@@ -120,7 +110,8 @@ async def test_messages_stream_assembles_the_message(
 
 
 async def test_every_stream_event_validates(model: TestServer) -> None:
-    events = await _post_stream(model, {"model": "m", "max_tokens": 8, "messages": _user("hi")})
+    body = {"model": "m", "max_tokens": 8, "messages": _user("hi")}
+    events = await post_stream(model, "/v1/messages", body)
     names = [e.name for e in events]
     assert names == ["message_start", "content_block_start", "ping",
                      *["content_block_delta"] * 8, "content_block_stop", "message_delta",

@@ -23,7 +23,7 @@ from proxy.mock_responses import ResponseStore
 from proxy.mock_upstream import MOCK_STATS, MockSettings, make_mock_app
 from tests.proxy.conftest import FAST_MODEL
 from tests.proxy.eventually import eventually
-from tests.proxy.named_events import NamedEvent, read_named_events
+from tests.proxy.named_events import post_stream, read_named_events
 
 STREAM_EVENT = TypeAdapter[Any](ResponseStreamEvent)
 OPENING = [
@@ -45,16 +45,6 @@ async def client(model: TestServer) -> AsyncIterator[AsyncOpenAI]:
         base_url=str(model.make_url("/v1")), api_key="x", max_retries=0
     ) as client:
         yield client
-
-
-async def _post_stream(model: TestServer, body: dict[str, Any]) -> list[NamedEvent]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(model.make_url("/v1/responses"), json={**body, "stream": True}) as response,
-    ):
-        assert response.status == 200
-        assert response.content_type == "text/event-stream"
-        return await read_named_events(response)
 
 
 async def test_a_response_has_the_sdk_shape(client: AsyncOpenAI) -> None:
@@ -125,7 +115,7 @@ async def test_a_stream_sends_every_event_in_order(client: AsyncOpenAI, model: T
 
 
 async def test_every_stream_event_validates(model: TestServer) -> None:
-    events = await _post_stream(model, {"input": "echo: a b c"})
+    events = await post_stream(model, "/v1/responses", {"input": "echo: a b c"})
     for event in events:
         assert event.name == event.data["type"]  # the SSE event is named by its type
         STREAM_EVENT.validate_python(event.data)
@@ -180,7 +170,7 @@ async def test_max_output_tokens_cuts_the_answer(client: AsyncOpenAI, model: Tes
     assert roomy.usage is not None
     assert roomy.usage.output_tokens == FAST_MODEL.max_tokens  # a ceiling, not a length
 
-    events = await _post_stream(model, {"input": "a story", "max_output_tokens": 3})
+    events = await post_stream(model, "/v1/responses", {"input": "a story", "max_output_tokens": 3})
     assert events[-1].name == "response.incomplete"
     STREAM_EVENT.validate_python(events[-1].data)
     assert events[-1].data["response"]["output"][0]["content"][0]["text"] == cut.output_text
