@@ -24,10 +24,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from filters.base import STAGES, Filter, FilterContext, Stage, Verdict
 from filters.registry import FilterLoadError, resolve_filter_class
 from proxy.config import Config, ConfigError, FilterSpec, StreamPolicy
+from proxy.config_filters import stream_policy
 from proxy.offload import OFFLOAD
 from proxy.timeline import Timeline
 
@@ -232,17 +234,26 @@ def _check_verdict(verdict: object) -> None:
 # -- building -------------------------------------------------------------------
 
 
-def build_filters(config: Config) -> dict[str, tuple[Filter, tuple[Stage, ...]]]:
+class BuiltFilter(NamedTuple):
+    """One configured filter, constructed: its instance, stages and stream policy."""
+
+    instance: Filter
+    stages: tuple[Stage, ...]
+    stream: StreamPolicy
+
+
+Built = dict[str, BuiltFilter]
+
+
+def build_filters(config: Config) -> Built:
     """Construct each configured filter once; ConfigError names a bad one."""
-    built: dict[str, tuple[Filter, tuple[Stage, ...]]] = {}
+    built: Built = {}
     for i, spec in enumerate(config.filters):
         built[spec.name] = _construct(f"filters[{i}]", spec)
     return built
 
 
-def build_chains(
-    config: Config, filters: dict[str, tuple[Filter, tuple[Stage, ...]]]
-) -> dict[str, Chain]:
+def build_chains(config: Config, filters: Built) -> dict[str, Chain]:
     """One frozen chain per variant, sharing the filter instances."""
     chains: dict[str, Chain] = {}
     for variant in config.variants:
@@ -251,14 +262,14 @@ def build_chains(
             mode = variant.modes.get(spec.name, spec.mode)
             if spec.name in variant.disable or mode == "off":
                 continue
-            instance, filter_stages = filters[spec.name]
+            instance, filter_stages, policy = filters[spec.name]
             bound = BoundFilter(
                 spec.name,
                 mode,
                 spec.timeout_ms / 1000,
                 spec.on_error == "closed",
                 instance,
-                spec.stream,
+                policy,
                 getattr(instance, "cpu_bound", False) is True,
                 _max_match_chars(instance),
             )
@@ -283,7 +294,7 @@ def _max_match_chars(instance: Filter) -> int:
     return declared if isinstance(declared, int) and not isinstance(declared, bool) else 0
 
 
-def _construct(key: str, spec: FilterSpec) -> tuple[Filter, tuple[Stage, ...]]:
+def _construct(key: str, spec: FilterSpec) -> BuiltFilter:
     try:
         cls = resolve_filter_class(spec.type)
     except FilterLoadError as exc:
@@ -305,4 +316,9 @@ def _construct(key: str, spec: FilterSpec) -> tuple[Filter, tuple[Stage, ...]]:
         instance = cls(**spec.params)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{key}.params", f"filter {spec.name!r}: {exc}") from exc
-    return instance, stages
+    policy = spec.stream
+    defaults = getattr(cls, "stream_defaults", None)
+    if not spec.stream_given and defaults is not None:
+        # A filter too costly to call on every token says how often it runs by default.
+        policy = stream_policy(f"{key}.stream (the filter's stream_defaults)", defaults)
+    return BuiltFilter(instance, stages, policy)

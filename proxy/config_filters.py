@@ -63,6 +63,7 @@ class FilterSpec:
     observe_inline: bool = False  # observe mode: run on the request's path, to measure its cost
     at_stream_end: bool = False  # output stage: also judge a streamed completion at its end
     stream: StreamPolicy = StreamPolicy()
+    stream_given: bool = False  # a stream section was written (else the filter's own default)
 
 
 def parse_filters(raw: Any) -> tuple[FilterSpec, ...]:
@@ -111,12 +112,14 @@ def parse_filters(raw: Any) -> tuple[FilterSpec, ...]:
             inline = check_bool(f"{key}.observe_inline", entry["observe_inline"])
             spec = replace(spec, observe_inline=inline)
         if entry.get("stream") is not None:
-            spec = replace(spec, stream=_stream_policy(f"{key}.stream", entry["stream"]))
+            spec = replace(
+                spec, stream=stream_policy(f"{key}.stream", entry["stream"]), stream_given=True
+            )
         specs.append(spec)
     return tuple(specs)
 
 
-def _stream_policy(key: str, raw: Any) -> StreamPolicy:
+def stream_policy(key: str, raw: Any) -> StreamPolicy:
     section = check_mapping(key, raw)
     check_known(key, section, STREAM_KEYS)
     cadences = [k for k in ("every_tokens", "every_chars", "at_sentence_end") if k in section]

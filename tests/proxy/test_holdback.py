@@ -142,3 +142,15 @@ async def test_the_packaged_default_config_redacts_a_streamed_address_in_small_c
                 for choice in orjson.loads(line[6:])["choices"]:
                     received += choice["delta"].get("content") or ""
     assert received == "Reach me at [EMAIL] any time."
+
+
+def test_a_costly_filter_judges_a_stream_by_sentence_unless_told_otherwise() -> None:
+    spec = {"name": "mod", "type": "moderation", "params": {"url": "http://127.0.0.1:9/v1"}}
+    built = build_filters(parse_config({"filters": [spec]}))["mod"]
+    assert built.stages == ("input", "output", "stream")
+    assert built.stream.at_sentence_end
+    assert not built.stream.every_tokens
+    spec["stream"] = {"every_chars": 64}
+    built = build_filters(parse_config({"filters": [spec]}))["mod"]
+    assert built.stream.every_chars == 64
+    assert not built.stream.at_sentence_end
