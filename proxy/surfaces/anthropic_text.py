@@ -30,12 +30,9 @@ _NOT_TEXT = frozenset(
 _ENCRYPTED = frozenset({"encrypted_content", "encrypted_index"})
 # Sources of a document or image that are not text.
 _BINARY_SOURCES = frozenset({"base64", "url", "file"})
-# Blocks nested deeper than this are no request Anthropic's API accepts.
+# Blocks nested deeper than this are no request Anthropic's API accepts: past
+# it every string is read, whatever its key (no recursion, nothing skipped).
 MAX_DEPTH = 32
-
-
-class TooNested(ValueError):
-    """Content blocks nested deeper than any request of the API."""
 
 
 def content_texts(holder: dict[str, Any], key: str, found: Prompt, depth: int = 0) -> None:
@@ -57,8 +54,9 @@ def content_texts(holder: dict[str, Any], key: str, found: Prompt, depth: int = 
 
 def block_texts(block: Any, found: Prompt, depth: int = 0) -> None:
     """The texts of one content block, by its type."""
-    if depth > MAX_DEPTH:
-        raise TooNested("content blocks are nested too deeply")
+    if depth > MAX_DEPTH and isinstance(block, dict):
+        strings_in(block, found)
+        return
     if not isinstance(block, dict):
         found.uninspected.append("other")
         return

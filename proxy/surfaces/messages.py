@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from proxy.errors import STATUS
-from proxy.surfaces.anthropic_text import TooNested, block_texts, content_texts, strings_in
+from proxy.surfaces.anthropic_text import block_texts, content_texts, strings_in
 from proxy.surfaces.base import (
     AnswerPart,
     Prompt,
@@ -64,14 +64,11 @@ class Messages(Surface):
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             return None
         prompt = Prompt()
-        try:
-            content_texts(body, "system", prompt)
-            for message in body["messages"]:
-                if not isinstance(message, dict):
-                    return None
-                content_texts(message, "content", prompt)
-        except TooNested:
-            return None
+        content_texts(body, "system", prompt)
+        for message in body["messages"]:
+            if not isinstance(message, dict):
+                return None
+            content_texts(message, "content", prompt)
         tools = body.get("tools")
         for tool in tools if isinstance(tools, list) else ():
             if not isinstance(tool, dict):
@@ -92,13 +89,10 @@ class Messages(Surface):
         if not isinstance(content, list):
             return None
         found = Prompt()
-        try:
-            for block in content:
-                if not isinstance(block, dict):
-                    return None
-                block_texts(block, found)
-        except TooNested:
-            return None
+        for block in content:
+            if not isinstance(block, dict):
+                return None
+            block_texts(block, found)
         return [AnswerPart(found.texts, _withhold(body))]
 
     def stream(self, request_body: Any) -> StreamCodec:

@@ -70,6 +70,13 @@ def tool(**fields: Any) -> dict[str, Any]:
     return {"name": "send", "input_schema": {"type": "object"}, **fields}
 
 
+def deep(value: str, levels: int = 40) -> dict[str, Any]:
+    nested: dict[str, Any] = {"type": "text", "text": value}
+    for _ in range(levels):
+        nested = {"type": "wrapper", "content": [nested]}
+    return nested
+
+
 # Every field of a request the model reads, with the text under test put in it.
 CASES: dict[str, Case] = {
     "system string": lambda t: ask(user("hi"), system=f"be kind {t}"),
@@ -106,6 +113,10 @@ CASES: dict[str, Case] = {
     "search_result content": lambda t: ask(
         user([{"type": "search_result", "source": "s", "title": "x", "content": [text(t)]}])
     ),
+    "a block type of a later version": lambda t: ask(
+        user([{"type": "future_block", "id": "b1", "body": {"note": [t]}}])
+    ),
+    "nested past any real request": lambda t: ask(user([{"type": "future_block", **deep(t)}])),
     "tool description": lambda t: ask(user("hi"), tools=[tool(description=t)]),
     "input_schema description": lambda t: ask(
         user("hi"),
@@ -210,6 +221,18 @@ ANSWERS = {
     "tool_use input": message(
         {"type": "tool_use", "id": "toolu_1", "name": "send", "input": {"to": [EMAIL]}},
         stop_reason="tool_use",
+    ),
+    "a server tool's result": message(
+        {
+            "type": "web_fetch_tool_result",
+            "tool_use_id": "srvtoolu_1",
+            "content": {
+                "type": "web_fetch_result",
+                "url": "https://example.com/",
+                "content": {"type": "document", "source": plain(f"mail {EMAIL}")},
+            },
+        },
+        text("fetched"),
     ),
 }
 
