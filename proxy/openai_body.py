@@ -9,8 +9,9 @@ ROUTES = {
     "/v1/chat/completions": "chat_completions",
     "/v1/completions": "completions",
     "/v1/embeddings": "embeddings",
+    "/v1/messages": "messages",
 }
-ROUTE_LABELS = ("chat_completions", "completions", "embeddings", "other")
+ROUTE_LABELS = ("chat_completions", "completions", "embeddings", "messages", "other")
 
 
 def classify(path: str) -> str:

@@ -83,7 +83,7 @@ async def test_label_values_come_only_from_fixed_sets_and_config(
     proxy = await start_proxy(CHAIN)
     await drive_traffic(proxy.url)
     allowed = {
-        "route": {"chat_completions", "completions", "embeddings", "other"},
+        "route": {"chat_completions", "completions", "embeddings", "messages", "other"},
         "variant": {"default"},
         "outcome": {
             "ok",
