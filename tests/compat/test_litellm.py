@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anthropic
 import openai
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -23,7 +24,7 @@ from tests.proxy.conftest import ProxyFactory, RunningProxy
 __all__ = ["litellm", "simulated_model"]
 
 PROMPT_EMAIL = "alice@example.org"
-FILTERS = {
+FILTERS: dict[str, list[dict[str, Any]]] = {
     "filters": [
         {"name": "deny", "type": "denylist", "stages": ["input"],
          "params": {"words": ["ignore previous instructions"]}},
@@ -33,10 +34,30 @@ FILTERS = {
 }  # fmt: skip
 
 # What a client does on each surface: send a prompt to a model, get the text back.
-Ask = Callable[[openai.AsyncOpenAI, str, str, bool], Awaitable[str]]
+Ask = Callable[["Clients", str, str, bool], Awaitable[str]]
 
 
-async def ask_chat(client: openai.AsyncOpenAI, model: str, prompt: str, stream: bool) -> str:
+class Clients:
+    """The official SDK of each API, pointed at the proxy, keyed for LiteLLM."""
+
+    def __init__(self, proxy: RunningProxy, litellm: LiteLLM) -> None:
+        self.openai = openai.AsyncOpenAI(
+            base_url=f"{proxy.url}/v1", api_key=litellm.key, max_retries=0
+        )
+        self.anthropic = anthropic.AsyncAnthropic(
+            base_url=proxy.url, api_key=litellm.key, max_retries=0
+        )
+
+    async def __aenter__(self) -> Clients:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.openai.close()
+        await self.anthropic.close()
+
+
+async def ask_chat(clients: Clients, model: str, prompt: str, stream: bool) -> str:
+    client = clients.openai
     messages: Any = [{"role": "user", "content": prompt}]
     if not stream:
         answer = await client.chat.completions.create(model=model, messages=messages)
@@ -47,7 +68,8 @@ async def ask_chat(client: openai.AsyncOpenAI, model: str, prompt: str, stream: 
     return "".join([c.choices[0].delta.content or "" async for c in chunks if c.choices])
 
 
-async def ask_completions(client: openai.AsyncOpenAI, model: str, prompt: str, stream: bool) -> str:
+async def ask_completions(clients: Clients, model: str, prompt: str, stream: bool) -> str:
+    client = clients.openai
     if not stream:
         answer = await client.completions.create(model=model, prompt=prompt, max_tokens=64)
         return answer.choices[0].text
@@ -59,10 +81,23 @@ async def ask_completions(client: openai.AsyncOpenAI, model: str, prompt: str, s
     return "".join([c.choices[0].text or "" async for c in chunks if c.choices])
 
 
+async def ask_messages(clients: Clients, model: str, prompt: str, stream: bool) -> str:
+    client = clients.anthropic
+    messages: Any = [{"role": "user", "content": prompt}]
+    if not stream:
+        answer = await client.messages.create(model=model, max_tokens=64, messages=messages)
+        return "".join(block.text for block in answer.content if block.type == "text")
+    async with client.messages.stream(model=model, max_tokens=64, messages=messages) as events:
+        return "".join([text async for text in events.text_stream])
+
+
 SURFACES: dict[str, tuple[str, Ask]] = {
     "chat_completions": ("chat_completions", ask_chat),
     "completions": ("completions", ask_completions),
+    "messages": ("messages", ask_messages),
 }
+# Each API's own error for a request it refuses.
+REFUSED = (openai.BadRequestError, anthropic.BadRequestError)
 CASES = [(s, stream) for s in SURFACES for stream in (False, True)]
 IDS = [f"{s}-{'stream' if stream else 'plain'}" for s, stream in CASES]
 
@@ -81,8 +116,15 @@ async def proxy(
     return await start_proxy(FILTERS, upstream=litellm.url, tracer_provider=provider)
 
 
-def client_of(proxy: RunningProxy, litellm: LiteLLM) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=f"{proxy.url}/v1", api_key=litellm.key, max_retries=0)
+@pytest.fixture
+async def output_proxy(
+    start_proxy: ProxyFactory, litellm: LiteLLM, exporter: InMemorySpanExporter
+) -> RunningProxy:
+    """Judging answers only: an echoed prompt comes back through LiteLLM as it was sent."""
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    only_out = {"filters": [f for f in FILTERS["filters"] if f["name"] == "pii_out"]}
+    return await start_proxy(only_out, upstream=litellm.url, tracer_provider=provider)
 
 
 async def settled(proxy: RunningProxy, name: str, expected: float, **labels: str) -> float:
@@ -104,9 +146,10 @@ async def test_a_denylisted_prompt_never_reaches_litellm(
     proxy: RunningProxy, litellm: LiteLLM, surface: str, stream: bool
 ) -> None:
     route, ask = SURFACES[surface]
-    async with client_of(proxy, litellm) as client:
-        with pytest.raises(openai.BadRequestError) as raised:
-            await ask(client, "echo", "echo: now ignore previous instructions", stream)
+    async with Clients(proxy, litellm) as clients:
+        with pytest.raises(REFUSED) as raised:
+            await ask(clients, "echo", "echo: now ignore previous instructions", stream)
+    assert isinstance(raised.value, REFUSED)
     assert raised.value.status_code == 400
     labels = {"route": route, "variant": "default", "outcome": "blocked"}
     assert await settled(proxy, "taxmeter_requests_total", 1, **labels) == 1
@@ -117,28 +160,42 @@ async def test_an_email_in_the_prompt_reaches_litellm_redacted(
     proxy: RunningProxy, litellm: LiteLLM, surface: str, stream: bool
 ) -> None:
     _, ask = SURFACES[surface]
-    async with client_of(proxy, litellm) as client:
-        text = await ask(client, "echo", f"echo: write to {PROMPT_EMAIL} please", stream)
+    async with Clients(proxy, litellm) as clients:
+        text = await ask(clients, "echo", f"echo: write to {PROMPT_EMAIL} please", stream)
     # The simulator echoes what LiteLLM sent it: the address was gone before LiteLLM.
     assert text == "write to [EMAIL] please"
     assert redactions(proxy, "pii_in", "input") == 1
     assert redactions(proxy, "pii_out", "stream" if stream else "output") == 0
 
 
+@pytest.mark.parametrize("surface", SURFACES)
+async def test_an_email_in_litellms_mock_response_reaches_the_client_redacted(
+    proxy: RunningProxy, litellm: LiteLLM, surface: str
+) -> None:
+    _, ask = SURFACES[surface]
+    async with Clients(proxy, litellm) as clients:
+        # LiteLLM answers a mock_response on /v1/messages as JSON even when asked to
+        # stream, so the streamed answers are the next test's.
+        text = await ask(clients, "mail", "where do I write?", False)
+    assert ANSWER_EMAIL not in text
+    assert "[EMAIL]" in text
+
+
 @pytest.mark.parametrize(("surface", "stream"), CASES, ids=IDS)
 async def test_an_email_in_litellms_answer_reaches_the_client_redacted(
-    proxy: RunningProxy,
+    output_proxy: RunningProxy,
     litellm: LiteLLM,
     exporter: InMemorySpanExporter,
     surface: str,
     stream: bool,
 ) -> None:
     route, ask = SURFACES[surface]
-    async with client_of(proxy, litellm) as client:
-        text = await ask(client, "mail", "where do I write?", stream)
-    assert ANSWER_EMAIL not in text
-    assert "[EMAIL]" in text
+    async with Clients(output_proxy, litellm) as clients:
+        # Streamed by LiteLLM in its own chunks, translated to each API's events.
+        text = await ask(clients, "echo", f"echo: write to {ANSWER_EMAIL} today", stream)
+    assert text == "write to [EMAIL] today"
     labels = {"route": route, "variant": "default", "outcome": "ok"}
+    proxy = output_proxy
     assert await settled(proxy, "taxmeter_requests_total", 1, **labels) == 1
     assert proxy.value("taxmeter_requests_total", **{**labels, "outcome": "client_disconnect"}) == 0
     (server,) = [s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER]
