@@ -118,6 +118,10 @@ class Denylist:
         self._redact = action == "redact"
         self._replacement = replacement
         self._case_sensitive = flags == 0
+        folded = [w if self._case_sensitive else w.lower() for w in words]
+        # A stream's end that is the start of a word may become the word.
+        self._openings = frozenset(w[:n] for w in folded for n in range(1, len(w)))
+        self._longest_opening = max((len(w) - 1 for w in folded), default=0)
         plain = not patterns and all(w.isascii() for w in words)
         self._literals: tuple[str, ...] | None = (
             tuple(w if self._case_sensitive else w.lower() for w in words) if plain else None
@@ -134,12 +138,26 @@ class Denylist:
         haystack = text if self._case_sensitive else text.lower()
         return not any(word in haystack for word in self._literals)
 
+    def unsettled(self, text: str) -> int:
+        """The longest end of ``text`` that opens a word: it may still become one.
+
+        Patterns report nothing: what a regex may still match is unknowable here.
+        """
+        end = text[-self._longest_opening :] if self._longest_opening else ""
+        if not self._case_sensitive:
+            end = end.lower()
+        for n in range(len(end), 0, -1):
+            if end[-n:] in self._openings:
+                return n
+        return 0
+
     async def check(self, ctx: FilterContext) -> Verdict:
+        unsettled = self.unsettled(ctx.text) if ctx.partial else None
         if self._cannot_match(ctx.text):
-            return Verdict.allow()
+            return Verdict.allow(unsettled)
         match = self._regex.search(ctx.text)
         if match is None:
-            return Verdict.allow()
+            return Verdict.allow(unsettled)
         if not self._redact:
             return Verdict.block(f"denylist: matched {self._label(match)}")
 
@@ -150,4 +168,5 @@ class Denylist:
             return self._replacement  # a function, so backslashes stay literal
 
         new_text = self._regex.sub(replace, ctx.text)
-        return Verdict.redact(new_text, f"denylist: redacted {', '.join(matched)}")
+        unsettled = self.unsettled(new_text) if ctx.partial else None
+        return Verdict.redact(new_text, f"denylist: redacted {', '.join(matched)}", unsettled)

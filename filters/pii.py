@@ -14,6 +14,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
 
 from filters.base import FilterContext, Verdict
+from filters.pii_tail import TAILS
 
 PII_TYPES = ("email", "phone", "credit_card", "ipv4", "ipv6", "ssn", "iban")
 
@@ -189,6 +190,7 @@ class Pii:
         self._detectors = tuple(
             (kind, marker, find) for kind, (marker, find) in _DETECTORS.items() if kind in types
         )
+        self._tails = tuple({TAILS[kind] for kind in types})
 
     def _find(self, text: str) -> list[tuple[int, int, str]]:
         """Non-overlapping (start, end, kind) matches, sorted by start."""
@@ -208,11 +210,23 @@ class Pii:
                 found.insert(i, (start, end, kind))
         return found
 
+    def unsettled(self, text: str) -> int:
+        """The end of ``text`` that could still grow into personal data (see filters.pii_tail)."""
+        return max(tail(text) for tail in self._tails)
+
     async def check(self, ctx: FilterContext) -> Verdict:
         text = ctx.text
         found = self._find(text)
+        unsettled: int | None = None
+        if ctx.partial:
+            # A match reaching into the tail may not be whole yet: it is decided
+            # once more text shows where it ends, and held back until then.
+            cut = len(text) - self.unsettled(text)
+            decided = [f for f in found if f[1] <= cut]
+            cut = min([cut, *(start for start, end, _ in found if end > cut)])
+            found, unsettled = decided, len(text) - cut
         if not found:
-            return Verdict.allow()
+            return Verdict.allow(unsettled)
         present = {kind for _, _, kind in found}
         kinds = ", ".join(kind for kind in PII_TYPES if kind in present)
         if self._block:
@@ -223,4 +237,4 @@ class Pii:
             parts += (text[last:start], _PLACEHOLDERS[kind])
             last = end
         parts.append(text[last:])
-        return Verdict.redact("".join(parts), f"pii: redacted {kinds}")
+        return Verdict.redact("".join(parts), f"pii: redacted {kinds}", unsettled)

@@ -22,7 +22,7 @@ from proxy.chain import BoundFilter, Chain
 from proxy.headers import client_response_headers, upstream_request_headers
 from proxy.json_exact import TooDeep, parse
 from proxy.json_pieces import EncodedDocument, encode_document
-from proxy.limits import Admission, too_busy
+from proxy.limits import Admission, busy_message, too_busy
 from proxy.metrics import Metrics
 from proxy.observe import Later, Observer, observe
 from proxy.request_body import (
@@ -423,7 +423,11 @@ async def _refused_body(request: web.Request, ex: Exchange, exc: BodyError) -> w
 
 
 async def _too_busy(request: web.Request, ex: Exchange, limit: int) -> web.StreamResponse:
-    response = too_busy(limit)
+    body = None
+    if ex.surface is not None:  # in the API's own error shape
+        message = busy_message(limit)
+        body = ex.surface.error_body(message, "concurrency_limit", "rate_limit_error", status=429)
+    response = too_busy(limit, body)
     stamp(response, ex)
     await response.prepare(request)
     await response.write_eof()
