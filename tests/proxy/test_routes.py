@@ -190,6 +190,19 @@ async def test_every_path_trick_is_refused_and_never_forwarded(
     assert recorder.seen == []
 
 
+async def test_a_refused_path_is_answered_in_the_shape_of_its_api(
+    start_proxy: ProxyFactory, recorder: Recorder
+) -> None:
+    needs_surface("messages")
+    proxy = await start_proxy(FILTERS, upstream=recorder.url)
+    status, answer = await raw_exchange(proxy.url, "POST", "/v1//messages", PROMPTS["messages"])
+    assert status == 400
+    assert answer["type"] == "error"  # Anthropic's shape, so its SDK raises its own error
+    assert answer["error"]["type"] == "invalid_request_error"
+    assert answer["error"]["message"].startswith("invalid_path: ")
+    assert recorder.seen == []
+
+
 async def test_a_refused_path_counts_on_the_route_it_would_have_been(
     start_proxy: ProxyFactory, recorder: Recorder
 ) -> None:
