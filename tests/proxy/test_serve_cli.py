@@ -115,7 +115,9 @@ async def test_embedded_default_serves_responses_and_messages(
         ) as streamed:
             pieces = [text async for text in streamed.text_stream]
             final = await streamed.get_final_message()
-        assert pieces == ["x", " y"]
+        # The default pii judges streams: "x" waits for what follows it (holdback auto).
+        assert "".join(pieces) == "x y"
+        assert len(pieces) == 2
         assert (final.stop_reason, final.usage.output_tokens) == ("end_turn", 2)
 
 
