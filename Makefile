@@ -5,14 +5,18 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
+# LiteLLM's proxy, the third-party server tests/compat runs taxmeter in front
+# of, in a venv of its own: its pins must not decide ours.
+LITELLM_VENV ?= .venv-litellm
+LITELLM      := litellm[proxy]==1.108.7
 
 .PHONY: run test lint clean
 
 run: $(VENV)/.installed
 	$(BIN)/taxmeter serve $(ARGS)
 
-test: $(VENV)/.installed-test lint
-	$(BIN)/pytest -q $(ARGS)
+test: $(VENV)/.installed-test $(LITELLM_VENV)/.installed lint
+	TAXMETER_LITELLM_VENV=$(LITELLM_VENV) $(BIN)/pytest -q $(ARGS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
@@ -34,5 +38,11 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test,ml]'
 	touch $@ $(VENV)/.installed
 
+$(LITELLM_VENV)/.installed: Makefile
+	$(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/pip install -q --upgrade pip
+	$(LITELLM_VENV)/bin/pip install -q '$(LITELLM)'
+	touch $@
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
+	rm -rf $(VENV) $(LITELLM_VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

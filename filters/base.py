@@ -7,7 +7,12 @@ A filter is any class with:
                                        # or TypeError on a bad one
     async def check(self, ctx: FilterContext) -> Verdict: ...
 
-A filter judges ``ctx.text`` and returns a :class:`Verdict`. It never reads a
+A filter judges ``ctx.text`` and returns a :class:`Verdict`. On the stream
+stage ``ctx.partial`` says more text may follow; a filter that knows how its
+matches are shaped may then report, in ``Verdict.unsettled``, how many
+characters at the end could still grow into a match (they are held back from
+the client until it judges what follows), or declare ``max_match_chars``,
+the longest match it can make. It never reads a
 clock to report its own cost, never touches metrics or tracing, and never
 handles its own timeout: the chain runner times it, bounds it with its
 ``timeout_ms`` and contains anything it raises.
@@ -50,24 +55,29 @@ class Verdict:
     action: Action
     reason: str | None = None
     text: str | None = None
+    # Stream stage: characters at the end of the text (as returned) that could
+    # still become part of a match once more text arrives; None: not reported.
+    unsettled: int | None = None
     edits: tuple[Edit, ...] = ()
 
     @staticmethod
-    def allow() -> Verdict:
-        return _ALLOW
+    def allow(unsettled: int | None = None) -> Verdict:
+        return _ALLOW if unsettled is None else Verdict("allow", unsettled=unsettled)
 
     @staticmethod
     def block(reason: str) -> Verdict:
         return Verdict("block", reason)
 
     @staticmethod
-    def redact(new_text: str, reason: str) -> Verdict:
-        return Verdict("redact", reason, new_text)
+    def redact(new_text: str, reason: str, unsettled: int | None = None) -> Verdict:
+        return Verdict("redact", reason, new_text, unsettled)
 
     @staticmethod
-    def redact_spans(text: str, edits: Sequence[Edit], reason: str) -> Verdict:
+    def redact_spans(
+        text: str, edits: Sequence[Edit], reason: str, unsettled: int | None = None
+    ) -> Verdict:
         """``text`` with each of ``edits`` (in order, not overlapping) applied."""
-        return Verdict("redact", reason, apply_edits(text, edits), tuple(edits))
+        return Verdict("redact", reason, apply_edits(text, edits), unsettled, tuple(edits))
 
 
 _ALLOW = Verdict("allow")
@@ -90,7 +100,9 @@ class FilterContext:
     ``text`` is the text judged at this stage: the prompt text (for chat, the
     text of every message, joined by a blank line), one completion's text, or
     a stream window. ``body`` is the parsed JSON request body, or None.
-    ``route`` is one of chat_completions, completions, embeddings, other.
+    ``route`` is the route label (chat_completions, completions, embeddings,
+    responses, messages, other). ``partial`` is true for a stream window that
+    more text will follow: a match touching its end may not be complete yet.
     """
 
     stage: Stage
@@ -99,6 +111,7 @@ class FilterContext:
     route: str
     request_id: str
     variant: str = "default"
+    partial: bool = False
 
 
 @runtime_checkable

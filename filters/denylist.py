@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 
 from filters.base import Edit, FilterContext, Verdict
 from filters.normal_text import (
@@ -147,6 +148,10 @@ class Denylist:
         self._redact = action == "redact"
         self._replacement = replacement
         self._case_sensitive = flags == 0
+        folded = [w if self._case_sensitive else w.lower() for w in seen]
+        # A stream's end that is the start of a word may become the word.
+        self._openings = frozenset(w[:n] for w in folded for n in range(1, len(w)))
+        self._longest_opening = max((len(w) - 1 for w in folded), default=0)
         plain = not patterns and all(w.isascii() for w in seen)
         self._literals: tuple[str, ...] | None = (
             tuple(w if self._case_sensitive else w.lower() for w in seen) if plain else None
@@ -186,16 +191,38 @@ class Denylist:
     def _views(self, text: str) -> tuple[NormalText, ...]:
         return views(text, fold=True) if self._normalize else (as_written(text),)
 
+    def unsettled(self, text: str) -> int:
+        """The longest end of ``text`` that opens a word (in the view): it may still become one.
+
+        Patterns report nothing: what a regex may still match is unknowable here.
+        """
+        if not self._longest_opening:
+            return 0
+        # The view of the last few characters reads their end as the view of the
+        # whole text does, unless they are mostly invisible: then the whole text.
+        tail = text[-(4 * self._longest_opening + 32) :]
+        view = normal_text(tail, fold=True) if self._normalize else as_written(tail)
+        if len(view.text) <= self._longest_opening + 1 and len(tail) < len(text):
+            tail, view = text, normal_text(text, fold=True)
+        end = view.text[-self._longest_opening :]
+        if not self._case_sensitive:
+            end = end.lower()
+        for n in range(len(end), 0, -1):
+            if end[-n:] in self._openings:
+                return len(tail) - view.span(len(view.text) - n, len(view.text))[0]
+        return 0
+
     async def check(self, ctx: FilterContext) -> Verdict:
+        unsettled = self.unsettled(ctx.text) if ctx.partial else None
         if self._cannot_match(ctx.text):
-            return Verdict.allow()
+            return Verdict.allow(unsettled)
         seen = self._views(ctx.text)
         if not self._redact:
             for view in seen:
                 match = self._regex.search(view.text)
                 if match is not None:
                     return Verdict.block(f"denylist: matched {self._label(match)}")
-            return Verdict.allow()
+            return Verdict.allow(unsettled)
 
         spans: list[tuple[int, int]] = []
         labels: dict[int, str] = {}  # where a match starts in the text -> what it matched
@@ -205,7 +232,10 @@ class Denylist:
                 spans.append((start, end))
                 labels.setdefault(start, self._label(match))
         if not spans:
-            return Verdict.allow()
+            return Verdict.allow(unsettled)
         matched = dict.fromkeys(labels[start] for start in sorted(labels))
         edits = [Edit(start, end, self._replacement) for start, end in union(spans)]
-        return Verdict.redact_spans(ctx.text, edits, f"denylist: redacted {', '.join(matched)}")
+        verdict = Verdict.redact_spans(ctx.text, edits, f"denylist: redacted {', '.join(matched)}")
+        if not ctx.partial:
+            return verdict
+        return replace(verdict, unsettled=self.unsettled(verdict.text or ""))

@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import aiohttp
 import orjson
@@ -153,6 +155,9 @@ class Moderation:
     """
 
     stages: tuple[str, ...] = ("input", "output", "stream")
+    # One call to the service per token would cost more than the answer: on a
+    # stream it judges each sentence, unless the config says otherwise.
+    stream_defaults: ClassVar[Mapping[str, object]] = MappingProxyType({"at_sentence_end": True})
 
     def __init__(
         self,

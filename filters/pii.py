@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from filters.base import Edit, FilterContext, Verdict
 from filters.normal_text import NormalText, as_written, views, warm_up
+from filters.pii_tail import TAILS
 
 PII_TYPES = ("email", "phone", "credit_card", "ipv4", "ipv6", "ssn", "iban")
 
@@ -204,6 +205,7 @@ class Pii:
         self._detectors = tuple(
             (kind, marker, find) for kind, (marker, find) in _DETECTORS.items() if kind in types
         )
+        self._tails = tuple({TAILS[kind] for kind in types})
 
     def _find(self, text: str) -> list[tuple[int, int, str]]:
         """Non-overlapping (start, end, kind) matches, sorted by start."""
@@ -235,13 +237,26 @@ class Pii:
         found.sort()
         return found
 
+    def unsettled(self, text: str) -> int:
+        """The end of ``text`` that could still grow into personal data (see filters.pii_tail)."""
+        return max(tail(text) for tail in self._tails)
+
     async def check(self, ctx: FilterContext) -> Verdict:
-        found = self._found(ctx.text)
+        text = ctx.text
+        found = self._found(text)
+        unsettled: int | None = None
+        if ctx.partial:
+            # A match reaching into the tail may not be whole yet: it is decided
+            # once more text shows where it ends, and held back until then.
+            cut = len(text) - self.unsettled(text)
+            decided = [f for f in found if f[1] <= cut]
+            cut = min([cut, *(start for start, end, _ in found if end > cut)])
+            found, unsettled = decided, len(text) - cut
         if not found:
-            return Verdict.allow()
+            return Verdict.allow(unsettled)
         present = {kind for _, _, kind in found}
         kinds = ", ".join(kind for kind in PII_TYPES if kind in present)
         if self._block:
             return Verdict.block(f"pii: found {kinds}")
         edits = [Edit(start, end, _PLACEHOLDERS[kind]) for start, end, kind in found]
-        return Verdict.redact_spans(ctx.text, edits, f"pii: redacted {kinds}")
+        return Verdict.redact_spans(text, edits, f"pii: redacted {kinds}", unsettled)

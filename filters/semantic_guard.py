@@ -24,10 +24,11 @@ from __future__ import annotations
 import importlib
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import MappingProxyType
+from typing import TYPE_CHECKING, ClassVar
 
 from filters.base import FilterContext, Verdict
 from filters.microbatch import MicroBatcher
@@ -163,6 +164,9 @@ class SemanticGuard:
     """
 
     stages: tuple[str, ...] = ("input", "output", "stream")
+    # A forward pass per token would cost more than the answer: on a stream it
+    # judges each sentence, unless the config says otherwise.
+    stream_defaults: ClassVar[Mapping[str, object]] = MappingProxyType({"at_sentence_end": True})
     # Not cpu_bound: the runner's offload pool would hold one of its few threads
     # per call just to wait on this filter's own worker, capping every batch at
     # the pool's size and starving the other cpu_bound filters. check() only

@@ -65,7 +65,7 @@ def build_admin_app(
             ) from None
 
     async def list_filters(request: web.Request) -> web.Response:
-        chain_stages = {n: stages for n, (_, stages) in runtime.current.filters.items()}
+        chain_stages = {n: built.stages for n, built in runtime.current.filters.items()}
         return _json(
             [
                 {

@@ -29,17 +29,18 @@ import asyncio
 import logging
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from filters.base import Edit, Filter, FilterContext, Stage, Verdict, apply_edits
+from filters.base import STAGES, Edit, Filter, FilterContext, Stage, Verdict, apply_edits
 from filters.registry import FilterLoadError, resolve_filter_class
 from proxy.config import Config, ConfigError, FilterSpec, StreamPolicy
+from proxy.config_filters import stream_policy
 from proxy.offload import OFFLOAD
 from proxy.timeline import Timeline
 
 log = logging.getLogger("taxmeter.chain")
 
 SEGMENT_SEPARATOR = "\n\n"
-DEFAULT_STAGES: tuple[Stage, ...] = ("input", "output")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,7 @@ class BoundFilter:
     instance: Filter
     stream: StreamPolicy
     cpu_bound: bool = False  # called on a worker thread (see proxy.offload)
+    max_match_chars: int = 0  # the longest match it makes, if it declares one
 
     @property
     def enforcing(self) -> bool:
@@ -76,6 +78,7 @@ class Decision:
     blocks: bool  # an enforcing block, or a failure of a fail-closed filter
     reason: str | None = None
     text: str | None = None  # the redacted text, when an enforcing filter redacted
+    unsettled: int | None = None  # stream stage: the tail that may still become a match
 
 
 CHAIN_PARTS = (
@@ -154,9 +157,10 @@ class Chain:
         request_id: str,
         timeline: Timeline,
         critical: bool = True,
+        partial: bool = False,
     ) -> Decision:
         """One timed call of one filter on one text (the stream stage's unit of work)."""
-        ctx = FilterContext(stage, text, body, route, request_id, self.variant)
+        ctx = FilterContext(stage, text, body, route, request_id, self.variant, partial)
         call = timeline.start_filter(bound.name, stage, bound.mode, critical)
         verdict, action, _ = await _call(bound, ctx, False, [])
         timeline.end_filter(call, action)
@@ -164,8 +168,9 @@ class Chain:
 
 
 def _decide(bound: BoundFilter, action: str, verdict: Verdict | None) -> Decision:
+    unsettled = verdict.unsettled if verdict is not None else None
     if not bound.enforcing:
-        return Decision(action, False)
+        return Decision(action, False, unsettled=unsettled)
     if action in ("error", "timeout"):
         if bound.fail_closed:
             return Decision(action, True, f"{bound.name}: filter {action} (on_error: closed)")
@@ -174,8 +179,8 @@ def _decide(bound: BoundFilter, action: str, verdict: Verdict | None) -> Decisio
     if action == "block":
         return Decision(action, True, verdict.reason)
     if action == "redact":
-        return Decision(action, False, verdict.reason, verdict.text or "")
-    return Decision(action, False)
+        return Decision(action, False, verdict.reason, verdict.text or "", unsettled)
+    return Decision(action, False, unsettled=unsettled)
 
 
 async def _call(
@@ -282,17 +287,26 @@ def _check_verdict(verdict: object) -> None:
 # -- building -------------------------------------------------------------------
 
 
-def build_filters(config: Config) -> dict[str, tuple[Filter, tuple[Stage, ...]]]:
+class BuiltFilter(NamedTuple):
+    """One configured filter, constructed: its instance, stages and stream policy."""
+
+    instance: Filter
+    stages: tuple[Stage, ...]
+    stream: StreamPolicy
+
+
+Built = dict[str, BuiltFilter]
+
+
+def build_filters(config: Config) -> Built:
     """Construct each configured filter once; ConfigError names a bad one."""
-    built: dict[str, tuple[Filter, tuple[Stage, ...]]] = {}
+    built: Built = {}
     for i, spec in enumerate(config.filters):
         built[spec.name] = _construct(f"filters[{i}]", spec)
     return built
 
 
-def build_chains(
-    config: Config, filters: dict[str, tuple[Filter, tuple[Stage, ...]]]
-) -> dict[str, Chain]:
+def build_chains(config: Config, filters: Built) -> dict[str, Chain]:
     """One frozen chain per variant, sharing the filter instances."""
     chains: dict[str, Chain] = {}
     for variant in config.variants:
@@ -301,15 +315,16 @@ def build_chains(
             mode = variant.modes.get(spec.name, spec.mode)
             if spec.name in variant.disable or mode == "off":
                 continue
-            instance, filter_stages = filters[spec.name]
+            instance, filter_stages, policy = filters[spec.name]
             bound = BoundFilter(
                 spec.name,
                 mode,
                 spec.timeout_ms / 1000,
                 spec.on_error == "closed",
                 instance,
-                spec.stream,
+                policy,
                 getattr(instance, "cpu_bound", False) is True,
+                _max_match_chars(instance),
             )
             # An observing filter changes nothing, so by default it runs after the
             # response, where it costs the client nothing.
@@ -327,19 +342,20 @@ def build_chains(
     return chains
 
 
-def _construct(key: str, spec: FilterSpec) -> tuple[Filter, tuple[Stage, ...]]:
+def _max_match_chars(instance: Filter) -> int:
+    declared = getattr(instance, "max_match_chars", 0)
+    return declared if isinstance(declared, int) and not isinstance(declared, bool) else 0
+
+
+def _construct(key: str, spec: FilterSpec) -> BuiltFilter:
     try:
         cls = resolve_filter_class(spec.type)
     except FilterLoadError as exc:
         raise ConfigError(f"{key}.type", f"filter {spec.name!r}: {exc}") from exc
     supported: tuple[str, ...] = cls.stages
     if spec.stages is None:
-        # The stream stage changes how a stream flows, so it is only ever chosen explicitly.
-        stages = tuple(s for s in DEFAULT_STAGES if s in supported)
-        if not stages:
-            raise ConfigError(
-                f"{key}.stages", f"filter {spec.name!r} supports only {', '.join(supported)}"
-            )
+        # Left out, a filter judges everything it can: a prompt, an answer and a stream.
+        stages = tuple(s for s in STAGES if s in supported)
     else:
         for stage in spec.stages:
             if stage not in supported:
@@ -353,4 +369,9 @@ def _construct(key: str, spec: FilterSpec) -> tuple[Filter, tuple[Stage, ...]]:
         instance = cls(**spec.params)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{key}.params", f"filter {spec.name!r}: {exc}") from exc
-    return instance, stages
+    policy = spec.stream
+    defaults = getattr(cls, "stream_defaults", None)
+    if not spec.stream_given and defaults is not None:
+        # A filter too costly to call on every token says how often it runs by default.
+        policy = stream_policy(f"{key}.stream (the filter's stream_defaults)", defaults)
+    return BuiltFilter(instance, stages, policy)

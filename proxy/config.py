@@ -36,6 +36,7 @@ from proxy.config_filters import MODES as MODES
 from proxy.config_filters import FilterSpec as FilterSpec
 from proxy.config_filters import StreamPolicy as StreamPolicy
 from proxy.config_filters import parse_filters
+from proxy.routes import RouteTable, parse_routes
 
 # The client side's timeouts and limits, named and sized as nginx's.
 CLIENT_KEYS = (
@@ -45,7 +46,7 @@ CLIENT_KEYS = (
 TOP_KEYS = (
     "listen", "metrics_listen", "upstream", "filters", "variants", "assignment", "admin",
     "max_body_bytes", "max_concurrent_requests", "stats_reservoir_size", "telemetry",
-    "uninspected", *CLIENT_KEYS,
+    "uninspected", "routes", "unjudged_routes", *CLIENT_KEYS,
 )  # fmt: skip
 TELEMETRY_KEYS = (
     "metrics", "trace_content", "access_log", "access_log_sample", "access_log_content",
@@ -112,6 +113,10 @@ class Config:
     telemetry: TelemetryConfig = TelemetryConfig()
     # Parts of a prompt no text filter can read (images, audio, files, token ids).
     uninspected: str = "allow"  # allow | block
+    # The built-in routes and the config's (see proxy.routes), matched once per request.
+    routes: RouteTable = field(default_factory=RouteTable)
+    # Routes no surface judges: forwarded as route "other" (pass), or 403 (block).
+    unjudged_routes: str = "pass"  # pass | block
 
     def with_overrides(
         self,
@@ -175,6 +180,11 @@ def parse_config(raw: Any) -> Config:
     if "uninspected" in top:
         policy = check_choice("uninspected", top["uninspected"], ("allow", "block"))
         config = replace(config, uninspected=policy)
+    if "routes" in top:
+        config = replace(config, routes=parse_routes(top["routes"]))
+    if "unjudged_routes" in top:
+        policy = check_choice("unjudged_routes", top["unjudged_routes"], ("pass", "block"))
+        config = replace(config, unjudged_routes=policy)
     if "stats_reservoir_size" in top:
         size = check_int("stats_reservoir_size", top["stats_reservoir_size"])
         config = replace(config, stats_reservoir_size=size)

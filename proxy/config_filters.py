@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 from filters.base import Stage
 from proxy.config_checks import (
@@ -39,13 +39,15 @@ class StreamPolicy:
     last ``window_chars`` characters. The last ``holdback_chars`` characters it
     has judged are held from the client until it has judged what follows, so
     that a match split across chunks is caught before any of it is sent.
+    ``"auto"`` holds back only the tail the filter says could still become a
+    match (see docs/streaming.md), nothing for a filter that says nothing.
     """
 
     every_tokens: int = 1
     every_chars: int = 0
     at_sentence_end: bool = False
     window_chars: int = 512
-    holdback_chars: int = 0
+    holdback_chars: int | Literal["auto"] = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,7 @@ class FilterSpec:
     observe_inline: bool = False  # observe mode: run on the request's path, to measure its cost
     at_stream_end: bool = False  # output stage: also judge a streamed completion at its end
     stream: StreamPolicy = StreamPolicy()
+    stream_given: bool = False  # a stream section was written (else the filter's own default)
 
 
 def parse_filters(raw: Any) -> tuple[FilterSpec, ...]:
@@ -109,12 +112,14 @@ def parse_filters(raw: Any) -> tuple[FilterSpec, ...]:
             inline = check_bool(f"{key}.observe_inline", entry["observe_inline"])
             spec = replace(spec, observe_inline=inline)
         if entry.get("stream") is not None:
-            spec = replace(spec, stream=_stream_policy(f"{key}.stream", entry["stream"]))
+            spec = replace(
+                spec, stream=stream_policy(f"{key}.stream", entry["stream"]), stream_given=True
+            )
         specs.append(spec)
     return tuple(specs)
 
 
-def _stream_policy(key: str, raw: Any) -> StreamPolicy:
+def stream_policy(key: str, raw: Any) -> StreamPolicy:
     section = check_mapping(key, raw)
     check_known(key, section, STREAM_KEYS)
     cadences = [k for k in ("every_tokens", "every_chars", "at_sentence_end") if k in section]
@@ -139,9 +144,13 @@ def _stream_policy(key: str, raw: Any) -> StreamPolicy:
         )
     if "holdback_chars" in section:
         holdback = section["holdback_chars"]
-        if holdback != 0:
-            holdback = check_int(f"{key}.holdback_chars", holdback)
+        number = isinstance(holdback, int) and not isinstance(holdback, bool)
+        if holdback != "auto" and not (number and holdback >= 0):
+            raise ConfigError(
+                f"{key}.holdback_chars",
+                f'expected "auto" or a whole number >= 0, got {check_kind(holdback)}',
+            )
         policy = replace(policy, holdback_chars=holdback)
-    if policy.holdback_chars >= policy.window_chars:
+    if policy.holdback_chars != "auto" and policy.holdback_chars >= policy.window_chars:
         raise ConfigError(f"{key}.holdback_chars", "must be smaller than window_chars")
     return policy

@@ -9,6 +9,8 @@ STATUS = {
     "content_filter": 400,
     "invalid_json": 400,
     "invalid_body": 400,
+    "invalid_path": 400,
+    "unjudged_route": 403,
     "body_too_large": 413,
     "client_body_timeout": 408,
     "unsupported_content_encoding": 415,

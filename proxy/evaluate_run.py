@@ -22,8 +22,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from filters.base import Filter, Stage
-from proxy.chain import BoundFilter, Chain, StageResult, build_chains
+from filters.base import Stage
+from proxy.chain import BoundFilter, Built, Chain, StageResult, build_chains
 from proxy.config import Config, VariantSpec
 from proxy.offload import OFFLOAD
 from proxy.timeline import NS_PER_S, Timeline
@@ -58,7 +58,7 @@ def heaviest_variant(config: Config) -> VariantSpec:
     return max(config.variants, key=lambda v: v.weight)
 
 
-def plan(config: Config, built: dict[str, tuple[Filter, tuple[Stage, ...]]], stage: Stage) -> Plan:
+def plan(config: Config, built: Built, stage: Stage) -> Plan:
     base = heaviest_variant(config)
     names = [spec.name for spec in config.filters]
     solo: dict[str, Chain] = {}
@@ -152,10 +152,10 @@ async def measure(
     return solo, whole
 
 
-async def close_filters(built: dict[str, tuple[Filter, tuple[Stage, ...]]]) -> None:
+async def close_filters(built: Built) -> None:
     """Release what the filters hold, as the proxy does at shutdown."""
     OFFLOAD.close()
-    for instance, _ in built.values():
+    for instance, *_ in built.values():
         close = getattr(instance, "aclose", None)
         if close is not None:
             await close()

@@ -22,10 +22,9 @@ from proxy.chain import BoundFilter, Chain
 from proxy.headers import client_response_headers, upstream_request_headers
 from proxy.json_exact import TooDeep, parse
 from proxy.json_pieces import EncodedDocument, encode_document
-from proxy.limits import Admission, too_busy
+from proxy.limits import Admission, busy_message, too_busy
 from proxy.metrics import Metrics
 from proxy.observe import Later, Observer, observe
-from proxy.openai_body import classify
 from proxy.request_body import (
     BodyError,
     BodyTimeout,
@@ -42,11 +41,11 @@ from proxy.respond import (
     send_upstream_failure,
     stamp,
 )
+from proxy.route_gate import gate, refuse
 from proxy.runtime import Runtime, Snapshot
 from proxy.stats import Stats
 from proxy.stream_judge import StreamJudge
 from proxy.streaming import relay_stream
-from proxy.surfaces import surface_for
 from proxy.timeline import Timeline
 from proxy.tracing import Tracing, inject
 from proxy.upstream import (
@@ -97,8 +96,10 @@ class ProxyHandler:
         snapshot = self._runtime.acquire()  # this request's config, to its end
         variant = snapshot.assigner.assign(request)
         chain = snapshot.chains[variant]
-        route = classify(request.path)
-        ex = Exchange(timeline, route, variant, _request_id(request), surface=surface_for(route))
+        config = snapshot.config
+        route = gate(request, config.routes, config.unjudged_routes)
+        ex = Exchange(timeline, route.label, variant, _request_id(request), surface=route.surface)
+        ex.judge_answer = route.judge_answer
         ex.expose_variant = snapshot.assigner.expose
         ex.method = request.method
         if self._tracing is not None:
@@ -108,6 +109,8 @@ class ProxyHandler:
         self._metrics.assigned(variant)
         self._metrics.inflight.inc()
         try:
+            if route.refusal is not None:  # before any body is read: never forwarded
+                return await refuse(request, ex, route.refusal)
             return await self._serve(request, ex, chain)
         except asyncio.CancelledError:
             ex.outcome = "client_disconnect"
@@ -295,7 +298,7 @@ class ProxyHandler:
         inflated: bool,
     ) -> web.StreamResponse:
         assert self.upstream is not None
-        judged = ex.surface is not None
+        judged = ex.surface is not None and ex.judge_answer
         headers = upstream_request_headers(
             request.headers, request.remote, request.scheme, ex.request_id, judged, inflated
         )
@@ -347,8 +350,10 @@ class ProxyHandler:
         if ex.outcome == "ok":
             ex.outcome = _outcome_of_status(upstream.status)
         surface = ex.surface
-        if surface is None or not 200 <= upstream.status < 300:
-            return await pass_through(request, ex, upstream, decoded=surface is not None)
+        if surface is None or not ex.judge_answer or not 200 <= upstream.status < 300:
+            # Read decoded by the pool exactly when the answer was to be judged.
+            decoded = surface is not None and ex.judge_answer
+            return await pass_through(request, ex, upstream, decoded=decoded)
         if fetched.stream and surface.streams:
             judge = StreamJudge(
                 chain,
@@ -418,7 +423,11 @@ async def _refused_body(request: web.Request, ex: Exchange, exc: BodyError) -> w
 
 
 async def _too_busy(request: web.Request, ex: Exchange, limit: int) -> web.StreamResponse:
-    response = too_busy(limit)
+    body = None
+    if ex.surface is not None:  # in the API's own error shape
+        message = busy_message(limit)
+        body = ex.surface.error_body(message, "concurrency_limit", "rate_limit_error", status=429)
+    response = too_busy(limit, body)
     stamp(response, ex)
     await response.prepare(request)
     await response.write_eof()

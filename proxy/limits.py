@@ -83,11 +83,17 @@ class Admission:
         return self._rejected
 
 
-def too_busy(limit: int) -> web.Response:
-    message = f"taxmeter is serving its maximum of {limit} concurrent requests; retry shortly"
+def busy_message(limit: int) -> str:
+    return f"taxmeter is serving its maximum of {limit} concurrent requests; retry shortly"
+
+
+def too_busy(limit: int, body: bytes | None = None) -> web.Response:
+    """The 429; ``body``: the error in the route's API shape (OpenAI's by default)."""
+    if body is None:
+        body = error_body(busy_message(limit), "concurrency_limit", "rate_limit_error")
     return web.Response(
         status=429,
-        body=error_body(message, "concurrency_limit", "rate_limit_error"),
+        body=body,
         content_type="application/json",
         headers={"Retry-After": str(RETRY_AFTER_S)},
     )

@@ -12,7 +12,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from proxy.config import Config
-from proxy.openai_body import ROUTE_LABELS
+from proxy.routes import ROUTE_LABELS
 from proxy.timeline import Breakdown, FilterCall
 
 OUTCOMES = (

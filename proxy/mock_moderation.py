@@ -29,14 +29,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from proxy.mock_request import (
-    Choice,
-    GenerationJob,
-    MockAPIError,
-    header_float,
-    parse_chat,
-    parse_json_object,
-)
+from proxy.mock_fields import header_float, invalid, missing, parse_json_object
+from proxy.mock_request import Choice, GenerationJob, content_text, parse_chat
 from proxy.mock_text import split_tokens
 
 # The generation endpoints' pacing header; here its value is the whole latency.
@@ -140,7 +134,7 @@ async def moderations(request: web.Request) -> web.Response:
 def parse_chat_or_judge(body: dict[str, Any], model: str, default_max_tokens: int) -> GenerationJob:
     """A chat job, whose answer is a judge's verdict when the request is for a judge."""
     job = parse_chat(body, model, default_max_tokens)  # validates the messages
-    texts = [_content_text(message.get("content")) for message in body["messages"]]
+    texts = [content_text(m.get("content"), "messages") for m in body["messages"]]
     if "llama-guard" not in job.model.lower() and not any(_CATEGORIES_MARKER in t for t in texts):
         return job
     found = _CONVERSATION.search("\n".join(texts))
@@ -156,24 +150,9 @@ def parse_chat_or_judge(body: dict[str, Any], model: str, default_max_tokens: in
 def _inputs(body: dict[str, Any]) -> list[str]:
     raw = body.get("input")
     if raw is None:
-        raise MockAPIError(
-            400, "Missing required parameter: 'input'.", param="input",
-            code="missing_required_parameter",
-        )  # fmt: skip
+        raise missing("input")
     if isinstance(raw, str):
         return [raw]
     if isinstance(raw, list) and raw and all(isinstance(x, str) for x in raw):
         return raw
-    raise MockAPIError(
-        400, "Invalid value for 'input': expected a string or an array of strings.",
-        param="input", code="invalid_value",
-    )  # fmt: skip
-
-
-def _content_text(content: object) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = [p.get("text") for p in content if isinstance(p, dict) and p.get("type") == "text"]
-        return "\n".join(p for p in parts if isinstance(p, str))
-    return ""
+    raise invalid("input", "a string or an array of strings")

@@ -1,44 +1,23 @@
-"""What an OpenAI-style request asks the mock upstream for, parsed and validated.
+"""What a request asks the mock upstream to generate, parsed and validated.
 
 Each ``parse_*`` function turns a JSON body into a small frozen job, or raises
-:class:`MockAPIError`, which the server renders in OpenAI's error shape.
+:class:`~proxy.mock_fields.MockAPIError`. Every generating API reads its
+prompt as a conversation (:func:`conversation`), so the same turns get the
+same answer on chat completions, the Responses API and the Messages API.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from proxy.mock_fields import int_field, invalid, is_int, missing, model_name
 from proxy.mock_text import count_words, echo_text, pseudo_tokens, split_tokens
 
 MAX_N = 8
-
-
-class MockAPIError(Exception):
-    """A request the mock refuses, rendered as ``{"error": {...}}`` with ``status``."""
-
-    def __init__(
-        self, status: int, message: str, *, param: str | None = None, code: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.param = param
-        self.code = code
-
-    def payload(self) -> dict[str, Any]:
-        return {
-            "error": {
-                "message": self.message,
-                "type": "invalid_request_error",
-                "param": self.param,
-                "code": self.code,
-            }
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +25,12 @@ class Choice:
     """One completion to generate: its tokens and why it ends."""
 
     tokens: tuple[str, ...]
-    finish_reason: str
+    finish_reason: str  # OpenAI's words: "stop", or "length" when cut by a limit
 
 
 @dataclass(frozen=True, slots=True)
 class GenerationJob:
-    """A parsed chat or text completion request."""
+    """A parsed generation request: chat, text completion, Responses or Messages."""
 
     chat: bool
     model: str
@@ -59,6 +38,8 @@ class GenerationJob:
     prompt_tokens: int
     stream: bool
     include_usage: bool
+    # Request fields the answer repeats back (the Responses API's settings).
+    params: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def completion_tokens(self) -> int:
@@ -67,6 +48,11 @@ class GenerationJob:
     @property
     def longest(self) -> int:
         return max(len(c.tokens) for c in self.choices)
+
+    @property
+    def last_step(self) -> int:
+        """The step of the last token, when the answer is complete."""
+        return max(self.longest - 1, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,65 +71,57 @@ class EmbeddingJob:
 
 
 @dataclass(frozen=True, slots=True)
-class _Prompt:
-    seed: str  # what the pseudo-text is derived from
-    echo_source: str | None  # what may start with "echo:"
+class Prompt:
+    """What the pseudo-text is derived from, what may start with ``echo:``, its tokens."""
+
+    seed: str
+    echo_source: str | None
     tokens: int
 
 
-def parse_json_object(raw: bytes) -> dict[str, Any]:
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise MockAPIError(
-            400, f"We could not parse the JSON body of your request: {exc}", code="invalid_json"
-        ) from None
-    if not isinstance(body, dict):
-        raise MockAPIError(400, "The request body must be a JSON object.", code="invalid_type")
-    return body
+def conversation(turns: Iterable[tuple[object, str]]) -> Prompt:
+    """The prompt of (role, text) turns; the last user turn is what an ``echo:`` is read from."""
+    lines: list[str] = []
+    last_user: str | None = None
+    words = 0
+    for role, text in turns:
+        if role == "user":
+            last_user = text
+        lines.append(f"{role}: {text}")
+        words += count_words(text)
+    return Prompt("\n".join(lines), last_user, words)
 
 
-def header_float(headers: Mapping[str, str], name: str, default: float, *, zero_ok: bool) -> float:
-    """A numeric override header, or ``default`` when absent."""
-    raw = headers.get(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
-        bound = "non-negative" if zero_ok else "positive"
-        raise MockAPIError(
-            400, f"Header {name} must be a {bound} number, got {raw!r}.", code="invalid_header"
-        )
-    return value
+def content_text(content: object, param: str) -> str:
+    """A message's text: a string, or the ``text`` of each part that has one."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [p.get("text") for p in content if isinstance(p, dict)]
+        return "\n".join(p for p in parts if isinstance(p, str))
+    raise invalid(param, "messages whose content is a string or an array of parts")
 
 
 def parse_chat(body: dict[str, Any], model: str, default_max_tokens: int) -> GenerationJob:
     messages = body.get("messages")
     if messages is None:
-        raise _missing("messages")
+        raise missing("messages")
     if not isinstance(messages, list) or not messages:
-        raise _invalid("messages", "a non-empty array of messages")
-    lines: list[str] = []
-    last_user: str | None = None
-    words = 0
+        raise invalid("messages", "a non-empty array of messages")
+    turns: list[tuple[object, str]] = []
     for message in messages:
         if not isinstance(message, dict):
-            raise _invalid("messages", "a non-empty array of messages")
-        text = _content_text(message.get("content"))
-        if message.get("role") == "user":
-            last_user = text
-        lines.append(f"{message.get('role')}: {text}")
-        words += count_words(text)
-    prompt = _Prompt("\n".join(lines), last_user, words)
+            raise invalid("messages", "a non-empty array of messages")
+        turns.append((message.get("role"), content_text(message.get("content"), "messages")))
+    prompt = conversation(turns)
     return _job(body, [prompt], chat=True, model=model, default_max_tokens=default_max_tokens)
 
 
 def parse_completions(body: dict[str, Any], model: str, default_max_tokens: int) -> GenerationJob:
     prompts = [
-        _Prompt(p, p, count_words(p)) if isinstance(p, str) else _ids(p) for p in _prompts(body)
+        Prompt(p, p, count_words(p)) if isinstance(p, str) else _ids(p) for p in _prompts(body)
     ]
     return _job(body, prompts, chat=False, model=model, default_max_tokens=default_max_tokens)
 
@@ -151,14 +129,14 @@ def parse_completions(body: dict[str, Any], model: str, default_max_tokens: int)
 def parse_embeddings(body: dict[str, Any], model: str, full_dim: int) -> EmbeddingJob:
     raw = body.get("input")
     if raw is None:
-        raise _missing("input")
+        raise missing("input")
     items: list[str | list[int]]
-    if isinstance(raw, str) or (isinstance(raw, list) and raw and all(_is_int(t) for t in raw)):
+    if isinstance(raw, str) or (isinstance(raw, list) and raw and all(is_int(t) for t in raw)):
         items = [raw]
     elif isinstance(raw, list) and raw and all(_is_text_or_ids(x) for x in raw):
         items = raw
     else:
-        raise _invalid("input", "a string, an array of strings or an array of token arrays")
+        raise invalid("input", "a string, an array of strings or an array of token arrays")
     inputs = tuple(
         EmbeddingInput(b"s:" + x.encode(), count_words(x), len(x))
         if isinstance(x, str)
@@ -167,40 +145,61 @@ def parse_embeddings(body: dict[str, Any], model: str, full_dim: int) -> Embeddi
     )
     encoding = body.get("encoding_format") or "float"
     if encoding not in ("float", "base64"):
-        raise _invalid("encoding_format", "'float' or 'base64'")
-    dim = _int_field(body, "dimensions", full_dim, 1, full_dim)
-    return EmbeddingJob(_model(body, model), inputs, dim, encoding == "base64")
+        raise invalid("encoding_format", "'float' or 'base64'")
+    dim = int_field(body, "dimensions", full_dim, 1, full_dim)
+    return EmbeddingJob(model_name(body, model), inputs, dim, encoding == "base64")
+
+
+def one_answer(
+    body: dict[str, Any],
+    prompt: Prompt,
+    limit_field: str,
+    *,
+    model: str,
+    default_length: int,
+    params: Mapping[str, Any] | None = None,
+) -> GenerationJob:
+    """A job of one answer, of the default length or cut short by a smaller limit.
+
+    The Responses and Messages APIs read their limit as a ceiling (Messages
+    requires one), not as the length to write: asking for up to 4096 tokens
+    does not make the simulated model talk for a minute and a half.
+    """
+    limit = int_field(body, limit_field, default_length, 1, 1 << 20)
+    finish = "length" if limit < default_length else "stop"
+    return GenerationJob(
+        chat=True,
+        model=model,
+        choices=(_answer(prompt, 0, min(limit, default_length), finish),),
+        prompt_tokens=prompt.tokens,
+        stream=body.get("stream") is True,
+        include_usage=False,
+        params=params or {},
+    )
 
 
 def _job(
     body: dict[str, Any],
-    prompts: list[_Prompt],
+    prompts: list[Prompt],
     *,
     chat: bool,
     model: str,
     default_max_tokens: int,
 ) -> GenerationJob:
-    n = _int_field(body, "n", 1, 1, MAX_N)
+    n = int_field(body, "n", 1, 1, MAX_N)
     limit_field = (
         "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
     )
     requested = body.get(limit_field)
-    length = _int_field(body, limit_field, default_max_tokens, 1, 1 << 20)
+    length = int_field(body, limit_field, default_max_tokens, 1, 1 << 20)
     # A request that names a limit gets exactly that many tokens, cut off by it
     # ("length"); otherwise the mock "chooses" to stop at the default length.
     finish = "stop" if requested is None else "length"
-    choices: list[Choice] = []
-    for prompt in prompts:
-        echo = echo_text(prompt.echo_source) if prompt.echo_source is not None else None
-        for j in range(n):
-            if echo is not None:
-                choices.append(Choice(tuple(split_tokens(echo)), "stop"))
-            else:
-                choices.append(Choice(tuple(pseudo_tokens(f"{prompt.seed}\0{j}", length)), finish))
+    choices = [_answer(prompt, j, length, finish) for prompt in prompts for j in range(n)]
     options = body.get("stream_options")
     return GenerationJob(
         chat=chat,
-        model=_model(body, model),
+        model=model_name(body, model),
         choices=tuple(choices),
         prompt_tokens=sum(p.tokens for p in prompts),
         stream=body.get("stream") is True,
@@ -208,67 +207,30 @@ def _job(
     )
 
 
+def _answer(prompt: Prompt, j: int, length: int, finish: str) -> Choice:
+    """Answer ``j`` to ``prompt``: an echo sets its own length and always stops."""
+    echo = echo_text(prompt.echo_source) if prompt.echo_source is not None else None
+    if echo is not None:
+        return Choice(tuple(split_tokens(echo)), "stop")
+    return Choice(tuple(pseudo_tokens(f"{prompt.seed}\0{j}", length)), finish)
+
+
 def _prompts(body: dict[str, Any]) -> list[str | list[int]]:
     raw = body.get("prompt")
     if raw is None:
-        raise _missing("prompt")
-    if isinstance(raw, str) or (isinstance(raw, list) and raw and all(_is_int(t) for t in raw)):
+        raise missing("prompt")
+    if isinstance(raw, str) or (isinstance(raw, list) and raw and all(is_int(t) for t in raw)):
         return [raw]
     if isinstance(raw, list) and raw and all(_is_text_or_ids(p) for p in raw):
         return raw
-    raise _invalid("prompt", "a string, an array of strings or an array of token arrays")
+    raise invalid("prompt", "a string, an array of strings or an array of token arrays")
 
 
-def _ids(ids: list[int]) -> _Prompt:
-    return _Prompt(",".join(map(str, ids)), None, len(ids))
-
-
-def _content_text(content: object) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = [p.get("text") for p in content if isinstance(p, dict) and p.get("type") == "text"]
-        return "\n".join(p for p in parts if isinstance(p, str))
-    raise _invalid("messages", "messages whose content is a string or an array of parts")
-
-
-def _model(body: dict[str, Any], default: str) -> str:
-    model = body.get("model")
-    return model if isinstance(model, str) and model else default
-
-
-def _int_field(body: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
-    value = body.get(name)
-    if value is None:
-        return default
-    if not _is_int(value) or not low <= value <= high:
-        raise _invalid(name, f"an integer from {low} to {high}")
-    return int(value)
-
-
-def _is_int(value: object) -> bool:
-    # bool is an int subclass; JSON true is not a token id or a count.
-    return isinstance(value, int) and not isinstance(value, bool)
+def _ids(ids: list[int]) -> Prompt:
+    return Prompt(",".join(map(str, ids)), None, len(ids))
 
 
 def _is_text_or_ids(value: object) -> bool:
     return isinstance(value, str) or (
-        isinstance(value, list) and bool(value) and all(_is_int(t) for t in value)
-    )
-
-
-def _missing(param: str) -> MockAPIError:
-    return MockAPIError(
-        400,
-        f"Missing required parameter: '{param}'.",
-        param=param,
-        code="missing_required_parameter",
-    )
-
-
-def _invalid(param: str, expected: str) -> MockAPIError:
-    return MockAPIError(
-        400, f"Invalid value for '{param}': expected {expected}.", param=param, code="invalid_value"
+        isinstance(value, list) and bool(value) and all(is_int(t) for t in value)
     )

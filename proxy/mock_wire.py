@@ -1,6 +1,7 @@
-"""OpenAI's response shapes for the mock upstream: completion bodies and SSE chunks.
+"""OpenAI's completion shapes for the mock upstream: completion bodies and SSE chunks.
 
 Pure functions of a parsed job; the server decides when each piece is sent.
+The SSE framing (:func:`sse_event`, :func:`named_event`) serves every API.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def stream_events(job: GenerationJob, head: dict[str, Any]) -> Iterator[tuple[in
     if job.include_usage:
         # OpenAI sends "usage": null on every chunk but the usage chunk.
         head = {**head, "usage": None}
-    last = max(job.longest - 1, 0)
+    last = job.last_step
     for step in range(last + 1):
         for i, choice in enumerate(job.choices):
             if step == 0 and job.chat:
@@ -80,6 +81,15 @@ def usage(job: GenerationJob) -> dict[str, int]:
 
 def sse_event(obj: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+def named_event(obj: dict[str, Any]) -> bytes:
+    """An event named by its ``type``, as the Responses and Messages APIs send them.
+
+    Anthropic's SDK skips an event with no ``event:`` line.
+    """
+    kind: str = obj["type"]
+    return b"event: " + kind.encode() + b"\n" + sse_event(obj)
 
 
 def base64_floats(vector: list[float]) -> str:

@@ -1,7 +1,7 @@
 """``taxmeter report``: what each A/B variant costs, and what each filter caught.
 
     taxmeter report (--proxy URL | --prometheus URL) [--window 1h] [--baseline NAME]
-                    [--json] [--route chat_completions,completions]
+                    [--json] [--route chat_completions,completions,responses,messages]
                     [--resamples 2000] [--seed N]
 
 ``--proxy`` reads a running proxy's metrics listener (``/stats``: one value
@@ -26,7 +26,6 @@ import random
 import re
 from typing import Any, TextIO
 
-from proxy.openai_body import ROUTE_LABELS
 from proxy.report_sources import (
     METRICS,
     Figures,
@@ -46,8 +45,10 @@ from proxy.report_stats import (
     summarize_buckets,
 )
 from proxy.report_text import render
+from proxy.routes import ROUTE_LABELS
 
-DEFAULT_ROUTES = ("chat_completions", "completions")
+# The routes that generate text (embeddings and unjudged routes are apart).
+DEFAULT_ROUTES = ("chat_completions", "completions", "responses", "messages")
 DEFAULT_WINDOW = "1h"
 _PROMQL_DURATION = re.compile(r"(?:\d+(?:ms|s|m|h|d|w|y))+")
 
@@ -117,7 +118,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_routes,
         default=DEFAULT_ROUTES,
         metavar="ROUTES",
-        help="comma-separated routes, or all (chat_completions,completions)",
+        help="comma-separated routes, or all (chat_completions,completions,responses,messages)",
     )
     parser.add_argument(
         "--resamples",

@@ -52,6 +52,7 @@ class Exchange:
     rejected: bool = False  # turned away for want of a slot: counted apart, not recorded
     response: web.StreamResponse | None = None  # the response under way, once stamped
     surface: Surface | None = None  # the API surface judged; None: forwarded unjudged
+    judge_answer: bool = True  # False: the surface judges the prompt only (a token count)
 
 
 async def send(request: web.Request, ex: Exchange, response: web.Response) -> web.StreamResponse:
@@ -78,7 +79,7 @@ async def send_error(
     outcome: str | None = None,
     close: bool = False,
 ) -> web.StreamResponse:
-    """An OpenAI-shaped error; the outcome defaults to client_error.
+    """An error in the surface's own shape; the outcome defaults to client_error.
 
     ``close``: end the connection after it (the rest of the request is unread).
     """
@@ -86,8 +87,10 @@ async def send_error(
         ex.outcome = outcome
     elif ex.outcome == "ok":
         ex.outcome = "client_error"
-    shape = error_body if ex.surface is None else ex.surface.error_body
-    body = shape(message, code)
+    if ex.surface is None:
+        body = error_body(message, code)
+    else:  # in the API's own shape, which may depend on the status (Anthropic's does)
+        body = ex.surface.error_body(message, code, status=status)
     response = web.Response(status=status, body=body, content_type="application/json")
     if close:
         response.force_close()

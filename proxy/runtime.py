@@ -14,14 +14,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from filters.base import Filter, Stage
-from proxy.chain import Chain, build_chains, build_filters
+from filters.base import Filter
+from proxy.chain import Built, Chain, build_chains, build_filters
 from proxy.config import MODES, Config, ConfigError, load_config
 from proxy.variants import Assigner
 
 log = logging.getLogger("taxmeter.runtime")
-
-Built = dict[str, tuple[Filter, tuple[Stage, ...]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +179,7 @@ class Runtime:
             log.warning("reload refused, the running config stays: %s", exc)
 
     def _close(self, built: Built) -> None:
-        for instance, _ in built.values():
+        for instance, *_ in built.values():
             close = getattr(instance, "aclose", None)
             if close is not None:
                 task = asyncio.get_running_loop().create_task(_close_quietly(instance, close))

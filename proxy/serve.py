@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from proxy.app import build_apps
 from proxy.config import Config, HostPort
 from proxy.heap import freeze_startup_heap
+from proxy.route_gate import describe
 from proxy.sites import bound_url, start_site
 from proxy.tracing import tracer_provider_from_env
 from proxy.workers import run_supervisor
@@ -99,6 +100,8 @@ async def run_proxy(
         announce(f"taxmeter: metrics  {bound_url(metrics_runner)}/metrics")
         announce(f"taxmeter: model    {model_note}")
         announce(f"taxmeter: admin    {admin_note}")
+        for line in describe(config.routes, config.unjudged_routes):
+            announce(f"taxmeter: {line}")
         announce(f"taxmeter: filters  {filters}")
 
         await stop.wait()

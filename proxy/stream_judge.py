@@ -6,9 +6,13 @@ tool call's arguments, an output item's text...). For each channel the judge
 keeps the text so far and how much of it has been released to the client.
 After each delta, every stream filter whose cadence is due judges the last
 ``window_chars`` of the channel's text. Text is released once every
-enforcing stream filter has judged it and it lies more than that filter's
-``holdback_chars`` before the end of what the filter judged; at the end of a
-channel everything left is judged and released.
+enforcing stream filter has judged it and it lies before the tail that
+filter holds back: its ``holdback_chars``, or with ``"auto"`` the tail the
+filter reported as unsettled (text that could still grow into a match), or
+for a filter that reports nothing but declares ``max_match_chars``, the last
+``max_match_chars - 1`` characters as the model reads them (see
+:func:`proxy.holdback.tail_of`). At the end of a channel everything left is
+judged and released.
 
 An event whose text goes out unchanged is forwarded as the upstream's own
 bytes; otherwise the codec rebuilds it with the text that may go out now.
@@ -22,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 
 from proxy.chain import BoundFilter, Chain, Decision
+from proxy.holdback import hold_for
 from proxy.sse import SseEvent
 from proxy.stream_text import ChoiceText
 from proxy.surfaces.base import StreamCodec, StreamMalformed, StreamStep, Usage
@@ -218,6 +223,7 @@ class StreamJudge:
                 request_id=self._request_id,
                 timeline=self._timeline,
                 critical=self._critical,
+                partial=not final,
             )
             fs.judged_end = len(state.text)
             fs.events_since = 0
@@ -226,6 +232,8 @@ class StreamJudge:
                 return
             if decision.text is not None:
                 state.redact(fs, start, window, decision.text)
+                window = decision.text
+            fs.hold = 0 if final else hold_for(fs.bound, decision.unsettled, window)
 
     async def _blocked_at_end(self, state: ChoiceText) -> bool:
         """Output filters with at_stream_end judge the whole text of a channel."""

@@ -18,6 +18,7 @@ from proxy.timeline import Timeline
 class FilterState:
     bound: BoundFilter
     judged_end: int = 0  # the text up to here has been judged by this filter
+    hold: int = 0  # of that, the tail held back until the filter judges what follows
     events_since: int = 0
     cleared: int = 0  # pieces whose holdback this filter has ended
 
@@ -62,7 +63,7 @@ class ChoiceText:
             if not fs.bound.enforcing:
                 continue
             # At the end of a choice nothing follows, so nothing needs holding back.
-            cleared_to = fs.judged_end if final else fs.judged_end - fs.bound.stream.holdback_chars
+            cleared_to = fs.judged_end if final else fs.judged_end - fs.hold
             while fs.cleared < len(self.pieces) and self.pieces[fs.cleared][0] <= cleared_to:
                 timeline.held(fs.bound.name, self.pieces[fs.cleared][1])
                 fs.cleared += 1

@@ -8,10 +8,12 @@ once. How a stream ends:
   ``message_stop``): what is left is judged and sent, the client's response
   ends at once, and the upstream's own end is read so its connection is reused.
 * the upstream's EOF: what is left is judged and sent.
-* a block: a last chunk with ``finish_reason: "content_filter"``, then
-  ``data: [DONE]``; the upstream connection is closed so the model stops.
+* a block: the surface's blocked ending (a last chunk with ``finish_reason:
+  "content_filter"`` and ``data: [DONE]``, a refusal...); the upstream
+  connection is closed so the model stops.
 * the upstream fails, goes silent past ``read_timeout_s`` or sends something
-  that is not an OpenAI stream: an error event, then the end of the stream.
+  that is not a stream of the surface: an error event in the surface's shape,
+  then the end of the stream.
 * the client goes away: the upstream connection is closed.
 
 With ``TE: trailers`` the full Server-Timing breakdown follows as a trailer.
@@ -116,7 +118,7 @@ async def relay_stream(
         if failure is not None:
             ex.outcome = failure.outcome
             upstream.close()
-            await response.write(encode_event(error_body(failure.message, failure.code)))
+            await response.write(_error_event(ex, failure))
         await _end(request, response, ex, trailers)
     except ConnectionResetError:
         ex.outcome = "client_disconnect"
@@ -142,3 +144,10 @@ async def _end(
     else:
         ex.timeline.mark_egress()
     await response.write_eof()
+
+
+def _error_event(ex: Exchange, failure: UpstreamFailure) -> bytes:
+    """The event that says the stream broke off, in the surface's shape."""
+    if ex.surface is None:
+        return encode_event(error_body(failure.message, failure.code))
+    return ex.surface.error_event(failure.message, failure.code, failure.status)

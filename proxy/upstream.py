@@ -27,6 +27,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from proxy.json_pieces import EncodedDocument
+from proxy.routes import origin_form
 from proxy.timeline import Timeline
 from proxy.upstream_pool import BodyLengthMismatch, UpstreamPool
 from proxy.upstream_response import (
@@ -87,12 +88,13 @@ def classify_failure(exc: BaseException) -> UpstreamFailure:
 
 
 def upstream_target(request: web.BaseRequest) -> str:
-    """The path and query sent upstream; never the client's host."""
-    raw = request.raw_path
-    if not raw.startswith("/"):
-        # Absolute-form request target: keep the path, never the client's host.
-        raw = request.rel_url.raw_path_qs
-    return raw
+    """The path and query sent upstream, as the route was matched; never the client's host.
+
+    Only targets :mod:`proxy.routes` found canonical get here (others are refused).
+    """
+    target = origin_form(request.raw_path)
+    assert target is not None, "a request target with no path is refused before it is forwarded"
+    return target
 
 
 class Fetched:

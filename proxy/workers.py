@@ -39,6 +39,7 @@ from proxy.config import Config, HostPort
 from proxy.heap import freeze_startup_heap
 from proxy.metrics_app import Readiness, build_metrics_app
 from proxy.parent import stop_when_parent_ends
+from proxy.route_gate import describe
 from proxy.sites import SHUTDOWN_GRACE_S, bound_url, start_site
 from proxy.tracing import tracer_provider_from_env
 from proxy.worker_stats import forget_worker, gather_stats, serve_worker_stats
@@ -150,6 +151,8 @@ async def run_supervisor(
         announce(f"taxmeter: metrics  {bound_url(metrics_runner)}/metrics")
         announce(f"taxmeter: model    {model_note}")
         announce("taxmeter: admin    off (not available with several workers; SIGHUP reloads)")
+        for line in describe(config.routes, config.unjudged_routes):
+            announce(f"taxmeter: {line}")
         announce(f"taxmeter: filters  {filters}")
 
         stop = asyncio.Event()

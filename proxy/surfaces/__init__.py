@@ -10,9 +10,10 @@ from __future__ import annotations
 from proxy.surfaces.base import Surface
 from proxy.surfaces.chat import Chat
 from proxy.surfaces.completions import Completions, Embeddings
+from proxy.surfaces.messages import Messages
 
 SURFACES: dict[str, Surface] = {
-    surface.label: surface for surface in (Chat(), Completions(), Embeddings())
+    surface.label: surface for surface in (Chat(), Completions(), Embeddings(), Messages())
 }
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from proxy.errors import error_body
-from proxy.sse import SseEvent
+from proxy.sse import SseEvent, encode_event
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,9 +167,18 @@ class Surface:
     def output_messages(self, body: Any) -> Any:
         return None
 
-    def error_body(self, message: str, code: str, error_type: str | None = None) -> bytes:
-        """An error in this API's own shape (OpenAI's unless a surface says otherwise)."""
+    def error_body(
+        self, message: str, code: str, error_type: str | None = None, status: int | None = None
+    ) -> bytes:
+        """An error in this API's own shape (OpenAI's unless a surface says otherwise).
+
+        ``status``: the HTTP status it is sent with, for APIs whose error type says it.
+        """
         return error_body(message, code, error_type)
+
+    def error_event(self, message: str, code: str, status: int) -> bytes:
+        """The event that ends a stream the upstream broke off (OpenAI's: a data-only event)."""
+        return encode_event(self.error_body(message, code, status=status))
 
     def blocked_status(self) -> int:
         return 400

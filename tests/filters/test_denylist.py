@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from filters.base import STAGES, Filter, Stage, Verdict
+from filters.base import STAGES, Filter, FilterContext, Stage, Verdict
 from filters.denylist import Denylist
 from tests.filters.helpers import make_ctx
 
@@ -258,3 +258,18 @@ def run(check: Coroutine[Any, Any, Verdict]) -> Verdict:
         verdict: Verdict = done.value
         return verdict
     raise AssertionError("the denylist never waits")
+
+
+async def test_a_streamed_opening_of_a_word_is_read_in_the_view() -> None:
+    denylist = Denylist(words=["secret plan"])
+    for text, held in [
+        ("the secr", "secr"),
+        ("the se\u200bcr", "se\u200bcr"),
+        ("the \uff53ec", "\uff53ec"),
+    ]:
+        verdict = await denylist.check(_partial(text))
+        assert verdict.unsettled == len(held), text
+
+
+def _partial(text: str) -> FilterContext:
+    return FilterContext("stream", text, None, "chat_completions", "req", partial=True)

@@ -113,4 +113,4 @@ class WrongEdits:
     stages = ("input",)
 
     async def check(self, ctx: FilterContext) -> Verdict:
-        return Verdict("redact", "wrong", "something else", (Edit(0, 1, "X"),))
+        return Verdict("redact", "wrong", "something else", edits=(Edit(0, 1, "X"),))

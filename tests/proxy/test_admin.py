@@ -222,14 +222,14 @@ async def test_replaced_filters_are_closed_when_their_last_request_ends(
     path.write_text(yaml.safe_dump(first))
     proxy = await start_proxy(first, config_path=str(path), environ={"ADMIN_TOKEN": TOKEN})
     runtime = proxy.apps.runtime
-    ((old, _),) = runtime.current.filters.values()
+    ((old, *_),) = runtime.current.filters.values()
     holding = asyncio.ensure_future(post_json(f"{proxy.url}/v1/chat/completions", CHAT))
     await asyncio.sleep(0.3)  # the request is in the filter's check
 
     path.write_text(yaml.safe_dump({**first, "filters": [closable]}))
     status, _ = await call(proxy, "POST", "/admin/reload")
     assert status == 200
-    ((new, _),) = runtime.current.filters.values()
+    ((new, *_),) = runtime.current.filters.values()
     assert new is not old
     assert not holding.done()
     assert old not in Closable.closed  # still in use

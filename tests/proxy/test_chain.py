@@ -177,7 +177,7 @@ def test_edits_land_in_the_messages_they_came_from(
     ids=["backwards", "overlapping", "beyond the text"],
 )
 def test_edits_out_of_order_or_out_of_the_text_are_refused(edits: list[Edit]) -> None:
-    verdict = Verdict("redact", "r", "x", tuple(edits))
+    verdict = Verdict("redact", "r", "x", edits=tuple(edits))
     with pytest.raises(ValueError, match="out of order or out of the text"):
         place_edits("ab\n\ncd", ["ab", "cd"], verdict)
 

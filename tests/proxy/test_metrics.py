@@ -30,6 +30,7 @@ DESIGN_METRICS = {
     "taxmeter_ttft_tax_seconds": "histogram",
     "taxmeter_inflight_requests": "gauge",
 }
+ROUTES = ("chat_completions", "completions", "embeddings", "responses", "messages", "other")
 CHAIN = {"filters": [{"name": "pii", "type": "pii"}]}
 
 
@@ -83,7 +84,7 @@ async def test_label_values_come_only_from_fixed_sets_and_config(
     proxy = await start_proxy(CHAIN)
     await drive_traffic(proxy.url)
     allowed = {
-        "route": {"chat_completions", "completions", "embeddings", "other"},
+        "route": set(ROUTES),
         "variant": {"default"},
         "outcome": {
             "ok",

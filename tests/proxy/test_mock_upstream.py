@@ -10,7 +10,7 @@ import signal
 import struct
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -29,6 +29,7 @@ from proxy.mock_upstream import (
     make_mock_app,
     serve_mock,
 )
+from tests.proxy.eventually import eventually
 
 FAST = MockSettings(ttft_ms=1, tokens_per_s=5000, max_tokens=12)
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -45,16 +46,6 @@ def _openai(port: int | None) -> AsyncOpenAI:
 
 def _norm(vector: list[float]) -> float:
     return math.sqrt(math.fsum(v * v for v in vector))
-
-
-async def _eventually(condition: Callable[[], bool], within_s: float = 1.0) -> float:
-    """Seconds until ``condition()`` held; fails the test after ``within_s``."""
-    start = time.perf_counter()
-    while not condition():
-        if time.perf_counter() - start > within_s:
-            pytest.fail(f"condition still false after {within_s} s")
-        await asyncio.sleep(0.005)
-    return time.perf_counter() - start
 
 
 async def _read_events(response: aiohttp.ClientResponse, count: int) -> list[bytes]:
@@ -434,7 +425,7 @@ async def test_disconnect_mid_stream_stops_generation(handler_cancellation: bool
             await _read_events(response, 3)
             assert (stats.active_streams, stats.streams_started) == (1, 1)
             response.close()
-        took = await _eventually(lambda: stats.active_streams == 0)
+        took = await eventually(lambda: stats.active_streams == 0)
         assert took < 0.5
         assert (stats.streams_cancelled, stats.streams_finished) == (1, 0)
     finally:
@@ -452,7 +443,7 @@ async def test_serve_mock_stops_a_stream_still_waiting_for_its_first_token() -> 
             assert response.headers["Content-Type"].startswith("text/event-stream")
             assert stats.active_streams == 1
             response.close()
-        await _eventually(lambda: stats.active_streams == 0)
+        await eventually(lambda: stats.active_streams == 0)
         assert stats.streams_cancelled == 1
     finally:
         await runner.cleanup()
@@ -471,7 +462,7 @@ async def test_openai_client_closing_a_stream_stops_generation(
             if received == 3:
                 break
         await stream.close()
-        await _eventually(lambda: stats.active_streams == 0)
+        await eventually(lambda: stats.active_streams == 0)
     assert (stats.streams_started, stats.streams_cancelled, stats.streams_finished) == (1, 1, 0)
 
 

@@ -138,6 +138,6 @@ async def test_it_does_not_stall_other_requests(start_proxy: ProxyFactory) -> No
 
 
 def guard_of(proxy: RunningProxy) -> SemanticGuard:
-    ((instance, _),) = proxy.apps.runtime.current.filters.values()
+    ((instance, *_),) = proxy.apps.runtime.current.filters.values()
     assert isinstance(instance, SemanticGuard)
     return instance

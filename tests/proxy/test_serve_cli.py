@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import anthropic
 import openai
 import pytest
 
@@ -84,6 +85,40 @@ async def test_embedded_default_end_to_end(
     assert process.stderr is not None
     errors = (await process.stderr.read()).decode()
     assert "Traceback" not in errors, errors
+
+
+async def test_embedded_default_serves_responses_and_messages(
+    served: tuple[asyncio.subprocess.Process, dict[str, str]],
+) -> None:
+    _, where = served
+    async with openai.AsyncOpenAI(
+        base_url=f"{where['proxy']}/v1", api_key="none", max_retries=0
+    ) as client:
+        response = await client.responses.create(model="mock-model", input="echo: hi there")
+        assert (response.status, response.output_text) == ("completed", "hi there")
+        stream = await client.responses.create(model="mock-model", input="echo: a b c", stream=True)
+        events = [event async for event in stream]
+        assert events[-1].type == "response.completed"
+        deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
+        assert "".join(deltas) == events[-1].response.output_text == "a b c"
+
+    async with anthropic.AsyncAnthropic(
+        base_url=where["proxy"], api_key="none", max_retries=0
+    ) as claude:
+        message = await claude.messages.create(
+            model="mock-model", max_tokens=256, messages=[{"role": "user", "content": "echo: hi"}]
+        )
+        assert [(b.type, getattr(b, "text", None)) for b in message.content] == [("text", "hi")]
+        assert message.stop_reason == "end_turn"
+        async with claude.messages.stream(
+            model="mock-model", max_tokens=256, messages=[{"role": "user", "content": "echo: x y"}]
+        ) as streamed:
+            pieces = [text async for text in streamed.text_stream]
+            final = await streamed.get_final_message()
+        # The default pii judges streams: "x" waits for what follows it (holdback auto).
+        assert "".join(pieces) == "x y"
+        assert len(pieces) == 2
+        assert (final.stop_reason, final.usage.output_tokens) == ("end_turn", 2)
 
 
 def _children(pid: int) -> list[int]:

@@ -151,7 +151,9 @@ async def test_without_holdback_a_split_redaction_comes_too_late(
 ) -> None:
     """Holdback 0 sends text as soon as it is judged: the trade-off holdback exists for."""
     url = await scripted([chunk("mail a@b"), 0.01, chunk(".org now"), chunk(None, "stop"), DONE])
-    proxy = await start_proxy({"filters": [stream_filter("pii", {})]}, upstream=url)
+    proxy = await start_proxy(
+        {"filters": [stream_filter("pii", {}, stream={"holdback_chars": 0})]}, upstream=url
+    )
     text, _, _ = await stream_text(proxy)
     # "a@b" alone is no e-mail address, so it went out before ".org" arrived.
     assert text == "mail a@b[EMAIL] now"

@@ -186,25 +186,21 @@ def delta(text: str) -> bytes:
     return sse({"id": "c", "object": "chat.completion.chunk", "model": "m", "choices": [choice]})
 
 
+@pytest.mark.parametrize("policy", [None, {"holdback_chars": 64}], ids=["auto", "64"])
+@pytest.mark.parametrize("size", [1, 3, 7])
 async def test_a_zero_width_space_in_a_streamed_email_does_not_hide_it(
-    start_proxy: ProxyFactory, scripted: Scripted
+    start_proxy: ProxyFactory, scripted: Scripted, policy: dict[str, int] | None, size: int
 ) -> None:
+    text = "Mail ja\u200bne.doe\uff20exa\u00admple.org or call."
     stop = {"index": 0, "delta": {}, "finish_reason": "stop"}
     scripted.script = [
-        delta("Mail ja"),
-        delta("\u200bne.d"),
-        delta("oe@exa"),
-        delta("mple.org"),
-        delta(" or call."),
+        *(delta(text[i : i + size]) for i in range(0, len(text), size)),
         sse({"id": "c", "object": "chat.completion.chunk", "model": "m", "choices": [stop]}),
         b"data: [DONE]\n\n",
     ]
-    stream_pii = {
-        "name": "pii",
-        "type": "pii",
-        "stages": ["stream"],
-        "stream": {"holdback_chars": 64},
-    }
+    stream_pii: dict[str, Any] = {"name": "pii", "type": "pii", "stages": ["stream"]}
+    if policy is not None:
+        stream_pii["stream"] = policy
     proxy = await start_proxy({"filters": [stream_pii]}, upstream=scripted.url)
     body = {**chat("hi"), "stream": True}
     async with (

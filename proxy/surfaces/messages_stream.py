@@ -1,0 +1,274 @@
+"""The event stream of Anthropic's Messages API, judged content block by content block.
+
+Events: ``message_start``, ``content_block_start``, ``content_block_delta``,
+``content_block_stop``, ``message_delta``, ``message_stop`` (the terminal
+event), ``ping`` and ``error``. The official clients go by an event's data
+``type``, other readers by its ``event:`` name; Anthropic sends both alike,
+and an event whose two differ is malformed, so either reader sees what was
+judged.
+
+Each block index is a channel per kind of text: ``(index, "text")``,
+``(index, "thinking")`` and ``(index, "input")`` (a tool's input JSON as it
+streams). Text a block's start already carries is judged as a first delta
+(a tool's whole input given in its start is sent on as an
+``input_json_delta``). ``content_block_stop`` ends the block's channels:
+what was held back goes out in a ``content_block_delta`` just before it.
+``message_delta`` ends every block again, so that a block an ``at_stream_end``
+filter rejected turns the message's ``stop_reason`` into ``"refusal"``.
+Signatures and citations pass as they come (citations quote the request's
+own documents).
+
+A block ends the stream as Anthropic's classifiers do: every block the
+client saw open is closed, then a ``message_delta`` with ``stop_reason:
+"refusal"`` and ``message_stop``. Usage is read from ``message_start``
+(input tokens) and ``message_delta`` (output tokens), one figure each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import orjson
+
+from proxy.sse import SseEvent
+from proxy.surfaces.base import (
+    Delta,
+    StreamCodec,
+    StreamMalformed,
+    StreamStep,
+    Usage,
+    encode_sse,
+    parse_event,
+    usage_of,
+)
+
+# A delta's type -> the channel kind it streams and the key of its text.
+_DELTAS = {
+    "text_delta": ("text", "text"),
+    "thinking_delta": ("thinking", "thinking"),
+    "input_json_delta": ("input", "partial_json"),
+}
+_KINDS = {kind: (delta, key) for delta, (kind, key) in _DELTAS.items()}
+_TOOL_BLOCKS = frozenset({"tool_use", "server_tool_use"})
+REFUSAL_DETAILS = {
+    "type": "refusal",
+    "category": None,
+    "explanation": "withheld by a content filter of taxmeter",
+}
+
+
+class MessagesStream(StreamCodec):
+    """One streamed message; remembers which blocks the client has seen open."""
+
+    def __init__(self) -> None:
+        self._open: set[int] = set()  # blocks started and not stopped, as the client saw
+        self._change: Callable[[], None] | None = None  # the last event's, once it went out
+        self._blocks: list[int] = []  # every block index seen, in order
+        self._message: dict[str, Any] | None = None  # message_start's message
+        self._message_sent = False
+        self._start_inputs: dict[int, str] = {}  # a tool's input given whole in its start
+        self._input: int | None = None
+        self._output: int | None = None
+
+    def is_terminal(self, event: SseEvent) -> bool:
+        data = event.data
+        return data is not None and "message_stop" in data and self._type(event) == "message_stop"
+
+    def usage_in(self, event: SseEvent) -> Usage | None:
+        if event.data is None or '"usage"' not in event.data:
+            return None
+        document = parse_event(event)
+        if not isinstance(document, dict):
+            return None
+        if document.get("type") == "message_start":
+            message = document.get("message")
+            return self._usage(message.get("usage") if isinstance(message, dict) else None)
+        return self._usage(document.get("usage"))
+
+    def step(self, event: SseEvent) -> StreamStep | None:
+        if event.data is None:
+            return None
+        if self._change is not None:
+            self._change()  # the event before this one went out whole
+            self._change = None
+        document = parse_event(event)
+        if not isinstance(document, dict):
+            raise StreamMalformed("an event is not an object")
+        kind = document.get("type")
+        if event.event is not None and kind != event.event:
+            raise StreamMalformed("an event's name is not its type")
+        step = StreamStep(document=document)
+        if kind == "content_block_delta":
+            self._delta(document, step)
+        elif kind == "content_block_start":
+            index = _index(document)
+            block = document.get("content_block")
+            if not isinstance(block, dict):
+                raise StreamMalformed("a content_block_start has no block")
+            self._started(index, block, step)
+            self._change = lambda: self._open.add(index)
+        elif kind == "content_block_stop":
+            index = _index(document)
+            step.ends.append(index)
+            self._change = lambda: self._open.discard(index)
+        elif kind == "message_start":
+            self._message_start(document, step)
+        elif kind == "message_delta":
+            self._message_delta(document, step)
+        elif kind == "message_stop":
+            step.terminal = True
+        else:
+            return None  # ping, error, events of later versions: relayed as they are
+        return step
+
+    def encode(self, event: SseEvent, step: StreamStep) -> bytes:
+        document = step.document
+        if document.get("type") == "content_block_delta" and _empty(document.get("delta")):
+            return b""  # all its text is held back
+        out = encode_sse(orjson.dumps(document), event.event)
+        for index, text in self._start_inputs.items():
+            if text:
+                out += self.text_event((index, "input"), text)
+        self._start_inputs.clear()
+        return out
+
+    def text_event(self, channel: Hashable, text: str) -> bytes:
+        assert isinstance(channel, tuple)
+        index, kind = channel
+        delta_type, key = _KINDS[kind]
+        delta = {"type": delta_type, key: text}
+        return _event({"type": "content_block_delta", "index": index, "delta": delta})
+
+    def blocked(self, channel: Hashable | None) -> bytes:
+        out = bytearray()
+        if not self._message_sent and self._message is not None:
+            out += _event({"type": "message_start", "message": {**self._message, "content": []}})
+        for index in sorted(self._open):
+            out += _event({"type": "content_block_stop", "index": index})
+        usage: dict[str, int] = {"output_tokens": self._output or 0}
+        if self._input is not None:
+            usage["input_tokens"] = self._input
+        delta = {"stop_reason": "refusal", "stop_sequence": None, "stop_details": REFUSAL_DETAILS}
+        out += _event({"type": "message_delta", "delta": delta, "usage": usage})
+        return bytes(out + _event({"type": "message_stop"}))
+
+    # -- events ---------------------------------------------------------------
+    def _delta(self, document: dict[str, Any], step: StreamStep) -> None:
+        index = _index(document)
+        delta = document.get("delta")
+        if not isinstance(delta, dict):
+            raise StreamMalformed("a content_block_delta has no delta")
+        found = _delta_kind(delta)
+        if found is None:
+            return  # a signature or a citation: no text of the answer's own
+        kind, key = found
+        if isinstance(delta.get(key), str):
+            step.deltas.append(Delta((index, kind), delta[key], _setter(delta, key)))
+
+    def _started(self, index: int, block: dict[str, Any], step: StreamStep) -> None:
+        """A block begins: the text it carries already is its first delta."""
+        if index not in self._blocks:
+            self._blocks.append(index)
+        kind = block.get("type")
+        if kind in ("text", "thinking"):
+            assert isinstance(kind, str)
+            value = block.get(kind)
+            if isinstance(value, str) and value:
+                step.deltas.append(Delta((index, kind), value, _setter(block, kind)))
+        elif kind in _TOOL_BLOCKS and block.get("input") not in (None, {}, ""):
+            given = block["input"]
+            text = given if isinstance(given, str) else orjson.dumps(given).decode()
+            block["input"] = {}  # sent on as a delta, as it was judged
+            self._start_inputs[index] = text
+            step.deltas.append(Delta((index, "input"), text, self._start_input(index)))
+            step.rebuild = True
+
+    def _message_start(self, document: dict[str, Any], step: StreamStep) -> None:
+        message = document.get("message")
+        if not isinstance(message, dict):
+            raise StreamMalformed("a message_start has no message")
+        self._message = message
+        step.usage = self._usage(message.get("usage"))
+        content = message.get("content")
+        blocks = content if isinstance(content, list) else []
+        for index, block in enumerate(blocks):
+            if not isinstance(block, dict):
+                raise StreamMalformed("a content block is not an object")
+            self._started(index, block, step)
+
+        def sent() -> None:
+            self._message_sent = True
+            self._open.update(range(len(blocks)))
+
+        self._change = sent
+
+    def _message_delta(self, document: dict[str, Any], step: StreamStep) -> None:
+        step.usage = self._usage(document.get("usage"))
+        step.ends.extend(self._blocks)  # a block rejected at its end makes this a refusal
+        delta = document.get("delta")
+        if not isinstance(delta, dict):
+            return
+        reason = delta.get("stop_reason")
+        if isinstance(reason, str):
+            step.finish_reason = reason
+
+        def refuse(_: str) -> None:
+            delta["stop_reason"] = "refusal"
+            delta["stop_details"] = dict(REFUSAL_DETAILS)
+
+        step.set_finish_reason = refuse
+
+    def _start_input(self, index: int) -> Callable[[str], None]:
+        def put(text: str) -> None:
+            self._start_inputs[index] = text
+
+        return put
+
+    def _usage(self, usage: Any) -> Usage | None:
+        """Usage so far: input tokens from the start, output tokens from the last delta."""
+        found = usage_of(usage, "input_tokens", "output_tokens")
+        if found is None:
+            return None
+        if found.input_tokens is not None:
+            self._input = found.input_tokens
+        if found.output_tokens is not None:
+            self._output = found.output_tokens
+        return Usage(self._input, self._output)
+
+    @staticmethod
+    def _type(event: SseEvent) -> Any:
+        document = parse_event(event)
+        return document.get("type") if isinstance(document, dict) else None
+
+
+def _index(document: dict[str, Any]) -> int:
+    index = document.get("index")
+    if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+        raise StreamMalformed("a content block event's index is not a number")
+    return index
+
+
+def _empty(delta: Any) -> bool:
+    if not isinstance(delta, dict):
+        return False
+    found = _delta_kind(delta)
+    return found is not None and delta.get(found[1]) == ""
+
+
+def _delta_kind(delta: dict[str, Any]) -> tuple[str, str] | None:
+    """The channel kind a delta streams and the key of its text; None: no text."""
+    delta_type = delta.get("type")
+    return _DELTAS.get(delta_type) if isinstance(delta_type, str) else None
+
+
+def _setter(holder: dict[str, Any], key: str) -> Callable[[str], None]:
+    def put(value: str) -> None:
+        holder[key] = value
+
+    return put
+
+
+def _event(document: dict[str, Any]) -> bytes:
+    """An event as Anthropic names it: by its type."""
+    return encode_sse(orjson.dumps(document), document["type"])
