@@ -173,8 +173,10 @@ class ResponsesStream(StreamCodec):
         if not isinstance(text, str):
             return
         if not end:
-            # An item or part announced with text in it: the part's first text.
-            if text:
+            if part in self._seen:
+                step.fills.append((part, _filler(holder, key)))  # what was sent so far
+            elif text:
+                # An item or part announced with text in it: the part's first text.
                 self._seen.add(part)
                 step.deltas.append(Delta(part, text, _setter(holder, key)))
             return

@@ -69,12 +69,13 @@ def reasoning(
 class Events:
     """A Responses event stream, numbered as OpenAI numbers it."""
 
-    def __init__(self) -> None:
+    def __init__(self, named: bool = True) -> None:
         self.events: list[bytes] = []
+        self.named = named  # each event with an "event:" line, as OpenAI sends them
 
     def add(self, kind: str, **fields: Any) -> None:
         document = {"type": kind, "sequence_number": len(self.events), **fields}
-        self.events.append(sse(document, kind))
+        self.events.append(sse(document, kind if self.named else None))
 
     def start(self) -> None:
         self.add("response.created", response=response("in_progress"))

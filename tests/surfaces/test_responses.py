@@ -230,9 +230,11 @@ async def test_an_answer_that_is_not_a_response_is_a_502(
     assert EMAIL.encode() not in answer
 
 
-def message_stream(pieces: list[str], usage: dict[str, int] | None = None) -> Events:
+def message_stream(
+    pieces: list[str], usage: dict[str, int] | None = None, named: bool = True
+) -> Events:
     """A message streamed in ``pieces``, the way OpenAI streams one."""
-    events = Events()
+    events = Events(named)
     events.start()
     text = "".join(pieces)
     events.add("response.output_item.added", output_index=0, item=message("", status="in_progress"))
@@ -277,10 +279,11 @@ REDACTED_TEXT = "Write to [EMAIL] today, or call."
 USAGE = {"input_tokens": 7, "output_tokens": 9, "total_tokens": 16}
 
 
+@pytest.mark.parametrize("named", [True, False], ids=["event lines", "data only"])
 async def test_a_streamed_email_split_across_deltas_is_redacted_everywhere_it_is_repeated(
-    start_proxy: ProxyFactory, scripted: Scripted
+    start_proxy: ProxyFactory, scripted: Scripted, named: bool
 ) -> None:
-    scripted.script = message_stream(SPLIT, USAGE).script()
+    scripted.script = message_stream(SPLIT, USAGE, named).script()
     proxy = await start_proxy(FILTERS, upstream=scripted.url)
     async with client(proxy) as c:
         stream = await c.responses.create(model="m", input="hi", stream=True)
@@ -474,6 +477,42 @@ async def test_a_blocked_stream_ends_as_an_incomplete_response(
     assert numbers == sorted(set(numbers))
     assert helped[-1] == "response.incomplete"
     assert proxy.value("taxmeter_requests_total", **LABELS, outcome="blocked") == 2
+
+
+async def test_an_at_stream_end_block_ends_the_stream_filtered(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    """Text already sent cannot be recalled: the end of the stream says it was filtered."""
+    deny = {"name": "deny_end", "type": "denylist", "stages": ["output"], "at_stream_end": True}
+    config = {"filters": [{**deny, "params": {"words": ["open sesame"]}}]}
+    scripted.script = message_stream(["open ", "sesame"]).script()
+    proxy = await start_proxy(config, upstream=scripted.url)
+    async with client(proxy) as c:
+        stream = await c.responses.create(model="m", input="hi", stream=True)
+        received: list[Any] = [event async for event in stream]
+    final = received[-1]
+    assert final.type == "response.incomplete"
+    assert final.response.incomplete_details.reason == "content_filter"
+    for _ in range(50):
+        if proxy.value("taxmeter_requests_total", **LABELS, outcome="blocked") == 1:
+            break
+        await asyncio.sleep(0.02)
+    assert proxy.value("taxmeter_requests_total", **LABELS, outcome="blocked") == 1
+
+
+async def test_a_stream_cut_before_its_end_releases_what_was_judged(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    events = message_stream(SPLIT)
+    scripted.script = events.script()[:-4]  # the upstream stops after the last delta
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    async with client(proxy) as c:
+        stream = await c.responses.create(model="m", input="hi", stream=True)
+        received: list[Any] = [event async for event in stream]
+    deltas = [e.delta for e in received if e.type == "response.output_text.delta"]
+    assert "".join(deltas) == REDACTED_TEXT
+    numbers = [event.sequence_number for event in received]
+    assert numbers == sorted(set(numbers))
 
 
 async def test_a_stream_is_over_at_its_terminal_event(
