@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -42,45 +41,16 @@ from proxy.surfaces.base import (
 )
 from proxy.surfaces.responses_items import empty_item, finish_reason, mark_filtered, output_places
 from proxy.surfaces.responses_numbers import Numbering
-
-# Delta events, by the kind of part they carry.
-_DELTAS = {
-    "response.output_text.delta": "content",
-    "response.refusal.delta": "content",
-    "response.reasoning_text.delta": "reasoning",
-    "response.reasoning_summary_text.delta": "summary",
-    "response.function_call_arguments.delta": "arguments",
-    "response.mcp_call_arguments.delta": "arguments",
-    "response.custom_tool_call_input.delta": "input",
-}
-# Done events: the kind of part they end and the field repeating its text.
-_DONES = {
-    "response.output_text.done": ("content", "text"),
-    "response.refusal.done": ("content", "refusal"),
-    "response.reasoning_text.done": ("reasoning", "text"),
-    "response.reasoning_summary_text.done": ("summary", "text"),
-    "response.function_call_arguments.done": ("arguments", "arguments"),
-    "response.mcp_call_arguments.done": ("arguments", "arguments"),
-    "response.custom_tool_call_input.done": ("input", "input"),
-}
-_PART_EVENTS = {
-    "response.content_part.added": False,
-    "response.content_part.done": True,
-    "response.reasoning_summary_part.added": False,
-    "response.reasoning_summary_part.done": True,
-}
-TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
-_TERMINAL_MARKS = tuple(f'"{name}"' for name in TERMINAL)
-_LIFECYCLE = frozenset({"response.created", "response.queued", "response.in_progress"})
-
-
-@dataclass(frozen=True, slots=True)
-class Part:
-    """One text of a streamed Response; its own group (it ends on its own)."""
-
-    output: int  # output_index
-    kind: str  # content, reasoning, summary, arguments, input, output
-    index: int  # content_index or summary_index; 0 for a call's one text
+from proxy.surfaces.responses_parts import (
+    DELTAS,
+    DONES,
+    LIFECYCLE,
+    PART_EVENTS,
+    TERMINAL,
+    TERMINAL_MARKS,
+    Part,
+    default_delta,
+)
 
 
 class ResponsesStream(StreamCodec):
@@ -101,7 +71,7 @@ class ResponsesStream(StreamCodec):
     # -- reading -------------------------------------------------------------
     def is_terminal(self, event: SseEvent) -> bool:
         data = event.data
-        if data is None or not any(mark in data for mark in _TERMINAL_MARKS):
+        if data is None or not any(mark in data for mark in TERMINAL_MARKS):
             return False
         document = parse_event(event)
         return isinstance(document, dict) and document.get("type") in TERMINAL
@@ -128,24 +98,24 @@ class ResponsesStream(StreamCodec):
         number = document.get("sequence_number")
         step.rebuild = self._numbers.arrive(number if isinstance(number, int) else None)
         kind = document.get("type")
-        if kind in _DELTAS:
-            part = self._part(document, _DELTAS[kind])
+        if kind in DELTAS:
+            part = self._part(document, DELTAS[kind])
             text = document.get("delta")
             if isinstance(text, str):
                 self._delta_type[part] = kind
                 self._seen.add(part)
                 step.deltas.append(Delta(part, text, _setter(document, "delta")))
                 step.drop_logprobs = lambda: _empty_logprobs(document)
-        elif kind in _DONES:
-            part_kind, key = _DONES[kind]
+        elif kind in DONES:
+            part_kind, key = DONES[kind]
             self._place(step, self._part(document, part_kind), document, key, end=True)
-        elif kind in _PART_EVENTS:
-            self._part_event(step, document, end=_PART_EVENTS[kind])
+        elif kind in PART_EVENTS:
+            self._part_event(step, document, end=PART_EVENTS[kind])
         elif kind in ("response.output_item.added", "response.output_item.done"):
             self._item_event(step, document, end=kind == "response.output_item.done")
         elif kind in TERMINAL:
             self._terminal(step, document)
-        elif kind in _LIFECYCLE and isinstance(document.get("response"), dict):
+        elif kind in LIFECYCLE and isinstance(document.get("response"), dict):
             self._template = document["response"]
         return step
 
@@ -172,6 +142,8 @@ class ResponsesStream(StreamCodec):
         text = holder.get(key)
         if not isinstance(text, str):
             return
+        if key == "refusal":
+            self._delta_type.setdefault(part, "response.refusal.delta")
         if not end:
             if part in self._seen:
                 step.fills.append((part, _filler(holder, key)))  # what was sent so far
@@ -198,8 +170,6 @@ class ResponsesStream(StreamCodec):
         else:
             kind = "reasoning" if part_doc.get("type") == "reasoning_text" else "content"
         part = self._part(document, kind)
-        if part_doc.get("type") == "refusal":
-            self._delta_type.setdefault(part, "response.refusal.delta")
         key = "refusal" if isinstance(part_doc.get("refusal"), str) else "text"
         self._place(step, part, part_doc, key, end)
 
@@ -242,7 +212,7 @@ class ResponsesStream(StreamCodec):
     # -- writing -------------------------------------------------------------
     def encode(self, event: SseEvent, step: StreamStep) -> bytes:
         document = step.document
-        if document.get("type") in _DELTAS and document.get("delta") == "":
+        if document.get("type") in DELTAS and document.get("delta") == "":
             self._numbers.dropped()  # all of its text is held back
             return b""
         if self._numbers.current is not None:
@@ -251,7 +221,7 @@ class ResponsesStream(StreamCodec):
 
     def text_event(self, channel: Hashable, text: str) -> bytes:
         assert isinstance(channel, Part)
-        kind = self._delta_type.get(channel) or _default_delta(channel, self._added)
+        kind = self._delta_type.get(channel) or default_delta(channel, self._added)
         if channel in self._fill_only or kind is None:
             return b""  # its text is given where it is repeated
         step = self._step
@@ -293,21 +263,6 @@ class ResponsesStream(StreamCodec):
     def _event(self, document: dict[str, Any]) -> bytes:
         name = document.get("type") if self._named else None
         return encode_sse(orjson.dumps(document), name if isinstance(name, str) else None)
-
-
-def _default_delta(part: Part, added: dict[int, dict[str, Any]]) -> str | None:
-    """The delta event of a part no delta event has named yet."""
-    item_type = added.get(part.output, {}).get("type")
-    if part.kind == "arguments":
-        if item_type == "mcp_call":
-            return "response.mcp_call_arguments.delta"
-        return "response.function_call_arguments.delta"
-    return {
-        "content": "response.output_text.delta",
-        "reasoning": "response.reasoning_text.delta",
-        "summary": "response.reasoning_summary_text.delta",
-        "input": "response.custom_tool_call_input.delta",
-    }.get(part.kind)
 
 
 def _setter(holder: dict[str, Any], key: str) -> Callable[[str], None]:
