@@ -539,9 +539,16 @@ async def _collect(stream: Any) -> list[str]:
     return [event.type async for event in stream]
 
 
-@pytest.mark.parametrize("streamed", [False, True], ids=["answer", "stream"])
-async def test_usage_and_finish_reason_reach_the_span(
-    start_proxy: ProxyFactory, scripted: Scripted, streamed: bool
+UNJUDGED_STREAMS = {"filters": [{"name": "pii", "type": "pii", "stages": ["input", "output"]}]}
+
+
+@pytest.mark.parametrize(
+    ("streamed", "config"),
+    [(False, FILTERS), (True, FILTERS), (True, UNJUDGED_STREAMS)],
+    ids=["answer", "judged stream", "relayed stream"],
+)
+async def test_usage_finish_reason_and_redacted_prompt_reach_the_span(
+    start_proxy: ProxyFactory, scripted: Scripted, streamed: bool, config: dict[str, Any]
 ) -> None:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
@@ -550,13 +557,15 @@ async def test_usage_and_finish_reason_reach_the_span(
         scripted.script = message_stream(["hello ", "there"], USAGE).script()
     else:
         scripted.answer = response("completed", [message("hello there")], USAGE)
-    proxy = await start_proxy(FILTERS, upstream=scripted.url, tracer_provider=provider)
+    judged = config is FILTERS
+    config = {**config, "telemetry": {"trace_content": True}}
+    proxy = await start_proxy(config, upstream=scripted.url, tracer_provider=provider)
     async with client(proxy) as c:
         if streamed:
-            stream = await c.responses.create(model="m", input="hi", stream=True)
+            stream = await c.responses.create(model="m", input=f"mail {EMAIL}", stream=True)
             await _collect(stream)
         else:
-            await c.responses.create(model="m", input="hi")
+            await c.responses.create(model="m", input=f"mail {EMAIL}")
     for _ in range(50):
         servers = [s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER]
         if servers:
@@ -566,8 +575,27 @@ async def test_usage_and_finish_reason_reach_the_span(
     attrs = server.attributes
     assert attrs is not None
     assert attrs[A.ROUTE] == "responses"
+    assert attrs[A.OUTCOME] == "ok"
     assert attrs[A.USAGE_INPUT_TOKENS] == 7
     assert attrs[A.USAGE_OUTPUT_TOKENS] == 9
-    assert attrs[A.RESPONSE_FINISH_REASONS] == ("completed",)
+    prompt = str(attrs[A.INPUT_MESSAGES])
+    assert "[EMAIL]" in prompt
+    assert EMAIL not in prompt
+    if judged:  # a relayed stream's events are not read for it
+        assert attrs[A.RESPONSE_FINISH_REASONS] == ("completed",)
     if streamed:
         assert proxy.value("taxmeter_time_to_first_token_seconds_count", **LABELS) == 1
+        assert proxy.value("taxmeter_ttft_tax_seconds_count", **LABELS) == 1
+    else:
+        assert "hello there" in str(attrs[A.OUTPUT_MESSAGES])
+
+
+async def test_a_stream_no_stream_filter_judges_is_relayed_as_sent(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    scripted.script = message_stream(SPLIT, USAGE).script()
+    proxy = await start_proxy(UNJUDGED_STREAMS, upstream=scripted.url)
+    body = {"model": "m", "input": "hi", "stream": True}
+    status, _, streamed = await post_json(f"{proxy.url}/v1/responses", body)
+    assert status == 200
+    assert streamed == b"".join(part for part in scripted.script if isinstance(part, bytes))
