@@ -73,10 +73,10 @@ def items_texts(items: list[Any], prompt: Prompt) -> bool:
 
 def item_texts(item: dict[str, Any], prompt: Prompt) -> None:
     kind = item.get("type")
-    if kind is None and "role" in item:
+    if kind is None and ("role" in item or "content" in item):
         kind = "message"  # an easy input message: {"role": ..., "content": ...}
     if not isinstance(kind, str):
-        prompt.uninspected.append("other")
+        _every_string(item, prompt, 0)
         return
     uninspected = _UNINSPECTED_ITEMS.get(kind)
     if uninspected is not None:

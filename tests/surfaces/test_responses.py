@@ -85,6 +85,8 @@ def prompt_cases(text: str) -> dict[str, dict[str, Any]]:
         "reasoning content": {"input": [{
             "type": "reasoning", "id": "rs_1", "summary": [],
             "content": [{"type": "reasoning_text", "text": text}]}, user("hi")]},
+        "item with no type or role": {"input": [{"content": text}]},
+        "item of no known shape": {"input": [{"note": text}]},
         "unlisted item type": {"input": [
             {"type": "local_shell_call", "id": "ls_1", "call_id": "c1", "status": "completed",
              "action": {"type": "exec", "command": ["echo", text], "env": {}}}, user("hi")]},
