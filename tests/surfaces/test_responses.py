@@ -281,12 +281,20 @@ REDACTED_TEXT = "Write to [EMAIL] today, or call."
 USAGE = {"input_tokens": 7, "output_tokens": 9, "total_tokens": 16}
 
 
-@pytest.mark.parametrize("named", [True, False], ids=["event lines", "data only"])
+# The packaged default: pii at every stage, holding back only what may grow into a match.
+DEFAULT_PII = {"filters": [{"name": "pii", "type": "pii"}]}
+
+
+@pytest.mark.parametrize(
+    ("named", "config"),
+    [(True, FILTERS), (False, FILTERS), (True, DEFAULT_PII)],
+    ids=["event lines", "data only", "holdback auto"],
+)
 async def test_a_streamed_email_split_across_deltas_is_redacted_everywhere_it_is_repeated(
-    start_proxy: ProxyFactory, scripted: Scripted, named: bool
+    start_proxy: ProxyFactory, scripted: Scripted, named: bool, config: dict[str, Any]
 ) -> None:
     scripted.script = message_stream(SPLIT, USAGE, named).script()
-    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    proxy = await start_proxy(config, upstream=scripted.url)
     async with client(proxy) as c:
         stream = await c.responses.create(model="m", input="hi", stream=True)
         events: list[Any] = [event async for event in stream]
