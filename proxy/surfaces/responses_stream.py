@@ -11,7 +11,8 @@ there what the filters changed or held. A part first seen at one of them
 (no delta ever carried it) is judged there and reaches the client only in
 those places. A part ends at its ``.done`` event; an item at its
 ``output_item.done``; everything at the terminal event
-(``response.completed``, ``response.incomplete``, ``response.failed``).
+(``response.completed``, ``response.incomplete``, ``response.failed``, or a
+``data: [DONE]`` some servers send after it).
 
 A block ends the stream with ``response.incomplete``,
 ``incomplete_details.reason: "content_filter"``, the items finished so far
@@ -28,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from proxy.sse import SseEvent
+from proxy.sse import DONE_DATA, SseEvent
 from proxy.surfaces.base import (
     Delta,
     StreamCodec,
@@ -71,6 +72,8 @@ class ResponsesStream(StreamCodec):
     # -- reading -------------------------------------------------------------
     def is_terminal(self, event: SseEvent) -> bool:
         data = event.data
+        if data == DONE_DATA:
+            return True
         if data is None or not any(mark in data for mark in TERMINAL_MARKS):
             return False
         document = parse_event(event)
@@ -90,6 +93,9 @@ class ResponsesStream(StreamCodec):
     def step(self, event: SseEvent) -> StreamStep | None:
         if event.data is None:
             return None
+        if event.data == DONE_DATA:
+            # LiteLLM ends its Responses streams as chat streams end, after response.completed.
+            return StreamStep(terminal=True)
         document = parse_event(event)
         if not isinstance(document, dict):
             raise StreamMalformed("an event is not an object")

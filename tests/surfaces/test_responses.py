@@ -545,6 +545,25 @@ async def test_a_stream_is_over_at_its_terminal_event(
     assert proxy.value("taxmeter_requests_total", **LABELS, outcome="client_disconnect") == 0
 
 
+async def test_a_done_line_after_the_terminal_event_is_an_end_too(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    """LiteLLM ends its Responses streams with data: [DONE], in the same read as the end."""
+    events = message_stream(SPLIT, USAGE, named=False).events
+    scripted.script = [*events[:-1], events[-1] + b"data: [DONE]\n\n"]
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    async with client(proxy) as c:
+        stream = await c.responses.create(model="m", input="hi", stream=True)
+        received: list[Any] = [event async for event in stream]
+    assert received[-1].type == "response.completed"
+    assert received[-1].response.output_text == REDACTED_TEXT
+    for _ in range(50):
+        if proxy.value("taxmeter_requests_total", **LABELS, outcome="ok") == 1:
+            break
+        await asyncio.sleep(0.02)
+    assert proxy.value("taxmeter_requests_total", **LABELS, outcome="ok") == 1
+
+
 async def _collect(stream: Any) -> list[str]:
     return [event.type async for event in stream]
 
