@@ -95,7 +95,9 @@ class ResponsesStream(StreamCodec):
             return None
         if event.data == DONE_DATA:
             # LiteLLM ends its Responses streams as chat streams end, after response.completed.
-            return StreamStep(terminal=True)
+            self._numbers.arrive(None)  # text released here goes after all that was sent
+            step = self._step = StreamStep(terminal=True)
+            return step
         document = parse_event(event)
         if not isinstance(document, dict):
             raise StreamMalformed("an event is not an object")

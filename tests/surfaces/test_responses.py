@@ -510,11 +510,13 @@ async def test_an_at_stream_end_block_ends_the_stream_filtered(
     assert proxy.value("taxmeter_requests_total", **LABELS, outcome="blocked") == 1
 
 
+@pytest.mark.parametrize("end", [b"", b"data: [DONE]\n\n"], ids=["eof", "done line"])
 async def test_a_stream_cut_before_its_end_releases_what_was_judged(
-    start_proxy: ProxyFactory, scripted: Scripted
+    start_proxy: ProxyFactory, scripted: Scripted, end: bytes
 ) -> None:
     events = message_stream(SPLIT)
-    scripted.script = events.script()[:-4]  # the upstream stops after the last delta
+    # The upstream stops after the last delta (with LiteLLM's end of stream, or none).
+    scripted.script = [*events.script()[:-4], end]
     proxy = await start_proxy(FILTERS, upstream=scripted.url)
     async with client(proxy) as c:
         stream = await c.responses.create(model="m", input="hi", stream=True)
