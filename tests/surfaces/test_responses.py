@@ -221,6 +221,38 @@ async def test_a_blocked_answer_is_an_incomplete_response_the_client_parses(
     assert proxy.value("taxmeter_requests_total", **LABELS, outcome="blocked") == 1
 
 
+async def test_a_stored_response_read_back_is_judged_and_aliases_are_the_same_surface(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    scripted.answer = response("completed", [message(f"mail {EMAIL}")])
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    async with client(proxy) as c:
+        stored = await c.responses.retrieve("resp_1")
+    assert stored.output_text == "mail [EMAIL]"
+    for path in ("/responses", "/openai/v1/responses"):
+        status, _, answer = await post_json(f"{proxy.url}{path}", {"model": "m", "input": "hi"})
+        assert status == 200
+        assert EMAIL.encode() not in answer
+    status, _, _ = await post_json(f"{proxy.url}/responses", {"input": "open sesame"})
+    assert status == 400
+    assert proxy.value("taxmeter_requests_total", **LABELS, outcome="ok") == 3
+
+
+async def test_a_token_count_judges_the_prompt_and_passes_the_count(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    scripted.answer = {"object": "response.input_tokens", "input_tokens": 5}
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    path = f"{proxy.url}/v1/responses/input_tokens"
+    status, _, answer = await post_json(path, {"model": "m", "input": f"mail {EMAIL}"})
+    assert (status, orjson.loads(answer)["input_tokens"]) == (200, 5)
+    (sent,) = scripted.bodies
+    assert EMAIL.encode() not in sent
+    status, _, _ = await post_json(path, {"model": "m", "input": "open sesame"})
+    assert status == 400
+    assert len(scripted.bodies) == 1
+
+
 async def test_an_answer_that_is_not_a_response_is_a_502(
     start_proxy: ProxyFactory, scripted: Scripted
 ) -> None:
