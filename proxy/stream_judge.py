@@ -203,7 +203,8 @@ class StreamJudge:
             fs.events_since += 1
             end = len(state.text)  # an earlier filter may have redacted it
             unjudged = end - fs.judged_end
-            if unjudged <= 0:
+            if unjudged <= 0 and not (final and fs.hold):
+                # (At the end, a tail judged as unsettled is judged again, as final.)
                 continue
             due = final or (
                 (policy.every_tokens and fs.events_since >= policy.every_tokens)

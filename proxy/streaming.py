@@ -72,8 +72,8 @@ async def relay_stream(
                 if chunk:
                     for event in parser.feed(chunk):
                         out += await judge.on_event(event, arrived)
-                        if judge.blocked is not None:
-                            break
+                        if judge.blocked is not None or judge.terminal:
+                            break  # nothing after the end goes to the client
                 else:
                     timeline.mark_upstream_last_byte(upstream.last_read_ns)
                     for event in parser.flush():

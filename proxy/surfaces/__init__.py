@@ -11,9 +11,11 @@ from proxy.surfaces.base import Surface
 from proxy.surfaces.chat import Chat
 from proxy.surfaces.completions import Completions, Embeddings
 from proxy.surfaces.messages import Messages
+from proxy.surfaces.responses import Responses
 
 SURFACES: dict[str, Surface] = {
-    surface.label: surface for surface in (Chat(), Completions(), Embeddings(), Messages())
+    surface.label: surface
+    for surface in (Chat(), Completions(), Embeddings(), Responses(), Messages())
 }
 
 

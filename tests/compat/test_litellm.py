@@ -91,9 +91,19 @@ async def ask_messages(clients: Clients, model: str, prompt: str, stream: bool) 
         return "".join([text async for text in events.text_stream])
 
 
+async def ask_responses(clients: Clients, model: str, prompt: str, stream: bool) -> str:
+    client = clients.openai
+    if not stream:
+        answer = await client.responses.create(model=model, input=prompt)
+        return answer.output_text
+    events = await client.responses.create(model=model, input=prompt, stream=True)
+    return "".join([e.delta async for e in events if e.type == "response.output_text.delta"])
+
+
 SURFACES: dict[str, tuple[str, Ask]] = {
     "chat_completions": ("chat_completions", ask_chat),
     "completions": ("completions", ask_completions),
+    "responses": ("responses", ask_responses),
     "messages": ("messages", ask_messages),
 }
 # Each API's own error for a request it refuses.

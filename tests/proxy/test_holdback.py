@@ -94,6 +94,14 @@ async def test_with_holdback_zero_the_split_address_leaks_which_auto_prevents() 
     assert await judged_stream(PII_STREAM, ["mail a@b", ".org now"]) == "mail [EMAIL] now"
 
 
+@pytest.mark.parametrize("holdback", ["auto", 32])
+async def test_a_match_at_the_very_end_of_a_stream_is_decided_there(holdback: Any) -> None:
+    """Held as unsettled when it arrived, it is judged again once the stream ends."""
+    config = {"filters": [{"name": "pii", "type": "pii", "stream": {"holdback_chars": holdback}}]}
+    assert await judged_stream(config, ["no jane.doe@example.com"]) == "no [EMAIL]"
+    assert await judged_stream(config, ["no jane.doe", "@example.com"]) == "no [EMAIL]"
+
+
 async def test_a_denylisted_phrase_opening_at_the_end_is_held_until_it_is_decided() -> None:
     config = {"filters": [{"name": "deny", "type": "denylist",
                            "params": {"words": ["secret plan"], "action": "redact"}}]}  # fmt: skip

@@ -335,3 +335,23 @@ async def test_a_stream_is_over_at_its_terminal_event(
         await asyncio.sleep(0.02)
     assert proxy.value("taxmeter_requests_total", **labels, outcome="ok") == 1
     assert proxy.value("taxmeter_requests_total", **labels, outcome="client_disconnect") == 0
+
+
+async def test_nothing_after_the_terminal_event_reaches_the_client(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    """Events an upstream sends after its end, in the same write, are not relayed."""
+    scripted.script = [
+        delta_chunk({"role": "assistant", "content": "hello"})
+        + delta_chunk({}, "stop")
+        + b"data: [DONE]\n\n"
+        + delta_chunk({"content": "after the end"}),
+    ]
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{proxy.url}{CHAT}", json=chat(user("hi"), stream=True)) as response,
+    ):
+        streamed = await response.read()
+    assert streamed.endswith(b"data: [DONE]\n\n")
+    assert b"after the end" not in streamed

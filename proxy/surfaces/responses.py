@@ -1,0 +1,129 @@
+"""The OpenAI Responses API: ``POST /v1/responses`` (and a stored Response read back).
+
+The prompt is every text the model reads: ``instructions`` and ``input``
+(a string, or a list of items: see :mod:`proxy.surfaces.responses_items`),
+every tool's description and the descriptions in its schemas, those of the
+``text.format`` JSON schema, and the string values of ``prompt.variables``.
+``previous_response_id``, ``conversation`` and ``item_reference`` items name
+content stored by the model server: not text in this request.
+
+The answer is a Response object, judged one output item at a time and
+independent of the request, so a Response read back from storage is judged
+the same way. A withheld item is emptied and the Response marked
+``status: "incomplete"`` with ``incomplete_details.reason: "content_filter"``,
+as OpenAI ends a response its filter stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from proxy.surfaces.base import (
+    AnswerPart,
+    Prompt,
+    StreamCodec,
+    Surface,
+    TextRef,
+    Usage,
+    usage_of,
+)
+from proxy.surfaces.openai_text import descriptions, part_texts, string_at
+from proxy.surfaces.responses_items import (
+    drop_logprobs,
+    empty_item,
+    finish_reason,
+    items_texts,
+    mark_filtered,
+    output_places,
+)
+from proxy.surfaces.responses_stream import ResponsesStream
+
+
+class Responses(Surface):
+    label = "responses"
+    needs = "input"
+
+    def prompt(self, body: Any) -> Prompt | None:
+        if not isinstance(body, dict):
+            return None
+        prompt = Prompt()
+        for key in ("instructions", "input"):
+            value = body.get(key)
+            if isinstance(value, str):
+                prompt.texts.append(TextRef(body, key))
+            elif isinstance(value, list):
+                if not items_texts(value, prompt):
+                    return None
+            elif value is not None:
+                return None
+        for tool in _list(body.get("tools")):
+            # A function's or custom tool's description, those in its schema,
+            # a namespace's tools: every description the model is shown.
+            descriptions(tool, prompt)
+            string_at(tool, "server_description", prompt)
+        text = body.get("text")
+        if isinstance(text, dict):
+            descriptions(text.get("format"), prompt)
+        template = body.get("prompt")
+        variables = template.get("variables") if isinstance(template, dict) else None
+        if isinstance(variables, dict):
+            for key, value in variables.items():
+                if isinstance(value, str):
+                    prompt.texts.append(TextRef(variables, key))
+                elif value is not None:
+                    part_texts(value, prompt)  # input_text, or an image or a file
+        return prompt
+
+    def answer(self, body: Any) -> list[AnswerPart] | None:
+        output = body.get("output") if isinstance(body, dict) else None
+        if not isinstance(output, list):
+            return None
+        parts: list[AnswerPart] = []
+        for item in output:
+            if not isinstance(item, dict):
+                return None
+            texts = [TextRef(holder, key) for _, _, holder, key in output_places(item)]
+            parts.append(AnswerPart(texts, _withhold(body, item), _dropper(item)))
+        return parts
+
+    def stream(self, request_body: Any) -> StreamCodec:
+        return ResponsesStream()
+
+    def usage(self, body: Any) -> Usage | None:
+        return usage_of(body.get("usage"), "input_tokens", "output_tokens")
+
+    def finish_reasons(self, body: Any) -> list[str]:
+        reason = finish_reason(body)
+        return [reason] if reason is not None else []
+
+    def input_messages(self, body: Any) -> Any:
+        if not isinstance(body, dict):
+            return None
+        messages: list[Any] = []
+        for key, role in (("instructions", "developer"), ("input", "user")):
+            value = body.get(key)
+            if isinstance(value, str):
+                messages.append({"role": role, "content": value})
+            elif isinstance(value, list):
+                messages += value
+        return messages
+
+    def output_messages(self, body: Any) -> Any:
+        return body.get("output") if isinstance(body, dict) else None
+
+
+def _withhold(response: dict[str, Any], item: dict[str, Any]) -> Callable[[], None]:
+    def withhold() -> None:
+        empty_item(item)
+        mark_filtered(response, "content_filter")
+
+    return withhold
+
+
+def _dropper(item: dict[str, Any]) -> Callable[[], None]:
+    return lambda: drop_logprobs(item)
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []

@@ -1,0 +1,189 @@
+"""Where text lives in the items of the OpenAI Responses API, both ways.
+
+An *input item* (of ``input`` or ``instructions``) is text the model reads:
+a message (content as a string or a list of parts), a tool call's arguments
+or input, a tool's output, a reasoning item's summary and content. An item
+of a type not listed here is read whole: every string in it but its
+identifiers, so a tool item the proxy has not heard of is still judged.
+``item_reference`` points at stored content, not text in the request: it is
+counted as uninspected, kind ``reference``.
+
+An *output item* (of a Response's ``output``) is judged by its *places*:
+each text the client reads, named by a kind and an index (a message's
+content parts, a reasoning item's summary parts and content parts, a call's
+arguments or input), so the streamed events of the same text find it again.
+A Response withheld by a filter is marked the way OpenAI marks one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proxy.surfaces.base import Prompt, TextRef
+from proxy.surfaces.openai_text import content_texts, string_at
+
+# Input items whose text is in these string fields.
+_STRING_FIELDS: dict[str, tuple[str, ...]] = {
+    "function_call": ("arguments",),
+    "custom_tool_call": ("input",),
+    "mcp_call": ("arguments", "output"),
+    "mcp_approval_request": ("arguments",),
+    "local_shell_call_output": ("output",),
+    "apply_patch_call_output": ("output",),
+}
+# Input items whose text is a content value (a string or a list of parts).
+_CONTENT_FIELDS: dict[str, tuple[str, ...]] = {
+    "message": ("content",),
+    "function_call_output": ("output",),
+    "custom_tool_call_output": ("output",),
+    "reasoning": ("summary", "content"),
+}
+# Input items the model sees but no text filter can read.
+_UNINSPECTED_ITEMS = {
+    "item_reference": "reference",
+    "computer_call_output": "image",
+    "image_generation_call": "image",
+}
+# Strings of an unlisted item that are not text: identifiers, states, sealed state.
+_NOT_TEXT = frozenset({
+    "id", "type", "status", "role", "call_id", "name", "server_label", "approval_request_id",
+    "caller_id", "namespace", "encrypted_content", "fingerprint", "file_id", "container_id",
+})  # fmt: skip
+
+# Output item types whose text is in one string field, by the place's kind.
+_OUTPUT_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "function_call": (("arguments", "arguments"),),
+    "custom_tool_call": (("input", "input"),),
+    "mcp_call": (("arguments", "arguments"), ("output", "output")),
+    "mcp_approval_request": (("arguments", "arguments"),),
+}
+
+# (kind, index, holder, key): one text of an output item, at holder[key].
+Place = tuple[str, int, dict[str, Any], str]
+
+
+def items_texts(items: list[Any], prompt: Prompt) -> bool:
+    """The texts of a list of input items; False when one is not an item."""
+    for item in items:
+        if not isinstance(item, dict):
+            return False
+        item_texts(item, prompt)
+    return True
+
+
+def item_texts(item: dict[str, Any], prompt: Prompt) -> None:
+    kind = item.get("type")
+    if kind is None and ("role" in item or "content" in item):
+        kind = "message"  # an easy input message: {"role": ..., "content": ...}
+    if not isinstance(kind, str):
+        _every_string(item, prompt, 0)
+        return
+    uninspected = _UNINSPECTED_ITEMS.get(kind)
+    if uninspected is not None:
+        prompt.uninspected.append(uninspected)
+        return
+    known = False
+    for key in _STRING_FIELDS.get(kind, ()):
+        string_at(item, key, prompt)
+        known = True
+    for key in _CONTENT_FIELDS.get(kind, ()):
+        if item.get(key) is not None:
+            content_texts(item, key, prompt)
+        known = True
+    if kind == "shell_call_output":
+        for chunk in _list(item.get("output")):
+            string_at(chunk, "stdout", prompt)
+            string_at(chunk, "stderr", prompt)
+    elif not known:
+        _every_string(item, prompt, 0)
+
+
+def _every_string(value: Any, prompt: Prompt, depth: int) -> None:
+    if depth > 32:
+        return
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if isinstance(inner, str):
+                if key not in _NOT_TEXT:
+                    prompt.texts.append(TextRef(value, key))
+            else:
+                _every_string(inner, prompt, depth + 1)
+    elif isinstance(value, list):
+        for i, inner in enumerate(value):
+            if isinstance(inner, str):
+                prompt.texts.append(TextRef(value, i))
+            else:
+                _every_string(inner, prompt, depth + 1)
+
+
+def output_places(item: dict[str, Any]) -> list[Place]:
+    """Every text of an output item the client reads."""
+    kind = item.get("type")
+    places: list[Place] = []
+    if kind == "message":
+        content = item.get("content")
+        if isinstance(content, str):
+            places.append(("content", 0, item, "content"))
+        for i, part in enumerate(_list(content)):
+            if isinstance(part, dict):
+                for key in ("text", "refusal"):
+                    if isinstance(part.get(key), str):
+                        places.append(("content", i, part, key))
+                        break  # one text per part: output_text's or refusal's
+    elif kind == "reasoning":
+        for kind_of_part, key in (("summary", "summary"), ("reasoning", "content")):
+            for i, part in enumerate(_list(item.get(key))):
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    places.append((kind_of_part, i, part, "text"))
+    elif isinstance(kind, str):
+        for place_kind, key in _OUTPUT_FIELDS.get(kind, ()):
+            if isinstance(item.get(key), str):
+                places.append((place_kind, 0, item, key))
+    return places
+
+
+def empty_item(item: dict[str, Any]) -> None:
+    """Withhold an output item: its text emptied, its status incomplete."""
+    kind = item.get("type")
+    if kind == "message":
+        item["content"] = []
+    elif kind == "reasoning":
+        item["summary"] = []
+        if item.get("content") is not None:
+            item["content"] = []
+    else:
+        for _, _, holder, key in output_places(item):
+            holder[key] = ""
+    if "status" in item:
+        item["status"] = "incomplete"
+
+
+def drop_logprobs(item: dict[str, Any]) -> None:
+    """Empty the logprobs of an item's output_text parts: tokens spell the text out."""
+    if item.get("type") != "message":
+        return
+    for part in _list(item.get("content")):
+        if isinstance(part, dict) and part.get("logprobs"):
+            part["logprobs"] = []
+
+
+def mark_filtered(response: dict[str, Any], reason: str) -> None:
+    """A Response ended by a filter, as OpenAI ends one: incomplete, and why."""
+    response["status"] = "incomplete"
+    response["incomplete_details"] = {"reason": reason}
+
+
+def finish_reason(response: Any) -> str | None:
+    """Why a Response ended: its incomplete_details' reason, else its status."""
+    if not isinstance(response, dict):
+        return None
+    details = response.get("incomplete_details")
+    reason = details.get("reason") if isinstance(details, dict) else None
+    if isinstance(reason, str):
+        return reason
+    status = response.get("status")
+    return status if isinstance(status, str) else None
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []

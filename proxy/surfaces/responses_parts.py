@@ -1,0 +1,69 @@
+"""The events of a Responses stream, and the part of the answer each one concerns.
+
+A *part* is one text of a streamed Response, the channel the stream judge
+keeps: an output item's content part (output_text or refusal), reasoning
+text part or reasoning summary part, or a call's arguments, input or output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# Delta events, by the kind of part they carry.
+DELTAS = {
+    "response.output_text.delta": "content",
+    "response.refusal.delta": "content",
+    "response.reasoning_text.delta": "reasoning",
+    "response.reasoning_summary_text.delta": "summary",
+    "response.function_call_arguments.delta": "arguments",
+    "response.mcp_call_arguments.delta": "arguments",
+    "response.custom_tool_call_input.delta": "input",
+}
+# Done events: the kind of part they end and the field repeating its text.
+DONES = {
+    "response.output_text.done": ("content", "text"),
+    "response.refusal.done": ("content", "refusal"),
+    "response.reasoning_text.done": ("reasoning", "text"),
+    "response.reasoning_summary_text.done": ("summary", "text"),
+    "response.function_call_arguments.done": ("arguments", "arguments"),
+    "response.mcp_call_arguments.done": ("arguments", "arguments"),
+    "response.custom_tool_call_input.done": ("input", "input"),
+}
+# Part events: whether each ends its part (and repeats its text).
+PART_EVENTS = {
+    "response.content_part.added": False,
+    "response.content_part.done": True,
+    "response.reasoning_summary_part.added": False,
+    "response.reasoning_summary_part.done": True,
+}
+# The stream's last events; an upstream that sends them on carries on unread.
+TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+# Quoted as in the JSON, so a text that says one is not taken for the event.
+TERMINAL_MARKS = tuple(f'"{name}"' for name in TERMINAL)
+# Events announcing the Response: its last announcement is a blocked stream's ending.
+LIFECYCLE = frozenset({"response.created", "response.queued", "response.in_progress"})
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One text of a streamed Response; its own group (it ends on its own)."""
+
+    output: int  # output_index
+    kind: str  # content, reasoning, summary, arguments, input, output
+    index: int  # content_index or summary_index; 0 for a call's one text
+
+
+def default_delta(part: Part, added: dict[int, dict[str, Any]]) -> str | None:
+    """The delta event of a part no delta event has named yet."""
+    item_type = added.get(part.output, {}).get("type")
+    if part.kind == "arguments":
+        if item_type == "mcp_call":
+            return "response.mcp_call_arguments.delta"
+        return "response.function_call_arguments.delta"
+    return {
+        "content": "response.output_text.delta",
+        "reasoning": "response.reasoning_text.delta",
+        "summary": "response.reasoning_summary_text.delta",
+        "input": "response.custom_tool_call_input.delta",
+    }.get(part.kind)

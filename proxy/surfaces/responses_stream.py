@@ -1,0 +1,298 @@
+"""The event stream of the OpenAI Responses API, to text deltas and back.
+
+Each text of the answer is a channel, a :class:`Part`: an output item's
+content part (output_text or refusal), reasoning text part, reasoning
+summary part, or a call's arguments or input. Its text arrives in
+``.delta`` events, and is repeated whole by its ``.done`` event, its
+``content_part.done`` (or ``reasoning_summary_part.done``), its
+``output_item.done`` and the terminal event's ``response.output``: those
+places are *fills*, given the text as released, so the client never reads
+there what the filters changed or held. A part first seen at one of them
+(no delta ever carried it) is judged there and reaches the client only in
+those places. A part ends at its ``.done`` event; an item at its
+``output_item.done``; everything at the terminal event
+(``response.completed``, ``response.incomplete``, ``response.failed``, or a
+``data: [DONE]`` some servers send after it).
+
+A block ends the stream with ``response.incomplete``,
+``incomplete_details.reason: "content_filter"``, the items finished so far
+and the blocked one emptied. Events are inserted (text released at a part's
+end) and dropped (a delta whose text is held back), so ``sequence_number``
+is renumbered to stay strictly increasing.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import orjson
+
+from proxy.sse import DONE_DATA, SseEvent
+from proxy.surfaces.base import (
+    Delta,
+    StreamCodec,
+    StreamMalformed,
+    StreamStep,
+    Usage,
+    encode_sse,
+    parse_event,
+    usage_of,
+)
+from proxy.surfaces.responses_items import empty_item, finish_reason, mark_filtered, output_places
+from proxy.surfaces.responses_numbers import Numbering
+from proxy.surfaces.responses_parts import (
+    DELTAS,
+    DONES,
+    LIFECYCLE,
+    PART_EVENTS,
+    TERMINAL,
+    TERMINAL_MARKS,
+    Part,
+    default_delta,
+)
+
+
+class ResponsesStream(StreamCodec):
+    keeps_text = True  # fills repeat a part's whole text as released
+
+    def __init__(self) -> None:
+        self._numbers = Numbering()
+        self._named = True  # upstream events carry "event:" lines
+        self._step: StreamStep | None = None  # the event being judged
+        self._template: dict[str, Any] = {}  # the Response as last announced
+        self._added: dict[int, dict[str, Any]] = {}  # output items as added
+        self._done: dict[int, dict[str, Any]] = {}  # output items as finished
+        self._parts: dict[int, list[Part]] = {}  # parts seen, per output item
+        self._seen: set[Part] = set()
+        self._fill_only: set[Part] = set()  # first seen where its text is repeated
+        self._delta_type: dict[Part, str] = {}
+
+    # -- reading -------------------------------------------------------------
+    def is_terminal(self, event: SseEvent) -> bool:
+        data = event.data
+        if data == DONE_DATA:
+            return True
+        if data is None or not any(mark in data for mark in TERMINAL_MARKS):
+            return False
+        document = parse_event(event)
+        return isinstance(document, dict) and document.get("type") in TERMINAL
+
+    def usage_in(self, event: SseEvent) -> Usage | None:
+        if event.data is None or '"usage"' not in event.data:
+            return None
+        document = parse_event(event)
+        if not isinstance(document, dict) or document.get("type") not in TERMINAL:
+            return None
+        response = document.get("response")
+        if not isinstance(response, dict):
+            return None
+        return usage_of(response.get("usage"), "input_tokens", "output_tokens")
+
+    def step(self, event: SseEvent) -> StreamStep | None:
+        if event.data is None:
+            return None
+        if event.data == DONE_DATA:
+            # LiteLLM ends its Responses streams as chat streams end, after response.completed.
+            self._numbers.arrive(None)  # text released here goes after all that was sent
+            step = self._step = StreamStep(terminal=True)
+            return step
+        document = parse_event(event)
+        if not isinstance(document, dict):
+            raise StreamMalformed("an event is not an object")
+        self._named = event.event is not None
+        step = self._step = StreamStep(document=document)
+        number = document.get("sequence_number")
+        step.rebuild = self._numbers.arrive(number if isinstance(number, int) else None)
+        kind = document.get("type")
+        if kind in DELTAS:
+            part = self._part(document, DELTAS[kind])
+            text = document.get("delta")
+            if isinstance(text, str):
+                self._delta_type[part] = kind
+                self._seen.add(part)
+                step.deltas.append(Delta(part, text, _setter(document, "delta")))
+                step.drop_logprobs = lambda: _empty_logprobs(document)
+        elif kind in DONES:
+            part_kind, key = DONES[kind]
+            self._place(step, self._part(document, part_kind), document, key, end=True)
+        elif kind in PART_EVENTS:
+            self._part_event(step, document, end=PART_EVENTS[kind])
+        elif kind in ("response.output_item.added", "response.output_item.done"):
+            self._item_event(step, document, end=kind == "response.output_item.done")
+        elif kind in TERMINAL:
+            self._terminal(step, document)
+        elif kind in LIFECYCLE and isinstance(document.get("response"), dict):
+            self._template = document["response"]
+        return step
+
+    def _part(self, document: dict[str, Any], kind: str) -> Part:
+        output = document.get("output_index", 0)
+        index = document.get("summary_index" if kind == "summary" else "content_index", 0)
+        if kind not in ("content", "reasoning", "summary"):
+            index = 0
+        if not isinstance(output, int) or not isinstance(index, int):
+            raise StreamMalformed("an event's output_index or content_index is not a number")
+        return self._part_at(output, kind, index)
+
+    def _part_at(self, output: int, kind: str, index: int) -> Part:
+        part = Part(output, kind, index)
+        known = self._parts.setdefault(output, [])
+        if part not in known:
+            known.append(part)
+        return part
+
+    def _place(
+        self, step: StreamStep, part: Part, holder: dict[str, Any], key: str, end: bool
+    ) -> None:
+        """A place in an event where a part's text is (its start, or a repetition)."""
+        text = holder.get(key)
+        if not isinstance(text, str):
+            return
+        if key == "refusal":
+            self._delta_type.setdefault(part, "response.refusal.delta")
+        if not end:
+            if part in self._seen:
+                step.fills.append((part, _filler(holder, key)))  # what was sent so far
+            elif text:
+                # An item or part announced with text in it: the part's first text.
+                self._seen.add(part)
+                step.deltas.append(Delta(part, text, _setter(holder, key)))
+            return
+        if part not in self._seen:
+            # Text no delta carried: judged here, and given only where it is repeated.
+            self._seen.add(part)
+            self._fill_only.add(part)
+            step.deltas.append(Delta(part, text, _discard))
+        step.fills.append((part, _filler(holder, key)))
+        if part not in step.ends:
+            step.ends.append(part)
+
+    def _part_event(self, step: StreamStep, document: dict[str, Any], end: bool) -> None:
+        part_doc = document.get("part")
+        if not isinstance(part_doc, dict):
+            return
+        if "summary_index" in document:
+            kind = "summary"
+        else:
+            kind = "reasoning" if part_doc.get("type") == "reasoning_text" else "content"
+        part = self._part(document, kind)
+        key = "refusal" if isinstance(part_doc.get("refusal"), str) else "text"
+        self._place(step, part, part_doc, key, end)
+
+    def _item_event(self, step: StreamStep, document: dict[str, Any], end: bool) -> None:
+        item = document.get("item")
+        output = document.get("output_index", 0)
+        if not isinstance(item, dict) or not isinstance(output, int):
+            return
+        (self._done if end else self._added)[output] = item
+        for kind, index, holder, key in output_places(item):
+            self._place(step, self._part_at(output, kind, index), holder, key, end)
+        if end:
+            for part in self._parts.get(output, ()):
+                if part not in step.ends:
+                    step.ends.append(part)
+
+    def _terminal(self, step: StreamStep, document: dict[str, Any]) -> None:
+        step.terminal = True
+        response = document.get("response")
+        if not isinstance(response, dict):
+            return
+        output = response.get("output")
+        for position, item in enumerate(output if isinstance(output, list) else ()):
+            if isinstance(item, dict):
+                for kind, index, holder, key in output_places(item):
+                    part = self._part_at(position, kind, index)
+                    self._place(step, part, holder, key, end=True)
+        for parts in self._parts.values():
+            step.ends += [part for part in parts if part not in step.ends]
+        step.usage = usage_of(response.get("usage"), "input_tokens", "output_tokens")
+        step.finish_reason = finish_reason(response)
+
+        def set_reason(reason: str) -> None:
+            # An at_stream_end filter blocked text already sent: the end says so.
+            mark_filtered(response, reason)
+            document["type"] = "response.incomplete"
+
+        step.set_finish_reason = set_reason
+
+    # -- writing -------------------------------------------------------------
+    def encode(self, event: SseEvent, step: StreamStep) -> bytes:
+        document = step.document
+        if document.get("type") in DELTAS and document.get("delta") == "":
+            self._numbers.dropped()  # all of its text is held back
+            return b""
+        if self._numbers.current is not None:
+            document["sequence_number"] = self._numbers.current
+        return self._event(document)
+
+    def text_event(self, channel: Hashable, text: str) -> bytes:
+        assert isinstance(channel, Part)
+        kind = self._delta_type.get(channel) or default_delta(channel, self._added)
+        if channel in self._fill_only or kind is None:
+            return b""  # its text is given where it is repeated
+        step = self._step
+        if step is not None and (step.terminal or channel in step.ends):
+            number = self._numbers.before_current()  # the rest, before the part's end
+            step.rebuild = True
+        else:
+            number = self._numbers.after()  # the stream ended without its terminal event
+        document: dict[str, Any] = {"type": kind, "sequence_number": number}
+        item = self._added.get(channel.output) or self._done.get(channel.output) or {}
+        if isinstance(item.get("id"), str):
+            document["item_id"] = item["id"]
+        document["output_index"] = channel.output
+        if channel.kind in ("content", "reasoning"):
+            document["content_index"] = channel.index
+        elif channel.kind == "summary":
+            document["summary_index"] = channel.index
+        document["delta"] = text
+        if kind == "response.output_text.delta":
+            document["logprobs"] = []
+        return self._event(document)
+
+    def blocked(self, channel: Hashable | None) -> bytes:
+        stopped = channel.output if isinstance(channel, Part) else None
+        output: list[Any] = []
+        for position in sorted(self._added.keys() | self._done.keys()):
+            item = self._done.get(position)
+            if item is None or position == stopped:
+                item = copy.deepcopy(self._added.get(position) or item or {})
+                empty_item(item)
+                item["status"] = "incomplete"
+            output.append(item)
+        response = {**self._template, "output": output, "usage": None}
+        mark_filtered(response, "content_filter")
+        document = {"type": "response.incomplete", "sequence_number": self._numbers.after(),
+                    "response": response}  # fmt: skip
+        return self._event(document)
+
+    def _event(self, document: dict[str, Any]) -> bytes:
+        name = document.get("type") if self._named else None
+        return encode_sse(orjson.dumps(document), name if isinstance(name, str) else None)
+
+
+def _setter(holder: dict[str, Any], key: str) -> Callable[[str], None]:
+    def put(value: str) -> None:
+        holder[key] = value
+
+    return put
+
+
+def _filler(holder: dict[str, Any], key: str) -> Callable[[str], None]:
+    def fill(released: str) -> None:
+        if holder.get(key) != released:
+            holder[key] = released
+            _empty_logprobs(holder)  # they would spell out what was changed
+
+    return fill
+
+
+def _discard(value: str) -> None:
+    pass
+
+
+def _empty_logprobs(holder: dict[str, Any]) -> None:
+    if holder.get("logprobs"):
+        holder["logprobs"] = []
