@@ -33,7 +33,7 @@ RUN groupadd --system --gid 10001 taxmeter \
 COPY --from=build /opt/taxmeter /opt/taxmeter
 COPY deploy/docker/entrypoint.sh /usr/local/bin/taxmeter-entrypoint
 COPY deploy/docker/healthcheck.py /usr/local/bin/taxmeter-healthcheck
-COPY proxy/default_config.yaml /etc/taxmeter/taxmeter.yaml
+COPY proxy/config/default_config.yaml /etc/taxmeter/taxmeter.yaml
 USER 10001:10001
 EXPOSE 8080 9464
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \

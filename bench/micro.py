@@ -25,10 +25,10 @@ from filters.base import FilterContext, Stage, Verdict
 from filters.denylist import Denylist
 from filters.max_length import MaxLength
 from filters.pii import Pii
-from proxy.config import Config
-from proxy.metrics import Metrics
-from proxy.stats import Stats
-from proxy.timeline import Timeline
+from proxy.config.schema import Config
+from proxy.measure.metrics import Metrics
+from proxy.measure.stats import Stats
+from proxy.measure.timeline import Timeline
 
 
 def run_sync(coroutine: Coroutine[Any, Any, Verdict]) -> Verdict:

@@ -167,7 +167,7 @@ async def start_bare(tmp: Path, upstream: str, cores: set[int] | None) -> Target
 def taxmeter_config(key: str, upstream: str) -> dict[str, Any]:
     """The config of each taxmeter row: no filters, or the packaged default chain."""
     if key == "tm_default":
-        text = resources.files("proxy").joinpath("default_config.yaml").read_text("utf-8")
+        text = resources.files("proxy.config").joinpath("default_config.yaml").read_text("utf-8")
         config: dict[str, Any] = yaml.safe_load(text)
         config.pop("listen", None)
         config.pop("metrics_listen", None)

@@ -12,7 +12,7 @@
     taxmeter calibrate [--requests N] [--concurrency N] [--config FILE] [--json]
 
 Exit status: 0 on success, 2 on a bad config or bad arguments; ``report``
-exits 1 when its source is unreachable or has no data (see proxy.report).
+exits 1 when its source is unreachable or has no data (see proxy.commands.report.command).
 """
 
 from __future__ import annotations
@@ -24,17 +24,17 @@ from collections.abc import Sequence
 
 import uvloop
 
-from proxy.calibrate import add_arguments as add_calibrate_arguments
-from proxy.calibrate import run as run_calibrate
-from proxy.chain import build_chains, build_filters
-from proxy.config import Config, ConfigError, load_config, parse_host_port
-from proxy.evaluate import add_arguments as add_evaluate_arguments
-from proxy.evaluate import run as run_evaluate
-from proxy.mock_upstream import MockSettings, main_mock
-from proxy.report import add_arguments as add_report_arguments
-from proxy.report import run as run_report
-from proxy.serve import run_proxy
-from proxy.workers import run_worker
+from proxy.commands.calibrate.command import add_arguments as add_calibrate_arguments
+from proxy.commands.calibrate.command import run as run_calibrate
+from proxy.commands.evaluate.command import add_arguments as add_evaluate_arguments
+from proxy.commands.evaluate.command import run as run_evaluate
+from proxy.commands.report.command import add_arguments as add_report_arguments
+from proxy.commands.report.command import run as run_report
+from proxy.config.schema import Config, ConfigError, load_config, parse_host_port
+from proxy.judge.chain import build_chains, build_filters
+from proxy.server.serve import run_proxy
+from proxy.server.workers import run_worker
+from proxy.sim.model_server import MockSettings, main_mock
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -1,4 +1,7 @@
-"""Every async test runs on uvloop, the loop taxmeter runs on in production."""
+"""Every async test runs on uvloop, the loop taxmeter runs on in production.
+
+The real servers on loopback (tests/loopback.py) are fixtures of every folder.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,10 @@ from collections.abc import Callable, Mapping
 
 import pytest
 import uvloop
+
+from tests.loopback import echo_server, model, raw_server, start_proxy
+
+__all__ = ["echo_server", "model", "raw_server", "start_proxy"]
 
 
 def pytest_asyncio_loop_factories(

@@ -2,7 +2,7 @@
 
 Adding a surface: a module with a :class:`~proxy.surfaces.base.Surface`
 subclass (and its stream codec), one line below, its paths in
-:mod:`proxy.routes`. See docs/surfaces.md.
+:mod:`proxy.config.routes`. See docs/surfaces.md.
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ from typing import Any
 
 import orjson
 
-from proxy.errors import error_body
-from proxy.sse import SseEvent, encode_event
+from proxy.formats.errors import error_body
+from proxy.formats.sse import SseEvent, encode_event
 
 
 @dataclass(frozen=True, slots=True)

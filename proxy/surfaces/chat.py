@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from proxy.sse import SseEvent
+from proxy.formats.sse import SseEvent
 from proxy.surfaces.base import (
     AnswerPart,
     Delta,

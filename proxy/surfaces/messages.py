@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from proxy.errors import STATUS
+from proxy.formats.errors import STATUS
 from proxy.surfaces.anthropic_text import block_texts, content_texts, strings_in
 from proxy.surfaces.base import (
     AnswerPart,

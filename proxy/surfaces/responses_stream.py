@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from proxy.sse import DONE_DATA, SseEvent
+from proxy.formats.sse import DONE_DATA, SseEvent
 from proxy.surfaces.base import (
     Delta,
     StreamCodec,

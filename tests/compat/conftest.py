@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.proxy.conftest import model, start_proxy
+from tests.loopback import model, start_proxy
 
 __all__ = ["model", "start_proxy"]
 

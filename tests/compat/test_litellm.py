@@ -17,9 +17,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from proxy import genai_attrs as A
+from proxy.measure import genai_attrs as A
 from tests.compat.conftest import ANSWER_EMAIL, LiteLLM, litellm, simulated_model
-from tests.proxy.conftest import ProxyFactory, RunningProxy
+from tests.loopback import ProxyFactory, RunningProxy
 
 __all__ = ["litellm", "simulated_model"]
 

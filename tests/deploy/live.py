@@ -18,7 +18,7 @@ import aiohttp
 import yaml
 
 from tests.deploy.manifests import COMPOSE
-from tests.proxy.test_serve_cli import read_announcement
+from tests.server.test_serve_cli import read_announcement
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.deploy.manifests import COMPOSE, DASHBOARD, PROMETHEUS, ROOT
-from tests.proxy.conftest import ProxyFactory
+from tests.loopback import ProxyFactory
 
 SERVICES = {"model", "taxmeter", "load", "prometheus", "tempo", "grafana"}
 

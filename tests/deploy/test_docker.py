@@ -18,7 +18,7 @@ from pathlib import Path
 import aiohttp
 
 from tests.deploy.manifests import DEPLOY, ROOT
-from tests.proxy.test_serve_cli import read_announcement
+from tests.server.test_serve_cli import read_announcement
 
 DOCKERFILE = ROOT / "Dockerfile"
 ENTRYPOINT = DEPLOY / "docker" / "entrypoint.sh"
@@ -76,7 +76,7 @@ async def test_entrypoint_serves_from_the_environment_and_drains_on_sigterm() ->
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "PYTHONUNBUFFERED": "1",
-        "TAXMETER_CONFIG": str(ROOT / "proxy" / "default_config.yaml"),
+        "TAXMETER_CONFIG": str(ROOT / "proxy" / "config" / "default_config.yaml"),
         "TAXMETER_LISTEN": "127.0.0.1:0",
         "TAXMETER_METRICS_LISTEN": "127.0.0.1:0",
         "TAXMETER_LOG_LEVEL": "info",

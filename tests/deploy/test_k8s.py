@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from proxy.sites import SHUTDOWN_GRACE_S
+from proxy.server.sites import SHUTDOWN_GRACE_S
 from tests.deploy.manifests import K8S, k8s_documents, k8s_object
 
 # The oldest Kubernetes still commonly run, and the newest the validator knows.

@@ -17,7 +17,7 @@ from pytest_aiohttp import AiohttpServer
 
 from filters.base import STAGES, Filter, Stage
 from filters.moderation import DEFAULT_TEMPLATE, Moderation, ModerationError
-from proxy.mock_upstream import MockSettings, make_mock_app
+from proxy.sim.model_server import MockSettings, make_mock_app
 from tests.filters.helpers import make_ctx
 
 MakeFilter = Callable[..., Moderation]

@@ -30,8 +30,8 @@ from filters.semantic_guard import (
     read_examples,
     segments,
 )
-from proxy.chain import build_filters
-from proxy.config import parse_config
+from proxy.config.schema import parse_config
+from proxy.judge.chain import build_filters
 from tests.filters.helpers import make_ctx
 
 

@@ -5,7 +5,7 @@ proxy's code gets control), the proxy keeps serving, and nothing it holds
 changes. Requests that HTTP parsing rejects never reach the handler: the
 connection's protocol answers them with an OpenAI-shaped 400
 ``invalid_http_request`` that quotes nothing back, and closes the connection
-(the table below; proxy/http_errors.py and docs/reliability.md).
+(the table below; proxy/server/http_errors.py and docs/reliability.md).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.proxy.conftest import ProxyFactory, RunningProxy
+from tests.loopback import ProxyFactory, RunningProxy
 from tests.reliability.fault_upstream import HUGE_TEXT_BYTES, fault_upstream
 
 PATH = "/v1/chat/completions"

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.proxy.conftest import ProxyFactory
+from tests.loopback import ProxyFactory
 from tests.reliability.recording_upstream import recording_upstream
 
 # Each header RFC 9110 section 7.6.1 names (and Proxy-Connection, which some

@@ -11,8 +11,8 @@ import orjson
 import pytest
 from aiohttp import web
 
-from proxy.config import ConfigError, parse_config
-from tests.proxy.conftest import ProxyFactory, ServerFactory, post_json
+from proxy.config.schema import ConfigError, parse_config
+from tests.loopback import ProxyFactory, ServerFactory, post_json
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 SLOW = {"x-mock-ttft-ms": "1000"}

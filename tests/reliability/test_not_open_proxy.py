@@ -12,8 +12,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from proxy.config import Config, parse_config
-from tests.proxy.conftest import ProxyFactory, ServerFactory, echoed_headers, post_json
+from proxy.config.schema import Config, parse_config
+from tests.loopback import ProxyFactory, ServerFactory, echoed_headers, post_json
 
 SECRET_TOKEN = "sk-very-secret-token-1234"
 SECRET_PROMPT = "my mother's maiden name is Zanzibar-Quux"

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.proxy.conftest import ProxyFactory, RunningProxy, post_json
+from tests.loopback import ProxyFactory, RunningProxy, post_json
 from tests.reliability.recording_upstream import RecordingUpstream, recording_upstream
 
 CHAT = "/v1/chat/completions"
@@ -213,7 +213,7 @@ async def test_a_big_integer_survives_a_redaction_exactly(
 async def test_an_unexpected_error_is_an_openai_shaped_500_and_the_proxy_keeps_serving(
     start_proxy: ProxyFactory, upstream: RecordingUpstream, caplog: pytest.LogCaptureFixture
 ) -> None:
-    corrupting = {"name": "corrupt", "type": "tests.proxy.sample_filters:BodyCorrupting"}
+    corrupting = {"name": "corrupt", "type": "tests.judge.sample_filters:BodyCorrupting"}
     proxy = await start_proxy({"filters": [corrupting]}, upstream=upstream.url)
     status, headers, answer = await post_json(f"{proxy.url}{CHAT}", chat("hello"))
     assert status == 500

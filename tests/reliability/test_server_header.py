@@ -1,7 +1,7 @@
 """The Server header: the model server's passes through; the proxy adds none of its own.
 
 aiohttp would add ``Server: Python/3.x aiohttp/3.x.y`` to every answer that has
-none (proxy/server_header.py, docs/reliability.md "The Server header").
+none (proxy/server/server_header.py, docs/reliability.md "The Server header").
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from aiohttp import web
 from aiohttp.http import SERVER_SOFTWARE
 from aiohttp.test_utils import TestServer
 
-from proxy.config import HostPort
-from proxy.sites import bound_url, start_site
-from tests.proxy.conftest import ProxyFactory, ServerFactory
+from proxy.config.schema import HostPort
+from proxy.server.sites import bound_url, start_site
+from tests.loopback import ProxyFactory, ServerFactory
 from tests.reliability.test_slow_clients import HALF_HEAD, REQUEST, read_answer
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}

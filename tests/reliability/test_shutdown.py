@@ -13,7 +13,7 @@ import time
 import aiohttp
 import pytest
 
-from tests.proxy.test_serve_cli import served
+from tests.server.test_serve_cli import served
 
 __all__ = ["served"]  # the fixture: a real `taxmeter serve` with the embedded model
 

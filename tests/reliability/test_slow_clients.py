@@ -1,7 +1,7 @@
 """Slow and idle clients: a head arrives in time or gets 408, idle ends, the count is capped.
 
-Raw sockets as clients, short timeouts in the config (proxy/client_limits.py,
-proxy/wire.py, docs/reliability.md "Slow and idle clients").
+Raw sockets as clients, short timeouts in the config (proxy/server/client_limits.py,
+proxy/server/wire.py, docs/reliability.md "Slow and idle clients").
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from typing import Any
 import orjson
 from aiohttp.test_utils import TestServer
 
-from proxy.wire import WireRunner
-from tests.proxy.conftest import ProxyFactory, RunningProxy, post_json
-from tests.proxy.test_serve_cli import read_announcement
-from tests.proxy.test_workers import sample
+from proxy.server.wire import WireRunner
+from tests.loopback import ProxyFactory, RunningProxy, post_json
+from tests.server.test_serve_cli import read_announcement
+from tests.server.test_workers import sample
 
 CHAT = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
 REQUEST = (

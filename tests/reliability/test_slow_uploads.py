@@ -20,7 +20,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.proxy.conftest import ProxyFactory, RunningProxy, post_json
+from tests.loopback import ProxyFactory, RunningProxy, post_json
 
 CHAT = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "hello"}]})
 PII = {"filters": [{"name": "pii", "type": "pii", "stages": ["input"]}]}

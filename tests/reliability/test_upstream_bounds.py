@@ -22,8 +22,8 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.proxy.raw_upstream import raw_server, response
 from tests.reliability.fault_upstream import chunked, completion
+from tests.upstream.raw_upstream import raw_server, response
 
 INFLATED_BYTES = 300 * 1024 * 1024
 PEAK_RSS_LIMIT = 300 * 1000 * 1000

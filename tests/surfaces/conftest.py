@@ -10,9 +10,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from tests.proxy.conftest import ServerFactory, echo_server, model, raw_server, start_proxy
-
-__all__ = ["echo_server", "model", "raw_server", "scripted", "start_proxy"]
+from tests.loopback import ServerFactory
 
 # A float in a script is a pause, in seconds; bytes are written as they are.
 Script = list[bytes | float]

@@ -6,7 +6,7 @@ from typing import Any
 
 import anthropic
 
-from tests.proxy.conftest import RunningProxy
+from tests.loopback import RunningProxy
 from tests.surfaces.conftest import sse
 
 EMAIL = "jane.doe@example.com"

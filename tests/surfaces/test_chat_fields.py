@@ -13,7 +13,7 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.proxy.conftest import ProxyFactory, RawServer, post_json
+from tests.loopback import ProxyFactory, RawServer, post_json
 from tests.surfaces.conftest import Scripted, sse
 
 EMAIL = "jane.doe@example.com"

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.proxy.conftest import ProxyFactory, RunningProxy
+from tests.loopback import ProxyFactory, RunningProxy
 
 PROMPT = "echo: write to jane@example.com about it"
 # Per surface: its route label, path and a streamed request for the simulated model.

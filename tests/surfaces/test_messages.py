@@ -22,8 +22,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from proxy import genai_attrs as A
-from tests.proxy.conftest import ProxyFactory, post_json
+from proxy.measure import genai_attrs as A
+from tests.loopback import ProxyFactory, post_json
 from tests.surfaces.conftest import Scripted
 from tests.surfaces.messages_shapes import (
     EMAIL,

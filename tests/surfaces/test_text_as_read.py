@@ -15,7 +15,7 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.proxy.conftest import ProxyFactory, post_json
+from tests.loopback import ProxyFactory, post_json
 from tests.surfaces.conftest import Scripted, sse
 
 CHAT = "/v1/chat/completions"

@@ -1,0 +1,2 @@
+"""The offline commands (report, evaluate, calibrate). Nothing on the
+request path imports them."""

@@ -1,0 +1,1 @@
+"""``taxmeter calibrate``: the self-reported overhead against a client's."""

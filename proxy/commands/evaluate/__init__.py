@@ -1,0 +1,1 @@
+"""``taxmeter evaluate``: each filter's catch rates beside its latency."""

@@ -1,0 +1,1 @@
+"""``taxmeter report``: the A/B comparison of the variants' latency tax."""

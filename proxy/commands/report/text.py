@@ -1,0 +1,153 @@
+"""The tables of ``taxmeter report`` for people, from the report's JSON document."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from proxy.commands.report.sources import Snapshot
+from proxy.commands.report.stats import STATISTICS
+
+TITLES = {
+    "request_duration_seconds": "total latency",
+    "latency_tax_seconds": "latency tax",
+    "ttft_seconds": "time to first token",
+    "ttft_tax_seconds": "TTFT tax",
+}
+NO_DATA_WHY = {
+    "ttft_seconds": ": no streamed responses",
+    "ttft_tax_seconds": ": no streamed responses",
+}
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> list[str]:
+    """Two-space indented columns: the first ``left`` aligned left (names), the
+    others right (numbers)."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return [
+        "  "
+        + "  ".join(
+            c.ljust(w) if i < left else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in [header, *rows]
+    ]
+
+
+def _ms(seconds: float | None, sign: str = "") -> str:
+    return "-" if seconds is None else f"{seconds * 1e3:{sign}.3f}"
+
+
+def _percent(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate * 100:.1f}%"
+
+
+def _heading(
+    report: dict[str, Any],
+    snapshot: Snapshot,
+    routes: str,
+    window: str,
+    baseline_given: bool,
+    resamples: int,
+) -> list[str]:
+    lines = [f"taxmeter report: {snapshot.url}", f"  routes: {routes}"]
+    if snapshot.source == "proxy":
+        lines.append("  figures: the most recent requests of each variant (the proxy's reservoir)")
+        why = "the highest weight"
+        method = "bootstrap of each variant's per-request figures"
+    else:
+        end = "now (no recent scrape)"
+        if snapshot.evaluated_at is not None:
+            when = datetime.fromtimestamp(snapshot.evaluated_at, UTC)
+            end = when.strftime("%Y-%m-%d %H:%M:%S UTC, the newest scrape")
+        lines.append(f"  figures: Prometheus histograms over {window} ending {end}")
+        why = "the most requests; Prometheus does not know the weights"
+        method = (
+            "histogram-bootstrap (resampled bucket counts).\n"
+            "    APPROXIMATE: computed from histogram buckets, so percentiles and intervals\n"
+            "    are no finer than the bucket around them (e.g. 10 ms to 25 ms)"
+        )
+    chosen = "chosen with --baseline" if baseline_given else why
+    lines.append(f"  baseline: {report['baseline']} ({chosen})")
+    lines.append(f"  95% confidence intervals, {resamples} resamples: {method}")
+    return lines
+
+
+def render(
+    report: dict[str, Any],
+    snapshot: Snapshot,
+    routes: str,
+    window: str,
+    baseline_given: bool,
+    resamples: int,
+) -> str:
+    """The report as tables for people (times in milliseconds)."""
+    lines = _heading(report, snapshot, routes, window, baseline_given, resamples)
+    variants = report["variants"]
+    weights = {name: v.weight for name, v in snapshot.variants.items()}
+    lines += ["", "requests"]
+    lines += _table(
+        ["variant", "weight", "requests"],
+        [
+            [name, "-" if weights[name] is None else f"{weights[name]:g}", str(v["requests"])]
+            for name, v in variants.items()
+        ],
+    )
+    for metric in TITLES:
+        lines += ["", f"{TITLES[metric]} (ms)"]
+        if all(v[metric] is None for v in variants.values()):
+            lines.append(f"  no data{NO_DATA_WHY.get(metric, '')}")
+            continue
+        rows = [
+            [name, *(_ms((v[metric] or {}).get(s)) for s in STATISTICS)]
+            for name, v in variants.items()
+        ]
+        lines += _table(["variant", *STATISTICS], rows)
+    lines += ["", f"variant - baseline ({report['baseline']}), ms; * the 95% CI excludes 0"]
+    rows = []
+    for c in report["comparisons"]:
+        lo, hi = c["ci95"]
+        mark = "*" if lo > 0 or hi < 0 else ""
+        rows.append(
+            [
+                c["variant"],
+                TITLES[c["metric"]],
+                c["statistic"],
+                _ms(c["difference"], "+"),
+                f"[{_ms(lo, '+')}, {_ms(hi, '+')}]",
+                mark,
+            ]
+        )
+    if rows:
+        lines += _table(["variant", "metric", "stat", "difference", "95% CI", ""], rows, left=3)
+    else:
+        lines.append("  (no other variant has data to compare)")
+    lines += ["", "filters (all routes and variants; rates are shares of enforcing calls)"]
+    if snapshot.source == "prometheus":
+        lines.append("  (requests: the filter's calls at its busiest stage, in the window)")
+    rows = [
+        [
+            name,
+            str(f["requests"]),
+            _ms(f["mean_cost_seconds"]),
+            _percent(f["block_rate"]),
+            _percent(f["redact_rate"]),
+            _percent(f["error_rate"]),
+            str(f["observed_block"]),
+            str(f["observed_redact"]),
+        ]
+        for name, f in report["filters"].items()
+    ]
+    header = [
+        "filter",
+        "requests",
+        "mean cost (ms)",
+        "block",
+        "redact",
+        "error+timeout",
+        "observed block",
+        "observed redact",
+    ]
+    lines += _table(header, rows) if rows else ["  (no filter ran)"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,2 @@
+"""What can change while the proxy runs: the live config, variant
+assignment, and the admin API that changes them."""

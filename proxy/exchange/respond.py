@@ -1,0 +1,170 @@
+"""Writing responses to the client, marking the timeline as the bytes go out.
+
+Responses are written here (prepare, write, write_eof) rather than returned
+for aiohttp to write, so the last mark is taken after the last byte.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from proxy.config.control import OVERRIDE_HEADER
+from proxy.exchange.headers import client_response_headers
+from proxy.formats.errors import error_body
+from proxy.measure.timeline import Timeline
+from proxy.upstream.call import UpstreamError, classify_failure
+from proxy.upstream.response import UpstreamResponse
+
+if TYPE_CHECKING:
+    from proxy.judge.observe import Later
+    from proxy.measure.tracing import TraceStart
+    from proxy.surfaces.base import Surface, Usage
+
+log = logging.getLogger("taxmeter.proxy")
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One request's state on its way through the proxy."""
+
+    timeline: Timeline
+    route: str
+    variant: str
+    request_id: str
+    outcome: str = "ok"
+    method: str = ""
+    streamed: bool = False
+    expose_variant: bool = False
+    body: Any = None  # the parsed request body, when it was read
+    later: Later | None = None  # what deferred observers will judge
+    trace: TraceStart | None = None  # None: tracing is off
+    status: int = 0  # the status sent to the client
+    upstream_status: int = 0
+    request_raw: bytes | None = None  # a body forwarded unread, kept for its span
+    response_body: Any = None  # the upstream's JSON answer when it was read (bytes or parsed)
+    finish_reasons: list[str] = field(default_factory=list)  # of a judged stream
+    usage: Usage | None = None  # of a judged stream that reported it
+    admitted: bool = False  # holds a max_concurrent_requests slot
+    rejected: bool = False  # turned away for want of a slot: counted apart, not recorded
+    response: web.StreamResponse | None = None  # the response under way, once stamped
+    surface: Surface | None = None  # the API surface judged; None: forwarded unjudged
+    judge_answer: bool = True  # False: the surface judges the prompt only (a token count)
+
+
+async def send(request: web.Request, ex: Exchange, response: web.Response) -> web.StreamResponse:
+    """Send a response whose body is complete."""
+    stamp(response, ex)
+    ex.timeline.mark_egress()
+    try:
+        await response.prepare(request)
+        ex.timeline.mark_client_first_byte()
+        await response.write_eof()
+    except ConnectionResetError:
+        ex.outcome = "client_disconnect"
+        return response
+    ex.timeline.mark_client_last_byte()
+    return response
+
+
+async def send_error(
+    request: web.Request,
+    ex: Exchange,
+    status: int,
+    code: str,
+    message: str,
+    outcome: str | None = None,
+    close: bool = False,
+) -> web.StreamResponse:
+    """An error in the surface's own shape; the outcome defaults to client_error.
+
+    ``close``: end the connection after it (the rest of the request is unread).
+    """
+    if outcome is not None:
+        ex.outcome = outcome
+    elif ex.outcome == "ok":
+        ex.outcome = "client_error"
+    if ex.surface is None:
+        body = error_body(message, code)
+    else:  # in the API's own shape, which may depend on the status (Anthropic's does)
+        body = ex.surface.error_body(message, code, status=status)
+    response = web.Response(status=status, body=body, content_type="application/json")
+    if close:
+        response.force_close()
+    return await send(request, ex, response)
+
+
+async def send_upstream_failure(
+    request: web.Request, ex: Exchange, exc: BaseException
+) -> web.StreamResponse:
+    failure = classify_failure(exc)
+    log.warning("upstream request failed (%s): %r", failure.code, exc)
+    return await send_error(
+        request, ex, failure.status, failure.code, failure.message, failure.outcome
+    )
+
+
+async def pass_through(
+    request: web.Request, ex: Exchange, upstream: UpstreamResponse, decoded: bool
+) -> web.StreamResponse:
+    """Pass the upstream response through chunk by chunk, adding no buffering."""
+    response = web.StreamResponse(
+        status=upstream.status,
+        reason=upstream.reason,
+        headers=client_response_headers(upstream.headers, decoded),
+    )
+    if upstream.content_length is not None and not (
+        decoded and "Content-Encoding" in upstream.headers
+    ):
+        response.content_length = upstream.content_length
+    ex.streamed = upstream.headers.get("Content-Type", "").startswith("text/event-stream")
+    stamp(response, ex)
+    await response.prepare(request)
+    timeline = ex.timeline
+    while True:
+        # Reads and writes fail apart: a reset client is not an upstream error.
+        try:
+            chunk = await upstream.read_chunk()
+        except (UpstreamError, TimeoutError) as exc:
+            ex.outcome = classify_failure(exc).outcome
+            log.warning("upstream failed mid-response: %r", exc)
+            return _abort(request, response, upstream)
+        if not chunk:
+            break
+        timeline.mark_upstream_first_byte()
+        try:
+            await response.write(chunk)
+        except ConnectionResetError:
+            ex.outcome = "client_disconnect"
+            return _abort(request, response, upstream)
+        timeline.mark_client_first_byte()
+    timeline.mark_upstream_last_byte(upstream.last_read_ns)
+    timeline.mark_egress()
+    try:
+        await response.write_eof()
+    except ConnectionResetError:
+        ex.outcome = "client_disconnect"
+        return _abort(request, response, upstream)
+    ex.timeline.mark_client_last_byte()
+    return response
+
+
+def stamp(response: web.StreamResponse, ex: Exchange) -> None:
+    ex.status = response.status
+    ex.response = response
+    response.headers["X-Request-Id"] = ex.request_id
+    response.headers["Server-Timing"] = ex.timeline.server_timing()
+    if ex.expose_variant:
+        response.headers[OVERRIDE_HEADER] = ex.variant
+
+
+def _abort(
+    request: web.BaseRequest, response: web.StreamResponse, upstream: UpstreamResponse
+) -> web.StreamResponse:
+    """End a response already under way so the client sees it is incomplete."""
+    upstream.close()
+    request.protocol.force_close()
+    return response

@@ -1,0 +1,104 @@
+"""The gate at a request's route: its surface, or why it is refused before any body is read.
+
+Two refusals, each never forwarded: a path not in canonical form (400
+``invalid_path``, in the error shape of the surface it would have been),
+and, with ``unjudged_routes: block``, a route no surface judges (403
+``unjudged_route``) unless it is a text-free read (:data:`TEXT_FREE_READS`).
+Routes forwarded unjudged are counted as route ``other``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from proxy.config.routes import SURFACE_LABELS, RouteTable, Rule, compile_rule, path_segments
+from proxy.exchange.respond import Exchange, send_error
+from proxy.surfaces import surface_for
+from proxy.surfaces.base import Surface
+
+# What a client may read with unjudged_routes: block: GET or HEAD, no text of a model.
+TEXT_FREE_READS: tuple[Rule, ...] = tuple(
+    compile_rule(pattern, "other", "read")
+    for pattern in (
+        "/v1/models", "/models", "/v1/models/{model}",
+        "/health", "/healthz", "/ready", "/version", "/metrics",
+    )
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    status: int
+    code: str
+    message: str
+    outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """A request's route label, its surface (None: forwarded unjudged), and any refusal."""
+
+    label: str
+    surface: Surface | None
+    judge_answer: bool
+    refusal: Refusal | None = None
+
+
+def gate(request: web.BaseRequest, table: RouteTable, unjudged: str) -> Gate:
+    """Where ``request`` goes (``unjudged``: the unjudged_routes policy, pass or block)."""
+    route = table.route(request.method, request.raw_path, request.body_exists)
+    surface = surface_for(route.label)
+    label = route.label if surface is not None else "other"
+    if route.problem is not None:
+        message = (
+            f"the request path is not in canonical form: {route.problem}; taxmeter forwards"
+            f" only canonical paths (this one is {route.path})"
+        )
+        return Gate(label, surface, False, Refusal(400, "invalid_path", message, "client_error"))
+    if surface is None and unjudged == "block" and not _text_free(request.method, route.path):
+        message = (
+            "no content filter judges this route, and unjudged_routes is block: it is not forwarded"
+        )
+        return Gate(label, None, False, Refusal(403, "unjudged_route", message, "blocked"))
+    return Gate(label, surface, route.judge_answer)
+
+
+def _text_free(method: str, path: str) -> bool:
+    if method not in ("GET", "HEAD"):
+        return False
+    segments = path_segments(path)
+    # The patterns are lowercase, so segments as sent match them only in that case.
+    return any(rule.fits(segments) for rule in TEXT_FREE_READS)
+
+
+async def refuse(request: web.Request, ex: Exchange, refusal: Refusal) -> web.StreamResponse:
+    """Answer a refused request; its body, if any, is never read or forwarded."""
+    return await send_error(
+        request, ex, refusal.status, refusal.code, refusal.message, refusal.outcome
+    )
+
+
+def describe(table: RouteTable, unjudged: str) -> list[str]:
+    """What `serve` says at start-up: one line per judged surface, then the unjudged policy."""
+    lines = []
+    for label in SURFACE_LABELS:
+        if surface_for(label) is None:
+            continue
+        paths = ", ".join(_shown(rule) for rule in table.patterns(label))
+        lines.append(f"judged   {label}: {paths}")
+    if unjudged == "block":
+        reads = " ".join(rule.pattern for rule in TEXT_FREE_READS)
+        lines.append(f"unjudged block (403 unjudged_route; GET and HEAD pass: {reads})")
+    else:
+        lines.append('unjudged pass (forwarded unjudged, counted as route="other")')
+    return lines
+
+
+def _shown(rule: Rule) -> str:
+    if rule.use == "read":
+        return f"GET {rule.pattern}"
+    if rule.use == "count":
+        return f"{rule.pattern} (input only)"
+    return rule.pattern

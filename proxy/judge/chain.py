@@ -1,0 +1,377 @@
+"""The filter chain: built and frozen once from the config, run per request.
+
+The runner owns everything a filter should not: timing (through the request
+timeline), timeouts, containment of exceptions, modes and ``on_error``.
+
+* ``enforce``: the first block ends the chain; a redaction replaces the text
+  the next filter sees and the text that is forwarded.
+* ``observe``: the filter runs and its verdict is recorded, never acted on.
+* ``off``: the filter is not in the chain at all.
+
+A filter that raises or returns something other than a Verdict counts as
+``error``; one that outlives ``timeout_ms`` counts as ``timeout``. Either
+lets the request through with ``on_error: open`` and blocks it with
+``on_error: closed``.
+
+A prompt of several segments (chat messages) is judged as one text, the
+segments joined by a blank line, so that a phrase split across two messages
+is still one phrase. When an enforcing filter redacts it, each of the
+redaction's edits lands in the message it came from; one that spans two
+messages is split, each part replaced where it lies. A filter whose
+redaction gives no edits is asked again for each segment, inside the same
+timed call; when that cannot place the redaction (it spanned two messages)
+or it blocks one message, the verdict is a block, never an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from filters.base import STAGES, Edit, Filter, FilterContext, Stage, Verdict, apply_edits
+from filters.registry import FilterLoadError, resolve_filter_class
+from proxy.config.filter_specs import stream_policy
+from proxy.config.schema import Config, ConfigError, FilterSpec, StreamPolicy
+from proxy.judge.offload import OFFLOAD
+from proxy.measure.timeline import Timeline
+
+log = logging.getLogger("taxmeter.chain")
+
+SEGMENT_SEPARATOR = "\n\n"
+
+
+@dataclass(frozen=True, slots=True)
+class BoundFilter:
+    """One filter instance as it runs in one variant's chain."""
+
+    name: str
+    mode: str
+    timeout_s: float
+    fail_closed: bool
+    instance: Filter
+    stream: StreamPolicy
+    cpu_bound: bool = False  # called on a worker thread (see proxy.judge.offload)
+    max_match_chars: int = 0  # the longest match it makes, if it declares one
+
+    @property
+    def enforcing(self) -> bool:
+        return self.mode == "enforce"
+
+
+@dataclass(frozen=True, slots=True)
+class StageResult:
+    blocked: bool
+    segments: list[str]
+    changed: bool = False
+    reason: str | None = None
+    blocked_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What one filter call means for the request."""
+
+    action: str  # allow, block, redact, error, timeout
+    blocks: bool  # an enforcing block, or a failure of a fail-closed filter
+    reason: str | None = None
+    text: str | None = None  # the redacted text, when an enforcing filter redacted
+    unsettled: int | None = None  # stream stage: the tail that may still become a match
+
+
+CHAIN_PARTS = (
+    "input", "input_parallel", "output", "stream", "stream_end",
+    "later_input", "later_output", "later_stream", "later_stream_end",
+)  # fmt: skip
+
+
+class Chain:
+    """The filters of one variant, per stage, in config order.
+
+    ``input`` runs before the upstream call; ``input_parallel`` alongside it;
+    ``output`` on a whole completion; ``stream`` on a stream's text as it
+    arrives; ``stream_end`` (output filters with ``at_stream_end``) on the
+    whole text when a stream ends. The ``later_*`` parts hold observing
+    filters that run after the response, off the request's path.
+    """
+
+    __slots__ = (*CHAIN_PARTS, "variant")
+
+    def __init__(self, variant: str, parts: dict[str, list[BoundFilter]]) -> None:
+        self.variant = variant
+        self.input = tuple(parts["input"])
+        self.input_parallel = tuple(parts["input_parallel"])
+        self.output = tuple(parts["output"])
+        self.stream = tuple(parts["stream"])
+        self.stream_end = tuple(parts["stream_end"])
+        self.later_input = tuple(parts["later_input"])
+        self.later_output = tuple(parts["later_output"])
+        self.later_stream = tuple(parts["later_stream"])
+        self.later_stream_end = tuple(parts["later_stream_end"])
+
+    @property
+    def observes_later(self) -> bool:
+        return bool(
+            self.later_input or self.later_output or self.later_stream or self.later_stream_end
+        )
+
+    async def run(
+        self,
+        filters: tuple[BoundFilter, ...],
+        stage: Stage,
+        segments: list[str],
+        *,
+        body: object,
+        route: str,
+        request_id: str,
+        timeline: Timeline,
+        critical: bool = True,
+    ) -> StageResult:
+        """Run ``filters`` one after another; the first enforcing block ends the run."""
+        changed = False
+        for bound in filters:
+            ctx = FilterContext(
+                stage, SEGMENT_SEPARATOR.join(segments), body, route, request_id, self.variant
+            )
+            call = timeline.start_filter(bound.name, stage, bound.mode, critical)
+            verdict, action, per_segment = await _call(bound, ctx, len(segments) > 1, segments)
+            timeline.end_filter(call, action)
+            decision = _decide(bound, action, verdict)
+            if decision.blocks:
+                return StageResult(True, segments, changed, decision.reason, bound.name)
+            if decision.text is not None:
+                segments = per_segment if per_segment is not None else [decision.text]
+                changed = True
+        return StageResult(False, segments, changed)
+
+    async def judge(
+        self,
+        bound: BoundFilter,
+        stage: Stage,
+        text: str,
+        *,
+        body: object,
+        route: str,
+        request_id: str,
+        timeline: Timeline,
+        critical: bool = True,
+        partial: bool = False,
+    ) -> Decision:
+        """One timed call of one filter on one text (the stream stage's unit of work)."""
+        ctx = FilterContext(stage, text, body, route, request_id, self.variant, partial)
+        call = timeline.start_filter(bound.name, stage, bound.mode, critical)
+        verdict, action, _ = await _call(bound, ctx, False, [])
+        timeline.end_filter(call, action)
+        return _decide(bound, action, verdict)
+
+
+def _decide(bound: BoundFilter, action: str, verdict: Verdict | None) -> Decision:
+    unsettled = verdict.unsettled if verdict is not None else None
+    if not bound.enforcing:
+        return Decision(action, False, unsettled=unsettled)
+    if action in ("error", "timeout"):
+        if bound.fail_closed:
+            return Decision(action, True, f"{bound.name}: filter {action} (on_error: closed)")
+        return Decision(action, False)
+    assert verdict is not None
+    if action == "block":
+        return Decision(action, True, verdict.reason)
+    if action == "redact":
+        return Decision(action, False, verdict.reason, verdict.text or "", unsettled)
+    return Decision(action, False, unsettled=unsettled)
+
+
+async def _call(
+    bound: BoundFilter, ctx: FilterContext, split: bool, segments: list[str]
+) -> tuple[Verdict | None, str, list[str] | None]:
+    """Run one filter under its timeout; (verdict, action, redacted segments)."""
+    deadline = asyncio.timeout(bound.timeout_s)
+    per_segment: list[str] | None = None
+    try:
+        async with deadline:
+            verdict = await _check(bound, ctx)
+            _check_verdict(verdict)
+            if verdict.action == "redact" and split and bound.mode == "enforce":
+                if verdict.edits:
+                    per_segment = place_edits(ctx.text, segments, verdict)
+                else:
+                    per_segment, verdict = await _redact_each(bound, ctx, segments, verdict)
+    except TimeoutError:
+        if deadline.expired():
+            return None, "timeout", None
+        log.warning("filter %s raised TimeoutError", bound.name, exc_info=True)
+        return None, "error", None
+    except Exception:
+        log.warning("filter %s failed", bound.name, exc_info=True)
+        return None, "error", None
+    return verdict, verdict.action, per_segment
+
+
+async def _check(bound: BoundFilter, ctx: FilterContext) -> Verdict:
+    if bound.cpu_bound:
+        return await OFFLOAD.check(bound.instance, ctx)
+    return await bound.instance.check(ctx)
+
+
+def place_edits(joined: str, segments: list[str], verdict: Verdict) -> list[str]:
+    """Each segment with the part of every edit that lies in it replaced.
+
+    ``joined`` is the segments joined by SEGMENT_SEPARATOR, the text the
+    edits were made on. An edit over two segments replaces its part in each
+    (a separator between them is not the client's text); one that lies only
+    on a separator has nothing to replace.
+    """
+    edits = verdict.edits
+    last = 0
+    for edit in edits:
+        if not last <= edit.start <= edit.end <= len(joined):
+            raise ValueError("a redaction's edits are out of order or out of the text")
+        last = edit.end
+    if apply_edits(joined, edits) != verdict.text:
+        raise ValueError("a redaction's edits do not give its text")
+    starts: list[int] = []
+    ends: list[int] = []
+    at = 0
+    for segment in segments:
+        starts.append(at)
+        ends.append(at + len(segment))
+        at += len(segment) + len(SEGMENT_SEPARATOR)
+    local: list[list[Edit]] = [[] for _ in segments]
+    for edit in edits:
+        if edit.start == edit.end:  # an insertion goes into the segment it is in, if any
+            i = bisect_left(ends, edit.start)
+            if i < len(segments) and starts[i] <= edit.start:
+                local[i].append(Edit(edit.start - starts[i], edit.end - starts[i], edit.text))
+            continue
+        i = bisect_right(ends, edit.start)  # the first segment that ends after it starts
+        while i < len(segments) and starts[i] < edit.end:
+            start, end = max(edit.start, starts[i]), min(edit.end, ends[i])
+            if start < end:
+                local[i].append(Edit(start - starts[i], end - starts[i], edit.text))
+            i += 1
+    return [
+        apply_edits(segment, mine) if mine else segment
+        for segment, mine in zip(segments, local, strict=True)
+    ]
+
+
+async def _redact_each(
+    bound: BoundFilter, ctx: FilterContext, segments: list[str], verdict: Verdict
+) -> tuple[list[str] | None, Verdict]:
+    """Ask again per segment; a block when the redaction cannot be placed that way."""
+    redacted: list[str] = []
+    for segment in segments:
+        again = await _check(
+            bound,
+            FilterContext(ctx.stage, segment, ctx.body, ctx.route, ctx.request_id, ctx.variant),
+        )
+        _check_verdict(again)
+        if again.action == "block":
+            return None, again
+        redacted.append((again.text or "") if again.action == "redact" else segment)
+    if redacted == segments:
+        # It matched across two messages, and without edits there is no telling where.
+        return None, Verdict.block(f"{bound.name}: a redaction spans two messages")
+    return redacted, verdict
+
+
+def _check_verdict(verdict: object) -> None:
+    if not isinstance(verdict, Verdict):
+        raise TypeError(f"check() returned {type(verdict).__name__}, not a Verdict")
+    if verdict.action == "redact" and verdict.text is None:
+        raise TypeError("a redact verdict needs the new text")
+
+
+# -- building -------------------------------------------------------------------
+
+
+class BuiltFilter(NamedTuple):
+    """One configured filter, constructed: its instance, stages and stream policy."""
+
+    instance: Filter
+    stages: tuple[Stage, ...]
+    stream: StreamPolicy
+
+
+Built = dict[str, BuiltFilter]
+
+
+def build_filters(config: Config) -> Built:
+    """Construct each configured filter once; ConfigError names a bad one."""
+    built: Built = {}
+    for i, spec in enumerate(config.filters):
+        built[spec.name] = _construct(f"filters[{i}]", spec)
+    return built
+
+
+def build_chains(config: Config, filters: Built) -> dict[str, Chain]:
+    """One frozen chain per variant, sharing the filter instances."""
+    chains: dict[str, Chain] = {}
+    for variant in config.variants:
+        parts: dict[str, list[BoundFilter]] = {k: [] for k in CHAIN_PARTS}
+        for spec in config.filters:
+            mode = variant.modes.get(spec.name, spec.mode)
+            if spec.name in variant.disable or mode == "off":
+                continue
+            instance, filter_stages, policy = filters[spec.name]
+            bound = BoundFilter(
+                spec.name,
+                mode,
+                spec.timeout_ms / 1000,
+                spec.on_error == "closed",
+                instance,
+                policy,
+                getattr(instance, "cpu_bound", False) is True,
+                _max_match_chars(instance),
+            )
+            # An observing filter changes nothing, so by default it runs after the
+            # response, where it costs the client nothing.
+            later = "later_" if mode == "observe" and not spec.observe_inline else ""
+            for stage in filter_stages:
+                if later:
+                    parts[f"later_{stage}"].append(bound)
+                elif stage == "input" and spec.parallel:
+                    parts["input_parallel"].append(bound)
+                else:
+                    parts[stage].append(bound)
+                if stage == "output" and spec.at_stream_end:
+                    parts[f"{later}stream_end"].append(bound)
+        chains[variant.name] = Chain(variant.name, parts)
+    return chains
+
+
+def _max_match_chars(instance: Filter) -> int:
+    declared = getattr(instance, "max_match_chars", 0)
+    return declared if isinstance(declared, int) and not isinstance(declared, bool) else 0
+
+
+def _construct(key: str, spec: FilterSpec) -> BuiltFilter:
+    try:
+        cls = resolve_filter_class(spec.type)
+    except FilterLoadError as exc:
+        raise ConfigError(f"{key}.type", f"filter {spec.name!r}: {exc}") from exc
+    supported: tuple[str, ...] = cls.stages
+    if spec.stages is None:
+        # Left out, a filter judges everything it can: a prompt, an answer and a stream.
+        stages = tuple(s for s in STAGES if s in supported)
+    else:
+        for stage in spec.stages:
+            if stage not in supported:
+                raise ConfigError(
+                    f"{key}.stages",
+                    f"filter {spec.name!r} does not support the {stage} stage "
+                    f"(it supports {', '.join(supported)})",
+                )
+        stages = spec.stages
+    try:
+        instance = cls(**spec.params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{key}.params", f"filter {spec.name!r}: {exc}") from exc
+    policy = spec.stream
+    defaults = getattr(cls, "stream_defaults", None)
+    if not spec.stream_given and defaults is not None:
+        # A filter too costly to call on every token says how often it runs by default.
+        policy = stream_policy(f"{key}.stream (the filter's stream_defaults)", defaults)
+    return BuiltFilter(instance, stages, policy)

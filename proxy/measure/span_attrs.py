@@ -1,0 +1,116 @@
+"""What a request's spans say: GenAI and taxmeter attributes, from its Exchange and figures.
+
+Only called for sampled requests, at the end (see :mod:`proxy.measure.tracing`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from opentelemetry.trace import Span
+
+from proxy.measure import genai_attrs as A
+from proxy.measure.timeline import Breakdown
+from proxy.surfaces.base import Usage
+
+if TYPE_CHECKING:
+    from proxy.exchange.respond import Exchange
+    from proxy.measure.tracing import TraceStart
+
+_ERROR_OUTCOMES = frozenset({"upstream_error", "timeout", "client_error", "client_disconnect"})
+
+
+def parse_json(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def request_facts(body: Any) -> dict[str, Any]:
+    facts: dict[str, Any] = {}
+    if isinstance(body, dict):
+        model = body.get("model")
+        if isinstance(model, str):
+            facts[A.REQUEST_MODEL] = model
+        facts[A.REQUEST_STREAM] = body.get("stream") is True
+    return facts
+
+
+def response_facts(ex: Exchange) -> dict[str, Any]:
+    """Finish reasons and usage of what the client received, when it was read."""
+    body = ex.response_body
+    if isinstance(body, bytes):
+        body = parse_json(body)
+    reasons: list[str] = list(ex.finish_reasons)
+    usage: Usage | None = ex.usage
+    model: Any = None
+    surface = ex.surface
+    if isinstance(body, dict) and surface is not None:
+        reasons += surface.finish_reasons(body)
+        usage = surface.usage(body) or usage
+        model = surface.model(body)
+    if not reasons and ex.outcome == "blocked" and ex.streamed:
+        reasons = ["content_filter"]
+    facts: dict[str, Any] = {"_body": body}
+    if reasons:
+        facts[A.RESPONSE_FINISH_REASONS] = reasons
+    if isinstance(model, str):
+        facts[A.RESPONSE_MODEL] = model
+    if usage is not None:
+        if usage.input_tokens is not None:
+            facts[A.USAGE_INPUT_TOKENS] = usage.input_tokens
+        if usage.output_tokens is not None:
+            facts[A.USAGE_OUTPUT_TOKENS] = usage.output_tokens
+    return facts
+
+
+def server_attributes(
+    ex: Exchange,
+    figures: Breakdown,
+    start: TraceStart,
+    request: dict[str, Any],
+    response: dict[str, Any],
+) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        **request,
+        **{k: v for k, v in response.items() if k != "_body"},
+        A.HTTP_METHOD: start.method,
+        A.ROUTE: ex.route,
+        A.VARIANT: ex.variant,
+        A.OUTCOME: ex.outcome,
+        A.REQUEST_ID: ex.request_id,
+        A.TOTAL_S: figures.total,
+        A.UPSTREAM_S: figures.upstream,
+        A.TAX_S: figures.tax,
+        A.TAX_RATIO: figures.tax_ratio,
+        A.FILTER_CRITICAL_S: figures.filter_critical,
+        A.OVERHEAD_S: figures.overhead,
+    }
+    operation = A.OPERATIONS.get(ex.route)
+    if operation:
+        attributes[A.OPERATION_NAME] = operation
+    if ex.status:
+        attributes[A.HTTP_STATUS] = ex.status
+    if ex.outcome in _ERROR_OUTCOMES:
+        attributes[A.ERROR_TYPE] = ex.outcome
+    if figures.ttft is not None and figures.upstream_ttft is not None:
+        attributes[A.TTFT_S] = figures.ttft
+        attributes[A.UPSTREAM_TTFT_S] = figures.upstream_ttft
+        attributes[A.TTFT_TAX_S] = figures.ttft - figures.upstream_ttft
+    return attributes
+
+
+def add_content(span: Span, ex: Exchange, response: dict[str, Any]) -> None:
+    """The prompt as it went upstream and the answer as it went to the client:
+    both after the filters' redactions (``telemetry.trace_content: true`` only)."""
+    surface = ex.surface
+    if surface is None:
+        return
+    prompt = surface.input_messages(ex.body)
+    if prompt is not None:
+        span.set_attribute(A.INPUT_MESSAGES, orjson.dumps(prompt).decode())
+    answer = surface.output_messages(response.get("_body"))
+    if answer is not None:
+        span.set_attribute(A.OUTPUT_MESSAGES, orjson.dumps(answer).decode())

@@ -1,0 +1,133 @@
+"""Wiring: the proxy, metrics and admin applications, built once from a validated config."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+from aiohttp import web
+from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import CollectorRegistry
+
+from proxy.config.schema import Config, ConfigError
+from proxy.control.admin import build_admin_app
+from proxy.control.runtime import Runtime
+from proxy.exchange.handler import ProxyHandler
+from proxy.exchange.limits import REJECTIONS, Admission, Rejections
+from proxy.judge.observe import Observer
+from proxy.judge.offload import OFFLOAD
+from proxy.measure.access_log import AccessLog
+from proxy.measure.heap import GcPauses
+from proxy.measure.metrics import Metrics
+from proxy.measure.process_gauges import register_process_gauges
+from proxy.measure.stats import Stats
+from proxy.measure.timeline import LOOP_WATCH
+from proxy.measure.tracing import Tracing
+from proxy.server.client_limits import CLIENT_LIMITS, ClientLimits
+from proxy.server.metrics_app import Readiness, build_metrics_app
+from proxy.upstream.call import UpstreamPool
+
+log = logging.getLogger("taxmeter")
+
+# Deferred observations still running at shutdown get this long to finish.
+OBSERVE_GRACE_S = 5.0
+
+
+def variant_weights(config: Config) -> dict[str, float]:
+    return {v.name: v.weight for v in config.variants}
+
+
+@dataclass
+class Apps:
+    proxy: web.Application
+    metrics: web.Application
+    admin: web.Application | None  # None: not configured, or no token in its variable
+    runtime: Runtime
+    readiness: Readiness
+    stats: Stats
+    observer: Observer
+
+
+def build_apps(
+    config: Config,
+    registry: CollectorRegistry,
+    config_path: str | None = None,
+    environ: Mapping[str, str] = os.environ,
+    tracer_provider: TracerProvider | None = None,
+) -> Apps:
+    """Build every app; filters are constructed and the chains frozen here, once.
+
+    ``tracer_provider``: where each request's span tree goes; None, tracing off.
+    The caller owns it (flushes and shuts it down).
+
+    Raises ConfigError when a filter cannot be built, before anything listens.
+    """
+    if config.upstream.url is None:
+        raise ValueError("build_apps needs config.upstream.url")
+    runtime = Runtime(config, config_path, environ)
+    metrics = Metrics(registry, config)
+    stats = Stats(config.stats_reservoir_size)
+    observer = Observer()
+    readiness = Readiness()
+    tracing = None
+    if tracer_provider is not None:
+        tracing = Tracing(tracer_provider, config.upstream.url, config.telemetry.trace_content)
+    telemetry = config.telemetry
+    access_log = None
+    if telemetry.access_log != "off":
+        try:
+            access_log = AccessLog(
+                telemetry.access_log, telemetry.access_log_sample, telemetry.access_log_content
+            )
+        except OSError as exc:
+            raise ConfigError(
+                "telemetry.access_log", f"cannot open {telemetry.access_log}: {exc.strerror}"
+            ) from exc
+    upstream_url = config.upstream.url
+    rejections = Rejections(registry)
+    admission = Admission(config.max_concurrent_requests, rejections)
+    handler = ProxyHandler(runtime, metrics, stats, observer, admission, tracing, access_log)
+
+    gc_pauses = GcPauses(registry)
+
+    async def upstream_session(app: web.Application) -> AsyncIterator[None]:
+        handler.upstream = UpstreamPool(upstream_url, config.upstream)
+        observe_lag = metrics.loop_lag.observe
+        LOOP_WATCH.start(observe_lag)
+        gc_pauses.start()
+        readiness.ready = True
+        yield
+        readiness.ready = False
+        LOOP_WATCH.stop(observe_lag)
+        gc_pauses.stop()
+        await handler.upstream.close()
+        await observer.drain(OBSERVE_GRACE_S)
+        if access_log is not None:
+            access_log.close()
+        OFFLOAD.close()
+        await runtime.aclose()
+
+    proxy_app = web.Application(client_max_size=config.max_body_bytes)
+    proxy_app.cleanup_ctx.append(upstream_session)
+    proxy_app[REJECTIONS] = rejections
+    proxy_app[CLIENT_LIMITS] = ClientLimits.from_config(config)  # read by proxy.server.wire
+    proxy_app.router.add_route("*", "/{tail:.*}", handler.handle)
+    register_process_gauges(registry)
+
+    async def stats_snapshot() -> dict[str, object]:
+        return stats.snapshot(variant_weights(runtime.config))
+
+    metrics_app = build_metrics_app(registry, readiness, stats_snapshot)
+
+    admin_app = None
+    if config.admin is not None:
+        token = environ.get(config.admin.token_env, "")
+        if token:
+            admin_app = build_admin_app(
+                runtime, token, lambda: metrics.add_variants(runtime.config)
+            )
+        else:
+            log.warning("admin listener off: %s holds no token", config.admin.token_env)
+    return Apps(proxy_app, metrics_app, admin_app, runtime, readiness, stats, observer)

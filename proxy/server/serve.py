@@ -1,0 +1,109 @@
+"""Running taxmeter: the listeners, the embedded model server, signals, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+
+from prometheus_client import CollectorRegistry
+
+from proxy.config.schema import Config, HostPort
+from proxy.exchange.route_gate import describe
+from proxy.measure.heap import freeze_startup_heap
+from proxy.measure.tracing import tracer_provider_from_env
+from proxy.server.app import build_apps
+from proxy.server.sites import bound_url, start_site
+from proxy.server.workers import run_supervisor
+
+log = logging.getLogger("taxmeter")
+
+
+@contextlib.asynccontextmanager
+async def embedded_model_server() -> AsyncIterator[str]:
+    """The simulated model server, in a child process so it does not share our CPU.
+
+    Its stdin is a pipe from us that we never write to: when we end, however we
+    end, it reads the end of the pipe and stops (``--with-parent``).
+    """
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "proxy", "mock-upstream", "--listen", "127.0.0.1:0",
+        "--with-parent", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), timeout=30)
+        url = line.decode().strip().rsplit(" ", 1)[-1]
+        if not url.startswith("http://"):
+            raise RuntimeError("the simulated model server did not start")
+        yield url
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(process.wait(), timeout=5)
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+
+
+async def run_proxy(
+    config: Config,
+    announce: Callable[[str], None],
+    config_path: str | None = None,
+    workers: int = 1,
+    log_level: str = "warning",
+) -> None:
+    """Serve until SIGINT or SIGTERM; SIGHUP reloads the config file.
+
+    Starts the simulated model server when no upstream is configured.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        if config.upstream.url is None:
+            url = await stack.enter_async_context(embedded_model_server())
+            config = replace(config, upstream=replace(config.upstream, url=url))
+            model_note = f"{url} (simulated model server: no upstream.url configured)"
+        else:
+            model_note = config.upstream.url
+        if workers > 1:
+            await run_supervisor(config, announce, config_path, workers, log_level, model_note)
+            return
+        provider = tracer_provider_from_env(os.environ)
+        if provider is not None:
+            stack.callback(provider.shutdown)  # flushes the spans not yet exported
+        apps = build_apps(config, CollectorRegistry(), config_path, tracer_provider=provider)
+        metrics_runner = await start_site(apps.metrics, config.metrics_listen)
+        stack.push_async_callback(metrics_runner.cleanup)
+        admin_note = "off"
+        if apps.admin is not None and config.admin is not None:
+            where = HostPort(config.admin.host, config.admin.port)
+            admin_runner = await start_site(apps.admin, where)
+            stack.push_async_callback(admin_runner.cleanup)
+            admin_note = f"{bound_url(admin_runner)}/admin"
+        proxy_runner = await start_site(apps.proxy, config.listen)
+        stack.push_async_callback(proxy_runner.cleanup)
+        freeze_startup_heap()
+
+        # Handlers first: a SIGTERM right after the announcement must drain, not kill.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, apps.runtime.reload_or_keep)
+        filters = ", ".join(f"{f.name} ({f.mode})" for f in config.filters) or "none"
+        announce(f"taxmeter: proxy    {bound_url(proxy_runner)}")
+        announce(f"taxmeter: metrics  {bound_url(metrics_runner)}/metrics")
+        announce(f"taxmeter: model    {model_note}")
+        announce(f"taxmeter: admin    {admin_note}")
+        for line in describe(config.routes, config.unjudged_routes):
+            announce(f"taxmeter: {line}")
+        announce(f"taxmeter: filters  {filters}")
+
+        await stop.wait()
+        apps.readiness.ready = False
+        announce("taxmeter: shutting down (draining in-flight requests)")

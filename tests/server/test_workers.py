@@ -1,0 +1,160 @@
+"""`serve --workers 2`: two processes on one port, and metrics that count both."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+from aiohttp.test_utils import TestServer
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.server.test_serve_cli import read_announcement
+
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return float(s.value)
+    return 0.0
+
+
+async def test_two_workers_share_the_port_and_the_metrics(
+    model: TestServer, tmp_path: Path
+) -> None:
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    config = tmp_path / "taxmeter.yaml"
+    config.write_text("filters:\n  - {name: pii, type: pii}\n")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "proxy", "serve", "--workers", "2", "--config", str(config),
+        "--upstream", str(model.make_url("")).rstrip("/"),
+        "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
+    )  # fmt: skip
+    try:
+        where = await read_announcement(process)
+        proxy = where["proxy"].split()[0]
+        assert "(2 workers)" in where["proxy"]
+        n = 60
+        # A new connection per request, so the kernel spreads them over the workers.
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            for _ in range(n):
+                async with session.post(f"{proxy}/v1/chat/completions", json=CHAT) as response:
+                    assert response.status == 200
+            async with session.get(where["metrics"]) as response:
+                metrics = await response.text()
+            base = where["metrics"].removesuffix("/metrics")
+            async with session.get(f"{base}/readyz") as response:
+                assert response.status == 200
+            async with session.get(f"{base}/stats") as response:
+                assert response.status == 200
+                stats = await response.json()
+        labels = {"route": "chat_completions", "variant": "default"}
+        assert sample(metrics, "taxmeter_requests_total", outcome="ok", **labels) == n
+        assert sample(metrics, "taxmeter_latency_tax_seconds_count", **labels) == n
+        assert sample(metrics, "taxmeter_filter_duration_seconds_count", filter="pii",
+                      stage="input", variant="default") == n  # fmt: skip
+        assert sample(metrics, "taxmeter_inflight_requests") == 0
+        # /stats merges both workers' reservoirs: every request is in it once.
+        assert stats["workers"] == 2
+        default = stats["variants"]["default"]
+        assert default["requests"] == n
+        assert len(default["samples"]["request_duration_seconds"]) == n
+        assert default["samples"]["outcome"] == ["ok"] * n
+        assert stats["filters"]["pii"]["requests"] == n
+        # Both workers served: each wrote its own counter file.
+        pids = {re.sub(r"\D", "", f.name) for f in metrics_dir.glob("counter_*.db")}
+        assert len(pids) == 2
+
+        # SIGHUP reaches every worker: the new config (no filters) applies everywhere.
+        config.write_text("filters: []\n")
+        process.send_signal(signal.SIGHUP)
+        await asyncio.sleep(0.5)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as s:
+            for _ in range(20):
+                async with s.post(f"{proxy}/v1/chat/completions", json=CHAT) as response:
+                    assert response.status == 200
+            async with s.get(where["metrics"]) as response:
+                metrics = await response.text()
+            async with s.get(f"{base}/stats") as response:
+                stats = await response.json()
+        assert sample(metrics, "taxmeter_requests_total", outcome="ok", **labels) == n + 20
+        assert stats["variants"]["default"]["requests"] == n + 20
+        assert stats["filters"]["pii"]["requests"] == n
+        assert sample(metrics, "taxmeter_filter_duration_seconds_count", filter="pii",
+                      stage="input", variant="default") == n  # fmt: skip
+
+        # A worker that dies takes its reservoir along; its replacement starts empty.
+        ports = {f.name for f in metrics_dir.glob("stats-*.port")}
+        assert len(ports) == 2
+        os.kill(int(re.sub(r"\D", "", sorted(ports)[0])), signal.SIGKILL)
+        for _ in range(100):
+            await asyncio.sleep(0.1)
+            now = {f.name for f in metrics_dir.glob("stats-*.port")}
+            if len(now) == 2 and now != ports:
+                break
+        async with aiohttp.ClientSession() as s, s.get(f"{base}/stats") as response:
+            stats = await response.json()
+        assert stats["workers"] == 2
+        assert 0 < stats["variants"]["default"]["requests"] < n + 20
+
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 40) == 0
+        assert list(metrics_dir.glob("stats-*.port")) == []
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.stderr is not None
+    errors = (await process.stderr.read()).decode()
+    assert "Traceback" not in errors, errors
+
+
+async def test_workers_do_not_outlive_a_killed_supervisor(
+    model: TestServer, tmp_path: Path
+) -> None:
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "proxy", "serve", "--workers", "2",
+        "--upstream", str(model.make_url("")).rstrip("/"),
+        "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
+    )  # fmt: skip
+    await read_announcement(process)
+    workers = [int(re.sub(r"\D", "", f.name)) for f in metrics_dir.glob("stats-*.port")]
+    assert len(workers) == 2
+    process.kill()  # no chance to stop its workers itself
+    await process.wait()
+    for _ in range(100):
+        alive = [pid for pid in workers if _alive(pid)]
+        if not alive:
+            break
+        await asyncio.sleep(0.1)
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    assert alive == []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by init) is gone too.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
