@@ -44,11 +44,11 @@ from proxy.judge.chain import BoundFilter, Chain
 from proxy.judge.observe import Later, Observer, observe
 from proxy.judge.stream_judge import StreamJudge
 from proxy.measure.access_log import AccessLog
+from proxy.measure.arrival import request_done, take_arrival
 from proxy.measure.metrics import Metrics
 from proxy.measure.stats import Stats
 from proxy.measure.timeline import Timeline
 from proxy.measure.tracing import Tracing, inject
-from proxy.server.wire import request_done, take_arrival
 from proxy.upstream.call import (
     Fetched,
     UpstreamError,

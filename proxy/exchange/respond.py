@@ -21,7 +21,7 @@ from proxy.upstream.response import UpstreamResponse
 
 if TYPE_CHECKING:
     from proxy.judge.observe import Later
-    from proxy.measure.tracing import TraceStart
+    from proxy.measure.trace_start import TraceStart
     from proxy.surfaces.base import Surface, Usage
 
 log = logging.getLogger("taxmeter.proxy")

@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import orjson
 
-from proxy.exchange.respond import Exchange
+from proxy.measure.served import Served
 from proxy.measure.timeline import Breakdown
 
 
@@ -34,12 +34,12 @@ class AccessLog:
         self._content = content
         self._random = random.Random()
 
-    def write(self, ex: Exchange, figures: Breakdown, trace_id: str | None) -> None:
+    def write(self, ex: Served, figures: Breakdown, trace_id: str | None) -> None:
         if self._sample < 1.0 and self._random.random() >= self._sample:
             return
         self._out.write(orjson.dumps(self.record(ex, figures, trace_id)).decode() + "\n")
 
-    def record(self, ex: Exchange, figures: Breakdown, trace_id: str | None) -> dict[str, Any]:
+    def record(self, ex: Served, figures: Breakdown, trace_id: str | None) -> dict[str, Any]:
         timeline = ex.timeline
         arrived = datetime.fromtimestamp(timeline.epoch_ns(timeline.received_ns) / 1e9, UTC)
         filters: dict[str, dict[str, float]] = {}

@@ -13,7 +13,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from proxy.config.routes import ROUTE_LABELS
 from proxy.config.schema import Config
-from proxy.measure.timeline import Breakdown, FilterCall
+from proxy.measure.marks import FilterCall
+from proxy.measure.timeline import Breakdown
 
 OUTCOMES = (
     "ok", "blocked", "upstream_error", "timeout", "client_error", "client_disconnect",

@@ -1,22 +1,20 @@
-"""What a request's spans say: GenAI and taxmeter attributes, from its Exchange and figures.
+"""What a request's spans say: GenAI and taxmeter attributes, from its record and figures.
 
 Only called for sampled requests, at the end (see :mod:`proxy.measure.tracing`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from opentelemetry.trace import Span
 
 from proxy.measure import genai_attrs as A
+from proxy.measure.served import Served
 from proxy.measure.timeline import Breakdown
+from proxy.measure.trace_start import TraceStart
 from proxy.surfaces.base import Usage
-
-if TYPE_CHECKING:
-    from proxy.exchange.respond import Exchange
-    from proxy.measure.tracing import TraceStart
 
 _ERROR_OUTCOMES = frozenset({"upstream_error", "timeout", "client_error", "client_disconnect"})
 
@@ -38,7 +36,7 @@ def request_facts(body: Any) -> dict[str, Any]:
     return facts
 
 
-def response_facts(ex: Exchange) -> dict[str, Any]:
+def response_facts(ex: Served) -> dict[str, Any]:
     """Finish reasons and usage of what the client received, when it was read."""
     body = ex.response_body
     if isinstance(body, bytes):
@@ -67,7 +65,7 @@ def response_facts(ex: Exchange) -> dict[str, Any]:
 
 
 def server_attributes(
-    ex: Exchange,
+    ex: Served,
     figures: Breakdown,
     start: TraceStart,
     request: dict[str, Any],
@@ -102,7 +100,7 @@ def server_attributes(
     return attributes
 
 
-def add_content(span: Span, ex: Exchange, response: dict[str, Any]) -> None:
+def add_content(span: Span, ex: Served, response: dict[str, Any]) -> None:
     """The prompt as it went upstream and the answer as it went to the client:
     both after the filters' redactions (``telemetry.trace_content: true`` only)."""
     surface = ex.surface

@@ -32,7 +32,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from proxy.measure.timeline import Breakdown, FilterCall
+from proxy.measure.marks import FilterCall
+from proxy.measure.timeline import Breakdown
 
 STATS_VERSION = 1
 COLUMNS = (

@@ -22,7 +22,7 @@ text is recorded unless ``telemetry.trace_content`` is true.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from multidict import CIMultiDict, CIMultiDictProxy
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
@@ -46,6 +46,7 @@ from yarl import URL
 
 from proxy.config.checks import ConfigError
 from proxy.measure import genai_attrs as A
+from proxy.measure.served import Served
 from proxy.measure.span_attrs import (
     add_content,
     parse_json,
@@ -54,44 +55,11 @@ from proxy.measure.span_attrs import (
     server_attributes,
 )
 from proxy.measure.timeline import NS_PER_S, Breakdown, Timeline
-
-if TYPE_CHECKING:
-    from proxy.exchange.respond import Exchange
+from proxy.measure.trace_start import TraceStart
 
 PROPAGATOR = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
 # Outcomes that are the server's failure (5xx): the span's status is ERROR.
 _SERVER_FAILURES = frozenset({"upstream_error", "timeout"})
-
-
-class TraceStart:
-    """What was decided when the request arrived: its context, ids and sampling."""
-
-    __slots__ = (
-        "context",
-        "method",
-        "name",
-        "sampled",
-        "server_span_id",
-        "trace_id",
-        "upstream_span_id",
-    )
-
-    def __init__(
-        self,
-        context: Context,
-        trace_id: int,
-        ids: IdGenerator,
-        name: str,
-        method: str,
-        sampled: bool,
-    ) -> None:
-        self.context = context
-        self.trace_id = trace_id
-        self.server_span_id = ids.generate_span_id()
-        self.upstream_span_id = ids.generate_span_id()
-        self.name = name
-        self.method = method
-        self.sampled = sampled
 
 
 class _PresetIds(IdGenerator):
@@ -151,7 +119,7 @@ class Tracing:
         sampled = result.decision is Decision.RECORD_AND_SAMPLE
         return TraceStart(context, trace_id, self._ids.inner, name, method, sampled)
 
-    def export(self, ex: Exchange, figures: Breakdown) -> str | None:
+    def export(self, ex: Served, figures: Breakdown) -> str | None:
         """Build the request's span tree; its trace id (hex) when it was sampled."""
         start = ex.trace
         if start is None or not start.sampled:
@@ -202,7 +170,7 @@ class Tracing:
 
     def _upstream_span(
         self,
-        ex: Exchange,
+        ex: Served,
         figures: Breakdown,
         start: TraceStart,
         parent: Context,

@@ -20,10 +20,10 @@ from proxy.judge.observe import Observer
 from proxy.judge.offload import OFFLOAD
 from proxy.measure.access_log import AccessLog
 from proxy.measure.heap import GcPauses
+from proxy.measure.loop_watch import LOOP_WATCH
 from proxy.measure.metrics import Metrics
 from proxy.measure.process_gauges import register_process_gauges
 from proxy.measure.stats import Stats
-from proxy.measure.timeline import LOOP_WATCH
 from proxy.measure.tracing import Tracing
 from proxy.server.client_limits import CLIENT_LIMITS, ClientLimits
 from proxy.server.metrics_app import Readiness, build_metrics_app

@@ -5,17 +5,17 @@ scheduled; time spent there is invisible from inside the handler. Every
 listener that serves the proxy runs aiohttp's protocol behind a
 :class:`WireTap`, which notes when the first byte of each request arrived
 (and how late the event loop was running then, see
-:class:`proxy.measure.timeline.LoopWatch`) before passing the bytes on unchanged.
+:class:`proxy.measure.loop_watch.LoopWatch`) before passing the bytes on unchanged.
 
 Connections to the upstream note when they read bytes themselves (see
 :mod:`proxy.upstream.connection`), so the time a read answer then waits for the
 handler's task to resume is the proxy's, not the model's.
 
-The tap belongs to the connection; the handler takes the arrival with
-:func:`take_arrival` when it starts and frees the tap with
-:func:`request_done` when it ends, so the first byte of the next request on
-a keep-alive connection starts the next clock, and body bytes read while a
-request is served never do.
+The tap belongs to the connection and is its clock
+(:class:`proxy.measure.arrival.ConnectionClock`): the handler takes the
+arrival when it starts and frees the clock when it ends, so the first byte of
+the next request on a keep-alive connection starts the next clock, and body
+bytes read while a request is served never do.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 
 from proxy.exchange.limits import REJECTIONS
-from proxy.measure.timeline import Arrival, Timeline, arrival_now
+from proxy.measure.arrival import ConnectionClock, arrival_now
+from proxy.measure.timeline import Timeline
 from proxy.server.client_limits import (
     CLIENT_LIMITS,
     DEFAULT_LIMITS,
@@ -65,20 +66,19 @@ class WireHandler(CleanErrors):
         super().log_access(request, response, time)
 
 
-class WireTap(asyncio.Protocol):
+class WireTap(ConnectionClock, asyncio.Protocol):
     """aiohttp's request handler protocol, with the arrival of each request's first byte.
 
     Everything passes straight on; ``connection_made``, ``data_received`` and
     ``connection_lost`` also keep the connection's clock and its one timer.
     """
 
-    __slots__ = ("_listener", "_timer", "arrival", "busy", "fresh", "handler", "idle_since_ns")
+    __slots__ = ("_listener", "_timer", "busy", "fresh", "handler")
 
     def __init__(self, handler: WireHandler, listener: _Listener) -> None:
+        super().__init__()  # the clock: no arrival yet
         self.handler = handler
         handler.tap = self
-        self.arrival: Arrival | None = None
-        self.idle_since_ns = 0
         self.busy = False  # a request's head is complete and its answer not yet written
         self.fresh = True  # nothing answered yet: the first head's time counts from the opening
         self._listener = listener
@@ -220,25 +220,3 @@ class WireRunner(web.AppRunner):
         if self._listener is None or self._listener.server is not inner:
             self._listener = _Listener(inner, self.app, self.limits)
         return self._listener
-
-
-def _tap(request: web.BaseRequest) -> WireTap | None:
-    transport = request.transport
-    if transport is None:
-        return None
-    protocol = transport.get_protocol()
-    return protocol if isinstance(protocol, WireTap) else None
-
-
-def take_arrival(request: web.BaseRequest) -> Arrival | None:
-    """When this request's first byte arrived (None: not served behind a tap)."""
-    tap = _tap(request)
-    return None if tap is None else tap.arrival
-
-
-def request_done(request: web.BaseRequest) -> None:
-    """The request is answered: the next byte on its connection starts a new request."""
-    tap = _tap(request)
-    if tap is not None:
-        tap.arrival = None
-        tap.idle_since_ns = Timeline.now()

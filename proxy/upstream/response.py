@@ -21,7 +21,7 @@ Errors, and what the client gets for each (see :func:`proxy.upstream.call.classi
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from multidict import CIMultiDict
 
@@ -33,8 +33,31 @@ from proxy.formats.inflate import (
     content_coding,
 )
 
-if TYPE_CHECKING:
-    from proxy.upstream.connection import UpstreamConnection
+
+class Connection(Protocol):
+    """What an answer needs of the connection it is read from.
+
+    That is an :class:`~proxy.upstream.connection.UpstreamConnection`, which builds
+    its answers; known here by what it does, so imports go one way (connection to
+    response)."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    @property
+    def read_ns(self) -> int | None: ...
+
+    def watch(self, waiter: asyncio.Future[Any]) -> None: ...
+
+    def unwatch(self) -> None: ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def response_done(self, reusable: bool) -> None: ...
+
+    def abort(self) -> None: ...
 
 
 # Answers being read to their end after the client got what it needed (strong refs).
@@ -94,7 +117,7 @@ class UpstreamResponse:
 
     def __init__(
         self,
-        conn: UpstreamConnection,
+        conn: Connection,
         status: int,
         reason: str,
         headers: CIMultiDict[str],
