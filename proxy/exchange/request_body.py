@@ -74,6 +74,11 @@ class BodyEncodingUnknown(BodyError):
     code = "unsupported_content_encoding"
 
 
+# Bodies up to this size arrive in one read anyway; reading them whole is
+# cheaper than streaming them chunked.
+_READ_WHOLE_BYTES = 64 * 1024
+
+
 async def read_body(request: web.BaseRequest, limit: int, silence_s: float) -> bytearray:
     """The raw body, whole, read into one buffer."""
     length = request.content_length
@@ -101,6 +106,18 @@ async def passed_chunks(
         if seen > limit:
             raise BodyTooLarge(limit)
         yield chunk
+
+
+async def passed_body(
+    request: web.BaseRequest, limit: int, silence_s: float
+) -> bytearray | AsyncIterator[bytes]:
+    """A body forwarded unjudged: read whole when it is small, else passed on as it arrives."""
+    length = request.content_length
+    if length is not None and length <= _READ_WHOLE_BYTES:
+        return await read_body(request, limit, silence_s)
+    if length is not None and length > limit:
+        raise BodyTooLarge(limit)
+    return passed_chunks(request, limit, silence_s)
 
 
 def decoded(body: bytearray, encoding: str | None, limit: int) -> bytearray | bytes:

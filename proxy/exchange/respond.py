@@ -152,6 +152,15 @@ async def pass_through(
     return response
 
 
+def outcome_of_status(status: int) -> str:
+    """The outcome of a request the upstream answered with ``status``."""
+    if status >= 500:
+        return "upstream_error"
+    if status >= 400:
+        return "client_error"
+    return "ok"
+
+
 def stamp(response: web.StreamResponse, ex: Exchange) -> None:
     ex.status = response.status
     ex.response = response
