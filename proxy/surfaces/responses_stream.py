@@ -106,6 +106,8 @@ class ResponsesStream(StreamCodec):
         number = document.get("sequence_number")
         step.rebuild = self._numbers.arrive(number if isinstance(number, int) else None)
         kind = document.get("type")
+        if kind is not None and not isinstance(kind, str):
+            raise StreamMalformed("an event's type is not a string")
         if kind in DELTAS:
             part = self._part(document, DELTAS[kind])
             text = document.get("delta")
