@@ -3,10 +3,11 @@
 The prompt is every text of every message, whatever its role: content in
 any shape, an assistant's refusal and reasoning, its tool calls' arguments
 (and the legacy ``function_call``), tool results; and every tool's
-description, ``chat_template`` and ``documents`` (vLLM reads both into the
-prompt). The answer, per choice: content, refusal, reasoning, tool-call
-arguments and an audio transcript. A stream's channels are the same fields
-of each choice's deltas, a tool call's arguments one channel per call.
+description and every string of its parameter schema, ``chat_template``
+and ``documents`` (vLLM reads both into the prompt). The answer, per
+choice: content, refusal, reasoning, tool-call arguments and an audio
+transcript. A stream's channels are the same fields of each choice's
+deltas, a tool call's arguments one channel per call.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from proxy.surfaces.base import (
     parse_event,
     usage_of,
 )
-from proxy.surfaces.openai_text import content_texts, descriptions, string_at
+from proxy.surfaces.openai_text import content_texts, schema_texts, string_at
 
 DONE = b"data: [DONE]\n\n"
 # Message fields that are text the model reads, beside content.
@@ -58,11 +59,11 @@ class Chat(Surface):
             function = tool.get("function") if isinstance(tool, dict) else None
             string_at(function, "description", prompt)
             if isinstance(function, dict):
-                descriptions(function.get("parameters"), prompt)
+                schema_texts(function.get("parameters"), prompt)
         for function in _list(body.get("functions")):
             string_at(function, "description", prompt)
             if isinstance(function, dict):
-                descriptions(function.get("parameters"), prompt)
+                schema_texts(function.get("parameters"), prompt)
         string_at(body, "chat_template", prompt)
         for document in _list(body.get("documents")):
             if isinstance(document, dict):

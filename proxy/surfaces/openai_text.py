@@ -52,16 +52,40 @@ def string_at(holder: Any, key: str, prompt: Prompt) -> None:
         prompt.texts.append(TextRef(holder, key))
 
 
-def descriptions(schema: Any, prompt: Prompt, depth: int = 0) -> None:
-    """Every ``description`` in a tool's JSON schema: the model reads them."""
-    if depth > 32:
-        return
-    if isinstance(schema, dict):
-        for key, value in schema.items():
-            if key == "description" and isinstance(value, str):
-                prompt.texts.append(TextRef(schema, key))
-            else:
-                descriptions(value, prompt, depth + 1)
-    elif isinstance(schema, list):
-        for value in schema:
-            descriptions(value, prompt, depth + 1)
+# Keys whose value is a JSON schema. A chat template writes a tool out whole
+# (``{{ tools | tojson }}``), so every string of its schema is text the model
+# reads: descriptions, and enum members, titles, defaults and examples too.
+SCHEMA_KEYS = frozenset({"parameters", "input_schema", "schema"})
+
+
+def schema_texts(schema: Any, prompt: Prompt) -> None:
+    """Every string value in a JSON schema, at any depth (its keys aside)."""
+    stack = [schema] if isinstance(schema, dict | list) else []
+    while stack:
+        node = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, value in items:
+            if isinstance(value, str):
+                prompt.texts.append(TextRef(node, key))
+            elif isinstance(value, dict | list):
+                stack.append(value)
+
+
+def descriptions(value: Any, prompt: Prompt) -> None:
+    """Every ``description`` in a tool's (or a format's) definition, at any depth, and
+    every string of the schemas in it: the model reads them."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack += [item for item in node if isinstance(item, dict | list)]
+            continue
+        if not isinstance(node, dict):
+            continue
+        for key, inner in node.items():
+            if key == "description" and isinstance(inner, str):
+                prompt.texts.append(TextRef(node, key))
+            elif key in SCHEMA_KEYS and isinstance(inner, dict):
+                schema_texts(inner, prompt)
+            elif isinstance(inner, dict | list):
+                stack.append(inner)

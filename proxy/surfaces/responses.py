@@ -2,7 +2,7 @@
 
 The prompt is every text the model reads: ``instructions`` and ``input``
 (a string, or a list of items: see :mod:`proxy.surfaces.responses_items`),
-every tool's description and the descriptions in its schemas, those of the
+every tool's description and every string of its schemas, those of the
 ``text.format`` JSON schema, and the string values of ``prompt.variables``.
 ``previous_response_id``, ``conversation`` and ``item_reference`` items name
 content stored by the model server: not text in this request.
@@ -58,8 +58,8 @@ class Responses(Surface):
             elif value is not None:
                 return None
         for tool in _list(body.get("tools")):
-            # A function's or custom tool's description, those in its schema,
-            # a namespace's tools: every description the model is shown.
+            # A function's or custom tool's description, every string of its
+            # schema, a namespace's tools: all the model is shown of them.
             descriptions(tool, prompt)
             string_at(tool, "server_description", prompt)
         text = body.get("text")

@@ -76,7 +76,7 @@ def item_texts(item: dict[str, Any], prompt: Prompt) -> None:
     if kind is None and ("role" in item or "content" in item):
         kind = "message"  # an easy input message: {"role": ..., "content": ...}
     if not isinstance(kind, str):
-        _every_string(item, prompt, 0)
+        _every_string(item, prompt)
         return
     uninspected = _UNINSPECTED_ITEMS.get(kind)
     if uninspected is not None:
@@ -95,25 +95,27 @@ def item_texts(item: dict[str, Any], prompt: Prompt) -> None:
             string_at(chunk, "stdout", prompt)
             string_at(chunk, "stderr", prompt)
     elif not known:
-        _every_string(item, prompt, 0)
+        _every_string(item, prompt)
 
 
-def _every_string(value: Any, prompt: Prompt, depth: int) -> None:
-    if depth > 32:
-        return
-    if isinstance(value, dict):
-        for key, inner in value.items():
-            if isinstance(inner, str):
-                if key not in _NOT_TEXT:
-                    prompt.texts.append(TextRef(value, key))
-            else:
-                _every_string(inner, prompt, depth + 1)
-    elif isinstance(value, list):
-        for i, inner in enumerate(value):
-            if isinstance(inner, str):
-                prompt.texts.append(TextRef(value, i))
-            else:
-                _every_string(inner, prompt, depth + 1)
+def _every_string(value: Any, prompt: Prompt) -> None:
+    """Every string in ``value`` at any depth, but those under identifier keys."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, inner in node.items():
+                if isinstance(inner, str):
+                    if key not in _NOT_TEXT:
+                        prompt.texts.append(TextRef(node, key))
+                elif isinstance(inner, dict | list):
+                    stack.append(inner)
+        elif isinstance(node, list):
+            for i, inner in enumerate(node):
+                if isinstance(inner, str):
+                    prompt.texts.append(TextRef(node, i))
+                elif isinstance(inner, dict | list):
+                    stack.append(inner)
 
 
 def output_places(item: dict[str, Any]) -> list[Place]:
