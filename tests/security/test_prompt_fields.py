@@ -134,3 +134,15 @@ async def test_a_json_escape_in_answered_tool_call_arguments_does_not_hide_an_em
     assert status == 200, got
     arguments = orjson.loads(got)["choices"][0]["message"]["tool_calls"][0]["function"]
     assert EMAIL not in str(orjson.loads(arguments["arguments"]))
+
+
+async def test_a_json_escape_in_responses_function_call_arguments_is_judged(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    scripted.answer = RESPONSE
+    call = {"type": "function_call", "call_id": "c1", "name": "f",
+            "arguments": '{"say": "open \\u0073esame"}'}  # fmt: skip
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    status, _, got = await post_json(f"{proxy.url}/v1/responses", {"model": "m", "input": [call]})
+    assert status == 400, got
+    assert scripted.bodies == []
