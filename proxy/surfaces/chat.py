@@ -32,7 +32,7 @@ from proxy.surfaces.base import (
     parse_event,
     usage_of,
 )
-from proxy.surfaces.openai_text import content_texts, schema_texts, string_at
+from proxy.surfaces.openai_text import arguments_at, content_texts, schema_texts, string_at
 
 DONE = b"data: [DONE]\n\n"
 # Message fields that are text the model reads, beside content.
@@ -111,8 +111,8 @@ def message_texts(message: dict[str, Any], prompt: Prompt) -> None:
     for key in _MESSAGE_TEXT:
         string_at(message, key, prompt)
     for call in _list(message.get("tool_calls")):
-        string_at(call.get("function") if isinstance(call, dict) else None, "arguments", prompt)
-    string_at(message.get("function_call"), "arguments", prompt)
+        arguments_at(call.get("function") if isinstance(call, dict) else None, "arguments", prompt)
+    arguments_at(message.get("function_call"), "arguments", prompt)
 
 
 def choice_finish_reasons(body: Any) -> list[str]:

@@ -9,6 +9,8 @@ of is still read. A part with no text is counted by its kind.
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from proxy.surfaces.base import Prompt, TextRef, part_kind
@@ -45,6 +47,35 @@ def part_texts(part: Any, prompt: Prompt) -> None:
     kind = part_kind(part)
     if kind != "other" or not found:
         prompt.uninspected.append(kind)
+
+
+def arguments_at(holder: Any, key: str, prompt: Prompt) -> None:
+    """A call's JSON arguments, as the model server and the client read them.
+
+    Both parse the JSON (vLLM before its chat template writes the arguments
+    out again), so ``"open \\u0073esame"`` is read as ``open sesame``:
+    arguments with an escape in them are written out without it first.
+    """
+    value = holder.get(key) if isinstance(holder, dict) else None
+    if not isinstance(value, str):
+        return
+    if "\\" in value:
+        holder[key] = unescaped(value)
+    prompt.texts.append(TextRef(holder, key))
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def unescaped(arguments: str) -> str:
+    """JSON text with its escapes written out (but those JSON needs); as given if not JSON."""
+    try:
+        parsed = json.loads(arguments)
+    except (ValueError, RecursionError):
+        return arguments
+    text = json.dumps(parsed, ensure_ascii=False)
+    # A lone surrogate cannot be written as UTF-8: it stays an escape.
+    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def string_at(holder: Any, key: str, prompt: Prompt) -> None:

@@ -36,6 +36,7 @@ from proxy.surfaces.responses_items import (
     items_texts,
     mark_filtered,
     output_places,
+    unescape_arguments,
 )
 from proxy.surfaces.responses_stream import ResponsesStream
 
@@ -83,6 +84,7 @@ class Responses(Surface):
         for item in output:
             if not isinstance(item, dict):
                 return None
+            unescape_arguments(item)
             texts = [TextRef(holder, key) for _, _, holder, key in output_places(item)]
             parts.append(AnswerPart(texts, _withhold(body, item), _dropper(item)))
         return parts

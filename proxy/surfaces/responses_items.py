@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from proxy.surfaces.base import Prompt, TextRef
-from proxy.surfaces.openai_text import content_texts, string_at
+from proxy.surfaces.openai_text import arguments_at, content_texts, string_at, unescaped
 
 # Input items whose text is in these string fields.
 _STRING_FIELDS: dict[str, tuple[str, ...]] = {
@@ -84,7 +84,7 @@ def item_texts(item: dict[str, Any], prompt: Prompt) -> None:
         return
     known = False
     for key in _STRING_FIELDS.get(kind, ()):
-        string_at(item, key, prompt)
+        (arguments_at if key == "arguments" else string_at)(item, key, prompt)
         known = True
     for key in _CONTENT_FIELDS.get(kind, ()):
         if item.get(key) is not None:
@@ -116,6 +116,13 @@ def _every_string(value: Any, prompt: Prompt) -> None:
                     prompt.texts.append(TextRef(node, i))
                 elif isinstance(inner, dict | list):
                     stack.append(inner)
+
+
+def unescape_arguments(item: dict[str, Any]) -> None:
+    """A call's JSON arguments with their escapes written out, as the client reads them."""
+    arguments = item.get("arguments")
+    if item.get("type") in _OUTPUT_FIELDS and isinstance(arguments, str) and "\\" in arguments:
+        item["arguments"] = unescaped(arguments)
 
 
 def output_places(item: dict[str, Any]) -> list[Place]:
