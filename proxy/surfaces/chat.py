@@ -1,13 +1,14 @@
 """OpenAI chat completions: ``POST /v1/chat/completions`` and its aliases.
 
 The prompt is every text of every message, whatever its role: content in
-any shape, an assistant's refusal and reasoning, its tool calls' arguments
-(and the legacy ``function_call``), tool results; and every tool's
-description and every string of its parameter schema, ``chat_template``
-and ``documents`` (vLLM reads both into the prompt). The answer, per
-choice: content, refusal, reasoning, tool-call arguments and an audio
-transcript. A stream's channels are the same fields of each choice's
-deltas, a tool call's arguments one channel per call.
+any shape, an assistant's refusal and reasoning (LiteLLM's thinking blocks
+too), its tool calls' arguments (and the legacy ``function_call``), tool
+results; and every tool's description and every string of its parameter
+schema, ``chat_template`` and ``documents`` (vLLM reads both into the
+prompt). The answer, per choice: content, refusal, reasoning and thinking
+blocks, tool-call arguments and an audio transcript. A stream's channels
+are the same fields of each choice's deltas (content given as parts
+too), a tool call's arguments one channel per call.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ _MESSAGE_TEXT = ("refusal", "reasoning_content", "reasoning")
 # Answer fields withheld with a filtered choice.
 _ANSWER_FIELDS = (
     "refusal", "reasoning_content", "reasoning", "tool_calls", "function_call", "audio",
+    "thinking_blocks", "provider_specific_fields",
 )  # fmt: skip
 
 
@@ -113,6 +115,21 @@ def message_texts(message: dict[str, Any], prompt: Prompt) -> None:
     for call in _list(message.get("tool_calls")):
         arguments_at(call.get("function") if isinstance(call, dict) else None, "arguments", prompt)
     arguments_at(message.get("function_call"), "arguments", prompt)
+    for _, holder in thinking_holders(message):
+        for block in _list(holder.get("thinking_blocks")):
+            string_at(block, "thinking", prompt)
+            if isinstance(block, dict) and block.get("type") == "redacted_thinking":
+                prompt.uninspected.append("encrypted")
+
+
+def thinking_holders(message: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Where LiteLLM repeats a thinking model's reasoning as thinking blocks: the
+    message (or delta) itself and its provider_specific_fields, each named."""
+    holders = [("thinking_blocks", message)]
+    extra = message.get("provider_specific_fields")
+    if isinstance(extra, dict):
+        holders.append(("provider_thinking_blocks", extra))
+    return holders
 
 
 def choice_finish_reasons(body: Any) -> list[str]:
@@ -238,6 +255,16 @@ class ChatStream(ChoiceStream):
                 number = call.get("index", position)
                 _delta_at(call.get("function"), "arguments", (index, "tool", number), step)
         _delta_at(delta.get("function_call"), "arguments", (index, "function_call"), step)
+        _delta_at(delta.get("audio"), "transcript", (index, "audio"), step)
+        content = delta.get("content")
+        if isinstance(content, list):  # parts, as Mistral streams them
+            for part in content:
+                for key in ("text", "refusal"):
+                    _delta_at(part, key, (index, "content" if key == "text" else key), step)
+        for name, holder in thinking_holders(delta):
+            blocks = holder.get("thinking_blocks")
+            for position, block in enumerate(blocks if isinstance(blocks, list) else ()):
+                _delta_at(block, "thinking", (index, name, position), step)
 
     def text_event(self, channel: Hashable, text: str) -> bytes:
         assert isinstance(channel, tuple)
@@ -247,6 +274,11 @@ class ChatStream(ChoiceStream):
             delta = {"tool_calls": [{"index": channel[2], "function": {"arguments": text}}]}
         elif key == "function_call":
             delta = {"function_call": {"arguments": text}}
+        elif key == "audio":
+            delta = {"audio": {"transcript": text}}
+        elif key in ("thinking_blocks", "provider_thinking_blocks"):
+            blocks = {"thinking_blocks": [{"type": "thinking", "thinking": text}]}
+            delta = blocks if key == "thinking_blocks" else {"provider_specific_fields": blocks}
         else:
             delta = {key: text}
         return self.chunk({"index": index, "delta": delta, "finish_reason": None})
