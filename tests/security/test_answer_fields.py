@@ -190,3 +190,33 @@ async def test_a_responses_event_whose_type_is_not_a_string_is_upstream_malforme
     await proxy.settle()
     labels = {"route": "responses", "variant": "default"}
     assert proxy.value("taxmeter_requests_total", **labels, outcome="internal_error") == 0
+
+
+SEARCH_ITEM = {"type": "file_search_call", "id": "fs_1", "status": "completed",
+               "queries": [f"mail of {EMAIL}"],
+               "results": [{"file_id": "file_1", "filename": "staff.txt", "score": 0.9,
+                            "text": f"Jane: {EMAIL}"}]}  # fmt: skip
+
+
+async def test_an_output_item_of_another_type_is_read_whole_streamed_or_not(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    """A file search's queries and results, as the input side reads an unknown item."""
+    scripted.answer = {**RESPONSE, "output": [SEARCH_ITEM]}
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    status, _, answer = await post_json(f"{proxy.url}/v1/responses", RESPONSES_PROMPT)
+    assert status == 200
+    assert EMAIL.encode() not in answer
+    assert orjson.loads(answer)["output"][0]["results"][0]["file_id"] == "file_1"
+    added = {**SEARCH_ITEM, "status": "in_progress", "queries": [], "results": None}
+    events: list[dict[str, Any]] = [
+        {"type": "response.output_item.added", "output_index": 0, "item": added},
+        {"type": "response.output_item.done", "output_index": 0, "item": SEARCH_ITEM},
+        {"type": "response.completed", "response": {**RESPONSE, "output": [SEARCH_ITEM]}},
+    ]
+    scripted.script = [
+        sse({**event, "sequence_number": n}, event["type"]) for n, event in enumerate(events)
+    ]
+    raw = await streamed(f"{proxy.url}/v1/responses", {**RESPONSES_PROMPT, "stream": True})
+    assert b"response.completed" in raw
+    assert EMAIL.encode() not in raw
