@@ -58,8 +58,9 @@ _OUTPUT_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
     "mcp_approval_request": (("arguments", "arguments"),),
 }
 
-# (kind, index, holder, key): one text of an output item, at holder[key].
-Place = tuple[str, int, dict[str, Any], str]
+# (kind, index, holder, key): one text of an output item, at holder[key] (a
+# dict and its key, or a list and a position in it).
+Place = tuple[str, int, Any, Any]
 
 
 def items_texts(items: list[Any], prompt: Prompt) -> bool:
@@ -125,8 +126,21 @@ def unescape_arguments(item: dict[str, Any]) -> None:
         item["arguments"] = unescaped(arguments)
 
 
-def output_places(item: dict[str, Any]) -> list[Place]:
-    """Every text of an output item the client reads."""
+# Strings of an output item of another type that are no text to judge: a
+# generated image's base64 data, besides the identifiers of input items.
+_NOT_OUTPUT_TEXT = _NOT_TEXT | {"result", "partial_image_b64"}
+# Output item types read by their own places (all others are read whole).
+_KNOWN_OUTPUT = frozenset({"message", "reasoning", "code_interpreter_call", *_OUTPUT_FIELDS})
+
+
+def output_places(item: dict[str, Any], whole: bool = True) -> list[Place]:
+    """Every text of an output item the client reads.
+
+    An item of a type not known here (a file search's results, a shell
+    call's commands...) is read whole: every string in it but identifiers,
+    each a place of kind ``other``; ``whole=False`` leaves those out (an
+    item as a stream announces it, before its strings are final).
+    """
     kind = item.get("type")
     places: list[Place] = []
     if kind == "message":
@@ -144,10 +158,34 @@ def output_places(item: dict[str, Any]) -> list[Place]:
             for i, part in enumerate(_list(item.get(key))):
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     places.append((kind_of_part, i, part, "text"))
-    elif isinstance(kind, str):
-        for place_kind, key in _OUTPUT_FIELDS.get(kind, ()):
+    elif kind == "code_interpreter_call":
+        if isinstance(item.get("code"), str):
+            places.append(("code", 0, item, "code"))
+        for i, output in enumerate(_list(item.get("outputs"))):
+            if isinstance(output, dict) and isinstance(output.get("logs"), str):
+                places.append(("logs", i, output, "logs"))
+    elif kind in _OUTPUT_FIELDS:
+        for place_kind, key in _OUTPUT_FIELDS[kind]:
             if isinstance(item.get(key), str):
                 places.append((place_kind, 0, item, key))
+    elif whole:
+        places += _other_places(item)
+    return places
+
+
+def _other_places(item: dict[str, Any]) -> list[Place]:
+    """Every string of an output item of an unknown type, but identifiers and images."""
+    places: list[Place] = []
+    stack: list[Any] = [item]
+    while stack:
+        node = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, inner in items:
+            if isinstance(inner, str):
+                if not (isinstance(node, dict) and key in _NOT_OUTPUT_TEXT):
+                    places.append(("other", len(places), node, key))
+            elif isinstance(inner, dict | list):
+                stack.append(inner)
     return places
 
 

@@ -145,11 +145,9 @@ class ResponsesStream(StreamCodec):
             known.append(part)
         return part
 
-    def _place(
-        self, step: StreamStep, part: Part, holder: dict[str, Any], key: str, end: bool
-    ) -> None:
+    def _place(self, step: StreamStep, part: Part, holder: Any, key: Any, end: bool) -> None:
         """A place in an event where a part's text is (its start, or a repetition)."""
-        text = holder.get(key)
+        text = _at(holder, key)
         if not isinstance(text, str):
             return
         if key == "refusal":
@@ -189,7 +187,7 @@ class ResponsesStream(StreamCodec):
         if not isinstance(item, dict) or not isinstance(output, int):
             return
         (self._done if end else self._added)[output] = item
-        for kind, index, holder, key in output_places(item):
+        for kind, index, holder, key in output_places(item, whole=end):
             self._place(step, self._part_at(output, kind, index), holder, key, end)
         if end:
             for part in self._parts.get(output, ()):
@@ -275,18 +273,24 @@ class ResponsesStream(StreamCodec):
         return encode_sse(orjson.dumps(document), name if isinstance(name, str) else None)
 
 
-def _setter(holder: dict[str, Any], key: str) -> Callable[[str], None]:
+def _at(holder: Any, key: Any) -> Any:
+    """``holder[key]`` of a dict or a list (a string in a list of an item's strings)."""
+    return holder.get(key) if isinstance(holder, dict) else holder[key]
+
+
+def _setter(holder: Any, key: Any) -> Callable[[str], None]:
     def put(value: str) -> None:
         holder[key] = value
 
     return put
 
 
-def _filler(holder: dict[str, Any], key: str) -> Callable[[str], None]:
+def _filler(holder: Any, key: Any) -> Callable[[str], None]:
     def fill(released: str) -> None:
-        if holder.get(key) != released:
+        if _at(holder, key) != released:
             holder[key] = released
-            _empty_logprobs(holder)  # they would spell out what was changed
+            if isinstance(holder, dict):
+                _empty_logprobs(holder)  # they would spell out what was changed
 
     return fill
 
