@@ -14,6 +14,7 @@ from typing import Any
 
 from filters.base import FilterContext
 from filters.denylist import Denylist
+from filters.pii import Pii
 from tests.proxy.conftest import ProxyFactory
 from tests.security.conftest import data_events, streamed
 from tests.surfaces.conftest import Scripted, sse
@@ -64,3 +65,17 @@ async def test_a_denylist_pattern_redacts_a_streamed_secret_whole(
     received = content_of(await streamed(f"{proxy.url}{CHAT}", PROMPT))
     whole = await Denylist(**params).check(FilterContext("output", text, None, "r", "x"))
     assert received == whole.text == "Your key is [REDACTED] keep it safe."
+
+
+async def test_a_phone_shadowed_by_an_unfinished_ipv6_is_held_from_its_start(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    """Found by a random search over pii's own kinds: while ``0958::`` could be an IPv6
+    (which wins an overlap), the phone it ends was not held, and its start went out."""
+    text = "call +44 20 7946 0958::: then"
+    scripted.script = content_stream(["call +4", "4 20 ", "7946 0958::", ": then"])
+    proxy = await start_proxy({"filters": [{"name": "pii", "type": "pii"}]},
+                              upstream=scripted.url)  # fmt: skip
+    received = content_of(await streamed(f"{proxy.url}{CHAT}", PROMPT))
+    whole = await Pii().check(FilterContext("output", text, None, "r", "x"))
+    assert received == whole.text == "call [PHONE]::: then"
