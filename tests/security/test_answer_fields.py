@@ -220,3 +220,77 @@ async def test_an_output_item_of_another_type_is_read_whole_streamed_or_not(
     raw = await streamed(f"{proxy.url}/v1/responses", {**RESPONSES_PROMPT, "stream": True})
     assert b"response.completed" in raw
     assert EMAIL.encode() not in raw
+
+
+OPEN = "open finding: not fixed in this change (see the review's findings)"
+
+
+@pytest.mark.xfail(strict=True, reason=OPEN)
+async def test_a_json_escape_in_streamed_tool_call_arguments_does_not_hide_an_email(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    """Non-streamed arguments are judged parsed; streamed argument deltas are judged as
+    they come, so an escaped ``@`` (``\\u0040``) reaches the client's JSON parser."""
+    escaped = EMAIL.replace("@", "\\u0040")
+    arguments = f'{{"to": "{escaped}"}}'
+    call = {"index": 0, "id": "t", "type": "function", "function": {"name": "f", "arguments": ""}}
+    scripted.script = [delta_chunk({"role": "assistant", "tool_calls": [call]})]
+    scripted.script += [
+        delta_chunk({"tool_calls": [{"index": 0, "function": {"arguments": arguments[i : i + 5]}}]})
+        for i in range(0, len(arguments), 5)
+    ]
+    scripted.script += [delta_chunk({}, "tool_calls"), b"data: [DONE]\n\n"]
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    raw = await streamed(f"{proxy.url}{CHAT}", {**PROMPT, "stream": True})
+    sent = "".join(
+        c["function"].get("arguments", "")
+        for event in data_events(raw)
+        for choice in event["choices"]
+        for c in choice["delta"].get("tool_calls") or ()
+    )
+    assert EMAIL not in str(orjson.loads(sent))
+
+
+@pytest.mark.xfail(strict=True, reason=OPEN)
+async def test_a_streamed_server_tool_result_block_is_judged(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    """A Messages stream's server tool results arrive whole in their content_block_start
+    and pass as they come (judged only in non-streamed answers)."""
+    message: dict[str, Any] = {
+        "id": "msg",
+        "type": "message",
+        "role": "assistant",
+        "model": "m",
+        "content": [],
+        "stop_reason": None,
+        "usage": {"input_tokens": 1, "output_tokens": 0},
+    }
+    fetched = {
+        "type": "web_fetch_tool_result",
+        "tool_use_id": "srvtoolu_1",
+        "content": {
+            "type": "web_fetch_result",
+            "url": "https://example.com/staff",
+            "content": {
+                "type": "document",
+                "title": "Staff",
+                "source": {"type": "text", "media_type": "text/plain", "data": f"Jane: {EMAIL}"},
+            },
+        },
+    }
+    events: list[dict[str, Any]] = [
+        {"type": "message_start", "message": message},
+        {"type": "content_block_start", "index": 0, "content_block": fetched},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+         "usage": {"output_tokens": 3}},
+        {"type": "message_stop"},
+    ]  # fmt: skip
+    scripted.script = [sse(event, event["type"]) for event in events]
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    body = {"model": "m", "max_tokens": 8, "stream": True,
+            "messages": [{"role": "user", "content": "fetch it"}]}  # fmt: skip
+    raw = await streamed(f"{proxy.url}/v1/messages", body)
+    assert b"message_stop" in raw
+    assert EMAIL.encode() not in raw

@@ -28,8 +28,11 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "TGI /generate": ("/generate", {"inputs": SAY, "parameters": {}}),
 }  # fmt: skip
 
+OPEN = "open finding: not fixed in this change (see the review's findings)"
+
 
 @pytest.mark.parametrize("case", CASES)
+@pytest.mark.xfail(strict=True, reason=OPEN)
 async def test_a_prompt_on_a_model_route_of_a_known_server_is_not_forwarded_unjudged(
     start_proxy: ProxyFactory, scripted: Scripted, case: str
 ) -> None:
