@@ -16,10 +16,16 @@ the longest match it can make. It never reads a
 clock to report its own cost, never touches metrics or tracing, and never
 handles its own timeout: the chain runner times it, bounds it with its
 ``timeout_ms`` and contains anything it raises.
+
+A redaction should say where it changed the text (:meth:`Verdict.redact_spans`):
+``ctx.text`` may be several messages joined, and the chain then puts each
+change into the message it came from, splitting one that spans two. A
+redaction without edits is asked again message by message.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -30,8 +36,21 @@ Action = Literal["allow", "block", "redact"]
 
 
 @dataclass(frozen=True, slots=True)
+class Edit:
+    """One change a redaction made: ``ctx.text[start:end]`` became ``text``."""
+
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
-    """A filter's decision: allow, block (with a reason) or redact (with the new text)."""
+    """A filter's decision: allow, block (with a reason) or redact (with the new text).
+
+    ``edits``, when a redaction gives them, are its changes to ``ctx.text`` in
+    order, not overlapping; applied to ``ctx.text`` they give ``text``.
+    """
 
     action: Action
     reason: str | None = None
@@ -39,6 +58,7 @@ class Verdict:
     # Stream stage: characters at the end of the text (as returned) that could
     # still become part of a match once more text arrives; None: not reported.
     unsettled: int | None = None
+    edits: tuple[Edit, ...] = ()
 
     @staticmethod
     def allow(unsettled: int | None = None) -> Verdict:
@@ -52,8 +72,25 @@ class Verdict:
     def redact(new_text: str, reason: str, unsettled: int | None = None) -> Verdict:
         return Verdict("redact", reason, new_text, unsettled)
 
+    @staticmethod
+    def redact_spans(
+        text: str, edits: Sequence[Edit], reason: str, unsettled: int | None = None
+    ) -> Verdict:
+        """``text`` with each of ``edits`` (in order, not overlapping) applied."""
+        return Verdict("redact", reason, apply_edits(text, edits), unsettled, tuple(edits))
+
 
 _ALLOW = Verdict("allow")
+
+
+def apply_edits(text: str, edits: Sequence[Edit]) -> str:
+    parts: list[str] = []
+    last = 0
+    for edit in edits:
+        parts += (text[last : edit.start], edit.text)
+        last = edit.end
+    parts.append(text[last:])
+    return "".join(parts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,8 @@ import codecs
 import re
 import unicodedata
 
+from filters.lookalikes import AS_LATIN, LATIN_VARIANTS, LOOKALIKES
+
 # Zero-width characters, bidirectional controls and (below) tag characters.
 _HIDDEN_BMP = "\u200b\u200c\u200d\u2060\ufeff\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 _HIDDEN = _HIDDEN_BMP + "\U000e0000-\U000e007f"
@@ -22,23 +24,10 @@ _HIDDEN = _HIDDEN_BMP + "\U000e0000-\U000e007f"
 # (soft hyphens from word processors, direction marks in Hebrew and Arabic).
 _QUIET = "\u00ad\u034f\u180e\u200e\u200f\u2061\u2062\u2063\u2064"
 
-# Latin look-alikes, folded to the lower-case letter they imitate.
-_LOOKALIKE_ROWS = (
-    ("\u0430\u0435\u043e\u0440\u0441\u0443\u0445\u0456\u0458\u0455", "aeopcyxijs"),  # Cyrillic
-    ("\u0501\u04cf\u04bb\u051b\u051d\u0475\u04af", "dlhqwvy"),
-    ("\u0410\u0412\u0415\u041a\u041c\u041d\u041e\u0420\u0421\u0422", "abekmhopct"),
-    ("\u0425\u0406\u0408\u0405\u04ae\u051a\u051c\u04c0\u04ba\u0500", "xijsyqwihd"),
-    ("\u03bf\u03bd\u03c1\u03b9\u03ba\u03c5\u03f2\u03f3", "ovpikucj"),  # Greek
-    ("\u0391\u0392\u0395\u0396\u0397\u0399\u039a\u039c", "abezhikm"),
-    ("\u039d\u039f\u03a1\u03a4\u03a5\u03a7\u03f9", "noptyxc"),
-)
-LOOKALIKES = {
-    ch: latin for chars, latins in _LOOKALIKE_ROWS for ch, latin in zip(chars, latins, strict=True)
-}
 _FOLD = {
     **LOOKALIKES,
     # Latin letters outside ASCII, and alpha, which maths uses too much to flag.
-    **dict(zip("\u0131\u0261\u0251\u03b1", "igaa", strict=True)),
+    **LATIN_VARIANTS,
     **{chr(cp): chr(cp - 0xFEE0).lower() for cp in range(0xFF21, 0xFF3B)},  # fullwidth A-Z
     # DeepSeek's special tokens are spelled with a fullwidth bar and "▁".
     "\uff5c": "|",
@@ -200,4 +189,4 @@ def mixed_words(text: str, raw: bytes, every: bool) -> list[tuple[int, int]]:
 
 
 # Mixed words are rewritten in Latin, keeping their case, when redacting.
-UNDISGUISE = {ord(k): v.upper() if k.isupper() else v for k, v in LOOKALIKES.items()}
+UNDISGUISE = AS_LATIN

@@ -2,9 +2,14 @@
 
 Detection is regex plus checksums (Luhn for cards, ISO 7064 mod-97 for IBANs),
 so it catches well-formed identifiers and misses free-form personal data such
-as names and postal addresses. No pattern matches across a line break: the
-proxy joins chat messages with a blank line and maps redactions back to each
-message by counting those separators.
+as names and postal addresses. It matches the text as the model reads it
+(:mod:`filters.normal_text`: NFKC, invisible characters removed, whitespace
+runs as one space), so a fullwidth ``@`` or a zero-width space inside an
+address does not hide it, and each redaction replaces the original
+characters the match came from (``normalize: false`` matches the text as
+written). The proxy joins chat messages with a blank line, which the view
+reads as a space; a card number split across two messages is redacted in
+both, each part where it lies.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ import re
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
 
-from filters.base import FilterContext, Verdict
+from filters.base import Edit, FilterContext, Verdict
+from filters.normal_text import NormalText, as_written, views, warm_up
 from filters.pii_tail import TAILS
 
 PII_TYPES = ("email", "phone", "credit_card", "ipv4", "ipv6", "ssn", "iban")
@@ -22,7 +28,7 @@ Span = tuple[int, int]
 Finder = Callable[[str], Iterator[Span]]
 
 _DIGIT = re.compile(r"[0-9]")
-_DASH_OR_SPACE = re.compile("[ -]")
+_CARD_SEP = re.compile("[ .-]")
 _PHONE_SEP = re.compile("[ .-]")
 _LUHN_DOUBLE = str.maketrans("0123456789", "0246813579")
 _EMAIL = re.compile(
@@ -36,8 +42,9 @@ _PHONE_NANP = re.compile(
     r"[0-9]{3}[ .-][0-9]{4}(?![\w-]|[ .][0-9])"
 )
 # Cards are written unbroken or in the issuers' groupings (4-4-4-4, 4-4-4-4-3,
-# Amex 4-6-5, Diners 4-6-4), always opening with four digits.
-_CARD = re.compile(r"(?<![\w+.])(?:[0-9]{13,19}|[0-9]{4}(?:[ -][0-9]{3,6}){2,4})(?!\w)")
+# Amex 4-6-5, Diners 4-6-4), always opening with four digits, the groups
+# separated by spaces, dashes or dots, mixed or not.
+_CARD = re.compile(r"(?<![\w+.])(?:[0-9]{13,19}|[0-9]{4}(?:[ .-][0-9]{3,6}){2,4})(?!\w)")
 _SSN = re.compile(r"(?<![\w-])(?!000|666|9)[0-9]{3}-(?!00)[0-9]{2}-(?!0000)[0-9]{4}(?![\w-])")
 _IBAN = re.compile(r"(?<!\w)[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}(?!\w)")
 
@@ -81,7 +88,7 @@ def _luhn(digits: str) -> bool:
 
 
 def _card_length(token: str) -> int:
-    for length, digits in _cuts(token, _DASH_OR_SPACE):
+    for length, digits in _cuts(token, _CARD_SEP):
         if len(digits) > 19:
             continue
         if len(digits) < 13:
@@ -171,12 +178,15 @@ class Pii:
 
     ``types`` limits detection to a subset of :data:`PII_TYPES`. Redaction
     replaces each match with a placeholder such as ``[EMAIL]``; reasons name
-    the types found, never the values.
+    the types found, never the values. ``normalize`` (default true) matches
+    the normalised view of the text.
     """
 
     stages: tuple[str, ...] = ("input", "output", "stream")
 
-    def __init__(self, *, action: str = "redact", types: Sequence[str] = PII_TYPES) -> None:
+    def __init__(
+        self, *, action: str = "redact", types: Sequence[str] = PII_TYPES, normalize: bool = True
+    ) -> None:
         if action not in ("redact", "block"):
             raise ValueError(f'action: expected "redact" or "block", got {action!r}')
         if not isinstance(types, list | tuple) or not all(isinstance(t, str) for t in types):
@@ -186,6 +196,11 @@ class Pii:
                 raise ValueError(f"types: unknown type {kind!r}; known: {', '.join(PII_TYPES)}")
         if not types:
             raise ValueError("types: expected at least one type")
+        if not isinstance(normalize, bool):
+            raise TypeError(f"normalize: expected true or false, got {normalize!r}")
+        self._normalize = normalize
+        if normalize:
+            warm_up()
         self._block = action == "block"
         self._detectors = tuple(
             (kind, marker, find) for kind, (marker, find) in _DETECTORS.items() if kind in types
@@ -220,6 +235,28 @@ class Pii:
                 found.insert(i, (start, end, kind))
         return found
 
+    def _found(
+        self, text: str, shadowed: list[tuple[int, int]] | None = None
+    ) -> list[tuple[int, int, str]]:
+        """The matches in every view, as spans of ``text``; the first view's win overlaps.
+
+        ``shadowed`` gets the spans of ``text`` of the matches set aside (see _find).
+        """
+        seen: tuple[NormalText, ...] = views(text) if self._normalize else (as_written(text),)
+        found: list[tuple[int, int, str]] = []
+        for view in seen:
+            hidden: list[tuple[int, int]] | None = [] if shadowed is not None else None
+            for start, end, kind in self._find(view.text, hidden):
+                start, end = view.span(start, end)
+                if not any(start < e and s < end for s, e, _ in found):
+                    found.append((start, end, kind))
+                elif shadowed is not None:
+                    shadowed.append((start, end))
+            if shadowed is not None and hidden:
+                shadowed += [view.span(start, end) for start, end in hidden]
+        found.sort()
+        return found
+
     def unsettled(self, text: str) -> int:
         """The end of ``text`` that could still grow into personal data (see filters.pii_tail)."""
         return max(tail(text) for tail in self._tails)
@@ -227,7 +264,7 @@ class Pii:
     async def check(self, ctx: FilterContext) -> Verdict:
         text = ctx.text
         shadowed: list[tuple[int, int]] | None = [] if ctx.partial else None
-        found = self._find(text, shadowed)
+        found = self._found(text, shadowed)
         unsettled: int | None = None
         if ctx.partial:
             # A match reaching into the tail may not be whole yet: it is decided
@@ -246,10 +283,5 @@ class Pii:
         kinds = ", ".join(kind for kind in PII_TYPES if kind in present)
         if self._block:
             return Verdict.block(f"pii: found {kinds}")
-        parts: list[str] = []
-        last = 0
-        for start, end, kind in found:
-            parts += (text[last:start], _PLACEHOLDERS[kind])
-            last = end
-        parts.append(text[last:])
-        return Verdict.redact("".join(parts), f"pii: redacted {kinds}", unsettled)
+        edits = [Edit(start, end, _PLACEHOLDERS[kind]) for start, end, kind in found]
+        return Verdict.redact_spans(text, edits, f"pii: redacted {kinds}", unsettled)

@@ -14,19 +14,24 @@ lets the request through with ``on_error: open`` and blocks it with
 ``on_error: closed``.
 
 A prompt of several segments (chat messages) is judged as one text, the
-segments joined by a blank line. When an enforcing filter redacts it, the
-filter is asked again for each segment, inside the same timed call, so that
-every redaction lands in the message it came from.
+segments joined by a blank line, so that a phrase split across two messages
+is still one phrase. When an enforcing filter redacts it, each of the
+redaction's edits lands in the message it came from; one that spans two
+messages is split, each part replaced where it lies. A filter whose
+redaction gives no edits is asked again for each segment, inside the same
+timed call; when that cannot place the redaction (it spanned two messages)
+or it blocks one message, the verdict is a block, never an error.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from filters.base import STAGES, Filter, FilterContext, Stage, Verdict
+from filters.base import STAGES, Edit, Filter, FilterContext, Stage, Verdict, apply_edits
 from filters.registry import FilterLoadError, resolve_filter_class
 from proxy.config import Config, ConfigError, FilterSpec, StreamPolicy
 from proxy.config_filters import stream_policy
@@ -189,7 +194,10 @@ async def _call(
             verdict = await _check(bound, ctx)
             _check_verdict(verdict)
             if verdict.action == "redact" and split and bound.mode == "enforce":
-                per_segment = await _redact_each(bound, ctx, segments)
+                if verdict.edits:
+                    per_segment = place_edits(ctx.text, segments, verdict)
+                else:
+                    per_segment, verdict = await _redact_each(bound, ctx, segments, verdict)
     except TimeoutError:
         if deadline.expired():
             return None, "timeout", None
@@ -207,21 +215,66 @@ async def _check(bound: BoundFilter, ctx: FilterContext) -> Verdict:
     return await bound.instance.check(ctx)
 
 
-async def _redact_each(bound: BoundFilter, ctx: FilterContext, segments: list[str]) -> list[str]:
+def place_edits(joined: str, segments: list[str], verdict: Verdict) -> list[str]:
+    """Each segment with the part of every edit that lies in it replaced.
+
+    ``joined`` is the segments joined by SEGMENT_SEPARATOR, the text the
+    edits were made on. An edit over two segments replaces its part in each
+    (a separator between them is not the client's text); one that lies only
+    on a separator has nothing to replace.
+    """
+    edits = verdict.edits
+    last = 0
+    for edit in edits:
+        if not last <= edit.start <= edit.end <= len(joined):
+            raise ValueError("a redaction's edits are out of order or out of the text")
+        last = edit.end
+    if apply_edits(joined, edits) != verdict.text:
+        raise ValueError("a redaction's edits do not give its text")
+    starts: list[int] = []
+    ends: list[int] = []
+    at = 0
+    for segment in segments:
+        starts.append(at)
+        ends.append(at + len(segment))
+        at += len(segment) + len(SEGMENT_SEPARATOR)
+    local: list[list[Edit]] = [[] for _ in segments]
+    for edit in edits:
+        if edit.start == edit.end:  # an insertion goes into the segment it is in, if any
+            i = bisect_left(ends, edit.start)
+            if i < len(segments) and starts[i] <= edit.start:
+                local[i].append(Edit(edit.start - starts[i], edit.end - starts[i], edit.text))
+            continue
+        i = bisect_right(ends, edit.start)  # the first segment that ends after it starts
+        while i < len(segments) and starts[i] < edit.end:
+            start, end = max(edit.start, starts[i]), min(edit.end, ends[i])
+            if start < end:
+                local[i].append(Edit(start - starts[i], end - starts[i], edit.text))
+            i += 1
+    return [
+        apply_edits(segment, mine) if mine else segment
+        for segment, mine in zip(segments, local, strict=True)
+    ]
+
+
+async def _redact_each(
+    bound: BoundFilter, ctx: FilterContext, segments: list[str], verdict: Verdict
+) -> tuple[list[str] | None, Verdict]:
+    """Ask again per segment; a block when the redaction cannot be placed that way."""
     redacted: list[str] = []
     for segment in segments:
-        verdict = await _check(
+        again = await _check(
             bound,
             FilterContext(ctx.stage, segment, ctx.body, ctx.route, ctx.request_id, ctx.variant),
         )
-        _check_verdict(verdict)
-        if verdict.action == "block":
-            raise ValueError(f"filter {bound.name} redacted the prompt but blocked one message")
-        redacted.append((verdict.text or "") if verdict.action == "redact" else segment)
+        _check_verdict(again)
+        if again.action == "block":
+            return None, again
+        redacted.append((again.text or "") if again.action == "redact" else segment)
     if redacted == segments:
-        # The match spanned two messages; there is no field to put the redaction in.
-        raise ValueError(f"filter {bound.name}: redaction spans two messages")
-    return redacted
+        # It matched across two messages, and without edits there is no telling where.
+        return None, Verdict.block(f"{bound.name}: a redaction spans two messages")
+    return redacted, verdict
 
 
 def _check_verdict(verdict: object) -> None:

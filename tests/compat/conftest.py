@@ -43,7 +43,8 @@ class LiteLLM:
 
 
 def _venv() -> Path:
-    return Path(os.environ.get("TAXMETER_LITELLM_VENV") or ROOT / ".venv-litellm")
+    # A relative path is the checkout's (make passes one); LiteLLM runs in a temporary dir.
+    return ROOT / os.environ.get("TAXMETER_LITELLM_VENV", ".venv-litellm")
 
 
 def _free_port() -> int:

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Coroutine
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from filters.base import STAGES, Filter, Stage
+from filters.base import STAGES, Filter, FilterContext, Stage, Verdict
 from filters.denylist import Denylist
 from tests.filters.helpers import make_ctx
 
@@ -163,6 +166,10 @@ BAD_PARAMS = [
     pytest.param({"words": ["x"], "action": "warn"}, ValueError, "action: expected", id="action"),
     pytest.param({"words": ["x"], "replacement": 0}, TypeError, "replacement", id="replacement"),
     pytest.param({"words": ["x"], "colour": "red"}, TypeError, "'colour'", id="unknown-param"),
+    pytest.param({"words": ["x"], "normalize": "on"}, TypeError, "normalize", id="normalize-str"),
+    pytest.param(
+        {"words": ["\u200b"]}, ValueError, "words: entries must not be empty", id="invisible"
+    ),
 ]
 
 
@@ -188,3 +195,81 @@ async def test_the_ascii_shortcut_agrees_with_the_regex(
 ) -> None:
     verdict = await Denylist(words=words).check(make_ctx(text))
     assert verdict.action == action
+
+
+# The normalised view (filters.normal_text): the text as the model reads it.
+VIEW_CASES = [
+    pytest.param({"words": [PHRASE]}, "ign\x00ore previous instructions", "block", id="control"),
+    pytest.param({"words": [PHRASE]}, "ignore   previous\tinstructions", "block", id="runs"),
+    pytest.param(
+        {"words": ["ignore  previous\ninstructions"]}, PHRASE, "block", id="words-normalised-too"
+    ),
+    pytest.param(
+        {"words": ["\uff53ecret"]}, "a secret", "block", id="fullwidth-in-a-word-is-read-as-ascii"
+    ),
+    pytest.param({"patterns": ["ignore previous"]}, "ignore\nprevious", "block", id="patterns"),
+    pytest.param(
+        {"words": ["Secret"], "case_sensitive": True},
+        "\u0405ecret",  # a capital Cyrillic dze
+        "block",
+        id="look-alikes-keep-their-case",
+    ),
+    pytest.param(
+        {"words": ["Secret"], "case_sensitive": True}, "\u0455ecret", "allow", id="case-counts"
+    ),
+    pytest.param(
+        {"words": [PHRASE], "normalize": False},
+        "ignore pre\u200bvious instructions",
+        "allow",
+        id="normalize-false-reads-as-written",
+    ),
+]
+
+
+@pytest.mark.parametrize(("params", "text", "action"), VIEW_CASES)
+async def test_the_view(params: dict[str, Any], text: str, action: str) -> None:
+    assert (await Denylist(**params).check(make_ctx(text))).action == action
+
+
+async def test_a_redaction_replaces_the_characters_the_match_came_from() -> None:
+    denylist = Denylist(words=[PHRASE], action="redact")
+    disguised = ["ig\u200bnore previous\n\ninstruc\u00adtions", "\uff49gnore previous instructions"]
+    text = f"say {disguised[0]}\u200b now, {disguised[1]}"
+    verdict = await denylist.check(make_ctx(text))
+    assert verdict.text == "say [REDACTED]\u200b now, [REDACTED]"
+    assert [text[e.start : e.end] for e in verdict.edits] == disguised
+
+
+_NEVER = "(?!x)x"  # a pattern turns the ASCII shortcut off, and never matches
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="ignorepvusta \n\t\r\x00\x0b\x1f", max_size=60))
+def test_the_ascii_shortcut_agrees_with_the_view(text: str) -> None:
+    words = ["ignore previous", "tap", "sun up"]
+    quick, full = Denylist(words=words), Denylist(words=words, patterns=[_NEVER])
+    assert run(quick.check(make_ctx(text))).action == run(full.check(make_ctx(text))).action
+
+
+def run(check: Coroutine[Any, Any, Verdict]) -> Verdict:
+    try:
+        check.send(None)
+    except StopIteration as done:
+        verdict: Verdict = done.value
+        return verdict
+    raise AssertionError("the denylist never waits")
+
+
+async def test_a_streamed_opening_of_a_word_is_read_in_the_view() -> None:
+    denylist = Denylist(words=["secret plan"])
+    for text, held in [
+        ("the secr", "secr"),
+        ("the se\u200bcr", "se\u200bcr"),
+        ("the \uff53ec", "\uff53ec"),
+    ]:
+        verdict = await denylist.check(_partial(text))
+        assert verdict.unsettled == len(held), text
+
+
+def _partial(text: str) -> FilterContext:
+    return FilterContext("stream", text, None, "chat_completions", "req", partial=True)

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from filters.base import STAGES, Filter, Stage
+from filters.base import STAGES, Filter, Stage, apply_edits
 from filters.pii import PII_TYPES, Pii
 from tests.filters.helpers import make_ctx
 
@@ -22,6 +22,8 @@ POSITIVES = [
     ("phone", "1-800-555-1234"),
     ("credit_card", "4111 1111 1111 1111"),
     ("credit_card", "4111-1111-1111-1111"),
+    ("credit_card", "4111.1111.1111.1111"),
+    ("credit_card", "4111 1111-1111.1111"),
     ("credit_card", "5555555555554444"),
     ("credit_card", "3782 822463 10005"),
     ("ipv4", "192.168.0.1"),
@@ -47,6 +49,7 @@ NEAR_MISSES = [
     ("credit_card", "order #123456789012345"),  # 15 digits, fails Luhn
     ("credit_card", "0000 0000 0000 0000"),  # passes Luhn, but no issuer starts with 0
     ("credit_card", "41111111111111111111111"),  # too long to be a card
+    ("credit_card", "version 4111.1111.1111.1112"),  # dotted, fails Luhn
     ("ipv4", "10.0.0.256"),  # octet out of range
     ("ipv4", "1.2.3"),
     ("ipv4", "1.2.3.4.5"),
@@ -111,9 +114,15 @@ CASES = [
         id="separators-survive-redaction",
     ),
     pytest.param({}, "555-123\n\n-4567", "allow", None, id="phone-split-by-separator"),
-    pytest.param({}, "4111 1111\n\n1111 1111", "allow", None, id="card-split-by-separator"),
+    # The view reads the separator as a space: a number split across two
+    # messages is one match, which the chain redacts in each message.
+    pytest.param(
+        {}, "4111 1111\n\n1111 1111", "redact", "[CREDIT_CARD]", id="card-split-by-separator"
+    ),
     pytest.param({}, "jane@example\n\n.com", "allow", None, id="email-split-by-separator"),
-    pytest.param({}, "GB82 WEST 1234\n\n5698 7654 32", "allow", None, id="iban-split-by-separator"),
+    pytest.param(
+        {}, "GB82 WEST 1234\n\n5698 7654 32", "redact", "[IBAN]", id="iban-split-by-separator"
+    ),
     pytest.param(
         {},
         "+1 4111 1111 1111 1111",
@@ -175,6 +184,7 @@ BAD_PARAMS = [
     pytest.param({"types": ["email", "name"]}, ValueError, "types: unknown type 'name'", id="name"),
     pytest.param({"types": []}, ValueError, "types: expected at least one", id="empty-types"),
     pytest.param({"mode": "strict"}, TypeError, "'mode'", id="unknown-param"),
+    pytest.param({"normalize": 1}, TypeError, "normalize: expected true or false", id="normalize"),
 ]
 
 
@@ -182,3 +192,26 @@ BAD_PARAMS = [
 def test_rejects_bad_params(params: dict[str, Any], error: type[Exception], message: str) -> None:
     with pytest.raises(error, match=re.escape(message)):
         Pii(**params)
+
+
+# The normalised view (filters.normal_text): what is redacted is the original
+# characters a match came from; the rest of the text is as it was.
+VIEW_CASES = [
+    pytest.param({}, "mail ja\u200bne@example.com!", "mail [EMAIL]!", id="zero-width-in-email"),
+    pytest.param({}, "jane\uff20example\uff0ecom", "[EMAIL]", id="fullwidth-at-and-dot"),
+    pytest.param(
+        {}, "a\u200b b jane@exa\u00admple.com\n\nc", "a\u200b b [EMAIL]\n\nc", id="rest-as-is"
+    ),
+    pytest.param({}, "card 4111\u00a01111\u00a01111\u00a01111.", "card [CREDIT_CARD].", id="nbsp"),
+    pytest.param({}, "4111111111111111\u200bx", "[CREDIT_CARD]\u200bx", id="zero-width-edge"),
+    pytest.param({}, "IBAN GB82\u00a0WEST 1234\n5698 7654 32", "IBAN [IBAN]", id="iban-nbsp"),
+    pytest.param({"normalize": False}, "jane\uff20example.com", None, id="normalize-false"),
+]
+
+
+@pytest.mark.parametrize(("params", "text", "expected"), VIEW_CASES)
+async def test_the_view(params: dict[str, Any], text: str, expected: str | None) -> None:
+    verdict = await Pii(**params).check(make_ctx(text))
+    assert verdict.text == expected
+    if expected is not None:  # the edits say where, so the chain can place them per message
+        assert apply_edits(text, verdict.edits) == expected

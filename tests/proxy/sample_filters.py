@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import ClassVar
 
-from filters.base import FilterContext, Verdict
+from filters.base import Edit, FilterContext, Verdict
 
 
 class Raising:
@@ -93,3 +93,24 @@ class BodyCorrupting:
         if isinstance(ctx.body, dict):
             ctx.body["corrupt"] = object()
         return Verdict.redact(ctx.text + " (redacted)", "corrupting")
+
+
+class AcrossMessages:
+    """Redacts "a" that ends one message and "b" that starts the next, without
+    saying where: asked again message by message, it finds nothing to place."""
+
+    stages = ("input",)
+
+    async def check(self, ctx: FilterContext) -> Verdict:
+        if "a\n\nb" not in ctx.text:
+            return Verdict.allow()
+        return Verdict.redact(ctx.text.replace("a\n\nb", "[X]"), "across")
+
+
+class WrongEdits:
+    """A redaction whose edits do not give its text."""
+
+    stages = ("input",)
+
+    async def check(self, ctx: FilterContext) -> Verdict:
+        return Verdict("redact", "wrong", "something else", edits=(Edit(0, 1, "X"),))

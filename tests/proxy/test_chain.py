@@ -10,6 +10,8 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestServer
 
+from filters.base import Edit, Verdict
+from proxy.chain import SEGMENT_SEPARATOR, place_edits
 from tests.proxy.conftest import ProxyFactory, RunningProxy, echoed_body, post_json
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "echo: hello"}]}
@@ -117,6 +119,67 @@ async def test_per_message_redaction_keeps_each_message_in_place(
     assert status == 200
     forwarded = orjson.loads(echoed_body(orjson.loads(raw)))
     assert [m["content"] for m in forwarded["messages"]] == ["A\n\n", "\nB"]
+
+
+async def test_a_redaction_without_edits_that_spans_two_messages_is_a_block(
+    start_proxy: ProxyFactory,
+) -> None:
+    proxy = await start_proxy(one_filter(f"{PLUGINS}:AcrossMessages"))
+    body = {"model": "m", "messages": [{"role": "user", "content": "echo: a"},
+                                       {"role": "user", "content": "b"}]}  # fmt: skip
+    got, payload = await chat(proxy, body)
+    assert got == 400
+    assert payload["error"]["code"] == "content_filter"
+    assert "spans two messages" in payload["error"]["message"]
+    assert (decisions(proxy, "block"), decisions(proxy, "error")) == (1, 0)
+
+
+async def test_edits_that_do_not_give_the_redacted_text_are_an_error(
+    start_proxy: ProxyFactory,
+) -> None:
+    proxy = await start_proxy(one_filter(f"{PLUGINS}:WrongEdits", on_error="closed"))
+    body = {"model": "m", "messages": [{"role": "user", "content": "echo: a"},
+                                       {"role": "user", "content": "b"}]}  # fmt: skip
+    got, _ = await chat(proxy, body)
+    assert got == 400
+    assert decisions(proxy, "error") == 1
+
+
+def edit(start: int, end: int, text: str = "#") -> Edit:
+    return Edit(start, end, text)
+
+
+@pytest.mark.parametrize(
+    ("segments", "edits", "placed"),
+    [
+        (["abc", "def"], [edit(1, 2)], ["a#c", "def"]),
+        (["abc", "def"], [edit(5, 6)], ["abc", "#ef"]),
+        (["abc", "def"], [edit(2, 6)], ["ab#", "#ef"]),  # over the separator: each part
+        (["ab", "", "cd"], [edit(1, 7)], ["a#", "", "#d"]),  # an empty message stays empty
+        (["ab", "cd", "ef"], [edit(0, 10)], ["#", "#", "#"]),
+        (["ab", "cd"], [edit(2, 4)], ["ab", "cd"]),  # only the separator: nothing to replace
+        (["ab", "cd"], [edit(2, 2, "!"), edit(4, 4, "?")], ["ab!", "?cd"]),  # insertions
+        (["ab", "cd"], [edit(3, 3, "!")], ["ab", "cd"]),  # an insertion inside the separator
+        (["ab", "cd"], [edit(0, 1), edit(1, 2, ""), edit(5, 6)], ["#", "c#"]),
+    ],
+)
+def test_edits_land_in_the_messages_they_came_from(
+    segments: list[str], edits: list[Edit], placed: list[str]
+) -> None:
+    joined = SEGMENT_SEPARATOR.join(segments)
+    verdict = Verdict.redact_spans(joined, edits, "r")
+    assert place_edits(joined, segments, verdict) == placed
+
+
+@pytest.mark.parametrize(
+    "edits",
+    [[edit(3, 1)], [edit(0, 3), edit(2, 4)], [edit(0, 99)]],
+    ids=["backwards", "overlapping", "beyond the text"],
+)
+def test_edits_out_of_order_or_out_of_the_text_are_refused(edits: list[Edit]) -> None:
+    verdict = Verdict("redact", "r", "x", edits=tuple(edits))
+    with pytest.raises(ValueError, match="out of order or out of the text"):
+        place_edits("ab\n\ncd", ["ab", "cd"], verdict)
 
 
 async def test_variants_disable_filters_and_override_modes(start_proxy: ProxyFactory) -> None:
