@@ -33,6 +33,7 @@ from proxy.surfaces.base import (
     parse_event,
     usage_of,
 )
+from proxy.surfaces.json_escapes import ArgumentStreams
 from proxy.surfaces.openai_text import arguments_at, content_texts, schema_texts, string_at
 
 DONE = b"data: [DONE]\n\n"
@@ -241,6 +242,17 @@ class ChoiceStream(StreamCodec):
 
 
 class ChatStream(ChoiceStream):
+    def __init__(self) -> None:
+        super().__init__()
+        self._arguments = ArgumentStreams()
+
+    def _arguments_at(self, holder: Any, channel: Hashable, step: StreamStep) -> None:
+        """A call's streamed arguments, escapes written out (see proxy.surfaces.json_escapes)."""
+        if not isinstance(holder, dict) or not isinstance(holder.get("arguments"), str):
+            return
+        text = self._arguments.decode(channel, holder, "arguments", step)
+        step.deltas.append(Delta(channel, text, _setter(holder, "arguments")))
+
     def choice_deltas(self, index: int, choice: dict[str, Any], step: StreamStep) -> None:
         delta = choice.get("delta")
         if not isinstance(delta, dict):
@@ -253,8 +265,8 @@ class ChatStream(ChoiceStream):
                 if not isinstance(call, dict):
                     continue
                 number = call.get("index", position)
-                _delta_at(call.get("function"), "arguments", (index, "tool", number), step)
-        _delta_at(delta.get("function_call"), "arguments", (index, "function_call"), step)
+                self._arguments_at(call.get("function"), (index, "tool", number), step)
+        self._arguments_at(delta.get("function_call"), (index, "function_call"), step)
         _delta_at(delta.get("audio"), "transcript", (index, "audio"), step)
         content = delta.get("content")
         if isinstance(content, list):  # parts, as Mistral streams them

@@ -40,6 +40,7 @@ from proxy.surfaces.base import (
     parse_event,
     usage_of,
 )
+from proxy.surfaces.json_escapes import ArgumentStreams
 from proxy.surfaces.responses_items import empty_item, finish_reason, mark_filtered, output_places
 from proxy.surfaces.responses_numbers import Numbering
 from proxy.surfaces.responses_parts import (
@@ -59,6 +60,7 @@ class ResponsesStream(StreamCodec):
 
     def __init__(self) -> None:
         self._numbers = Numbering()
+        self._arguments = ArgumentStreams()  # calls' JSON arguments, escapes written out
         self._named = True  # upstream events carry "event:" lines
         self._step: StreamStep | None = None  # the event being judged
         self._template: dict[str, Any] = {}  # the Response as last announced
@@ -111,6 +113,8 @@ class ResponsesStream(StreamCodec):
         if kind in DELTAS:
             part = self._part(document, DELTAS[kind])
             text = document.get("delta")
+            if isinstance(text, str) and part.kind == "arguments":
+                text = self._arguments.decode(part, document, "delta", step)
             if isinstance(text, str):
                 self._delta_type[part] = kind
                 self._seen.add(part)

@@ -225,7 +225,6 @@ async def test_an_output_item_of_another_type_is_read_whole_streamed_or_not(
 OPEN = "open finding: not fixed in this change (see the review's findings)"
 
 
-@pytest.mark.xfail(strict=True, reason=OPEN)
 async def test_a_json_escape_in_streamed_tool_call_arguments_does_not_hide_an_email(
     start_proxy: ProxyFactory, scripted: Scripted
 ) -> None:
