@@ -207,8 +207,16 @@ class Pii:
         )
         self._tails = tuple({TAILS[kind] for kind in types})
 
-    def _find(self, text: str) -> list[tuple[int, int, str]]:
-        """Non-overlapping (start, end, kind) matches, sorted by start."""
+    def _find(
+        self, text: str, shadowed: list[tuple[int, int]] | None = None
+    ) -> list[tuple[int, int, str]]:
+        """Non-overlapping (start, end, kind) matches, sorted by start.
+
+        ``shadowed`` gets the span of each match an overlapping one of an
+        earlier kind set aside: in a stream, that earlier match may not last
+        (``0958::`` is an IPv6 only until a third ``:`` comes), and the one
+        it hides must be held back with it.
+        """
         has_digit = _DIGIT.search(text) is not None
         starts: list[int] = []
         found: list[tuple[int, int, str]] = []
@@ -220,20 +228,32 @@ class Pii:
             for start, end in find(text):
                 i = bisect_right(starts, start)
                 if (i and found[i - 1][1] > start) or (i < len(starts) and starts[i] < end):
+                    if shadowed is not None:
+                        shadowed.append((start, end))
                     continue
                 starts.insert(i, start)
                 found.insert(i, (start, end, kind))
         return found
 
-    def _found(self, text: str) -> list[tuple[int, int, str]]:
-        """The matches in every view, as spans of ``text``; the first view's win overlaps."""
+    def _found(
+        self, text: str, shadowed: list[tuple[int, int]] | None = None
+    ) -> list[tuple[int, int, str]]:
+        """The matches in every view, as spans of ``text``; the first view's win overlaps.
+
+        ``shadowed`` gets the spans of ``text`` of the matches set aside (see _find).
+        """
         seen: tuple[NormalText, ...] = views(text) if self._normalize else (as_written(text),)
         found: list[tuple[int, int, str]] = []
         for view in seen:
-            for start, end, kind in self._find(view.text):
+            hidden: list[tuple[int, int]] | None = [] if shadowed is not None else None
+            for start, end, kind in self._find(view.text, hidden):
                 start, end = view.span(start, end)
                 if not any(start < e and s < end for s, e, _ in found):
                     found.append((start, end, kind))
+                elif shadowed is not None:
+                    shadowed.append((start, end))
+            if shadowed is not None and hidden:
+                shadowed += [view.span(start, end) for start, end in hidden]
         found.sort()
         return found
 
@@ -243,14 +263,19 @@ class Pii:
 
     async def check(self, ctx: FilterContext) -> Verdict:
         text = ctx.text
-        found = self._found(text)
+        shadowed: list[tuple[int, int]] | None = [] if ctx.partial else None
+        found = self._found(text, shadowed)
         unsettled: int | None = None
         if ctx.partial:
             # A match reaching into the tail may not be whole yet: it is decided
-            # once more text shows where it ends, and held back until then.
+            # once more text shows where it ends, and held back until then, with
+            # any match it hides that reaches into it.
             cut = len(text) - self.unsettled(text)
+            held = [start for start, end, _ in found if end > cut]
+            first_held = min(held, default=cut)
+            hidden = [start for start, end in shadowed or () if end > first_held]
+            cut = min([cut, *held, *hidden])
             decided = [f for f in found if f[1] <= cut]
-            cut = min([cut, *(start for start, end, _ in found if end > cut)])
             found, unsettled = decided, len(text) - cut
         if not found:
             return Verdict.allow(unsettled)

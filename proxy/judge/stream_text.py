@@ -8,6 +8,7 @@ arrived, to measure how long each waited (the holdback).
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 from proxy.judge.chain import BoundFilter
@@ -44,10 +45,14 @@ class ChoiceText:
         """Put a filter's redaction of ``window`` (which began at ``start``) into the text."""
         prefix = _common_prefix(window, new)
         changed_at = start + prefix
-        # Text already sent cannot be recalled: the replacement goes after it.
-        keep = max(self.released, changed_at)
         old_len = len(self.text)
-        self.text = self.text[:keep] + new[prefix:]
+        if changed_at >= self.released:
+            self.text = self.text[:changed_at] + new[prefix:]
+        else:
+            # Text already sent cannot be recalled: what changed in it stays as
+            # sent, and a replacement reaching past it goes after it.
+            self.text = self.text[: self.released] + _unsent(window, new, self.released - start)
+            changed_at = self.released
         shift = len(self.text) - old_len
         self.pieces = [(e + shift if e > changed_at else e, t) for e, t in self.pieces]
         for fs in self.filters:
@@ -92,6 +97,34 @@ class ChoiceText:
             fs.judged_end -= cut
             if fs.bound.enforcing:
                 fs.cleared -= done
+
+
+# Runs the two texts share that are shorter than this do not align them: a
+# placeholder's letters ("[EMAIL]") are not the redacted text's own.
+_ANCHOR = 3
+
+
+def _unsent(window: str, new: str, sent: int) -> str:
+    """What follows the first ``sent`` characters of ``window`` once it reads ``new``.
+
+    The texts are aligned on the runs they share; each change between two
+    runs wholly in the sent text is dropped (the client has it as it was),
+    one that begins there and ends after it is given whole, after it; the
+    rest is ``new``'s. (Not ``new`` from the first change on: that repeats
+    the sent text between the first change and the end of what was sent.)
+    """
+    out: list[str] = []
+    i = j = 0  # the ends of the last run both texts share
+    matcher = difflib.SequenceMatcher(None, window, new, autojunk=False)
+    for a, b, size in matcher.get_matching_blocks():
+        if size < _ANCHOR and (a or b) and a + size < len(window):
+            continue  # too short to say where the texts correspond (not their start or end)
+        # A change (window[i:a] reads new[j:b]) given unless it was all sent.
+        if (a > i or b > j) and (a > sent or (a == i and i >= sent)):
+            out.append(new[j:b])
+        out.append(window[max(a, sent) : a + size])  # a shared run, past what was sent
+        i, j = a + size, b + size
+    return "".join(out)
 
 
 def _common_prefix(a: str, b: str) -> int:

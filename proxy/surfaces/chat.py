@@ -1,12 +1,14 @@
 """OpenAI chat completions: ``POST /v1/chat/completions`` and its aliases.
 
 The prompt is every text of every message, whatever its role: content in
-any shape, an assistant's refusal and reasoning, its tool calls' arguments
-(and the legacy ``function_call``), tool results; and every tool's
-description, ``chat_template`` and ``documents`` (vLLM reads both into the
-prompt). The answer, per choice: content, refusal, reasoning, tool-call
-arguments and an audio transcript. A stream's channels are the same fields
-of each choice's deltas, a tool call's arguments one channel per call.
+any shape, an assistant's refusal and reasoning (LiteLLM's thinking blocks
+too), its tool calls' arguments (and the legacy ``function_call``), tool
+results; and every tool's description and every string of its parameter
+schema, ``chat_template`` and ``documents`` (vLLM reads both into the
+prompt). The answer, per choice: content, refusal, reasoning and thinking
+blocks, tool-call arguments and an audio transcript. A stream's channels
+are the same fields of each choice's deltas (content given as parts
+too), a tool call's arguments one channel per call.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from proxy.surfaces.base import (
     parse_event,
     usage_of,
 )
-from proxy.surfaces.openai_text import content_texts, descriptions, string_at
+from proxy.surfaces.json_escapes import ArgumentStreams
+from proxy.surfaces.openai_text import arguments_at, content_texts, schema_texts, string_at
 
 DONE = b"data: [DONE]\n\n"
 # Message fields that are text the model reads, beside content.
@@ -39,6 +42,7 @@ _MESSAGE_TEXT = ("refusal", "reasoning_content", "reasoning")
 # Answer fields withheld with a filtered choice.
 _ANSWER_FIELDS = (
     "refusal", "reasoning_content", "reasoning", "tool_calls", "function_call", "audio",
+    "thinking_blocks", "provider_specific_fields",
 )  # fmt: skip
 
 
@@ -58,11 +62,11 @@ class Chat(Surface):
             function = tool.get("function") if isinstance(tool, dict) else None
             string_at(function, "description", prompt)
             if isinstance(function, dict):
-                descriptions(function.get("parameters"), prompt)
+                schema_texts(function.get("parameters"), prompt)
         for function in _list(body.get("functions")):
             string_at(function, "description", prompt)
             if isinstance(function, dict):
-                descriptions(function.get("parameters"), prompt)
+                schema_texts(function.get("parameters"), prompt)
         string_at(body, "chat_template", prompt)
         for document in _list(body.get("documents")):
             if isinstance(document, dict):
@@ -110,8 +114,23 @@ def message_texts(message: dict[str, Any], prompt: Prompt) -> None:
     for key in _MESSAGE_TEXT:
         string_at(message, key, prompt)
     for call in _list(message.get("tool_calls")):
-        string_at(call.get("function") if isinstance(call, dict) else None, "arguments", prompt)
-    string_at(message.get("function_call"), "arguments", prompt)
+        arguments_at(call.get("function") if isinstance(call, dict) else None, "arguments", prompt)
+    arguments_at(message.get("function_call"), "arguments", prompt)
+    for _, holder in thinking_holders(message):
+        for block in _list(holder.get("thinking_blocks")):
+            string_at(block, "thinking", prompt)
+            if isinstance(block, dict) and block.get("type") == "redacted_thinking":
+                prompt.uninspected.append("encrypted")
+
+
+def thinking_holders(message: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Where LiteLLM repeats a thinking model's reasoning as thinking blocks: the
+    message (or delta) itself and its provider_specific_fields, each named."""
+    holders = [("thinking_blocks", message)]
+    extra = message.get("provider_specific_fields")
+    if isinstance(extra, dict):
+        holders.append(("provider_thinking_blocks", extra))
+    return holders
 
 
 def choice_finish_reasons(body: Any) -> list[str]:
@@ -223,6 +242,17 @@ class ChoiceStream(StreamCodec):
 
 
 class ChatStream(ChoiceStream):
+    def __init__(self) -> None:
+        super().__init__()
+        self._arguments = ArgumentStreams()
+
+    def _arguments_at(self, holder: Any, channel: Hashable, step: StreamStep) -> None:
+        """A call's streamed arguments, escapes written out (see proxy.surfaces.json_escapes)."""
+        if not isinstance(holder, dict) or not isinstance(holder.get("arguments"), str):
+            return
+        text = self._arguments.decode(channel, holder, "arguments", step)
+        step.deltas.append(Delta(channel, text, _setter(holder, "arguments")))
+
     def choice_deltas(self, index: int, choice: dict[str, Any], step: StreamStep) -> None:
         delta = choice.get("delta")
         if not isinstance(delta, dict):
@@ -235,8 +265,18 @@ class ChatStream(ChoiceStream):
                 if not isinstance(call, dict):
                     continue
                 number = call.get("index", position)
-                _delta_at(call.get("function"), "arguments", (index, "tool", number), step)
-        _delta_at(delta.get("function_call"), "arguments", (index, "function_call"), step)
+                self._arguments_at(call.get("function"), (index, "tool", number), step)
+        self._arguments_at(delta.get("function_call"), (index, "function_call"), step)
+        _delta_at(delta.get("audio"), "transcript", (index, "audio"), step)
+        content = delta.get("content")
+        if isinstance(content, list):  # parts, as Mistral streams them
+            for part in content:
+                for key in ("text", "refusal"):
+                    _delta_at(part, key, (index, "content" if key == "text" else key), step)
+        for name, holder in thinking_holders(delta):
+            blocks = holder.get("thinking_blocks")
+            for position, block in enumerate(blocks if isinstance(blocks, list) else ()):
+                _delta_at(block, "thinking", (index, name, position), step)
 
     def text_event(self, channel: Hashable, text: str) -> bytes:
         assert isinstance(channel, tuple)
@@ -246,6 +286,11 @@ class ChatStream(ChoiceStream):
             delta = {"tool_calls": [{"index": channel[2], "function": {"arguments": text}}]}
         elif key == "function_call":
             delta = {"function_call": {"arguments": text}}
+        elif key == "audio":
+            delta = {"audio": {"transcript": text}}
+        elif key in ("thinking_blocks", "provider_thinking_blocks"):
+            blocks = {"thinking_blocks": [{"type": "thinking", "thinking": text}]}
+            delta = blocks if key == "thinking_blocks" else {"provider_specific_fields": blocks}
         else:
             delta = {key: text}
         return self.chunk({"index": index, "delta": delta, "finish_reason": None})

@@ -2,8 +2,8 @@
 
 The prompt is ``system`` (a string or text blocks), every message's content
 whatever its role (a string or blocks, read by :mod:`proxy.surfaces.anthropic_text`),
-every tool's ``description``, the descriptions in its ``input_schema`` and
-its ``input_examples``, and the descriptions of an ``output_config`` schema.
+every tool's ``description``, every string of its ``input_schema`` and
+its ``input_examples``, and every string of an ``output_config`` schema.
 
 The answer is one message, judged as one part: its blocks are one reply,
 Anthropic refuses a message (not a block) with ``stop_reason: "refusal"``,
@@ -37,7 +37,7 @@ from proxy.surfaces.base import (
     usage_of,
 )
 from proxy.surfaces.messages_stream import REFUSAL_DETAILS, MessagesStream
-from proxy.surfaces.openai_text import descriptions, string_at
+from proxy.surfaces.openai_text import schema_texts, string_at
 
 # Anthropic's error type for each HTTP status the proxy answers with.
 ERROR_TYPES = {
@@ -74,14 +74,14 @@ class Messages(Surface):
             if not isinstance(tool, dict):
                 continue
             string_at(tool, "description", prompt)
-            descriptions(tool.get("input_schema"), prompt)
+            schema_texts(tool.get("input_schema"), prompt)
             examples = tool.get("input_examples")
             if isinstance(examples, list):
                 strings_in(examples, prompt)
         config = body.get("output_config")
         output_format = config.get("format") if isinstance(config, dict) else None
         if isinstance(output_format, dict):
-            descriptions(output_format.get("schema"), prompt)
+            schema_texts(output_format.get("schema"), prompt)
         return prompt
 
     def answer(self, body: Any) -> list[AnswerPart] | None:

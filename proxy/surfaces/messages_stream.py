@@ -42,6 +42,7 @@ from proxy.surfaces.base import (
     parse_event,
     usage_of,
 )
+from proxy.surfaces.json_escapes import ArgumentStreams
 
 # A delta's type -> the channel kind it streams and the key of its text.
 _DELTAS = {
@@ -63,6 +64,7 @@ class MessagesStream(StreamCodec):
 
     def __init__(self) -> None:
         self._open: set[int] = set()  # blocks started and not stopped, as the client saw
+        self._inputs = ArgumentStreams()
         self._change: Callable[[], None] | None = None  # the last event's, once it went out
         self._blocks: list[int] = []  # every block index seen, in order
         self._message: dict[str, Any] | None = None  # message_start's message
@@ -164,7 +166,10 @@ class MessagesStream(StreamCodec):
             return  # a signature or a citation: no text of the answer's own
         kind, key = found
         if isinstance(delta.get(key), str):
-            step.deltas.append(Delta((index, kind), delta[key], _setter(delta, key)))
+            text = delta[key]
+            if kind == "input":  # a tool's input as JSON: its escapes written out
+                text = self._inputs.decode((index, kind), delta, key, step)
+            step.deltas.append(Delta((index, kind), text, _setter(delta, key)))
 
     def _started(self, index: int, block: dict[str, Any], step: StreamStep) -> None:
         """A block begins: the text it carries already is its first delta."""

@@ -9,6 +9,8 @@ of is still read. A part with no text is counted by its kind.
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from proxy.surfaces.base import Prompt, TextRef, part_kind
@@ -47,21 +49,74 @@ def part_texts(part: Any, prompt: Prompt) -> None:
         prompt.uninspected.append(kind)
 
 
+def arguments_at(holder: Any, key: str, prompt: Prompt) -> None:
+    """A call's JSON arguments, as the model server and the client read them.
+
+    Both parse the JSON (vLLM before its chat template writes the arguments
+    out again), so ``"open \\u0073esame"`` is read as ``open sesame``:
+    arguments with an escape in them are written out without it first.
+    """
+    value = holder.get(key) if isinstance(holder, dict) else None
+    if not isinstance(value, str):
+        return
+    if "\\" in value:
+        holder[key] = unescaped(value)
+    prompt.texts.append(TextRef(holder, key))
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def unescaped(arguments: str) -> str:
+    """JSON text with its escapes written out (but those JSON needs); as given if not JSON."""
+    try:
+        parsed = json.loads(arguments)
+    except (ValueError, RecursionError):
+        return arguments
+    text = json.dumps(parsed, ensure_ascii=False)
+    # A lone surrogate cannot be written as UTF-8: it stays an escape.
+    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def string_at(holder: Any, key: str, prompt: Prompt) -> None:
     if isinstance(holder, dict) and isinstance(holder.get(key), str):
         prompt.texts.append(TextRef(holder, key))
 
 
-def descriptions(schema: Any, prompt: Prompt, depth: int = 0) -> None:
-    """Every ``description`` in a tool's JSON schema: the model reads them."""
-    if depth > 32:
-        return
-    if isinstance(schema, dict):
-        for key, value in schema.items():
-            if key == "description" and isinstance(value, str):
-                prompt.texts.append(TextRef(schema, key))
-            else:
-                descriptions(value, prompt, depth + 1)
-    elif isinstance(schema, list):
-        for value in schema:
-            descriptions(value, prompt, depth + 1)
+# Keys whose value is a JSON schema. A chat template writes a tool out whole
+# (``{{ tools | tojson }}``), so every string of its schema is text the model
+# reads: descriptions, and enum members, titles, defaults and examples too.
+SCHEMA_KEYS = frozenset({"parameters", "input_schema", "schema"})
+
+
+def schema_texts(schema: Any, prompt: Prompt) -> None:
+    """Every string value in a JSON schema, at any depth (its keys aside)."""
+    stack = [schema] if isinstance(schema, dict | list) else []
+    while stack:
+        node = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, value in items:
+            if isinstance(value, str):
+                prompt.texts.append(TextRef(node, key))
+            elif isinstance(value, dict | list):
+                stack.append(value)
+
+
+def descriptions(value: Any, prompt: Prompt) -> None:
+    """Every ``description`` in a tool's (or a format's) definition, at any depth, and
+    every string of the schemas in it: the model reads them."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack += [item for item in node if isinstance(item, dict | list)]
+            continue
+        if not isinstance(node, dict):
+            continue
+        for key, inner in node.items():
+            if key == "description" and isinstance(inner, str):
+                prompt.texts.append(TextRef(node, key))
+            elif key in SCHEMA_KEYS and isinstance(inner, dict):
+                schema_texts(inner, prompt)
+            elif isinstance(inner, dict | list):
+                stack.append(inner)

@@ -2,7 +2,7 @@
 
 The prompt is every text the model reads: ``instructions`` and ``input``
 (a string, or a list of items: see :mod:`proxy.surfaces.responses_items`),
-every tool's description and the descriptions in its schemas, those of the
+every tool's description and every string of its schemas, those of the
 ``text.format`` JSON schema, and the string values of ``prompt.variables``.
 ``previous_response_id``, ``conversation`` and ``item_reference`` items name
 content stored by the model server: not text in this request.
@@ -36,6 +36,7 @@ from proxy.surfaces.responses_items import (
     items_texts,
     mark_filtered,
     output_places,
+    unescape_arguments,
 )
 from proxy.surfaces.responses_stream import ResponsesStream
 
@@ -58,8 +59,8 @@ class Responses(Surface):
             elif value is not None:
                 return None
         for tool in _list(body.get("tools")):
-            # A function's or custom tool's description, those in its schema,
-            # a namespace's tools: every description the model is shown.
+            # A function's or custom tool's description, every string of its
+            # schema, a namespace's tools: all the model is shown of them.
             descriptions(tool, prompt)
             string_at(tool, "server_description", prompt)
         text = body.get("text")
@@ -83,6 +84,7 @@ class Responses(Surface):
         for item in output:
             if not isinstance(item, dict):
                 return None
+            unescape_arguments(item)
             texts = [TextRef(holder, key) for _, _, holder, key in output_places(item)]
             parts.append(AnswerPart(texts, _withhold(body, item), _dropper(item)))
         return parts

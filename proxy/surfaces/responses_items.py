@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from proxy.surfaces.base import Prompt, TextRef
-from proxy.surfaces.openai_text import content_texts, string_at
+from proxy.surfaces.openai_text import arguments_at, content_texts, string_at, unescaped
 
 # Input items whose text is in these string fields.
 _STRING_FIELDS: dict[str, tuple[str, ...]] = {
@@ -58,8 +58,9 @@ _OUTPUT_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
     "mcp_approval_request": (("arguments", "arguments"),),
 }
 
-# (kind, index, holder, key): one text of an output item, at holder[key].
-Place = tuple[str, int, dict[str, Any], str]
+# (kind, index, holder, key): one text of an output item, at holder[key] (a
+# dict and its key, or a list and a position in it).
+Place = tuple[str, int, Any, Any]
 
 
 def items_texts(items: list[Any], prompt: Prompt) -> bool:
@@ -76,7 +77,7 @@ def item_texts(item: dict[str, Any], prompt: Prompt) -> None:
     if kind is None and ("role" in item or "content" in item):
         kind = "message"  # an easy input message: {"role": ..., "content": ...}
     if not isinstance(kind, str):
-        _every_string(item, prompt, 0)
+        _every_string(item, prompt)
         return
     uninspected = _UNINSPECTED_ITEMS.get(kind)
     if uninspected is not None:
@@ -84,7 +85,7 @@ def item_texts(item: dict[str, Any], prompt: Prompt) -> None:
         return
     known = False
     for key in _STRING_FIELDS.get(kind, ()):
-        string_at(item, key, prompt)
+        (arguments_at if key == "arguments" else string_at)(item, key, prompt)
         known = True
     for key in _CONTENT_FIELDS.get(kind, ()):
         if item.get(key) is not None:
@@ -95,29 +96,51 @@ def item_texts(item: dict[str, Any], prompt: Prompt) -> None:
             string_at(chunk, "stdout", prompt)
             string_at(chunk, "stderr", prompt)
     elif not known:
-        _every_string(item, prompt, 0)
+        _every_string(item, prompt)
 
 
-def _every_string(value: Any, prompt: Prompt, depth: int) -> None:
-    if depth > 32:
-        return
-    if isinstance(value, dict):
-        for key, inner in value.items():
-            if isinstance(inner, str):
-                if key not in _NOT_TEXT:
-                    prompt.texts.append(TextRef(value, key))
-            else:
-                _every_string(inner, prompt, depth + 1)
-    elif isinstance(value, list):
-        for i, inner in enumerate(value):
-            if isinstance(inner, str):
-                prompt.texts.append(TextRef(value, i))
-            else:
-                _every_string(inner, prompt, depth + 1)
+def _every_string(value: Any, prompt: Prompt) -> None:
+    """Every string in ``value`` at any depth, but those under identifier keys."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, inner in node.items():
+                if isinstance(inner, str):
+                    if key not in _NOT_TEXT:
+                        prompt.texts.append(TextRef(node, key))
+                elif isinstance(inner, dict | list):
+                    stack.append(inner)
+        elif isinstance(node, list):
+            for i, inner in enumerate(node):
+                if isinstance(inner, str):
+                    prompt.texts.append(TextRef(node, i))
+                elif isinstance(inner, dict | list):
+                    stack.append(inner)
 
 
-def output_places(item: dict[str, Any]) -> list[Place]:
-    """Every text of an output item the client reads."""
+def unescape_arguments(item: dict[str, Any]) -> None:
+    """A call's JSON arguments with their escapes written out, as the client reads them."""
+    arguments = item.get("arguments")
+    if item.get("type") in _OUTPUT_FIELDS and isinstance(arguments, str) and "\\" in arguments:
+        item["arguments"] = unescaped(arguments)
+
+
+# Strings of an output item of another type that are no text to judge: a
+# generated image's base64 data, besides the identifiers of input items.
+_NOT_OUTPUT_TEXT = _NOT_TEXT | {"result", "partial_image_b64"}
+# Output item types read by their own places (all others are read whole).
+_KNOWN_OUTPUT = frozenset({"message", "reasoning", "code_interpreter_call", *_OUTPUT_FIELDS})
+
+
+def output_places(item: dict[str, Any], whole: bool = True) -> list[Place]:
+    """Every text of an output item the client reads.
+
+    An item of a type not known here (a file search's results, a shell
+    call's commands...) is read whole: every string in it but identifiers,
+    each a place of kind ``other``; ``whole=False`` leaves those out (an
+    item as a stream announces it, before its strings are final).
+    """
     kind = item.get("type")
     places: list[Place] = []
     if kind == "message":
@@ -135,10 +158,34 @@ def output_places(item: dict[str, Any]) -> list[Place]:
             for i, part in enumerate(_list(item.get(key))):
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     places.append((kind_of_part, i, part, "text"))
-    elif isinstance(kind, str):
-        for place_kind, key in _OUTPUT_FIELDS.get(kind, ()):
+    elif kind == "code_interpreter_call":
+        if isinstance(item.get("code"), str):
+            places.append(("code", 0, item, "code"))
+        for i, output in enumerate(_list(item.get("outputs"))):
+            if isinstance(output, dict) and isinstance(output.get("logs"), str):
+                places.append(("logs", i, output, "logs"))
+    elif kind in _OUTPUT_FIELDS:
+        for place_kind, key in _OUTPUT_FIELDS[kind]:
             if isinstance(item.get(key), str):
                 places.append((place_kind, 0, item, key))
+    elif whole:
+        places += _other_places(item)
+    return places
+
+
+def _other_places(item: dict[str, Any]) -> list[Place]:
+    """Every string of an output item of an unknown type, but identifiers and images."""
+    places: list[Place] = []
+    stack: list[Any] = [item]
+    while stack:
+        node = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, inner in items:
+            if isinstance(inner, str):
+                if not (isinstance(node, dict) and key in _NOT_OUTPUT_TEXT):
+                    places.append(("other", len(places), node, key))
+            elif isinstance(inner, dict | list):
+                stack.append(inner)
     return places
 
 

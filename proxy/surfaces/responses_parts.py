@@ -2,7 +2,8 @@
 
 A *part* is one text of a streamed Response, the channel the stream judge
 keeps: an output item's content part (output_text or refusal), reasoning
-text part or reasoning summary part, or a call's arguments, input or output.
+text part or reasoning summary part, a call's arguments, input or output, a code interpreter's
+code or logs, or a string of an output item of another type.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ DELTAS = {
     "response.function_call_arguments.delta": "arguments",
     "response.mcp_call_arguments.delta": "arguments",
     "response.custom_tool_call_input.delta": "input",
+    "response.code_interpreter_call_code.delta": "code",
 }
 # Done events: the kind of part they end and the field repeating its text.
 DONES = {
@@ -29,6 +31,7 @@ DONES = {
     "response.function_call_arguments.done": ("arguments", "arguments"),
     "response.mcp_call_arguments.done": ("arguments", "arguments"),
     "response.custom_tool_call_input.done": ("input", "input"),
+    "response.code_interpreter_call_code.done": ("code", "code"),
 }
 # Part events: whether each ends its part (and repeats its text).
 PART_EVENTS = {
@@ -50,7 +53,7 @@ class Part:
     """One text of a streamed Response; its own group (it ends on its own)."""
 
     output: int  # output_index
-    kind: str  # content, reasoning, summary, arguments, input, output
+    kind: str  # content, reasoning, summary, arguments, input, output, code, logs, other
     index: int  # content_index or summary_index; 0 for a call's one text
 
 
@@ -66,4 +69,5 @@ def default_delta(part: Part, added: dict[int, dict[str, Any]]) -> str | None:
         "reasoning": "response.reasoning_text.delta",
         "summary": "response.reasoning_summary_text.delta",
         "input": "response.custom_tool_call_input.delta",
+        "code": "response.code_interpreter_call_code.delta",
     }.get(part.kind)

@@ -40,6 +40,7 @@ from proxy.surfaces.base import (
     parse_event,
     usage_of,
 )
+from proxy.surfaces.json_escapes import ArgumentStreams
 from proxy.surfaces.responses_items import empty_item, finish_reason, mark_filtered, output_places
 from proxy.surfaces.responses_numbers import Numbering
 from proxy.surfaces.responses_parts import (
@@ -59,6 +60,7 @@ class ResponsesStream(StreamCodec):
 
     def __init__(self) -> None:
         self._numbers = Numbering()
+        self._arguments = ArgumentStreams()  # calls' JSON arguments, escapes written out
         self._named = True  # upstream events carry "event:" lines
         self._step: StreamStep | None = None  # the event being judged
         self._template: dict[str, Any] = {}  # the Response as last announced
@@ -106,9 +108,13 @@ class ResponsesStream(StreamCodec):
         number = document.get("sequence_number")
         step.rebuild = self._numbers.arrive(number if isinstance(number, int) else None)
         kind = document.get("type")
+        if kind is not None and not isinstance(kind, str):
+            raise StreamMalformed("an event's type is not a string")
         if kind in DELTAS:
             part = self._part(document, DELTAS[kind])
             text = document.get("delta")
+            if isinstance(text, str) and part.kind == "arguments":
+                text = self._arguments.decode(part, document, "delta", step)
             if isinstance(text, str):
                 self._delta_type[part] = kind
                 self._seen.add(part)
@@ -143,11 +149,9 @@ class ResponsesStream(StreamCodec):
             known.append(part)
         return part
 
-    def _place(
-        self, step: StreamStep, part: Part, holder: dict[str, Any], key: str, end: bool
-    ) -> None:
+    def _place(self, step: StreamStep, part: Part, holder: Any, key: Any, end: bool) -> None:
         """A place in an event where a part's text is (its start, or a repetition)."""
-        text = holder.get(key)
+        text = _at(holder, key)
         if not isinstance(text, str):
             return
         if key == "refusal":
@@ -187,7 +191,7 @@ class ResponsesStream(StreamCodec):
         if not isinstance(item, dict) or not isinstance(output, int):
             return
         (self._done if end else self._added)[output] = item
-        for kind, index, holder, key in output_places(item):
+        for kind, index, holder, key in output_places(item, whole=end):
             self._place(step, self._part_at(output, kind, index), holder, key, end)
         if end:
             for part in self._parts.get(output, ()):
@@ -273,18 +277,24 @@ class ResponsesStream(StreamCodec):
         return encode_sse(orjson.dumps(document), name if isinstance(name, str) else None)
 
 
-def _setter(holder: dict[str, Any], key: str) -> Callable[[str], None]:
+def _at(holder: Any, key: Any) -> Any:
+    """``holder[key]`` of a dict or a list (a string in a list of an item's strings)."""
+    return holder.get(key) if isinstance(holder, dict) else holder[key]
+
+
+def _setter(holder: Any, key: Any) -> Callable[[str], None]:
     def put(value: str) -> None:
         holder[key] = value
 
     return put
 
 
-def _filler(holder: dict[str, Any], key: str) -> Callable[[str], None]:
+def _filler(holder: Any, key: Any) -> Callable[[str], None]:
     def fill(released: str) -> None:
-        if holder.get(key) != released:
+        if _at(holder, key) != released:
             holder[key] = released
-            _empty_logprobs(holder)  # they would spell out what was changed
+            if isinstance(holder, dict):
+                _empty_logprobs(holder)  # they would spell out what was changed
 
     return fill
 

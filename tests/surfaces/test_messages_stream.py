@@ -101,6 +101,27 @@ async def test_thinking_and_tool_input_are_judged_block_by_block(
     assert EMAIL not in final.model_dump_json()
 
 
+async def test_an_escape_split_across_tool_input_deltas_does_not_hide_an_email(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    """The client parses the input JSON: "\\u0040" is an "@" to it, so to the filters too."""
+    tool = {"type": "tool_use", "id": "toolu_1", "name": "send", "input": {}}
+    scripted.script = [
+        start(),
+        block_start(0, tool),
+        delta(0, "input_json_delta", '{"to": "jane.doe\\u00'),
+        delta(0, "input_json_delta", '40example.com"}'),
+        block_stop(0),
+        *end("tool_use"),
+    ]
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    async with client(proxy) as c, c.messages.stream(**REQUEST) as stream:
+        final = await stream.get_final_message()
+    (call,) = final.content
+    assert call.type == "tool_use"
+    assert call.input == {"to": "[EMAIL]"}
+
+
 async def test_text_in_a_block_start_is_judged_too(
     start_proxy: ProxyFactory, scripted: Scripted
 ) -> None:

@@ -1,0 +1,165 @@
+"""Prompt text a model reads that reached it unjudged.
+
+Chat templates render a tool's whole definition (``{{ tools | tojson }}``),
+so every string of its schema is text the model reads, at any depth; vLLM
+parses an assistant's tool-call ``arguments`` into an object before the
+template writes it out again, so a JSON escape in them (``\\u0073``) is the
+character it stands for by the time the model reads it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.proxy.conftest import ProxyFactory, post_json
+from tests.security.conftest import EMAIL, FILTERS
+from tests.surfaces.conftest import Scripted
+
+CHAT = "/v1/chat/completions"
+CHAT_ANSWER = {"id": "c", "object": "chat.completion", "model": "m",
+               "choices": [{"index": 0, "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": "ok"}}]}  # fmt: skip
+RESPONSE = {"id": "r", "object": "response", "model": "m", "status": "completed", "output": []}
+MESSAGE = {"id": "msg", "type": "message", "role": "assistant", "model": "m",
+           "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+           "usage": {"input_tokens": 1, "output_tokens": 1}}  # fmt: skip
+USER = [{"role": "user", "content": "hi"}]
+
+
+def nested(depth: int, innermost: dict[str, Any]) -> dict[str, Any]:
+    """An object schema ``depth`` properties deep, ``innermost`` at the bottom."""
+    schema = innermost
+    for _ in range(depth):
+        schema = {"type": "object", "properties": {"a": schema}}
+    return schema
+
+
+def chat_tool(parameters: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": "f", "parameters": parameters}}
+
+
+DEEP = nested(20, {"type": "string", "description": f"mail {EMAIL}"})  # 40 levels of nesting
+ENUM = {"type": "object", "properties": {"to": {"type": "string", "enum": [EMAIL, "nobody"]}}}
+TITLE = {"type": "object", "title": f"Mail {EMAIL}", "properties": {}}
+DEFAULT = {"type": "object", "properties": {"to": {"type": "string", "default": EMAIL}}}
+
+# (path, body, answer): an e-mail in a place of the prompt the adapter did not read.
+CASES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
+    "chat: a description nested 40 deep": (
+        CHAT, {"model": "m", "messages": USER, "tools": [chat_tool(DEEP)]}, CHAT_ANSWER),
+    "chat: an enum value of a tool parameter": (
+        CHAT, {"model": "m", "messages": USER, "tools": [chat_tool(ENUM)]}, CHAT_ANSWER),
+    "chat: a schema title": (
+        CHAT, {"model": "m", "messages": USER, "tools": [chat_tool(TITLE)]}, CHAT_ANSWER),
+    "chat: a parameter default": (
+        CHAT, {"model": "m", "messages": USER, "tools": [chat_tool(DEFAULT)]}, CHAT_ANSWER),
+    "responses: a description nested 40 deep": (
+        "/v1/responses",
+        {"model": "m", "input": "hi",
+         "tools": [{"type": "function", "name": "f", "parameters": DEEP}]}, RESPONSE),
+    "responses: an enum value of a tool parameter": (
+        "/v1/responses",
+        {"model": "m", "input": "hi",
+         "tools": [{"type": "function", "name": "f", "parameters": ENUM}]}, RESPONSE),
+    "responses: an unknown input item nested 40 deep": (
+        "/v1/responses",
+        {"model": "m", "input": [{"type": "x_call_output", "call_id": "c",
+                                  "output": nested(20, {"note": f"mail {EMAIL}"})}]},
+        RESPONSE),
+    "messages: an enum value of a tool's input_schema": (
+        "/v1/messages",
+        {"model": "m", "max_tokens": 8, "messages": USER,
+         "tools": [{"name": "f", "description": "send", "input_schema": ENUM}]}, MESSAGE),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES)
+async def test_an_email_in_a_tool_schema_reaches_the_model_redacted(
+    start_proxy: ProxyFactory, scripted: Scripted, case: str
+) -> None:
+    path, body, answer = CASES[case]
+    scripted.answer = answer
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    status, _, got = await post_json(f"{proxy.url}{path}", body)
+    assert status == 200, got
+    (sent,) = scripted.bodies
+    assert EMAIL.encode() not in sent
+
+
+def tool_call(arguments: str) -> dict[str, Any]:
+    call = {"id": "t1", "type": "function", "function": {"name": "f", "arguments": arguments}}
+    return {"role": "assistant", "content": None, "tool_calls": [call]}
+
+
+async def test_a_json_escape_in_tool_call_arguments_does_not_hide_a_denylisted_phrase(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    """``open \\u0073esame`` is ``open sesame`` once the server parses the arguments."""
+    scripted.answer = CHAT_ANSWER
+    body = {"model": "m", "messages": [*USER, tool_call('{"say": "open \\u0073esame"}')]}
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    status, _, got = await post_json(f"{proxy.url}{CHAT}", body)
+    assert status == 400, got
+    assert orjson.loads(got)["error"]["code"] == "content_filter"
+    assert scripted.bodies == []
+
+
+async def test_a_json_escape_in_tool_call_arguments_does_not_hide_an_email(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    scripted.answer = CHAT_ANSWER
+    escaped = EMAIL.replace("@", "\\u0040")
+    body = {"model": "m", "messages": [*USER, tool_call(f'{{"to": "{escaped}"}}')]}
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    status, _, got = await post_json(f"{proxy.url}{CHAT}", body)
+    assert status == 200, got
+    (sent,) = scripted.json_bodies()
+    arguments = sent["messages"][1]["tool_calls"][0]["function"]["arguments"]
+    assert EMAIL not in str(orjson.loads(arguments))  # as the model server reads it
+
+
+async def test_a_json_escape_in_answered_tool_call_arguments_does_not_hide_an_email(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    """The client parses the arguments too: what it reads must have been judged."""
+    escaped = EMAIL.replace("@", "\\u0040")
+    message = tool_call(f'{{"to": "{escaped}"}}')
+    scripted.answer = {**CHAT_ANSWER, "choices": [{"index": 0, "message": message,
+                                                   "finish_reason": "tool_calls"}]}  # fmt: skip
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    status, _, got = await post_json(f"{proxy.url}{CHAT}", {"model": "m", "messages": USER})
+    assert status == 200, got
+    arguments = orjson.loads(got)["choices"][0]["message"]["tool_calls"][0]["function"]
+    assert EMAIL not in str(orjson.loads(arguments["arguments"]))
+
+
+async def test_a_json_escape_in_responses_function_call_arguments_is_judged(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    scripted.answer = RESPONSE
+    call = {"type": "function_call", "call_id": "c1", "name": "f",
+            "arguments": '{"say": "open \\u0073esame"}'}  # fmt: skip
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    status, _, got = await post_json(f"{proxy.url}/v1/responses", {"model": "m", "input": [call]})
+    assert status == 400, got
+    assert scripted.bodies == []
+
+
+OPEN = "open finding: not fixed in this change (see the review's findings)"
+
+
+@pytest.mark.xfail(strict=True, reason=OPEN)
+async def test_a_schema_property_name_reaches_the_model_judged(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    """Keys are not judged (a redaction has no key to write back to), but a template
+    writes them out: a property name is free text the model reads."""
+    scripted.answer = CHAT_ANSWER
+    schema = {"type": "object", "properties": {f"reply to {EMAIL}": {"type": "string"}}}
+    body = {"model": "m", "messages": USER, "tools": [chat_tool(schema)]}
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    await post_json(f"{proxy.url}{CHAT}", body)
+    assert all(EMAIL.encode() not in sent for sent in scripted.bodies)
