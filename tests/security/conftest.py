@@ -7,9 +7,9 @@ from typing import Any
 import aiohttp
 import orjson
 
-from tests.surfaces.conftest import echo_server, model, raw_server, scripted, sse, start_proxy
+from tests.surfaces.conftest import scripted, sse
 
-__all__ = ["echo_server", "model", "raw_server", "scripted", "sse", "start_proxy"]
+__all__ = ["scripted", "sse"]
 
 EMAIL = "jane.doe@example.com"
 FILTERS: dict[str, Any] = {

@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.proxy.conftest import ProxyFactory, post_json
+from tests.loopback import ProxyFactory, post_json
 from tests.security.conftest import FILTERS
 from tests.surfaces.conftest import Scripted
 

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.proxy.conftest import ProxyFactory, post_json
+from tests.loopback import ProxyFactory, post_json
 from tests.security.conftest import EMAIL, FILTERS
 from tests.surfaces.conftest import Scripted
 

@@ -17,7 +17,7 @@ import pytest
 from filters.base import FilterContext
 from filters.denylist import Denylist
 from filters.pii import Pii
-from tests.proxy.conftest import ProxyFactory
+from tests.loopback import ProxyFactory
 from tests.security.conftest import data_events, streamed
 from tests.surfaces.conftest import Scripted, sse
 
