@@ -13,7 +13,8 @@ folders on lower lines only, never from a folder on its own line or above
     judge, upstream   the filter chain and the stream judge; the HTTP/1.1 client to the model server
     measure           the timeline (the one clock) and what derives from it: metrics, traces, logs
     surfaces          one adapter per API surface: where its text is, how it says no
-    config, formats   the config; JSON, gzip, server-sent events and the error body
+    config            the config: its schema and checks, the routes, the built-in default
+    formats           paths, JSON, gzip, server-sent events and the error body
 
 ``filters`` (beside this package) is the filter interface and the built-in
 filters; it imports nothing from here.

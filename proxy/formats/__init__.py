@@ -1,2 +1,2 @@
-"""What bodies and streams are made of: JSON read exactly and written in
-pieces, gzip and deflate, server-sent events, and the error body."""
+"""What requests, bodies and streams are made of: a path's canonical spelling, JSON
+read exactly and written in pieces, gzip and deflate, server-sent events, the error body."""

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from aiohttp import web
 from multidict import CIMultiDict
 
-from proxy.config.routes import origin_form
 from proxy.formats.json_pieces import EncodedDocument
+from proxy.formats.paths import origin_form
 from proxy.measure.timeline import Timeline
 from proxy.upstream.pool import BodyLengthMismatch, UpstreamPool
 from proxy.upstream.response import (

@@ -9,15 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.config.routes import (
-    ROUTE_LABELS,
-    RouteTable,
-    normalise_path,
-    origin_form,
-    parse_routes,
-    path_problem,
-)
+from proxy.config.routes import ROUTE_LABELS, RouteTable, parse_routes
 from proxy.config.schema import ConfigError, parse_config
+from proxy.formats.paths import normalise_path, origin_form, path_problem
 
 TABLE = RouteTable()
 
