@@ -31,7 +31,7 @@ from proxy.commands.evaluate.command import run as run_evaluate
 from proxy.commands.report.command import add_arguments as add_report_arguments
 from proxy.commands.report.command import run as run_report
 from proxy.config.schema import Config, ConfigError, load_config, parse_host_port
-from proxy.judge.chain import build_chains, build_filters
+from proxy.judge.build import build_chains, build_filters
 from proxy.server.serve import run_proxy
 from proxy.server.workers import run_worker
 from proxy.sim.model_server import MockSettings, main_mock

@@ -17,7 +17,8 @@ from pathlib import Path
 from filters.base import Filter
 from proxy.config.schema import MODES, Config, ConfigError, load_config
 from proxy.control.variants import Assigner
-from proxy.judge.chain import Built, Chain, build_chains, build_filters
+from proxy.judge.build import Built, build_chains, build_filters
+from proxy.judge.chain import Chain
 
 log = logging.getLogger("taxmeter.runtime")
 

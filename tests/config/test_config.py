@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from proxy.config.schema import Config, ConfigError, HostPort, load_config, parse_config
-from proxy.judge.chain import build_chains, build_filters
+from proxy.judge.build import build_chains, build_filters
 
 PLUGINS = "tests.judge.sample_filters"
 

@@ -31,7 +31,7 @@ from filters.semantic_guard import (
     segments,
 )
 from proxy.config.schema import parse_config
-from proxy.judge.chain import build_filters
+from proxy.judge.build import build_filters
 from tests.filters.helpers import make_ctx
 
 

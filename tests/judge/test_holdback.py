@@ -18,7 +18,7 @@ from filters.base import FilterContext
 from filters.pii import Pii
 from proxy.config.schema import parse_config
 from proxy.formats.sse import SseParser
-from proxy.judge.chain import build_chains, build_filters
+from proxy.judge.build import build_chains, build_filters
 from proxy.judge.holdback import tail_of
 from proxy.judge.stream_judge import StreamJudge
 from proxy.measure.timeline import Timeline

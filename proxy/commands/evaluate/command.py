@@ -40,7 +40,7 @@ from proxy.commands.evaluate.run import FirstFailures, Plan, Tally, close_filter
 from proxy.commands.evaluate.text import render
 from proxy.commands.report.stats import summarize
 from proxy.config.schema import Config, ConfigError, load_config
-from proxy.judge.chain import build_filters
+from proxy.judge.build import build_filters
 
 BUILTIN_DATASET = "datasets/prompts.jsonl"  # inside the proxy package
 BENIGN = "benign"

@@ -1,6 +1,6 @@
 """The measuring half of ``taxmeter evaluate``: labelled prompts through the real runner.
 
-Chains are built by :func:`proxy.judge.chain.build_chains` from variants made up
+Chains are built by :func:`proxy.judge.build.build_chains` from variants made up
 for the occasion, so every filter is bound exactly as the proxy binds it
 (timeout, ``on_error``, ``cpu_bound``) and called through
 :meth:`proxy.judge.chain.Chain.run`, which times each call on a
@@ -24,7 +24,8 @@ from dataclasses import dataclass, field, replace
 
 from filters.base import Stage
 from proxy.config.schema import Config, VariantSpec
-from proxy.judge.chain import BoundFilter, Built, Chain, StageResult, build_chains
+from proxy.judge.build import Built, build_chains
+from proxy.judge.chain import BoundFilter, Chain, StageResult
 from proxy.judge.offload import OFFLOAD
 from proxy.measure.timeline import NS_PER_S, Timeline
 

@@ -1,0 +1,105 @@
+"""Building the filter chains: each configured filter constructed once, a frozen chain per variant.
+
+Done when the config is loaded (and again on a reload), never per request;
+:mod:`proxy.judge.chain` runs what is built here.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from filters.base import STAGES, Filter, Stage
+from filters.registry import FilterLoadError, resolve_filter_class
+from proxy.config.filter_specs import stream_policy
+from proxy.config.schema import Config, ConfigError, FilterSpec, StreamPolicy
+from proxy.judge.chain import CHAIN_PARTS, BoundFilter, Chain
+
+
+class BuiltFilter(NamedTuple):
+    """One configured filter, constructed: its instance, stages and stream policy."""
+
+    instance: Filter
+    stages: tuple[Stage, ...]
+    stream: StreamPolicy
+
+
+Built = dict[str, BuiltFilter]
+
+
+def build_filters(config: Config) -> Built:
+    """Construct each configured filter once; ConfigError names a bad one."""
+    built: Built = {}
+    for i, spec in enumerate(config.filters):
+        built[spec.name] = _construct(f"filters[{i}]", spec)
+    return built
+
+
+def build_chains(config: Config, filters: Built) -> dict[str, Chain]:
+    """One frozen chain per variant, sharing the filter instances."""
+    chains: dict[str, Chain] = {}
+    for variant in config.variants:
+        parts: dict[str, list[BoundFilter]] = {k: [] for k in CHAIN_PARTS}
+        for spec in config.filters:
+            mode = variant.modes.get(spec.name, spec.mode)
+            if spec.name in variant.disable or mode == "off":
+                continue
+            instance, filter_stages, policy = filters[spec.name]
+            bound = BoundFilter(
+                spec.name,
+                mode,
+                spec.timeout_ms / 1000,
+                spec.on_error == "closed",
+                instance,
+                policy,
+                getattr(instance, "cpu_bound", False) is True,
+                _max_match_chars(instance),
+            )
+            # An observing filter changes nothing, so by default it runs after the
+            # response, where it costs the client nothing.
+            later = "later_" if mode == "observe" and not spec.observe_inline else ""
+            for stage in filter_stages:
+                if later:
+                    parts[f"later_{stage}"].append(bound)
+                elif stage == "input" and spec.parallel:
+                    parts["input_parallel"].append(bound)
+                else:
+                    parts[stage].append(bound)
+                if stage == "output" and spec.at_stream_end:
+                    parts[f"{later}stream_end"].append(bound)
+        chains[variant.name] = Chain(variant.name, parts)
+    return chains
+
+
+def _max_match_chars(instance: Filter) -> int:
+    declared = getattr(instance, "max_match_chars", 0)
+    return declared if isinstance(declared, int) and not isinstance(declared, bool) else 0
+
+
+def _construct(key: str, spec: FilterSpec) -> BuiltFilter:
+    try:
+        cls = resolve_filter_class(spec.type)
+    except FilterLoadError as exc:
+        raise ConfigError(f"{key}.type", f"filter {spec.name!r}: {exc}") from exc
+    supported: tuple[str, ...] = cls.stages
+    if spec.stages is None:
+        # Left out, a filter judges everything it can: a prompt, an answer and a stream.
+        stages = tuple(s for s in STAGES if s in supported)
+    else:
+        for stage in spec.stages:
+            if stage not in supported:
+                raise ConfigError(
+                    f"{key}.stages",
+                    f"filter {spec.name!r} does not support the {stage} stage "
+                    f"(it supports {', '.join(supported)})",
+                )
+        stages = spec.stages
+    try:
+        instance = cls(**spec.params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{key}.params", f"filter {spec.name!r}: {exc}") from exc
+    policy = spec.stream
+    defaults = getattr(cls, "stream_defaults", None)
+    if not spec.stream_given and defaults is not None:
+        # A filter too costly to call on every token says how often it runs by default.
+        policy = stream_policy(f"{key}.stream (the filter's stream_defaults)", defaults)
+    return BuiltFilter(instance, stages, policy)
