@@ -20,7 +20,9 @@ FILTERS = PROXY.parent / "filters"
 
 
 def layers(doc: str) -> list[set[str]]:
-    """The folders of each line of the docstring's order, top first."""
+    """The folders of each line of the docstring's order, top first (none: no order)."""
+    if "::\n" not in doc:
+        return []
     block = doc.split("::\n", 1)[1]
     out: list[set[str]] = []
     for line in block.splitlines():
@@ -75,7 +77,12 @@ def against_order(imports: Mapping[str, set[str]], order: list[set[str]]) -> lis
     for module, targets in sorted(imports.items()):
         for target in sorted(targets):
             here, there = folder(module), folder(target)
-            if here != there and not rank[there] > rank[here]:
+            if here == there:
+                continue
+            missing = [name for name in (here, there) if name not in rank]
+            if missing:
+                wrong.append(f"{module} imports {target}: {missing[0]} is in no line of the order")
+            elif not rank[there] > rank[here]:
                 wrong.append(f"{module} imports {target}: {there} is not below {here}")
     return wrong
 
@@ -148,6 +155,13 @@ def test_an_import_upwards_or_sideways_is_found() -> None:
 def test_a_circle_is_found_with_its_path() -> None:
     imports = {"p.a": {"p.b"}, "p.b": {"p.c"}, "p.c": {"p.a"}, "p.d": {"p.a"}}
     assert circles(imports) == [["p.a", "p.b", "p.c", "p.a"]]
+
+
+def test_a_folder_the_order_does_not_name_is_found() -> None:
+    imports = {"proxy.a.x": {"proxy.b.y"}}
+    assert against_order(imports, [{"a"}]) == [
+        "proxy.a.x imports proxy.b.y: b is in no line of the order"
+    ]
 
 
 def test_the_order_is_read_from_the_docstring() -> None:
