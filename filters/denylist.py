@@ -30,6 +30,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import replace
 
+import regex
+
 from filters.base import Edit, FilterContext, Verdict
 from filters.normal_text import (
     ASCII_VIEW,
@@ -148,6 +150,16 @@ class Denylist:
         self._redact = action == "redact"
         self._replacement = replacement
         self._case_sensitive = flags == 0
+        # The same patterns in an engine that can tell a match the text's end cut short.
+        self._partial: regex.Pattern[str] | None = None
+        if patterns:
+            try:
+                self._partial = regex.compile(
+                    "|".join(f"(?:{p})" for p in patterns),
+                    regex.V0 | (0 if self._case_sensitive else regex.IGNORECASE),
+                )
+            except regex.error:
+                self._partial = None  # a pattern only re reads: it holds nothing back
         folded = [w if self._case_sensitive else w.lower() for w in seen]
         # A stream's end that is the start of a word may become the word.
         self._openings = frozenset(w[:n] for w in folded for n in range(1, len(w)))
@@ -192,10 +204,27 @@ class Denylist:
         return views(text, fold=True) if self._normalize else (as_written(text),)
 
     def unsettled(self, text: str) -> int:
-        """The longest end of ``text`` that opens a word (in the view): it may still become one.
+        """The longest end of ``text`` that may still become a match (in the view).
 
-        Patterns report nothing: what a regex may still match is unknowable here.
+        For words, the end that opens one; for patterns, where a match begins
+        that the end of the text cuts short, or that reaches the end and might
+        go on (``sk-[a-z0-9]{20,}``).
         """
+        return max(self._opening_tail(text), self._pattern_tail(text))
+
+    def _pattern_tail(self, text: str) -> int:
+        if self._partial is None:
+            return 0
+        view = normal_text(text, fold=True) if self._normalize else as_written(text)
+        last = None
+        for match in self._partial.finditer(view.text, partial=True):
+            if match.end() > match.start():  # not the empty start of a match at the end
+                last = match
+        if last is None or (not last.partial and last.end() < len(view.text)):
+            return 0
+        return len(text) - view.span(last.start(), len(view.text))[0]
+
+    def _opening_tail(self, text: str) -> int:
         if not self._longest_opening:
             return 0
         # The view of the last few characters reads their end as the view of the
@@ -231,6 +260,11 @@ class Denylist:
                 start, end = view.span(*match.span())
                 spans.append((start, end))
                 labels.setdefault(start, self._label(match))
+        if unsettled:
+            # A match reaching into the tail may not be whole yet: decided later.
+            cut = len(ctx.text) - unsettled
+            spans = [(start, end) for start, end in spans if end <= cut]
+            labels = {start: label for start, label in labels.items() if start < cut}
         if not spans:
             return Verdict.allow(unsettled)
         matched = dict.fromkeys(labels[start] for start in sorted(labels))

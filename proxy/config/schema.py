@@ -116,7 +116,7 @@ class Config:
     # The built-in routes and the config's (see proxy.config.routes), matched once per request.
     routes: RouteTable = field(default_factory=RouteTable)
     # Routes no surface judges: forwarded as route "other" (pass), or 403 (block).
-    unjudged_routes: str = "pass"  # pass | block
+    unjudged_routes: str = "pass"  # pass | block | pass_all (see proxy.route_gate)
 
     def with_overrides(
         self,
@@ -183,7 +183,9 @@ def parse_config(raw: Any) -> Config:
     if "routes" in top:
         config = replace(config, routes=parse_routes(top["routes"]))
     if "unjudged_routes" in top:
-        policy = check_choice("unjudged_routes", top["unjudged_routes"], ("pass", "block"))
+        policy = check_choice(
+            "unjudged_routes", top["unjudged_routes"], ("pass", "block", "pass_all")
+        )
         config = replace(config, unjudged_routes=policy)
     if "stats_reservoir_size" in top:
         size = check_int("stats_reservoir_size", top["stats_reservoir_size"])

@@ -2,9 +2,13 @@
 
 Two refusals, each never forwarded: a path not in canonical form (400
 ``invalid_path``, in the error shape of the surface it would have been),
-and, with ``unjudged_routes: block``, a route no surface judges (403
-``unjudged_route``) unless it is a text-free read (:data:`TEXT_FREE_READS`).
-Routes forwarded unjudged are counted as route ``other``.
+and a route no surface judges (403 ``unjudged_route``): with
+``unjudged_routes: block`` every one but a text-free read
+(:data:`TEXT_FREE_READS`); with ``pass``, the default, only the routes of
+:data:`MODEL_ROUTES`, where real model servers take a prompt (or hand back a
+stored answer) in a shape no adapter reads, since forwarding them would let
+a prompt reach the model unjudged; ``pass_all`` forwards those too. Routes
+forwarded unjudged are counted as route ``other``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,24 @@ TEXT_FREE_READS: tuple[Rule, ...] = tuple(
     for pattern in (
         "/v1/models", "/models", "/v1/models/{model}",
         "/health", "/healthz", "/ready", "/version", "/metrics",
+    )
+)  # fmt: skip
+
+
+# Where known model servers take a prompt or return a stored answer in their own
+# shapes: refused unless `routes:` maps them to a surface or unjudged_routes is pass_all.
+MODEL_ROUTES: tuple[Rule, ...] = tuple(
+    compile_rule(pattern, "other", "none")
+    for pattern in (
+        "*/invocations",  # vLLM, SageMaker: chat or completions bodies
+        "*/completion", "*/infill", "*/embedding", "*/rerank", "*/reranking",  # llama.cpp
+        "*/generate", "*/generate_stream",  # TGI
+        "*/api/chat", "*/api/generate", "*/api/embed",  # Ollama's own API
+        "*/score", "*/classify", "*/pooling",  # vLLM's other models
+        "*/conversations", "*/conversations/{conversation_id}/items",  # stored items, both ways
+        "*/threads", "*/threads/{thread_id}/messages", "*/threads/runs",  # Assistants
+        "*/threads/{thread_id}/runs",
+        "*/batches",  # a batch's prompts, from an uploaded file
     )
 )  # fmt: skip
 
@@ -63,7 +85,19 @@ def gate(request: web.BaseRequest, table: RouteTable, unjudged: str) -> Gate:
             "no content filter judges this route, and unjudged_routes is block: it is not forwarded"
         )
         return Gate(label, None, False, Refusal(403, "unjudged_route", message, "blocked"))
+    if surface is None and unjudged == "pass" and _model_route(route.path):
+        message = (
+            "this route carries text a model reads in a shape no taxmeter adapter judges, so it"
+            " is not forwarded; use the server's OpenAI- or Anthropic-compatible route, map"
+            " this path to a surface with routes:, or set unjudged_routes: pass_all"
+        )
+        return Gate(label, None, False, Refusal(403, "unjudged_route", message, "blocked"))
     return Gate(label, surface, route.judge_answer)
+
+
+def _model_route(path: str) -> bool:
+    segments = [segment.lower() for segment in path_segments(path)]
+    return any(rule.fits(segments) for rule in MODEL_ROUTES)
 
 
 def _text_free(method: str, path: str) -> bool:
@@ -92,8 +126,13 @@ def describe(table: RouteTable, unjudged: str) -> list[str]:
     if unjudged == "block":
         reads = " ".join(rule.pattern for rule in TEXT_FREE_READS)
         lines.append(f"unjudged block (403 unjudged_route; GET and HEAD pass: {reads})")
+    elif unjudged == "pass":
+        lines.append(
+            'unjudged pass (forwarded unjudged, counted as route="other"; known model routes'
+            " no adapter judges get 403 unjudged_route)"
+        )
     else:
-        lines.append('unjudged pass (forwarded unjudged, counted as route="other")')
+        lines.append('unjudged pass_all (forwarded unjudged, counted as route="other")')
     return lines
 
 

@@ -297,8 +297,7 @@ async def test_unjudged_routes_pass_by_default_counted_as_other(
     start_proxy: ProxyFactory, recorder: Recorder
 ) -> None:
     proxy = await start_proxy(FILTERS, upstream=recorder.url)
-    thread_message = {"role": "user", "content": BLOCKED}
-    status, _ = await raw_exchange(proxy.url, "POST", "/v1/threads/t1/messages", thread_message)
+    status, _ = await raw_exchange(proxy.url, "POST", "/v1/vector_stores", {"name": BLOCKED})
     assert status == 200
     status, _ = await raw_exchange(proxy.url, "GET", "/v1/chat/completions")  # a list
     assert status == 200
@@ -407,4 +406,7 @@ async def test_serve_prints_the_judged_routes(config_file: Path) -> None:
     assert policy.startswith("taxmeter: unjudged block (403 unjudged_route; GET and HEAD pass:")
     assert "/v1/models/{model}" in policy
     default = [line async for line in serve_lines()]
-    assert 'taxmeter: unjudged pass (forwarded unjudged, counted as route="other")' in default
+    assert (
+        'taxmeter: unjudged pass (forwarded unjudged, counted as route="other"; known model'
+        " routes no adapter judges get 403 unjudged_route)"
+    ) in default

@@ -1,7 +1,9 @@
-"""Paths real model servers route to a model that the route gate lets through as ``other``.
+"""Paths real model servers route to a model, in shapes no adapter reads: refused.
 
 With the default ``unjudged_routes: pass`` an unjudged route is forwarded
-as it came. These paths take a prompt the model reads, in a shape a judged
+as it came, but not these (403 ``unjudged_route``, unless ``routes:`` maps
+one to a surface or ``unjudged_routes: pass_all`` forwards them). These
+paths take a prompt the model reads, in a shape a judged
 surface knows: vLLM's ``POST /invocations`` (the SageMaker entry point)
 serves a chat completions or completions body; llama.cpp's server takes
 ``prompt`` at ``/completion`` and ``/infill``; TGI's ``/generate`` and
@@ -31,11 +33,8 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "TGI /generate": ("/generate", {"inputs": SAY, "parameters": {}}),
 }  # fmt: skip
 
-OPEN = "open finding: not fixed in this change (see the review's findings)"
-
 
 @pytest.mark.parametrize("case", CASES)
-@pytest.mark.xfail(strict=True, reason=OPEN)
 async def test_a_prompt_on_a_model_route_of_a_known_server_is_not_forwarded_unjudged(
     start_proxy: ProxyFactory, scripted: Scripted, case: str
 ) -> None:
@@ -63,7 +62,6 @@ STORED: dict[str, Any] = {
 
 
 @pytest.mark.parametrize("path", STORED)
-@pytest.mark.xfail(strict=True, reason=OPEN)
 async def test_an_answer_read_back_through_another_route_is_judged(
     start_proxy: ProxyFactory, scripted: Scripted, path: str
 ) -> None:
@@ -73,3 +71,31 @@ async def test_an_answer_read_back_through_another_route_is_judged(
     async with aiohttp.ClientSession() as session, session.get(f"{proxy.url}{path}") as response:
         answer = await response.read()
     assert EMAIL.encode() not in answer
+
+
+async def test_pass_all_forwards_them_and_routes_can_judge_one(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    scripted.answer = {"content": "ok"}
+    proxy = await start_proxy({**FILTERS, "unjudged_routes": "pass_all"}, upstream=scripted.url)
+    status, _, _ = await post_json(f"{proxy.url}/generate", {"inputs": "hello"})
+    assert status == 200
+    assert len(scripted.bodies) == 1
+    mapped = {**FILTERS, "routes": {"/invocations": "chat_completions"}}
+    proxy = await start_proxy(mapped, upstream=scripted.url)
+    path, body = CASES["vLLM /invocations, a chat body"]
+    status, _, answer = await post_json(f"{proxy.url}{path}", body)
+    assert status == 400  # judged as chat: the denylisted prompt is blocked
+    assert b"content_filter" in answer
+    assert len(scripted.bodies) == 1
+
+
+async def test_a_refused_model_route_says_what_to_do(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    status, _, answer = await post_json(f"{proxy.url}/api/chat", {"model": "m", "messages": []})
+    assert status == 403
+    assert b"unjudged_route" in answer
+    assert b"routes:" in answer
+    assert scripted.bodies == []
