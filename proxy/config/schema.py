@@ -116,7 +116,7 @@ class Config:
     # The built-in routes and the config's (see proxy.config.routes), matched once per request.
     routes: RouteTable = field(default_factory=RouteTable)
     # Routes no surface judges: forwarded as route "other" (pass), or 403 (block).
-    unjudged_routes: str = "pass"  # pass | block | pass_all (see proxy.route_gate)
+    unjudged_routes: str = "pass"  # pass | block | pass_all (see proxy.exchange.route_gate)
 
     def with_overrides(
         self,
