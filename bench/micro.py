@@ -26,6 +26,7 @@ from filters.denylist import Denylist
 from filters.max_length import MaxLength
 from filters.pii import Pii
 from proxy.config.schema import Config
+from proxy.judge.cpu_time import cpu_timed
 from proxy.measure.metrics import Metrics
 from proxy.measure.stats import Stats
 from proxy.measure.timeline import Timeline
@@ -122,6 +123,23 @@ def filter_cases(sizes: dict[str, str]) -> dict[str, Callable[[], object]]:
     return cases
 
 
+class _CpuCounter:
+    cpu_ns = 0
+
+
+def cpu_clock_cases() -> dict[str, Callable[[], object]]:
+    """A cheap check, bare and with its CPU measured: the difference is what measuring costs."""
+    instance = MaxLength(max_chars=100_000)
+    ctx = FilterContext("input", "hello", None, "chat_completions", "req-bench")
+    counter = _CpuCounter()
+    return {
+        "max_length check(), bare": partial(_check, instance, ctx),
+        "max_length check(), its CPU measured (cpu_timed)": lambda: run_sync(
+            cpu_timed(instance.check(ctx), counter)
+        ),
+    }
+
+
 def measure(case: Callable[[], object], repeats: int, target_s: float) -> tuple[float, float]:
     """(median, min) µs per call."""
     timer = timeit.Timer(case)
@@ -149,6 +167,7 @@ def main() -> None:
         ),
         "Timeline to export, streamed, no filters": export_cases(0, True),
         "Built-in filters (one check() call, input stage)": filter_cases(sizes),
+        "Measuring a filter's CPU (taxmeter_filter_cpu_seconds)": cpu_clock_cases(),
     }
     lines = ["### Microbenchmarks", "",
              f"timeit, median (min) of {repeats} samples of ~{target_s:g} s each, µs per call; "

@@ -33,7 +33,9 @@ from dataclasses import dataclass
 
 from filters.base import Edit, Filter, FilterContext, Stage, Verdict, apply_edits
 from proxy.config.schema import StreamPolicy
+from proxy.judge.cpu_time import cpu_timed
 from proxy.judge.offload import OFFLOAD
+from proxy.measure.marks import FilterCall
 from proxy.measure.timeline import Timeline
 
 log = logging.getLogger("taxmeter.chain")
@@ -134,7 +136,9 @@ class Chain:
                 stage, SEGMENT_SEPARATOR.join(segments), body, route, request_id, self.variant
             )
             call = timeline.start_filter(bound.name, stage, bound.mode, critical)
-            verdict, action, per_segment = await _call(bound, ctx, len(segments) > 1, segments)
+            verdict, action, per_segment = await _call(
+                bound, ctx, call, len(segments) > 1, segments
+            )
             timeline.end_filter(call, action)
             decision = _decide(bound, action, verdict)
             if decision.blocks:
@@ -160,7 +164,7 @@ class Chain:
         """One timed call of one filter on one text (the stream stage's unit of work)."""
         ctx = FilterContext(stage, text, body, route, request_id, self.variant, partial)
         call = timeline.start_filter(bound.name, stage, bound.mode, critical)
-        verdict, action, _ = await _call(bound, ctx, False, [])
+        verdict, action, _ = await _call(bound, ctx, call, False, [])
         timeline.end_filter(call, action)
         return _decide(bound, action, verdict)
 
@@ -182,20 +186,20 @@ def _decide(bound: BoundFilter, action: str, verdict: Verdict | None) -> Decisio
 
 
 async def _call(
-    bound: BoundFilter, ctx: FilterContext, split: bool, segments: list[str]
+    bound: BoundFilter, ctx: FilterContext, call: FilterCall, split: bool, segments: list[str]
 ) -> tuple[Verdict | None, str, list[str] | None]:
     """Run one filter under its timeout; (verdict, action, redacted segments)."""
     deadline = asyncio.timeout(bound.timeout_s)
     per_segment: list[str] | None = None
     try:
         async with deadline:
-            verdict = await _check(bound, ctx)
+            verdict = await _check(bound, ctx, call)
             _check_verdict(verdict)
             if verdict.action == "redact" and split and bound.mode == "enforce":
                 if verdict.edits:
                     per_segment = place_edits(ctx.text, segments, verdict)
                 else:
-                    per_segment, verdict = await _redact_each(bound, ctx, segments, verdict)
+                    per_segment, verdict = await _redact_each(bound, ctx, call, segments, verdict)
     except TimeoutError:
         if deadline.expired():
             return None, "timeout", None
@@ -207,10 +211,13 @@ async def _call(
     return verdict, verdict.action, per_segment
 
 
-async def _check(bound: BoundFilter, ctx: FilterContext) -> Verdict:
+async def _check(bound: BoundFilter, ctx: FilterContext, call: FilterCall) -> Verdict:
+    """One check of the filter, its CPU added to ``call`` (see proxy.judge.cpu_time)."""
     if bound.cpu_bound:
-        return await OFFLOAD.check(bound.instance, ctx)
-    return await bound.instance.check(ctx)
+        verdict, cpu_ns = await OFFLOAD.check(bound.instance, ctx)
+        call.cpu_ns += cpu_ns
+        return verdict
+    return await cpu_timed(bound.instance.check(ctx), call)
 
 
 def place_edits(joined: str, segments: list[str], verdict: Verdict) -> list[str]:
@@ -256,7 +263,7 @@ def place_edits(joined: str, segments: list[str], verdict: Verdict) -> list[str]
 
 
 async def _redact_each(
-    bound: BoundFilter, ctx: FilterContext, segments: list[str], verdict: Verdict
+    bound: BoundFilter, ctx: FilterContext, call: FilterCall, segments: list[str], verdict: Verdict
 ) -> tuple[list[str] | None, Verdict]:
     """Ask again per segment; a block when the redaction cannot be placed that way."""
     redacted: list[str] = []
@@ -264,6 +271,7 @@ async def _redact_each(
         again = await _check(
             bound,
             FilterContext(ctx.stage, segment, ctx.body, ctx.route, ctx.request_id, ctx.variant),
+            call,
         )
         _check_verdict(again)
         if again.action == "block":

@@ -19,6 +19,7 @@ import asyncio
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from time import thread_time_ns
 
 from filters.base import Filter, FilterContext, Verdict
 
@@ -41,10 +42,13 @@ class ThreadOffload:
                 self._loops.append(loop)
         return loop
 
-    def _call(self, instance: Filter, ctx: FilterContext) -> Verdict:
-        return self._thread_loop().run_until_complete(instance.check(ctx))
+    def _call(self, instance: Filter, ctx: FilterContext) -> tuple[Verdict, int]:
+        started = thread_time_ns()  # this worker thread runs only this call meanwhile
+        verdict = self._thread_loop().run_until_complete(instance.check(ctx))
+        return verdict, thread_time_ns() - started
 
-    async def check(self, instance: Filter, ctx: FilterContext) -> Verdict:
+    async def check(self, instance: Filter, ctx: FilterContext) -> tuple[Verdict, int]:
+        """The filter's verdict, and the CPU its call used on the worker thread."""
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="taxmeter-filter")
         return await asyncio.get_running_loop().run_in_executor(

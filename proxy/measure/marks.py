@@ -16,7 +16,7 @@ from proxy.measure.loop_watch import LOOP_WATCH
 class FilterCall:
     """One timed call of one filter: stage, name, mode, start/end and action."""
 
-    __slots__ = ("action", "critical", "end_ns", "filter", "mode", "stage", "start_ns")
+    __slots__ = ("action", "cpu_ns", "critical", "end_ns", "filter", "mode", "stage", "start_ns")
 
     def __init__(self, filter_name: str, stage: Stage, mode: str, critical: bool) -> None:
         self.filter = filter_name
@@ -24,6 +24,7 @@ class FilterCall:
         self.mode = mode
         self.critical = critical
         self.action = "allow"
+        self.cpu_ns = 0  # the filter's own code, on its thread's CPU clock
         self.start_ns = perf_counter_ns()
         self.end_ns = self.start_ns
 

@@ -81,6 +81,12 @@ class Metrics:
             "Time in one filter at one stage for one request, summed over its calls.",
             ("filter", "stage", "variant"),
         )
+        self.filter_cpu = histogram(
+            "taxmeter_filter_cpu_seconds",
+            "CPU time one filter's own code used at one stage for one request, summed over"
+            " its calls (its coroutine's steps on the thread's CPU clock, or its worker's).",
+            ("filter", "stage", "variant"),
+        )
         self.decisions = Counter(
             "taxmeter_filter_decisions",
             "Filter verdicts; mode=observe counts what the filter would have done.",
@@ -195,6 +201,8 @@ class Metrics:
             self._child(self.filter_duration, filter_name, stage, variant).observe(
                 seconds, exemplar
             )
+        for (filter_name, stage), seconds in figures.filter_cpu.items():
+            self._child(self.filter_cpu, filter_name, stage, variant).observe(seconds)
         for call in calls:
             self._child(self.decisions, call.filter, call.stage, call.mode, call.action).inc()
         for filter_name, seconds in figures.holdback.items():

@@ -38,6 +38,7 @@ class Breakdown:
     filter_critical: float
     overhead: float
     filters: dict[tuple[str, Stage], float]  # per (filter, stage), summed over calls
+    filter_cpu: dict[tuple[str, Stage], float]  # the same calls' CPU (proxy.judge.cpu_time)
     holdback: dict[str, float]  # per stream filter: mean wait of a piece of text
     ttft: float | None
     upstream_ttft: float | None
@@ -115,9 +116,11 @@ class Timeline(Marks):
         tax = total - upstream
         filter_critical = min(self.filter_critical_ns(streamed), tax)
         per_filter: dict[tuple[str, Stage], float] = {}
+        filter_cpu: dict[tuple[str, Stage], float] = {}
         for call in self.filter_calls:
             key = (call.filter, call.stage)
             per_filter[key] = per_filter.get(key, 0.0) + call.duration_ns / NS_PER_S
+            filter_cpu[key] = filter_cpu.get(key, 0.0) + call.cpu_ns / NS_PER_S
         ttft = upstream_ttft = None
         if streamed:
             client_first = self.client_first_content_ns or self.client_first_byte_ns
@@ -136,6 +139,7 @@ class Timeline(Marks):
             filter_critical=filter_critical / NS_PER_S,
             overhead=overhead / NS_PER_S,
             filters=per_filter,
+            filter_cpu=filter_cpu,
             holdback={f: s / n / NS_PER_S for f, (s, n) in self.holdback_ns.items() if n},
             ttft=ttft,
             upstream_ttft=upstream_ttft,
