@@ -212,10 +212,12 @@ class Denylist:
         """
         return max(self._opening_tail(text), self._pattern_tail(text))
 
-    def _pattern_tail(self, text: str) -> int:
+    def _pattern_tail(self, text: str, view: NormalText | None = None) -> int:
+        """``view``: the text's view, when the caller has it already."""
         if self._partial is None:
             return 0
-        view = normal_text(text, fold=True) if self._normalize else as_written(text)
+        if view is None:
+            view = self._views(text)[0]
         last = None
         for match in self._partial.finditer(view.text, partial=True):
             if match.end() > match.start():  # not the empty start of a match at the end
@@ -242,10 +244,13 @@ class Denylist:
         return 0
 
     async def check(self, ctx: FilterContext) -> Verdict:
-        unsettled = self.unsettled(ctx.text) if ctx.partial else None
         if self._cannot_match(ctx.text):
-            return Verdict.allow(unsettled)
+            return Verdict.allow(self.unsettled(ctx.text) if ctx.partial else None)
         seen = self._views(ctx.text)
+        unsettled = None
+        if ctx.partial:  # the view matched is the one the pattern tail reads: made once
+            text = ctx.text
+            unsettled = max(self._opening_tail(text), self._pattern_tail(text, seen[0]))
         if not self._redact:
             for view in seen:
                 match = self._regex.search(view.text)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from proxy.surfaces.base import Prompt, TextRef
+from proxy.surfaces.base import Prompt, TextRef, content_at
 
 # Keys of a block that are never text a model or client reads as prose.
 _NOT_TEXT = frozenset(
@@ -37,19 +37,7 @@ MAX_DEPTH = 32
 
 def content_texts(holder: dict[str, Any], key: str, found: Prompt, depth: int = 0) -> None:
     """The texts of ``holder[key]``: a string or a list of blocks."""
-    value = holder.get(key)
-    if isinstance(value, str):
-        found.texts.append(TextRef(holder, key))
-    elif isinstance(value, list):
-        for i, block in enumerate(value):
-            if isinstance(block, str):
-                found.texts.append(TextRef(value, i))
-            else:
-                block_texts(block, found, depth)
-    elif isinstance(value, dict):
-        block_texts(value, found, depth)
-    elif value is not None:
-        found.uninspected.append("other")
+    content_at(holder, key, found, lambda block: block_texts(block, found, depth))
 
 
 def block_texts(block: Any, found: Prompt, depth: int = 0) -> None:

@@ -224,3 +224,23 @@ UNINSPECTED_KINDS = {
 def part_kind(part: Any) -> str:
     kind = part.get("type") if isinstance(part, dict) else None
     return UNINSPECTED_KINDS.get(kind, "other") if isinstance(kind, str) else "other"
+
+
+def content_at(
+    holder: dict[str, Any], key: str, found: Prompt, part: Callable[[Any], None]
+) -> None:
+    """The texts of ``holder[key]`` as both APIs give content: a string, a list of
+    strings and parts, or one part; ``part`` reads a part's own texts."""
+    value = holder.get(key)
+    if isinstance(value, str):
+        found.texts.append(TextRef(holder, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if isinstance(item, str):
+                found.texts.append(TextRef(value, i))
+            else:
+                part(item)
+    elif isinstance(value, dict):
+        part(value)
+    elif value is not None:
+        found.uninspected.append("other")

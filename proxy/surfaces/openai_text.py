@@ -13,26 +13,14 @@ import json
 import re
 from typing import Any
 
-from proxy.surfaces.base import Prompt, TextRef, part_kind
+from proxy.surfaces.base import Prompt, TextRef, content_at, part_kind
 
 TEXT_KEYS = ("text", "refusal")
 
 
 def content_texts(holder: dict[str, Any], key: str, prompt: Prompt) -> None:
     """The texts of ``holder[key]``, a content value of any shape."""
-    value = holder.get(key)
-    if isinstance(value, str):
-        prompt.texts.append(TextRef(holder, key))
-    elif isinstance(value, list):
-        for i, part in enumerate(value):
-            if isinstance(part, str):
-                prompt.texts.append(TextRef(value, i))
-            else:
-                part_texts(part, prompt)
-    elif isinstance(value, dict):
-        part_texts(value, prompt)
-    elif value is not None:
-        prompt.uninspected.append("other")
+    content_at(holder, key, prompt, lambda part: part_texts(part, prompt))
 
 
 def part_texts(part: Any, prompt: Prompt) -> None:
