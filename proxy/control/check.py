@@ -36,6 +36,8 @@ from proxy.formats.json_exact import TooDeep, dumps, parse
 from proxy.judge.trial import FilterTrial, Trial, run_trial, untried
 from proxy.surfaces import surface_for
 
+# What a filter reads as a check's request id (FilterContext.request_id).
+CHECK_REQUEST_ID = "admin-check"
 # Checks run on the proxy's event loop, beside its traffic: a CI job that
 # sends a burst of them is held to a few at a time (429 beyond).
 MAX_CONCURRENT_CHECKS = 4
@@ -79,7 +81,14 @@ async def run_check(snapshot: Snapshot, ask: CheckAsk) -> dict[str, Any]:
     chain = snapshot.chains[ask.variant]
     head = {"variant": ask.variant, "stage": ask.stage, "route": ask.route}
     if ask.text is not None:
-        trial = await run_trial(chain, ask.stage, [ask.text], route=ask.route, every=ask.every)
+        trial = await run_trial(
+            chain,
+            ask.stage,
+            [ask.text],
+            route=ask.route,
+            request_id=CHECK_REQUEST_ID,
+            every=ask.every,
+        )
         text = None if trial.blocked else trial.segments[0]
         return {**head, **_outcome(trial), "text": text}
     surface = surface_for(ask.route)
@@ -104,7 +113,13 @@ async def run_check(snapshot: Snapshot, ask: CheckAsk) -> dict[str, Any]:
         return {**head, "verdict": verdict, "filters": filters, "request": None,
                 "uninspected": uninspected}  # fmt: skip
     trial = await run_trial(
-        chain, ask.stage, [ref.get() for ref in refs], body=body, route=ask.route, every=ask.every
+        chain,
+        ask.stage,
+        [ref.get() for ref in refs],
+        body=body,
+        route=ask.route,
+        request_id=CHECK_REQUEST_ID,
+        every=ask.every,
     )
     outcome = _outcome(trial)
     if refusal is not None:
