@@ -9,6 +9,7 @@ constant time), else 401. Errors have the OpenAI error shape.
     GET   /admin/variants           {NAME: {"weight": w, "disable": [...], "modes": {...}}}
     PUT   /admin/variants           {NAME: {"weight": w}, ...} (weights of configured variants)
     POST  /admin/reload             re-read the config file; a bad file changes nothing
+    POST  /admin/check              a text or request through the live filters (proxy.control.check)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import orjson
 from aiohttp import web
 
 from proxy.config.schema import ConfigError
+from proxy.control.check import check_handler
 from proxy.control.runtime import Runtime
 from proxy.formats.errors import error_body
 
@@ -136,4 +138,5 @@ def build_admin_app(
     app.router.add_get("/admin/variants", get_variants)
     app.router.add_put("/admin/variants", put_variants)
     app.router.add_post("/admin/reload", reload)
+    app.router.add_post("/admin/check", check_handler(runtime))
     return app

@@ -28,19 +28,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
-from filters.base import Edit, Filter, FilterContext, Stage, Verdict, apply_edits
+from filters.base import Filter, FilterContext, Stage, Verdict
 from proxy.config.schema import StreamPolicy
 from proxy.judge.cpu_time import cpu_timed
 from proxy.judge.offload import OFFLOAD
+from proxy.judge.segments import SEGMENT_SEPARATOR, place_edits
 from proxy.measure.marks import FilterCall
 from proxy.measure.timeline import Timeline
 
 log = logging.getLogger("taxmeter.chain")
-
-SEGMENT_SEPARATOR = "\n\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +77,16 @@ class Decision:
     reason: str | None = None
     text: str | None = None  # the redacted text, when an enforcing filter redacted
     unsettled: int | None = None  # stream stage: the tail that may still become a match
+
+
+@dataclass(frozen=True, slots=True)
+class Called:
+    """One filter's call on a stage's texts, all of it (:meth:`Chain.call`)."""
+
+    call: FilterCall  # its timing, CPU and action, on the timeline it ran on
+    verdict: Verdict | None  # as the filter gave it (an observer's too); None: error, timeout
+    decision: Decision  # what it means for the request
+    segments: list[str]  # the texts the next filter sees
 
 
 CHAIN_PARTS = (
@@ -132,21 +140,46 @@ class Chain:
         """Run ``filters`` one after another; the first enforcing block ends the run."""
         changed = False
         for bound in filters:
-            ctx = FilterContext(
-                stage, SEGMENT_SEPARATOR.join(segments), body, route, request_id, self.variant
+            called = await self.call(
+                bound,
+                stage,
+                segments,
+                body=body,
+                route=route,
+                request_id=request_id,
+                timeline=timeline,
+                critical=critical,
             )
-            call = timeline.start_filter(bound.name, stage, bound.mode, critical)
-            verdict, action, per_segment = await _call(
-                bound, ctx, call, len(segments) > 1, segments
-            )
-            timeline.end_filter(call, action)
-            decision = _decide(bound, action, verdict)
-            if decision.blocks:
-                return StageResult(True, segments, changed, decision.reason, bound.name)
-            if decision.text is not None:
-                segments = per_segment if per_segment is not None else [decision.text]
+            if called.decision.blocks:
+                return StageResult(True, segments, changed, called.decision.reason, bound.name)
+            if called.decision.text is not None:
+                segments = called.segments
                 changed = True
         return StageResult(False, segments, changed)
+
+    async def call(
+        self,
+        bound: BoundFilter,
+        stage: Stage,
+        segments: list[str],
+        *,
+        body: object,
+        route: str,
+        request_id: str,
+        timeline: Timeline,
+        critical: bool = True,
+    ) -> Called:
+        """One timed call of one filter on a stage's texts: one step of :meth:`run`."""
+        ctx = FilterContext(
+            stage, SEGMENT_SEPARATOR.join(segments), body, route, request_id, self.variant
+        )
+        call = timeline.start_filter(bound.name, stage, bound.mode, critical)
+        verdict, action, per_segment = await _call(bound, ctx, call, len(segments) > 1, segments)
+        timeline.end_filter(call, action)
+        decision = _decide(bound, action, verdict)
+        if decision.text is not None:
+            segments = per_segment if per_segment is not None else [decision.text]
+        return Called(call, verdict, decision, segments)
 
     async def judge(
         self,
@@ -218,48 +251,6 @@ async def _check(bound: BoundFilter, ctx: FilterContext, call: FilterCall) -> Ve
         call.cpu_ns += cpu_ns
         return verdict
     return await cpu_timed(bound.instance.check(ctx), call)
-
-
-def place_edits(joined: str, segments: list[str], verdict: Verdict) -> list[str]:
-    """Each segment with the part of every edit that lies in it replaced.
-
-    ``joined`` is the segments joined by SEGMENT_SEPARATOR, the text the
-    edits were made on. An edit over two segments replaces its part in each
-    (a separator between them is not the client's text); one that lies only
-    on a separator has nothing to replace.
-    """
-    edits = verdict.edits
-    last = 0
-    for edit in edits:
-        if not last <= edit.start <= edit.end <= len(joined):
-            raise ValueError("a redaction's edits are out of order or out of the text")
-        last = edit.end
-    if apply_edits(joined, edits) != verdict.text:
-        raise ValueError("a redaction's edits do not give its text")
-    starts: list[int] = []
-    ends: list[int] = []
-    at = 0
-    for segment in segments:
-        starts.append(at)
-        ends.append(at + len(segment))
-        at += len(segment) + len(SEGMENT_SEPARATOR)
-    local: list[list[Edit]] = [[] for _ in segments]
-    for edit in edits:
-        if edit.start == edit.end:  # an insertion goes into the segment it is in, if any
-            i = bisect_left(ends, edit.start)
-            if i < len(segments) and starts[i] <= edit.start:
-                local[i].append(Edit(edit.start - starts[i], edit.end - starts[i], edit.text))
-            continue
-        i = bisect_right(ends, edit.start)  # the first segment that ends after it starts
-        while i < len(segments) and starts[i] < edit.end:
-            start, end = max(edit.start, starts[i]), min(edit.end, ends[i])
-            if start < end:
-                local[i].append(Edit(start - starts[i], end - starts[i], edit.text))
-            i += 1
-    return [
-        apply_edits(segment, mine) if mine else segment
-        for segment, mine in zip(segments, local, strict=True)
-    ]
 
 
 async def _redact_each(

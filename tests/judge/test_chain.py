@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from filters.base import Edit, Verdict
-from proxy.judge.chain import SEGMENT_SEPARATOR, place_edits
+from proxy.judge.segments import SEGMENT_SEPARATOR, place_edits
 from tests.loopback import ProxyFactory, RunningProxy, echoed_body, post_json
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "echo: hello"}]}
