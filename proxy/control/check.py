@@ -23,6 +23,7 @@ on the proxy's listener it would be an oracle to tune prompts against.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -56,21 +57,26 @@ def check_handler(runtime: Runtime) -> Callable[[web.Request], Awaitable[web.Res
                 )
             )
         running += 1
-        snapshot = runtime.acquire()  # this check's filters, to its end
         try:
-            raw = await _read_bounded(request, snapshot.config.max_body_bytes)
+            config = runtime.config
+            raw = await _read_bounded(request, config.max_body_bytes, config.client_body_timeout_s)
             try:
                 document = parse(raw)
             except orjson.JSONDecodeError:
                 raise CheckError(400, "invalid_json", "the body is not valid JSON") from None
-            answer = await run_check(snapshot, read_ask(document, snapshot.config))
+            # This check's filters, to its end; taken once the body is in, as a
+            # request takes them, so a slow upload keeps no replaced filters open.
+            snapshot = runtime.acquire()
+            try:
+                answer = await run_check(snapshot, read_ask(document, snapshot.config))
+            finally:
+                runtime.release(snapshot)
             return web.Response(body=dumps(answer), content_type="application/json")
         except CheckError as exc:
             return _error(exc)
         except TooDeep as exc:
             return _error(CheckError(400, "invalid_body", str(exc)))
         finally:
-            runtime.release(snapshot)
             running -= 1
 
     return check
@@ -152,25 +158,37 @@ def _filter(trial: FilterTrial) -> dict[str, Any]:
     }
 
 
-async def _read_bounded(request: web.Request, limit: int) -> bytes:
-    """The body, refused past ``limit`` bytes before more of it is read."""
+async def _read_bounded(request: web.Request, limit: int, silence_s: float) -> bytes:
+    """The body, refused past ``limit`` bytes before more of it is read, and cut
+    after ``silence_s`` without a byte (client_body_timeout_s, as for a request):
+    a stalled upload would hold one of the few check slots for ever."""
     too_large = CheckError(
         413, "body_too_large", f"the body is over the maximum of {limit} bytes (max_body_bytes)"
     )
     if request.content_length is not None and request.content_length > limit:
         raise too_large
     data = bytearray()
-    async for chunk in request.content.iter_any():
+    while True:
+        try:
+            async with asyncio.timeout(silence_s):
+                chunk = await request.content.readany()
+        except TimeoutError:
+            message = f"the body stopped arriving for {silence_s:g} s (client_body_timeout_s)"
+            raise CheckError(408, "client_body_timeout", message) from None
+        if not chunk:
+            return bytes(data)
         data += chunk
         if len(data) > limit:
             raise too_large
-    return bytes(data)
 
 
 def _error(exc: CheckError) -> web.Response:
     error_type = "rate_limit_error" if exc.status == 429 else "invalid_request_error"
-    return web.Response(
+    response = web.Response(
         status=exc.status,
         body=error_body(str(exc), exc.code, error_type),
         content_type="application/json",
     )
+    if exc.status in (408, 413):
+        response.force_close()  # the rest of the body is not waited for
+    return response
