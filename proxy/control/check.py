@@ -24,6 +24,7 @@ on the proxy's listener it would be an oracle to tune prompts against.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -36,6 +37,8 @@ from proxy.formats.errors import error_body
 from proxy.formats.json_exact import TooDeep, dumps, parse
 from proxy.judge.trial import FilterTrial, Trial, run_trial, untried
 from proxy.surfaces import surface_for
+
+log = logging.getLogger("taxmeter.admin")
 
 # What a filter reads as a check's request id (FilterContext.request_id).
 CHECK_REQUEST_ID = "admin-check"
@@ -76,6 +79,13 @@ def check_handler(runtime: Runtime) -> Callable[[web.Request], Awaitable[web.Res
             return _error(exc)
         except TooDeep as exc:
             return _error(CheckError(400, "invalid_body", str(exc)))
+        except Exception:  # a bug (ours or a filter's): answered in JSON, as the proxy does
+            log.exception("internal error serving a check")
+            return web.Response(
+                status=500,
+                body=error_body("taxmeter failed to serve this check", "internal_error"),
+                content_type="application/json",
+            )
         finally:
             running -= 1
 
