@@ -142,7 +142,8 @@ def _any_block(block: dict[str, Any], found: Prompt, depth: int) -> None:
 
 
 def _nested(value: dict[str, Any], found: Prompt, depth: int) -> None:
-    if value.get("type") in _BINARY_SOURCES:
+    kind = value.get("type")  # any JSON value: a list or an object cannot be looked up
+    if isinstance(kind, str) and kind in _BINARY_SOURCES:
         found.uninspected.append("file")  # a source: base64 data, a URL, a file id
     else:
         block_texts(value, found, depth + 1)

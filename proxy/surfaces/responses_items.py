@@ -122,7 +122,13 @@ def _every_string(value: Any, prompt: Prompt) -> None:
 def unescape_arguments(item: dict[str, Any]) -> None:
     """A call's JSON arguments with their escapes written out, as the client reads them."""
     arguments = item.get("arguments")
-    if item.get("type") in _OUTPUT_FIELDS and isinstance(arguments, str) and "\\" in arguments:
+    kind = item.get("type")  # any JSON value: a list or an object cannot be looked up
+    if (
+        isinstance(kind, str)
+        and kind in _OUTPUT_FIELDS
+        and isinstance(arguments, str)
+        and "\\" in arguments
+    ):
         item["arguments"] = unescaped(arguments)
 
 
@@ -164,7 +170,7 @@ def output_places(item: dict[str, Any], whole: bool = True) -> list[Place]:
         for i, output in enumerate(_list(item.get("outputs"))):
             if isinstance(output, dict) and isinstance(output.get("logs"), str):
                 places.append(("logs", i, output, "logs"))
-    elif kind in _OUTPUT_FIELDS:
+    elif isinstance(kind, str) and kind in _OUTPUT_FIELDS:
         for place_kind, key in _OUTPUT_FIELDS[kind]:
             if isinstance(item.get(key), str):
                 places.append((place_kind, 0, item, key))
