@@ -10,11 +10,20 @@ import os
 
 from aiohttp import web
 
+from proxy.control.check import CHECK_REQUEST_ID
+
 
 def request_id(request: web.BaseRequest) -> str:
     given = request.headers.get("X-Request-Id")
     # Passed through only when it is a sane token; it is echoed in headers and logs.
-    if given and len(given) <= 128 and given.isascii() and given.isprintable():
+    # Never the admin check's id: filters' logs tell a check from traffic by it.
+    if (
+        given
+        and given != CHECK_REQUEST_ID
+        and len(given) <= 128
+        and given.isascii()
+        and given.isprintable()
+    ):
         return given
     # A random per-process prefix and a counter: unique, and cheaper than uuid4.
     return f"{_id_prefix}{next(_id_counter):020x}"
