@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
+import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,10 +22,13 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
+from aiohttp.test_utils import TestServer
+from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.control.canary_filters import Gate
 from tests.loopback import ProxyFactory, RunningProxy, post_json
+from tests.server.test_serve_cli import read_announcement
 from tests.surfaces.conftest import Scripted, scripted
 
 __all__ = ["scripted"]  # the scripted upstream, a fixture
@@ -62,7 +69,10 @@ async def scrape(proxy: RunningProxy) -> Samples:
         aiohttp.ClientSession() as session,
         session.get(f"{proxy.metrics_url}/metrics") as response,
     ):
-        text = await response.text()
+        return parse(await response.text())
+
+
+def parse(text: str) -> Samples:
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value
         for family in text_string_to_metric_families(text)
@@ -281,3 +291,54 @@ async def test_without_a_dataset_the_packaged_prompt_set_is_checked(
     assert {lb for lb in ("benign", "attack", "pii") if has_series(samples, label=lb)} == {
         "benign", "attack", "pii",
     }  # fmt: skip
+
+
+async def test_with_two_workers_each_runs_its_canary_and_the_counts_add_up(
+    model: TestServer, tmp_path: Path
+) -> None:
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    config = tmp_path / "taxmeter.yaml"
+    config.write_text(yaml.safe_dump(canary_config(tmp_path, filters=[DENY])))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "proxy", "serve", "--workers", "2", "--config", str(config),
+        "--upstream", str(model.make_url("")).rstrip("/"),
+        "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
+    )  # fmt: skip
+    try:
+        where = await read_announcement(process)
+        per_worker: list[Samples] = []
+        deadline = time.monotonic() + 10
+        while len(per_worker) < 2 or min(checks(w) for w in per_worker) < len(ITEMS):
+            assert time.monotonic() < deadline, "both workers' canaries did not get there"
+            await asyncio.sleep(0.1)
+            per_worker = [_one_worker(path, tmp_path) for path in metrics_dir.glob("counter_*.db")]
+            per_worker = [w for w in per_worker if checks(w) > 0]
+        async with aiohttp.ClientSession() as session, session.get(where["metrics"]) as response:
+            added = parse(await response.text())
+        # The supervisor's /metrics is the workers' sum (read after them: no fewer).
+        assert checks(added) >= sum(checks(w) for w in per_worker)
+        for worker in per_worker:
+            acts_alike(worker, "deny", "default", "attack", "block")
+        assert total(added, "taxmeter_requests_total") == 0
+        process.send_signal(signal.SIGTERM)  # each worker stops its canary and drains
+        assert await asyncio.wait_for(process.wait(), 40) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.stderr is not None
+    errors = (await process.stderr.read()).decode()
+    assert "Traceback" not in errors, errors
+
+
+def _one_worker(counter_file: Path, tmp_path: Path) -> Samples:
+    """One worker's counters: its file alone, read by prometheus-client's own collector."""
+    alone = tmp_path / f"alone-{counter_file.stem}"
+    alone.mkdir(exist_ok=True)
+    shutil.copy(counter_file, alone / counter_file.name)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(alone))  # type: ignore[no-untyped-call]
+    return parse(generate_latest(registry).decode())
