@@ -113,6 +113,31 @@ def rows() -> list[tuple[str, list[tuple[int, Panel]]]]:
                 [query(f"histogram_quantile(0.95, sum by (le, filter, variant) (rate(taxmeter_stream_holdback_seconds_bucket{{{FV}}}[$__rate_interval])))",
                        "{{filter}} {{variant}}")])),
         ]),
+        ("What each filter costs, beside what it catches (canaries)", [
+            (12, panel(
+                "table", "Tax beside catch and false positives",
+                "Per filter and variant: p99 time per request on live traffic (the larger of its stages), "
+                "and over the last hour of canaries (the config's canary section) the share of attack "
+                "canaries it blocked or redacted and the share of benign ones.",
+                [query(f'max by (filter, variant) (filter_stage_variant:taxmeter_filter_duration_seconds:quantile_rate1m{{quantile="0.99", {FV}}})', table=True),
+                 query(f"filter_variant:taxmeter_canary_catch:ratio_rate1h{{{FV}}}", table=True),
+                 query(f"filter_variant:taxmeter_canary_false_positive:ratio_rate1h{{{FV}}}", table=True)],
+                unit="percentunit",
+                transformations=[
+                    {"id": "merge", "options": {}},
+                    {"id": "organize", "options": {"excludeByName": {"Time": True}, "renameByName": {
+                        "Value #A": "tax p99", "Value #B": "catch rate", "Value #C": "false positives"}}},
+                ])
+             | {"fieldConfig": {"defaults": {"unit": "percentunit"}, "overrides": [
+                 {"matcher": {"id": "byName", "options": "tax p99"}, "properties": [{"id": "unit", "value": "s"}]}]}}),
+            (12, timeseries(
+                "Canary catch and false-positive rate",
+                "Over the last hour of canaries: the share of attack canaries each filter flagged (catch), "
+                "and of benign ones (false positives). Alerts: TaxmeterCanaryCatchRateDrop, TaxmeterCanaryFalsePositiveRise.",
+                [query(f"filter_variant:taxmeter_canary_catch:ratio_rate1h{{{FV}}}", "{{filter}} {{variant}} catch"),
+                 query(f"filter_variant:taxmeter_canary_false_positive:ratio_rate1h{{{FV}}}", "{{filter}} {{variant}} false positives")],
+                unit="percentunit")),
+        ]),
         ("Time to first token", [
             (12, timeseries(
                 "TTFT against upstream TTFT (p95)",

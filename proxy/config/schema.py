@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from proxy.config.canary import CanaryConfig, parse_canary
 from proxy.config.checks import SUPPORTED_STAGES as SUPPORTED_STAGES
 from proxy.config.checks import ConfigError as ConfigError
 from proxy.config.checks import (
@@ -47,6 +48,7 @@ TOP_KEYS = (
     "listen", "metrics_listen", "upstream", "filters", "variants", "assignment", "admin",
     "max_body_bytes", "max_concurrent_requests", "stats_reservoir_size", "telemetry",
     "uninspected", "routes", "unjudged_routes", *CLIENT_KEYS,
+    "canary",
 )  # fmt: skip
 TELEMETRY_KEYS = (
     "metrics", "trace_content", "access_log", "access_log_sample", "access_log_content",
@@ -117,6 +119,7 @@ class Config:
     routes: RouteTable = field(default_factory=RouteTable)
     # Routes no surface judges: forwarded as route "other" (pass), or 403 (block).
     unjudged_routes: str = "pass"  # pass | block | pass_all (see proxy.exchange.route_gate)
+    canary: CanaryConfig | None = None  # labelled checks of the live chains (proxy.control.canary)
 
     def with_overrides(
         self,
@@ -197,6 +200,8 @@ def parse_config(raw: Any) -> Config:
         config = replace(config, assignment=parse_assignment(top["assignment"]))
     if "admin" in top:
         config = replace(config, admin=parse_admin(top["admin"], parse_host_port))
+    if "canary" in top:
+        config = replace(config, canary=parse_canary(top["canary"]))
     filters = parse_filters(top.get("filters"))
     variants = _variants(top.get("variants"), {f.name for f in filters})
     return replace(config, filters=filters, variants=variants)

@@ -13,12 +13,14 @@ from prometheus_client import CollectorRegistry
 
 from proxy.config.schema import Config, ConfigError
 from proxy.control.admin import build_admin_app
+from proxy.control.canary import Canary
 from proxy.control.runtime import Runtime
 from proxy.exchange.handler import ProxyHandler
 from proxy.exchange.limits import REJECTIONS, Admission, Rejections
 from proxy.judge.observe import Observer
 from proxy.judge.offload import OFFLOAD
 from proxy.measure.access_log import AccessLog
+from proxy.measure.canary_metrics import CanaryMetrics
 from proxy.measure.heap import GcPauses
 from proxy.measure.loop_watch import LOOP_WATCH
 from proxy.measure.metrics import Metrics
@@ -91,6 +93,7 @@ def build_apps(
     handler = ProxyHandler(runtime, metrics, stats, observer, admission, tracing, access_log)
 
     gc_pauses = GcPauses(registry)
+    canary = Canary(runtime, CanaryMetrics(registry))
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         handler.upstream = UpstreamPool(upstream_url, config.upstream)
@@ -98,8 +101,10 @@ def build_apps(
         LOOP_WATCH.start(observe_lag)
         gc_pauses.start()
         readiness.ready = True
+        canary.start()
         yield
         readiness.ready = False
+        await canary.stop()  # before the filters it uses are closed
         LOOP_WATCH.stop(observe_lag)
         gc_pauses.stop()
         await handler.upstream.close()

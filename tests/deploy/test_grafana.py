@@ -73,3 +73,15 @@ def test_panels_do_not_overlap() -> None:
         assert not cells & taken, panel["title"]
         assert grid["x"] + grid["w"] <= 24
         taken |= cells
+
+
+def test_the_canary_row_shows_each_filters_tax_beside_its_catch() -> None:
+    panels = _dashboard()["panels"]
+    (table,) = [p for p in panels if p["title"] == "Tax beside catch and false positives"]
+    exprs = "\n".join(t["expr"] for t in table["targets"])
+    for recorded in (
+        "taxmeter_filter_duration_seconds:quantile_rate1m",
+        "filter_variant:taxmeter_canary_catch:ratio_rate1h",
+        "filter_variant:taxmeter_canary_false_positive:ratio_rate1h",
+    ):
+        assert recorded in exprs, recorded

@@ -32,7 +32,8 @@ from tests.deploy.manifests import DASHBOARD, RULE_FILES, alert_rules, recording
 from tests.deploy.promtool import prometheus_binary
 
 # Several filters at every stage, a filter that always times out (observed,
-# so it never changes an answer), two variants, and a 1 s upstream read timeout.
+# so it never changes an answer), two variants, a 1 s upstream read timeout, and
+# canaries.
 CONFIG: dict[str, Any] = yaml.safe_load("""
 upstream: {read_timeout_s: 1}
 filters:
@@ -46,6 +47,7 @@ filters:
 variants:
   default: {weight: 70}
   no_pii: {weight: 30, disable: [pii, pii_stream]}
+canary: {interval_s: 0.05}  # the packaged prompt set, fast enough to fill 1h windows
 """)
 DEADLINE_S = 45
 
