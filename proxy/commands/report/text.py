@@ -99,7 +99,7 @@ def _marginal(report: dict[str, Any], source: str) -> list[str]:
         f"marginal tax: baseline ({report['baseline']}) - without_<filter>, what each filter"
         " adds, ms; * the 95% CI excludes 0",
     ]
-    if source == "prometheus":
+    if source == "prometheus" and report["marginal"]:
         lines.append("  (filter CPU: its mean only, all routes; Prometheus has no per-request sum)")
     rows = []
     for m in report["marginal"]:
