@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from proxy.config.ablation import parse_ablation
 from proxy.config.canary import CanaryConfig, parse_canary
 from proxy.config.checks import SUPPORTED_STAGES as SUPPORTED_STAGES
 from proxy.config.checks import ConfigError as ConfigError
@@ -48,7 +49,7 @@ TOP_KEYS = (
     "listen", "metrics_listen", "upstream", "filters", "variants", "assignment", "admin",
     "max_body_bytes", "max_concurrent_requests", "stats_reservoir_size", "telemetry",
     "uninspected", "routes", "unjudged_routes", *CLIENT_KEYS,
-    "canary",
+    "canary", "ablation",
 )  # fmt: skip
 TELEMETRY_KEYS = (
     "metrics", "trace_content", "access_log", "access_log_sample", "access_log_content",
@@ -93,6 +94,7 @@ class VariantSpec:
     weight: float = 100.0
     disable: frozenset[str] = frozenset()
     modes: Mapping[str, str] = field(default_factory=dict)  # filter name -> mode override
+    ablates: str | None = None  # added by ablation: the one filter it disables
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +206,10 @@ def parse_config(raw: Any) -> Config:
         config = replace(config, canary=parse_canary(top["canary"]))
     filters = parse_filters(top.get("filters"))
     variants = _variants(top.get("variants"), {f.name for f in filters})
+    variants += tuple(
+        VariantSpec(a.variant, a.weight, frozenset({a.filter}), ablates=a.filter)
+        for a in parse_ablation(top.get("ablation"), filters, {v.name for v in variants})
+    )
     return replace(config, filters=filters, variants=variants)
 
 

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from proxy.config.routes import ROUTE_LABELS
 from proxy.config.schema import Config
+from proxy.measure.capability import Capability
 from proxy.measure.marks import FilterCall
 from proxy.measure.timeline import Breakdown
 
@@ -21,6 +22,9 @@ OUTCOMES = (
     "internal_error",
 )  # fmt: skip
 ACTIONS = ("allow", "block", "redact", "error", "timeout")
+# taxmeter_capability_events_total's events (see proxy.measure.capability): usage_known
+# counts the requests whose completion tokens are known, the per-request denominator.
+CAPABILITY_EVENTS = ("redacted", "content_filter", "usage_known")
 OVERHEAD_PARTS = ("ingress", "upstream_connect", "loop_wait", "egress", "proxy_work")
 
 # From 100 µs (what a regex filter costs) up to the ten minutes of a long generation.
@@ -133,6 +137,19 @@ class Metrics:
             ("route", "kind"),
             registry=registry,
         )
+        self.completion_tokens = Counter(
+            "taxmeter_completion_tokens",
+            "Completion (output) tokens of the answers, by their usage.",
+            rv,
+            registry=registry,
+        )
+        self.capability_events = Counter(
+            "taxmeter_capability_events",
+            "Requests an enforcing filter redacted (redacted), whose answer ended as filtered"
+            " (content_filter), or whose completion tokens are known (usage_known).",
+            (*rv, "event"),
+            registry=registry,
+        )
         self.observations_skipped = Counter(
             "taxmeter_observations_skipped",
             "Requests whose deferred observing filters did not run: too many were pending.",
@@ -159,6 +176,9 @@ class Metrics:
             for route in ROUTE_LABELS:
                 for outcome in OUTCOMES:
                     self.requests.labels(route, variant.name, outcome)
+                self.completion_tokens.labels(route, variant.name)
+                for event in CAPABILITY_EVENTS:
+                    self.capability_events.labels(route, variant.name, event)
 
     def uninspected_parts(self, route: str, kinds: list[str]) -> None:
         for kind in kinds:
@@ -176,11 +196,13 @@ class Metrics:
         figures: Breakdown,
         calls: list[FilterCall],
         exemplar: dict[str, str] | None = None,
+        capability: Capability | None = None,
     ) -> None:
         """Everything one finished request contributes to the metrics.
 
         ``exemplar`` (``{"trace_id": hex}`` of a sampled trace) goes on the
-        latency histograms, for OpenMetrics scrapes.
+        latency histograms, for OpenMetrics scrapes; ``capability``: what its
+        answer gave the client (None: not known).
         """
         series = self._route_series.get((route, variant))
         if series is None:
@@ -211,6 +233,19 @@ class Metrics:
             series.ttft.observe(figures.ttft, exemplar)
             series.upstream_ttft.observe(figures.upstream_ttft)
             series.ttft_tax.observe(max(0.0, figures.ttft - figures.upstream_ttft))
+        if capability is not None:
+            self._capability(route, variant, capability)
+
+    def _capability(self, route: str, variant: str, capability: Capability) -> None:
+        events = self.capability_events
+        if capability.redacted:
+            self._child(events, route, variant, "redacted").inc()
+        if capability.content_filter:
+            self._child(events, route, variant, "content_filter").inc()
+        if capability.completion_tokens is not None:
+            self._child(events, route, variant, "usage_known").inc()
+            tokens = self._child(self.completion_tokens, route, variant)
+            tokens.inc(capability.completion_tokens)
 
     def _child(self, metric: Any, *labels: str) -> Any:
         """A labelled child, looked up once: labels() is the costly part of a record."""

@@ -13,13 +13,23 @@ The JSON served at /stats (``STATS_VERSION`` 1)::
                                      "request_duration_seconds": [...],
                                      "latency_tax_seconds": [...],
                                      "ttft_seconds": [float | null, ...],
-                                     "ttft_tax_seconds": [float | null, ...]}}},
+                                     "ttft_tax_seconds": [float | null, ...],
+                                     "filter_cpu_seconds": [...],
+                                     "redacted": [bool, ...],
+                                     "content_filter": [bool, ...],
+                                     "completion_tokens": [int | null, ...]}},
+                         "ablates": FILTER | null}},
      "filters": {NAME: {"requests": n, "duration_seconds_sum": s,
                         "decisions": {ACTION: n}, "observed_decisions": {ACTION: n}}}}
 
 ``samples`` are oldest first, columns of equal length; ``requests`` counts
 every request since start; ``decisions`` counts enforcing calls by action,
 ``observed_decisions`` observing ones (what the filter would have done).
+``filter_cpu_seconds`` is a request's CPU in filters (every filter and stage);
+``redacted``, ``content_filter`` and ``completion_tokens`` are its capability
+record (:mod:`proxy.measure.capability`); ``ablates`` names the filter an
+ablation variant disables. These were added within version 1: a reader
+takes a missing column or key for "not recorded".
 
 With ``--workers N`` each worker keeps its own reservoir and the supervisor
 serves them merged (:func:`merge`): counts added up, each variant's samples
@@ -32,6 +42,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+from proxy.measure.capability import NOTHING, Capability
 from proxy.measure.marks import FilterCall
 from proxy.measure.timeline import Breakdown
 
@@ -43,6 +54,10 @@ COLUMNS = (
     "latency_tax_seconds",
     "ttft_seconds",
     "ttft_tax_seconds",
+    "filter_cpu_seconds",
+    "redacted",
+    "content_filter",
+    "completion_tokens",
 )
 _ACTIONS = ("allow", "block", "redact", "error", "timeout")
 
@@ -73,11 +88,16 @@ class Stats:
         outcome: str,
         figures: Breakdown,
         calls: list[FilterCall],
+        capability: Capability = NOTHING,
     ) -> None:
         ring = self._samples.get(variant)
         if ring is None:
             ring = self._samples[variant] = deque(maxlen=self.reservoir_size)
-        ring.append((route, outcome, figures.total, figures.tax, figures.ttft, figures.ttft_tax))
+        ring.append((
+            route, outcome, figures.total, figures.tax, figures.ttft, figures.ttft_tax,
+            sum(figures.filter_cpu.values()), capability.redacted, capability.content_filter,
+            capability.completion_tokens,
+        ))  # fmt: skip
         self._requests[variant] = self._requests.get(variant, 0) + 1
         seen: set[str] = set()
         for call in calls:
@@ -91,8 +111,12 @@ class Stats:
             target = counts.decisions if call.mode == "enforce" else counts.observed
             target[call.action] = target.get(call.action, 0) + 1
 
-    def snapshot(self, weights: dict[str, float]) -> dict[str, Any]:
-        """The /stats document; variants with a weight but no traffic are listed empty."""
+    def snapshot(
+        self, weights: dict[str, float], ablates: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """The /stats document; variants with a weight but no traffic are listed empty.
+
+        ``ablates``: ablation variant -> the filter it disables."""
         variants: dict[str, Any] = {}
         for name in dict.fromkeys([*weights, *self._samples]):
             rows = list(self._samples.get(name, ()))
@@ -103,6 +127,7 @@ class Stats:
                 "samples": {
                     col: list(values) for col, values in zip(COLUMNS, columns, strict=True)
                 },
+                "ablates": (ablates or {}).get(name),
             }
         filters = {
             name: {
@@ -128,11 +153,16 @@ def merge(documents: list[dict[str, Any]]) -> dict[str, Any]:
         for name, variant in document["variants"].items():
             total = variants.setdefault(name, {
                 "weight": variant["weight"], "requests": 0,
-                "samples": {col: [] for col in COLUMNS},
+                "samples": {col: [] for col in COLUMNS}, "ablates": variant.get("ablates"),
             })  # fmt: skip
             total["requests"] += variant["requests"]
+            samples = variant["samples"]
             for col in COLUMNS:
-                total["samples"][col] += variant["samples"][col]
+                # A worker of a release without the column: its rows say "not recorded".
+                column = samples.get(col)
+                if column is None:
+                    column = [None] * len(samples["route"])
+                total["samples"][col] += column
     filters: dict[str, Any] = {}
     for document in documents:
         for name, counts in document["filters"].items():

@@ -41,6 +41,11 @@ def variant_weights(config: Config) -> dict[str, float]:
     return {v.name: v.weight for v in config.variants}
 
 
+def ablated_filters(config: Config) -> dict[str, str]:
+    """Each ablation variant's disabled filter, for /stats (the report's marginal table)."""
+    return {v.name: v.ablates for v in config.variants if v.ablates is not None}
+
+
 @dataclass
 class Apps:
     proxy: web.Application
@@ -122,7 +127,7 @@ def build_apps(
     register_process_gauges(registry)
 
     async def stats_snapshot() -> dict[str, object]:
-        return stats.snapshot(variant_weights(runtime.config))
+        return stats.snapshot(variant_weights(runtime.config), ablated_filters(runtime.config))
 
     metrics_app = build_metrics_app(registry, readiness, stats_snapshot)
 

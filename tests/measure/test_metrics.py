@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.measure.heap import GcPauses, freeze_startup_heap
-from proxy.measure.metrics import OVERHEAD_PARTS
+from proxy.measure.metrics import CAPABILITY_EVENTS, OVERHEAD_PARTS
 from tests.loopback import ProxyFactory, post_json
 
 DESIGN_METRICS = {
@@ -29,6 +29,8 @@ DESIGN_METRICS = {
     "taxmeter_upstream_time_to_first_token_seconds": "histogram",
     "taxmeter_ttft_tax_seconds": "histogram",
     "taxmeter_inflight_requests": "gauge",
+    "taxmeter_completion_tokens": "counter",
+    "taxmeter_capability_events": "counter",
 }
 ROUTES = ("chat_completions", "completions", "embeddings", "responses", "messages", "other")
 CHAIN = {"filters": [{"name": "pii", "type": "pii"}]}
@@ -102,6 +104,7 @@ async def test_label_values_come_only_from_fixed_sets_and_config(
         "reason": {"concurrency", "client_connections", "header_timeout", "body_timeout"},
         "generation": {"0", "1", "2"},
         "part": set(OVERHEAD_PARTS),
+        "event": set(CAPABILITY_EVENTS),
     }
     text = await scrape(proxy.metrics_url)
     seen_routes = set()

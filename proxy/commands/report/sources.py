@@ -26,6 +26,8 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from proxy.commands.report import prometheus_whole
+from proxy.commands.report.capability import CAPABILITY_EVENTS, CapabilityFigures
 from proxy.commands.report.stats import Buckets
 
 METRICS = (
@@ -54,6 +56,10 @@ class VariantFigures:
     requests: int
     weight: float | None  # None: the source does not know it (Prometheus)
     metrics: Mapping[str, Figures]  # a metric without data is absent
+    ablates: str | None = None  # an ablation variant: the one filter it disables
+    # The CPU of all its filters: per request (proxy), or only their mean (Prometheus).
+    filter_cpu: list[float] | float | None = None
+    capability: CapabilityFigures | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,15 +120,41 @@ def read_proxy(base_url: str, routes: Collection[str] | None) -> Snapshot:
 def _proxy_variant(raw: dict[str, Any], routes: Collection[str] | None) -> VariantFigures:
     samples = raw["samples"]
     keep = [routes is None or route in routes for route in samples["route"]]
+
+    def column(name: str) -> list[Any] | None:
+        """The kept values of a column (None: this proxy does not record it)."""
+        values = samples.get(name)
+        if values is None:
+            return None
+        if len(values) != len(keep):
+            raise ValueError(f"column {name} has {len(values)} values, route has {len(keep)}")
+        return [v for v, kept in zip(values, keep, strict=True) if kept]
+
     metrics: dict[str, Figures] = {}
     for metric in METRICS:
-        column = samples[metric]
-        if len(column) != len(keep):
-            raise ValueError(f"column {metric} has {len(column)} values, route has {len(keep)}")
-        values = [float(v) for v, kept in zip(column, keep, strict=True) if kept and v is not None]
+        values = [float(v) for v in column(metric) or () if v is not None]
         if values:
             metrics[metric] = values
-    return VariantFigures(sum(keep), float(raw["weight"]), metrics)
+    cpu = column("filter_cpu_seconds")
+    outcomes = column("outcome") or []
+    flags = {event: column(event) for event in CAPABILITY_EVENTS if event != "blocked"}
+    tokens = column("completion_tokens")
+    capability = CapabilityFigures(
+        requests=len(outcomes),
+        counts={
+            "blocked": sum(o == "blocked" for o in outcomes),
+            **{e: None if v is None else sum(bool(x) for x in v) for e, v in flags.items()},
+        },
+        tokens=None if tokens is None else [float(t) for t in tokens if t is not None],
+    )
+    return VariantFigures(
+        sum(keep),
+        float(raw["weight"]),
+        metrics,
+        ablates=None if raw.get("ablates") is None else str(raw["ablates"]),
+        filter_cpu=None if cpu is None else [float(v) for v in cpu if v is not None],
+        capability=capability,
+    )
 
 
 class _Prometheus:
@@ -166,11 +198,23 @@ def read_prometheus(base_url: str, window: str, routes: Collection[str] | None) 
         rows = prom.increase("variant, le", f"{name}_bucket")
         for variant, buckets in _histograms(rows, sums, prom.base_url).items():
             histograms.setdefault(variant, {})[metric] = buckets
+    filters = _filters(prom)
+    cpu = prometheus_whole.filter_cpu_means(prom.query, prom.window)
+    capability = prometheus_whole.capability_figures(
+        prom.query, prom.window, prom.selector, requests
+    )
     variants = {
-        name: VariantFigures(round(requests.get(name, 0.0)), None, histograms.get(name, {}))
+        name: VariantFigures(
+            round(requests.get(name, 0.0)),
+            None,
+            histograms.get(name, {}),
+            ablates=prometheus_whole.ablated(name, filters),
+            filter_cpu=cpu.get(name),
+            capability=capability.get(name),
+        )
         for name in sorted({*requests, *histograms})
     }
-    return Snapshot("prometheus", prom.base_url, variants, _filters(prom), prom.at)
+    return Snapshot("prometheus", prom.base_url, variants, filters, prom.at)
 
 
 def _histograms(
