@@ -24,7 +24,7 @@ class Prices:
     """The config's prices, swapped whole when the config changes (shared by the
     metrics and /stats, so both price a request the same)."""
 
-    __slots__ = ("_table",)
+    __slots__ = ("_table", "priced")
 
     def __init__(self, config: Config | None = None) -> None:
         self.update(config or Config())
@@ -33,6 +33,7 @@ class Prices:
         per_call = {f.name: f.cost_per_call_usd for f in config.filters if f.cost_per_call_usd}
         # One assignment: a request priced meanwhile sees the old table or the new.
         self._table = (per_call, config.cpu_usd_per_core_hour / SECONDS_PER_HOUR)
+        self.priced = bool(per_call or config.cpu_usd_per_core_hour)  # else all costs are 0
 
     def costs(self, figures: Breakdown, calls: list[FilterCall]) -> dict[str, float]:
         """Dollars per filter that ran in this request (0.0 for a filter without prices)."""

@@ -223,8 +223,12 @@ class Metrics:
             )
         for (filter_name, stage), seconds in figures.filter_cpu.items():
             self._child(self.filter_cpu, filter_name, stage, variant).observe(seconds)
-        for filter_name, usd in self.prices.costs(figures, calls).items():
-            self._child(self.cost, filter_name, variant).inc(usd)
+        if self.prices.priced:
+            for filter_name, usd in self.prices.costs(figures, calls).items():
+                self._child(self.cost, filter_name, variant).inc(usd)
+        else:  # nothing to add: the series only need to exist (at 0) for rate()
+            for filter_name, _stage in figures.filter_cpu:
+                self._child(self.cost, filter_name, variant)
         for call in calls:
             self._child(self.decisions, call.filter, call.stage, call.mode, call.action).inc()
         for filter_name, seconds in figures.holdback.items():

@@ -99,8 +99,9 @@ class Stats:
             counts.cpu += call.cpu_ns / 1e9
             target = counts.decisions if call.mode == "enforce" else counts.observed
             target[call.action] = target.get(call.action, 0) + 1
-        for name, usd in self.prices.costs(figures, calls).items():
-            self._filters[name].cost += usd
+        if self.prices.priced:
+            for name, usd in self.prices.costs(figures, calls).items():
+                self._filters[name].cost += usd
 
     def snapshot(self, weights: dict[str, float]) -> dict[str, Any]:
         """The /stats document; variants with a weight but no traffic are listed empty."""
