@@ -158,8 +158,9 @@ def merge(documents: list[dict[str, Any]]) -> dict[str, Any]:
             })  # fmt: skip
             total["requests"] += counts["requests"]
             total["duration_seconds_sum"] += counts["duration_seconds_sum"]
-            total["cpu_seconds_sum"] += counts["cpu_seconds_sum"]
-            total["cost_usd_sum"] += counts["cost_usd_sum"]
+            # A worker started from an older install has neither: it adds nothing.
+            total["cpu_seconds_sum"] += counts.get("cpu_seconds_sum", 0.0)
+            total["cost_usd_sum"] += counts.get("cost_usd_sum", 0.0)
             for key in ("decisions", "observed_decisions"):
                 for action, n in counts[key].items():
                     total[key][action] = total[key].get(action, 0) + n
