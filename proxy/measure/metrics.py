@@ -14,6 +14,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from proxy.config.routes import ROUTE_LABELS
 from proxy.config.schema import Config
 from proxy.measure.capability import Capability
+from proxy.measure.config_gauges import ConfigGauges
+from proxy.measure.cost import Prices
 from proxy.measure.marks import FilterCall
 from proxy.measure.timeline import Breakdown
 
@@ -38,7 +40,11 @@ RATIO_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 
 class Metrics:
     """taxmeter's metrics, registered on the registry given (tests pass a fresh one)."""
 
-    def __init__(self, registry: CollectorRegistry, config: Config) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, config: Config, prices: Prices | None = None
+    ) -> None:
+        """``prices``: shared with /stats (proxy.measure.stats), so both price alike."""
+
         def histogram(name: str, doc: str, labels: tuple[str, ...]) -> Histogram:
             return Histogram(name, doc, labels, registry=registry, buckets=LATENCY_BUCKETS)
 
@@ -91,6 +97,15 @@ class Metrics:
             " its calls (its coroutine's steps on the thread's CPU clock, or its worker's).",
             ("filter", "stage", "variant"),
         )
+        self.cost = Counter(
+            "taxmeter_filter_cost_usd",
+            "Dollars a filter cost: its calls at cost_per_call_usd plus its CPU at"
+            " cpu_usd_per_core_hour (every call that ran, observing and deferred ones too).",
+            ("filter", "variant"),
+            registry=registry,
+        )
+        self.prices = Prices(config) if prices is None else prices
+        self.config_gauges = ConfigGauges(registry, config)
         self.decisions = Counter(
             "taxmeter_filter_decisions",
             "Filter verdicts; mode=observe counts what the filter would have done.",
@@ -180,6 +195,11 @@ class Metrics:
                 for event in CAPABILITY_EVENTS:
                     self.capability_events.labels(route, variant.name, event)
 
+    def config_changed(self, config: Config) -> None:
+        """The live config changed (a reload, a mode, weights): new prices, budgets, hash."""
+        self.prices.update(config)
+        self.config_gauges.update(config)
+
     def uninspected_parts(self, route: str, kinds: list[str]) -> None:
         for kind in kinds:
             self._child(self.uninspected, route, kind).inc()
@@ -225,6 +245,12 @@ class Metrics:
             )
         for (filter_name, stage), seconds in figures.filter_cpu.items():
             self._child(self.filter_cpu, filter_name, stage, variant).observe(seconds)
+        if self.prices.priced:
+            for filter_name, usd in self.prices.costs(figures, calls).items():
+                self._child(self.cost, filter_name, variant).inc(usd)
+        else:  # nothing to add: the series only need to exist (at 0) for rate()
+            for filter_name, _stage in figures.filter_cpu:
+                self._child(self.cost, filter_name, variant)
         for call in calls:
             self._child(self.decisions, call.filter, call.stage, call.mode, call.action).inc()
         for filter_name, seconds in figures.holdback.items():

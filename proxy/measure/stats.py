@@ -20,11 +20,14 @@ The JSON served at /stats (``STATS_VERSION`` 1)::
                                      "completion_tokens": [int | null, ...]}},
                          "ablates": FILTER | null}},
      "filters": {NAME: {"requests": n, "duration_seconds_sum": s,
+                        "cpu_seconds_sum": s, "cost_usd_sum": usd,
                         "decisions": {ACTION: n}, "observed_decisions": {ACTION: n}}}}
 
 ``samples`` are oldest first, columns of equal length; ``requests`` counts
 every request since start; ``decisions`` counts enforcing calls by action,
-``observed_decisions`` observing ones (what the filter would have done).
+``observed_decisions`` observing ones (what the filter would have done);
+``cpu_seconds_sum`` is the CPU of the filter's own code, ``cost_usd_sum`` its
+calls and CPU priced (:mod:`proxy.measure.cost`), both over every call that ran.
 ``filter_cpu_seconds`` is a request's CPU in filters (every filter and stage);
 ``redacted``, ``content_filter`` and ``completion_tokens`` are its capability
 record (:mod:`proxy.measure.capability`); ``ablates`` names the filter an
@@ -43,6 +46,7 @@ from collections import deque
 from typing import Any
 
 from proxy.measure.capability import NOTHING, Capability
+from proxy.measure.cost import Prices
 from proxy.measure.marks import FilterCall
 from proxy.measure.timeline import Breakdown
 
@@ -63,11 +67,13 @@ _ACTIONS = ("allow", "block", "redact", "error", "timeout")
 
 
 class _FilterCounts:
-    __slots__ = ("decisions", "duration", "observed", "requests")
+    __slots__ = ("cost", "cpu", "decisions", "duration", "observed", "requests")
 
     def __init__(self) -> None:
         self.requests = 0
         self.duration = 0.0
+        self.cpu = 0.0
+        self.cost = 0.0
         self.decisions = dict.fromkeys(_ACTIONS, 0)
         self.observed = dict.fromkeys(_ACTIONS, 0)
 
@@ -75,8 +81,10 @@ class _FilterCounts:
 class Stats:
     """The reservoir; one per proxy process."""
 
-    def __init__(self, reservoir_size: int = 10_000) -> None:
+    def __init__(self, reservoir_size: int = 10_000, prices: Prices | None = None) -> None:
+        """``prices``: shared with the metrics (proxy.measure.metrics), so both price alike."""
         self.reservoir_size = reservoir_size
+        self.prices = Prices() if prices is None else prices
         self._samples: dict[str, deque[tuple[Any, ...]]] = {}
         self._requests: dict[str, int] = {}
         self._filters: dict[str, _FilterCounts] = {}
@@ -108,8 +116,12 @@ class Stats:
                 seen.add(call.filter)
                 counts.requests += 1
             counts.duration += call.duration_ns / 1e9
+            counts.cpu += call.cpu_ns / 1e9
             target = counts.decisions if call.mode == "enforce" else counts.observed
             target[call.action] = target.get(call.action, 0) + 1
+        if self.prices.priced:
+            for name, usd in self.prices.costs(figures, calls).items():
+                self._filters[name].cost += usd
 
     def snapshot(
         self, weights: dict[str, float], ablates: dict[str, str] | None = None
@@ -133,6 +145,8 @@ class Stats:
             name: {
                 "requests": c.requests,
                 "duration_seconds_sum": c.duration,
+                "cpu_seconds_sum": c.cpu,
+                "cost_usd_sum": c.cost,
                 "decisions": dict(c.decisions),
                 "observed_decisions": dict(c.observed),
             }
@@ -168,11 +182,15 @@ def merge(documents: list[dict[str, Any]]) -> dict[str, Any]:
         for name, counts in document["filters"].items():
             total = filters.setdefault(name, {
                 "requests": 0, "duration_seconds_sum": 0.0,
+                "cpu_seconds_sum": 0.0, "cost_usd_sum": 0.0,
                 "decisions": dict.fromkeys(_ACTIONS, 0),
                 "observed_decisions": dict.fromkeys(_ACTIONS, 0),
             })  # fmt: skip
             total["requests"] += counts["requests"]
             total["duration_seconds_sum"] += counts["duration_seconds_sum"]
+            # A worker started from an older install has neither: it adds nothing.
+            total["cpu_seconds_sum"] += counts.get("cpu_seconds_sum", 0.0)
+            total["cost_usd_sum"] += counts.get("cost_usd_sum", 0.0)
             for key in ("decisions", "observed_decisions"):
                 for action, n in counts[key].items():
                     total[key][action] = total[key].get(action, 0) + n

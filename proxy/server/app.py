@@ -21,6 +21,7 @@ from proxy.judge.observe import Observer
 from proxy.judge.offload import OFFLOAD
 from proxy.measure.access_log import AccessLog
 from proxy.measure.canary_metrics import CanaryMetrics
+from proxy.measure.cost import Prices
 from proxy.measure.heap import GcPauses
 from proxy.measure.loop_watch import LOOP_WATCH
 from proxy.measure.metrics import Metrics
@@ -74,8 +75,10 @@ def build_apps(
     if config.upstream.url is None:
         raise ValueError("build_apps needs config.upstream.url")
     runtime = Runtime(config, config_path, environ)
-    metrics = Metrics(registry, config)
-    stats = Stats(config.stats_reservoir_size)
+    prices = Prices(config)
+    metrics = Metrics(registry, config, prices)
+    stats = Stats(config.stats_reservoir_size, prices)
+    runtime.on_change(metrics.config_changed)  # prices, budgets, the config's hash
     observer = Observer()
     readiness = Readiness()
     tracing = None

@@ -12,6 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from proxy.measure.config_gauges import build_version
 from proxy.measure.heap import GcPauses, freeze_startup_heap
 from proxy.measure.metrics import CAPABILITY_EVENTS, OVERHEAD_PARTS
 from tests.loopback import ProxyFactory, post_json
@@ -31,9 +32,13 @@ DESIGN_METRICS = {
     "taxmeter_inflight_requests": "gauge",
     "taxmeter_completion_tokens": "counter",
     "taxmeter_capability_events": "counter",
+    "taxmeter_filter_cost_usd": "counter",
+    "taxmeter_filter_budget_seconds": "gauge",
+    "taxmeter_config_info": "gauge",
+    "taxmeter_build_info": "gauge",
 }
 ROUTES = ("chat_completions", "completions", "embeddings", "responses", "messages", "other")
-CHAIN = {"filters": [{"name": "pii", "type": "pii"}]}
+CHAIN = {"filters": [{"name": "pii", "type": "pii", "budget_ms": 10}]}
 
 
 async def scrape(url: str) -> str:
@@ -105,6 +110,8 @@ async def test_label_values_come_only_from_fixed_sets_and_config(
         "generation": {"0", "1", "2"},
         "part": set(OVERHEAD_PARTS),
         "event": set(CAPABILITY_EVENTS),
+        "config_sha256": {"none"},  # built in code; a file's hash otherwise
+        "version": {build_version()},
     }
     text = await scrape(proxy.metrics_url)
     seen_routes = set()

@@ -251,6 +251,11 @@ def _filter_row(figures: FilterFigures) -> dict[str, Any]:
     def rate(*actions: str) -> float | None:
         return sum(figures.decisions.get(a, 0.0) for a in actions) / calls if calls else None
 
+    def per_1000_requests(total: float | None) -> float | None:
+        if total is None or not figures.requests:
+            return None
+        return total / figures.requests * 1000
+
     return {
         "requests": figures.requests,
         "mean_cost_seconds": (
@@ -261,4 +266,6 @@ def _filter_row(figures: FilterFigures) -> dict[str, Any]:
         "error_rate": rate("error", "timeout"),
         "observed_block": round(figures.observed.get("block", 0.0)),
         "observed_redact": round(figures.observed.get("redact", 0.0)),
+        "cpu_seconds_per_1000_requests": per_1000_requests(figures.cpu_seconds_sum),
+        "cost_usd_per_1000_requests": per_1000_requests(figures.cost_usd_sum),
     }

@@ -68,6 +68,8 @@ class FilterFigures:
     duration_seconds_sum: float
     decisions: dict[str, float]  # enforcing calls by action
     observed: dict[str, float]  # observing calls by action
+    cpu_seconds_sum: float | None = None  # None: the source does not say (an older proxy)
+    cost_usd_sum: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,12 +111,18 @@ def read_proxy(base_url: str, routes: Collection[str] | None) -> Snapshot:
                 duration_seconds_sum=float(raw["duration_seconds_sum"]),
                 decisions={k: float(v) for k, v in raw["decisions"].items()},
                 observed={k: float(v) for k, v in raw["observed_decisions"].items()},
+                cpu_seconds_sum=_optional_float(raw.get("cpu_seconds_sum")),
+                cost_usd_sum=_optional_float(raw.get("cost_usd_sum")),
             )
             for name, raw in doc["filters"].items()
         }
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise SourceError(f"{url}: unexpected /stats document ({exc!r})") from exc
     return Snapshot("proxy", url, variants, filters)
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _proxy_variant(raw: dict[str, Any], routes: Collection[str] | None) -> VariantFigures:
@@ -249,6 +257,8 @@ def _filters(prom: _Prometheus) -> dict[str, FilterFigures]:
     calls = prom.increase("filter, stage", "taxmeter_filter_duration_seconds_count", "")
     seconds = prom.increase("filter", "taxmeter_filter_duration_seconds_sum", "")
     decisions = prom.increase("filter, mode, action", "taxmeter_filter_decisions_total", "")
+    cpu = dict(_by_filter(prom.increase("filter", "taxmeter_filter_cpu_seconds_sum", "")))
+    usd = dict(_by_filter(prom.increase("filter", "taxmeter_filter_cost_usd_total", "")))
     # A request meets a filter at up to three stages; the stage it met most
     # often stands for the requests (every request passes the input stage).
     requests: dict[str, float] = {}
@@ -268,6 +278,12 @@ def _filters(prom: _Prometheus) -> dict[str, FilterFigures]:
             duration.get(name, 0.0),
             by_mode.get((name, "enforce"), {}),
             by_mode.get((name, "observe"), {}),
+            cpu.get(name, 0.0),
+            usd.get(name, 0.0),
         )
         for name in names
     }
+
+
+def _by_filter(rows: list[tuple[dict[str, str], float]]) -> list[tuple[str, float]]:
+    return [(labels.get("filter", ""), value) for labels, value in rows]

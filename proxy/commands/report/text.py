@@ -50,6 +50,10 @@ def _ms(seconds: float | None, sign: str = "") -> str:
     return "-" if seconds is None else f"{seconds * 1e3:{sign}.3f}"
 
 
+def _usd(amount: float | None) -> str:
+    return "-" if amount is None else f"{amount:.6f}"
+
+
 def _percent(rate: float | None) -> str:
     return "-" if rate is None else f"{rate * 100:.1f}%"
 
@@ -215,6 +219,7 @@ def render(
     lines += _marginal(report, snapshot.source)
     lines += _capability(report)
     lines += ["", "filters (all routes and variants; rates are shares of enforcing calls)"]
+    lines.append("  (CPU and USD: every call that ran, per 1,000 requests the filter judged)")
     if snapshot.source == "prometheus":
         lines.append("  (requests: the filter's calls at its busiest stage, in the window)")
     rows = [
@@ -227,6 +232,8 @@ def render(
             _percent(f["error_rate"]),
             str(f["observed_block"]),
             str(f["observed_redact"]),
+            _ms(f["cpu_seconds_per_1000_requests"]),
+            _usd(f["cost_usd_per_1000_requests"]),
         ]
         for name, f in report["filters"].items()
     ]
@@ -239,6 +246,8 @@ def render(
         "error+timeout",
         "observed block",
         "observed redact",
+        "CPU ms /1k req",
+        "USD /1k req",
     ]
     lines += _table(header, rows) if rows else ["  (no filter ran)"]
     return "\n".join(lines) + "\n"
