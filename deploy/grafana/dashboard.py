@@ -39,24 +39,62 @@ def query(expr: str, legend: str = "", *, exemplar: bool = False, table: bool = 
 
 def panel(kind: str, title: str, description: str, targets: list[Panel], **options: Any) -> Panel:
     unit = options.pop("unit", "s")
+    overrides = options.pop("overrides", [])
     built: Panel = {
         "type": kind,
         "title": title,
         "description": description,
         "datasource": DS,
-        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "fieldConfig": {"defaults": {"unit": unit}, "overrides": overrides},
         "targets": [{**t, "refId": chr(ord("A") + i)} for i, t in enumerate(targets)],
     }
     built.update(options)
     return built
 
 
-def timeseries(title: str, description: str, targets: list[Panel], unit: str = "s") -> Panel:
+def timeseries(
+    title: str,
+    description: str,
+    targets: list[Panel],
+    unit: str = "s",
+    overrides: list[Panel] | None = None,
+) -> Panel:
     return panel(
-        "timeseries", title, description, targets, unit=unit,
+        "timeseries", title, description, targets, unit=unit, overrides=overrides or [],
         options={"legend": {"displayMode": "table", "placement": "bottom", "calcs": ["mean", "max"]},
                  "tooltip": {"mode": "multi", "sort": "desc"}},
     )  # fmt: skip
+
+
+def threshold_lines(legend_regex: str) -> list[Panel]:
+    """Series whose legend matches drawn as red dashed lines: thresholds, not data."""
+    return [{"matcher": {"id": "byRegexp", "options": legend_regex}, "properties": [
+        {"id": "color", "value": {"mode": "fixed", "fixedColor": "red"}},
+        {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}},
+        {"id": "custom.fillOpacity", "value": 0},
+    ]}]  # fmt: skip
+
+
+def per_1000_requests(counter: str) -> str:
+    """A filter's ``counter`` per 1,000 requests it judged (at its busiest stage)."""
+    return (f"1000 * sum by (filter) (rate({counter}{{{FV}}}[$__rate_interval])) / "
+            f"max by (filter) (sum by (filter, stage) (rate(taxmeter_filter_duration_seconds_count{{{FV}}}[$__rate_interval])))")  # fmt: skip
+
+
+def change_marks() -> list[Panel]:
+    """Annotations where a new config (its sha256) or a new release (its version) appeared."""
+
+    def appeared(metric: str, label: str, name: str, color: str) -> Panel:
+        return {
+            "name": name, "datasource": DS, "enable": True, "iconColor": color,
+            "expr": f"max by ({label}) ({metric}) unless max by ({label}) ({metric} offset 1m)",
+            "step": "30s", "titleFormat": f"{name}: {{{{{label}}}}}", "tagKeys": label,
+        }  # fmt: skip
+
+    return [
+        appeared("taxmeter_config_info", "config_sha256", "Config change", "orange"),
+        appeared("taxmeter_build_info", "version", "Release", "purple"),
+    ]
 
 
 def quantiles(recorded: str, selector: str) -> Panel:
@@ -92,9 +130,12 @@ def rows() -> list[tuple[str, list[tuple[int, Panel]]]]:
         ("Filters", [
             (12, timeseries(
                 "Filter cost per request p50 / p95 / p99",
-                "Time in one filter at one stage for one request, summed over its calls.",
+                "Time in one filter at one stage for one request, summed over its calls. "
+                "Red dashes: each filter's p99 budget (budget_ms).",
                 [quantiles("filter_stage_variant:taxmeter_filter_duration_seconds:quantile_rate1m", FV)
-                 | {"legendFormat": "{{filter}} {{stage}} {{variant}} p{{quantile}}"}])),
+                 | {"legendFormat": "{{filter}} {{stage}} {{variant}} p{{quantile}}"},
+                 query('max by (filter) (taxmeter_filter_budget_seconds{filter=~"$filter"})', "{{filter}} budget")],
+                overrides=threshold_lines(".* budget$"))),
             (12, panel(
                 "heatmap", "Filter cost distribution",
                 "Per-request filter time, bucketed; exemplar dots open the trace.",
@@ -112,6 +153,40 @@ def rows() -> list[tuple[str, list[tuple[int, Panel]]]]:
                 "Streamed responses: how long text waited for a stream filter before it could be sent.",
                 [query(f"histogram_quantile(0.95, sum by (le, filter, variant) (rate(taxmeter_stream_holdback_seconds_bucket{{{FV}}}[$__rate_interval])))",
                        "{{filter}} {{variant}}")])),
+            (12, timeseries(
+                "Filter CPU per 1,000 requests",
+                "CPU time of each filter's own code (thread CPU clock), per 1,000 requests it judged.",
+                [query(per_1000_requests("taxmeter_filter_cpu_seconds_sum"), "{{filter}}")])),
+            (12, timeseries(
+                "Filter dollars per 1,000 requests",
+                "Calls at cost_per_call_usd plus CPU at cpu_usd_per_core_hour, per 1,000 requests it judged.",
+                [query(per_1000_requests("taxmeter_filter_cost_usd_total"), "{{filter}}")],
+                unit="currencyUSD")),
+        ]),
+        ("What each filter costs, beside what it catches (canaries)", [
+            (12, panel(
+                "table", "Tax beside catch and false positives",
+                "Per filter and variant: p99 time per request on live traffic (the larger of its stages), "
+                "and over the last hour of canaries (the config's canary section) the share of attack "
+                "canaries it blocked or redacted and the share of benign ones.",
+                [query(f'max by (filter, variant) (filter_stage_variant:taxmeter_filter_duration_seconds:quantile_rate1m{{quantile="0.99", {FV}}})', table=True),
+                 query(f"filter_variant:taxmeter_canary_catch:ratio_rate1h{{{FV}}}", table=True),
+                 query(f"filter_variant:taxmeter_canary_false_positive:ratio_rate1h{{{FV}}}", table=True)],
+                unit="percentunit",
+                transformations=[
+                    {"id": "merge", "options": {}},
+                    {"id": "organize", "options": {"excludeByName": {"Time": True}, "renameByName": {
+                        "Value #A": "tax p99", "Value #B": "catch rate", "Value #C": "false positives"}}},
+                ])
+             | {"fieldConfig": {"defaults": {"unit": "percentunit"}, "overrides": [
+                 {"matcher": {"id": "byName", "options": "tax p99"}, "properties": [{"id": "unit", "value": "s"}]}]}}),
+            (12, timeseries(
+                "Canary catch and false-positive rate",
+                "Over the last hour of canaries: the share of attack canaries each filter flagged (catch), "
+                "and of benign ones (false positives). Alerts: TaxmeterCanaryCatchRateDrop, TaxmeterCanaryFalsePositiveRise.",
+                [query(f"filter_variant:taxmeter_canary_catch:ratio_rate1h{{{FV}}}", "{{filter}} {{variant}} catch"),
+                 query(f"filter_variant:taxmeter_canary_false_positive:ratio_rate1h{{{FV}}}", "{{filter}} {{variant}} false positives")],
+                unit="percentunit")),
         ]),
         ("Time to first token", [
             (12, timeseries(
@@ -239,7 +314,7 @@ def dashboard() -> Panel:
                 variable("filter", "taxmeter_filter_decisions_total"),
             ]
         },
-        "annotations": {"list": []},
+        "annotations": {"list": change_marks()},
         "links": [],
         "panels": panels,
     }

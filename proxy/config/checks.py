@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -73,6 +74,14 @@ def check_positive(key: str, value: Any) -> float:
     number = check_number(key, value)
     if not number > 0:
         raise ConfigError(key, f"expected a number > 0, got {value!r}")
+    return number
+
+
+def check_amount(key: str, value: Any) -> float:
+    """A finite number >= 0: a price or a rate (nothing, written null, is 0)."""
+    number = check_number(key, value)
+    if not (math.isfinite(number) and number >= 0):
+        raise ConfigError(key, f"expected a finite number >= 0, got {value!r}")
     return number
 
 

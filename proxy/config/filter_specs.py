@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -9,6 +10,7 @@ from typing import Any, Literal
 from filters.base import Stage
 from proxy.config.checks import (
     ConfigError,
+    check_amount,
     check_bool,
     check_choice,
     check_identifier,
@@ -24,7 +26,7 @@ from proxy.config.checks import (
 MODES = ("enforce", "observe", "off")
 FILTER_KEYS = (
     "name", "type", "stages", "mode", "timeout_ms", "on_error", "params",
-    "parallel", "at_stream_end", "stream", "observe_inline",
+    "parallel", "at_stream_end", "stream", "observe_inline", "budget_ms", "cost_per_call_usd",
 )  # fmt: skip
 STREAM_KEYS = ("every_tokens", "every_chars", "at_sentence_end", "window_chars", "holdback_chars")
 ON_ERROR = ("open", "closed")
@@ -64,6 +66,8 @@ class FilterSpec:
     at_stream_end: bool = False  # output stage: also judge a streamed completion at its end
     stream: StreamPolicy = StreamPolicy()
     stream_given: bool = False  # a stream section was written (else the filter's own default)
+    budget_ms: float | None = None  # a p99 target per request, exported for alerts
+    cost_per_call_usd: float = 0.0  # a paid API's price per call (see proxy.measure.cost)
 
 
 def parse_filters(raw: Any) -> tuple[FilterSpec, ...]:
@@ -115,8 +119,21 @@ def parse_filters(raw: Any) -> tuple[FilterSpec, ...]:
             spec = replace(
                 spec, stream=stream_policy(f"{key}.stream", entry["stream"]), stream_given=True
             )
-        specs.append(spec)
+        specs.append(_money(key, entry, spec))
     return tuple(specs)
+
+
+def _money(key: str, entry: Mapping[str, Any], spec: FilterSpec) -> FilterSpec:
+    """The budget and the price: what the filter may take, and what each call costs."""
+    if entry.get("budget_ms") is not None:
+        budget = check_positive(f"{key}.budget_ms", entry["budget_ms"])
+        if not math.isfinite(budget):
+            raise ConfigError(f"{key}.budget_ms", f"expected a finite number > 0, got {budget}")
+        spec = replace(spec, budget_ms=budget)
+    if entry.get("cost_per_call_usd") is not None:
+        price = check_amount(f"{key}.cost_per_call_usd", entry["cost_per_call_usd"])
+        spec = replace(spec, cost_per_call_usd=price)
+    return spec
 
 
 def stream_policy(key: str, raw: Any) -> StreamPolicy:

@@ -8,6 +8,7 @@ only described here; :mod:`proxy.judge.chain` loads and constructs them.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -16,9 +17,12 @@ from typing import Any
 
 import yaml
 
+from proxy.config.ablation import parse_ablation
+from proxy.config.canary import CanaryConfig, parse_canary
 from proxy.config.checks import SUPPORTED_STAGES as SUPPORTED_STAGES
 from proxy.config.checks import ConfigError as ConfigError
 from proxy.config.checks import (
+    check_amount,
     check_bool,
     check_choice,
     check_identifier,
@@ -46,7 +50,8 @@ CLIENT_KEYS = (
 TOP_KEYS = (
     "listen", "metrics_listen", "upstream", "filters", "variants", "assignment", "admin",
     "max_body_bytes", "max_concurrent_requests", "stats_reservoir_size", "telemetry",
-    "uninspected", "routes", "unjudged_routes", *CLIENT_KEYS,
+    "uninspected", "routes", "unjudged_routes", *CLIENT_KEYS, "cpu_usd_per_core_hour",
+    "canary", "ablation",
 )  # fmt: skip
 TELEMETRY_KEYS = (
     "metrics", "trace_content", "access_log", "access_log_sample", "access_log_content",
@@ -91,6 +96,7 @@ class VariantSpec:
     weight: float = 100.0
     disable: frozenset[str] = frozenset()
     modes: Mapping[str, str] = field(default_factory=dict)  # filter name -> mode override
+    ablates: str | None = None  # added by ablation: the one filter it disables
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +123,12 @@ class Config:
     routes: RouteTable = field(default_factory=RouteTable)
     # Routes no surface judges: forwarded as route "other" (pass), or 403 (block).
     unjudged_routes: str = "pass"  # pass | block | pass_all (see proxy.exchange.route_gate)
+    canary: CanaryConfig | None = None  # labelled checks of the live chains (proxy.control.canary)
+    # What a core-hour of CPU costs: filters' CPU priced in proxy.measure.cost.
+    cpu_usd_per_core_hour: float = 0.0
+    # The sha256 of the bytes the config was loaded from (load_config): the
+    # file's, or the built-in default's; "none" for a config built in code.
+    sha256: str = "none"
 
     def with_overrides(
         self,
@@ -142,19 +154,22 @@ class Config:
 def load_config(path: str | Path | None) -> Config:
     """Parse a YAML file into a Config; None gives the built-in default config."""
     if path is None:
-        text = resources.files("proxy.config").joinpath("default_config.yaml").read_text("utf-8")
+        data = resources.files("proxy.config").joinpath("default_config.yaml").read_bytes()
         source = "default config"
     else:
         try:
-            text = Path(path).read_text("utf-8")
+            data = Path(path).read_bytes()
         except OSError as exc:
             raise ConfigError("", f"cannot read config file {path}: {exc.strerror}") from exc
         source = str(path)
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.safe_load(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError("", f"{source} is not UTF-8 text: {exc}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError("", f"{source} is not valid YAML: {exc}") from exc
-    return parse_config({} if raw is None else raw)
+    config = parse_config({} if raw is None else raw)
+    return replace(config, sha256=hashlib.sha256(data).hexdigest())
 
 
 def parse_config(raw: Any) -> Config:
@@ -187,6 +202,9 @@ def parse_config(raw: Any) -> Config:
             "unjudged_routes", top["unjudged_routes"], ("pass", "block", "pass_all")
         )
         config = replace(config, unjudged_routes=policy)
+    if top.get("cpu_usd_per_core_hour") is not None:
+        rate = check_amount("cpu_usd_per_core_hour", top["cpu_usd_per_core_hour"])
+        config = replace(config, cpu_usd_per_core_hour=rate)
     if "stats_reservoir_size" in top:
         size = check_int("stats_reservoir_size", top["stats_reservoir_size"])
         config = replace(config, stats_reservoir_size=size)
@@ -197,8 +215,14 @@ def parse_config(raw: Any) -> Config:
         config = replace(config, assignment=parse_assignment(top["assignment"]))
     if "admin" in top:
         config = replace(config, admin=parse_admin(top["admin"], parse_host_port))
+    if "canary" in top:
+        config = replace(config, canary=parse_canary(top["canary"]))
     filters = parse_filters(top.get("filters"))
     variants = _variants(top.get("variants"), {f.name for f in filters})
+    variants += tuple(
+        VariantSpec(a.variant, a.weight, frozenset({a.filter}), ablates=a.filter)
+        for a in parse_ablation(top.get("ablation"), filters, {v.name for v in variants})
+    )
     return replace(config, filters=filters, variants=variants)
 
 

@@ -56,6 +56,16 @@ class Runtime:
         self._closing: set[asyncio.Task[None]] = set()
         self._reloading = asyncio.Lock()  # one reload at a time, in the order asked
         self._signalled: set[asyncio.Task[None]] = set()  # reloads asked for by SIGHUP
+        self._listeners: list[Callable[[Config], None]] = []
+
+    def on_change(self, listener: Callable[[Config], None]) -> None:
+        """Call ``listener`` with the new config after every change (a mode, weights, a
+        reload, by the admin API or SIGHUP), on the loop."""
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        for listener in self._listeners:
+            listener(self.config)
 
     @property
     def config(self) -> Config:
@@ -91,6 +101,7 @@ class Runtime:
         self.current = _snapshot(
             replace(self.config, filters=new_specs), self.current.filters, self._environ
         )
+        self._changed()
         log.warning("filter %s: mode %s -> %s", name, old, mode)
 
     def set_weights(self, weights: dict[str, float]) -> None:
@@ -108,6 +119,7 @@ class Runtime:
         self.current = _snapshot(
             replace(self.config, variants=new), self.current.filters, self._environ
         )
+        self._changed()
         log.warning("variant weights: %s", {v.name: v.weight for v in new})
 
     async def reload(self) -> Config:
@@ -154,6 +166,7 @@ class Runtime:
             self._close(filters)  # built for nothing: the running config stays
             raise
         self.current = snapshot
+        self._changed()
         if id(old) in self._users:
             self._retired[id(old)] = old
         else:

@@ -41,6 +41,7 @@ from proxy.judge.chain import BoundFilter, Chain
 from proxy.judge.observe import Later, Observer, observe
 from proxy.measure.access_log import AccessLog
 from proxy.measure.arrival import request_done, take_arrival
+from proxy.measure.capability import answer_of, capability_of
 from proxy.measure.metrics import Metrics
 from proxy.measure.stats import Stats
 from proxy.measure.timeline import Timeline
@@ -258,8 +259,9 @@ class ProxyHandler:
             return
         calls = ex.timeline.filter_calls
         exemplar = None if trace_id is None else {"trace_id": trace_id}
-        self._metrics.record(ex.route, ex.variant, ex.outcome, figures, calls, exemplar)
-        self._stats.record(ex.route, ex.variant, ex.outcome, figures, calls)
+        capability = capability_of(ex, answer_of(ex), calls)
+        self._metrics.record(ex.route, ex.variant, ex.outcome, figures, calls, exemplar, capability)
+        self._stats.record(ex.route, ex.variant, ex.outcome, figures, calls, capability)
 
     async def _observe_then_record(self, ex: Exchange, snapshot: Snapshot, chain: Chain) -> None:
         assert ex.later is not None

@@ -88,6 +88,7 @@ class StreamJudge:
             usage = codec.usage_in(event)
             if usage is not None:
                 self.usage = usage
+            self.finish_reasons += codec.finish_reasons_in(event)
             return event.raw
         step = codec.step(event)
         if step is None:

@@ -13,6 +13,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from proxy.config.routes import ROUTE_LABELS
 from proxy.config.schema import Config
+from proxy.measure.capability import Capability
+from proxy.measure.config_gauges import ConfigGauges
+from proxy.measure.cost import Prices
 from proxy.measure.marks import FilterCall
 from proxy.measure.timeline import Breakdown
 
@@ -21,6 +24,9 @@ OUTCOMES = (
     "internal_error",
 )  # fmt: skip
 ACTIONS = ("allow", "block", "redact", "error", "timeout")
+# taxmeter_capability_events_total's events (see proxy.measure.capability): usage_known
+# counts the requests whose completion tokens are known, the per-request denominator.
+CAPABILITY_EVENTS = ("redacted", "content_filter", "usage_known")
 OVERHEAD_PARTS = ("ingress", "upstream_connect", "loop_wait", "egress", "proxy_work")
 
 # From 100 µs (what a regex filter costs) up to the ten minutes of a long generation.
@@ -34,7 +40,11 @@ RATIO_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 
 class Metrics:
     """taxmeter's metrics, registered on the registry given (tests pass a fresh one)."""
 
-    def __init__(self, registry: CollectorRegistry, config: Config) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, config: Config, prices: Prices | None = None
+    ) -> None:
+        """``prices``: shared with /stats (proxy.measure.stats), so both price alike."""
+
         def histogram(name: str, doc: str, labels: tuple[str, ...]) -> Histogram:
             return Histogram(name, doc, labels, registry=registry, buckets=LATENCY_BUCKETS)
 
@@ -87,6 +97,15 @@ class Metrics:
             " its calls (its coroutine's steps on the thread's CPU clock, or its worker's).",
             ("filter", "stage", "variant"),
         )
+        self.cost = Counter(
+            "taxmeter_filter_cost_usd",
+            "Dollars a filter cost: its calls at cost_per_call_usd plus its CPU at"
+            " cpu_usd_per_core_hour (every call that ran, observing and deferred ones too).",
+            ("filter", "variant"),
+            registry=registry,
+        )
+        self.prices = Prices(config) if prices is None else prices
+        self.config_gauges = ConfigGauges(registry, config)
         self.decisions = Counter(
             "taxmeter_filter_decisions",
             "Filter verdicts; mode=observe counts what the filter would have done.",
@@ -133,6 +152,19 @@ class Metrics:
             ("route", "kind"),
             registry=registry,
         )
+        self.completion_tokens = Counter(
+            "taxmeter_completion_tokens",
+            "Completion (output) tokens of the answers, by their usage.",
+            rv,
+            registry=registry,
+        )
+        self.capability_events = Counter(
+            "taxmeter_capability_events",
+            "Requests an enforcing filter redacted (redacted), whose answer ended as filtered"
+            " (content_filter), or whose completion tokens are known (usage_known).",
+            (*rv, "event"),
+            registry=registry,
+        )
         self.observations_skipped = Counter(
             "taxmeter_observations_skipped",
             "Requests whose deferred observing filters did not run: too many were pending.",
@@ -159,6 +191,14 @@ class Metrics:
             for route in ROUTE_LABELS:
                 for outcome in OUTCOMES:
                     self.requests.labels(route, variant.name, outcome)
+                self.completion_tokens.labels(route, variant.name)
+                for event in CAPABILITY_EVENTS:
+                    self.capability_events.labels(route, variant.name, event)
+
+    def config_changed(self, config: Config) -> None:
+        """The live config changed (a reload, a mode, weights): new prices, budgets, hash."""
+        self.prices.update(config)
+        self.config_gauges.update(config)
 
     def uninspected_parts(self, route: str, kinds: list[str]) -> None:
         for kind in kinds:
@@ -176,11 +216,13 @@ class Metrics:
         figures: Breakdown,
         calls: list[FilterCall],
         exemplar: dict[str, str] | None = None,
+        capability: Capability | None = None,
     ) -> None:
         """Everything one finished request contributes to the metrics.
 
         ``exemplar`` (``{"trace_id": hex}`` of a sampled trace) goes on the
-        latency histograms, for OpenMetrics scrapes.
+        latency histograms, for OpenMetrics scrapes; ``capability``: what its
+        answer gave the client (None: not known).
         """
         series = self._route_series.get((route, variant))
         if series is None:
@@ -203,6 +245,12 @@ class Metrics:
             )
         for (filter_name, stage), seconds in figures.filter_cpu.items():
             self._child(self.filter_cpu, filter_name, stage, variant).observe(seconds)
+        if self.prices.priced:
+            for filter_name, usd in self.prices.costs(figures, calls).items():
+                self._child(self.cost, filter_name, variant).inc(usd)
+        else:  # nothing to add: the series only need to exist (at 0) for rate()
+            for filter_name, _stage in figures.filter_cpu:
+                self._child(self.cost, filter_name, variant)
         for call in calls:
             self._child(self.decisions, call.filter, call.stage, call.mode, call.action).inc()
         for filter_name, seconds in figures.holdback.items():
@@ -211,6 +259,19 @@ class Metrics:
             series.ttft.observe(figures.ttft, exemplar)
             series.upstream_ttft.observe(figures.upstream_ttft)
             series.ttft_tax.observe(max(0.0, figures.ttft - figures.upstream_ttft))
+        if capability is not None:
+            self._capability(route, variant, capability)
+
+    def _capability(self, route: str, variant: str, capability: Capability) -> None:
+        events = self.capability_events
+        if capability.redacted:
+            self._child(events, route, variant, "redacted").inc()
+        if capability.content_filter:
+            self._child(events, route, variant, "content_filter").inc()
+        if capability.completion_tokens is not None:
+            self._child(events, route, variant, "usage_known").inc()
+            tokens = self._child(self.completion_tokens, route, variant)
+            tokens.inc(capability.completion_tokens)
 
     def _child(self, metric: Any, *labels: str) -> Any:
         """A labelled child, looked up once: labels() is the costly part of a record."""

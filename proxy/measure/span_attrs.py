@@ -11,10 +11,10 @@ import orjson
 from opentelemetry.trace import Span
 
 from proxy.measure import genai_attrs as A
+from proxy.measure.capability import answer_of
 from proxy.measure.served import Served
 from proxy.measure.timeline import Breakdown
 from proxy.measure.trace_start import TraceStart
-from proxy.surfaces.base import Usage
 
 _ERROR_OUTCOMES = frozenset({"upstream_error", "timeout", "client_error", "client_disconnect"})
 
@@ -38,19 +38,9 @@ def request_facts(body: Any) -> dict[str, Any]:
 
 def response_facts(ex: Served) -> dict[str, Any]:
     """Finish reasons and usage of what the client received, when it was read."""
-    body = ex.response_body
-    if isinstance(body, bytes):
-        body = parse_json(body)
-    reasons: list[str] = list(ex.finish_reasons)
-    usage: Usage | None = ex.usage
-    model: Any = None
-    surface = ex.surface
-    if isinstance(body, dict) and surface is not None:
-        reasons += surface.finish_reasons(body)
-        usage = surface.usage(body) or usage
-        model = surface.model(body)
-    if not reasons and ex.outcome == "blocked" and ex.streamed:
-        reasons = ["content_filter"]
+    answer = answer_of(ex)
+    body, reasons, usage = answer.body, answer.finish_reasons, answer.usage
+    model = ex.surface.model(body) if isinstance(body, dict) and ex.surface is not None else None
     facts: dict[str, Any] = {"_body": body}
     if reasons:
         facts[A.RESPONSE_FINISH_REASONS] = reasons

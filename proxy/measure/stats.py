@@ -13,13 +13,26 @@ The JSON served at /stats (``STATS_VERSION`` 1)::
                                      "request_duration_seconds": [...],
                                      "latency_tax_seconds": [...],
                                      "ttft_seconds": [float | null, ...],
-                                     "ttft_tax_seconds": [float | null, ...]}}},
+                                     "ttft_tax_seconds": [float | null, ...],
+                                     "filter_cpu_seconds": [...],
+                                     "redacted": [bool, ...],
+                                     "content_filter": [bool, ...],
+                                     "completion_tokens": [int | null, ...]}},
+                         "ablates": FILTER | null}},
      "filters": {NAME: {"requests": n, "duration_seconds_sum": s,
+                        "cpu_seconds_sum": s, "cost_usd_sum": usd,
                         "decisions": {ACTION: n}, "observed_decisions": {ACTION: n}}}}
 
 ``samples`` are oldest first, columns of equal length; ``requests`` counts
 every request since start; ``decisions`` counts enforcing calls by action,
-``observed_decisions`` observing ones (what the filter would have done).
+``observed_decisions`` observing ones (what the filter would have done);
+``cpu_seconds_sum`` is the CPU of the filter's own code, ``cost_usd_sum`` its
+calls and CPU priced (:mod:`proxy.measure.cost`), both over every call that ran.
+``filter_cpu_seconds`` is a request's CPU in filters (every filter and stage);
+``redacted``, ``content_filter`` and ``completion_tokens`` are its capability
+record (:mod:`proxy.measure.capability`); ``ablates`` names the filter an
+ablation variant disables. These were added within version 1: a reader
+takes a missing column or key for "not recorded".
 
 With ``--workers N`` each worker keeps its own reservoir and the supervisor
 serves them merged (:func:`merge`): counts added up, each variant's samples
@@ -32,6 +45,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+from proxy.measure.capability import NOTHING, Capability
+from proxy.measure.cost import Prices
 from proxy.measure.marks import FilterCall
 from proxy.measure.timeline import Breakdown
 
@@ -43,16 +58,22 @@ COLUMNS = (
     "latency_tax_seconds",
     "ttft_seconds",
     "ttft_tax_seconds",
+    "filter_cpu_seconds",
+    "redacted",
+    "content_filter",
+    "completion_tokens",
 )
 _ACTIONS = ("allow", "block", "redact", "error", "timeout")
 
 
 class _FilterCounts:
-    __slots__ = ("decisions", "duration", "observed", "requests")
+    __slots__ = ("cost", "cpu", "decisions", "duration", "observed", "requests")
 
     def __init__(self) -> None:
         self.requests = 0
         self.duration = 0.0
+        self.cpu = 0.0
+        self.cost = 0.0
         self.decisions = dict.fromkeys(_ACTIONS, 0)
         self.observed = dict.fromkeys(_ACTIONS, 0)
 
@@ -60,8 +81,10 @@ class _FilterCounts:
 class Stats:
     """The reservoir; one per proxy process."""
 
-    def __init__(self, reservoir_size: int = 10_000) -> None:
+    def __init__(self, reservoir_size: int = 10_000, prices: Prices | None = None) -> None:
+        """``prices``: shared with the metrics (proxy.measure.metrics), so both price alike."""
         self.reservoir_size = reservoir_size
+        self.prices = Prices() if prices is None else prices
         self._samples: dict[str, deque[tuple[Any, ...]]] = {}
         self._requests: dict[str, int] = {}
         self._filters: dict[str, _FilterCounts] = {}
@@ -73,11 +96,16 @@ class Stats:
         outcome: str,
         figures: Breakdown,
         calls: list[FilterCall],
+        capability: Capability = NOTHING,
     ) -> None:
         ring = self._samples.get(variant)
         if ring is None:
             ring = self._samples[variant] = deque(maxlen=self.reservoir_size)
-        ring.append((route, outcome, figures.total, figures.tax, figures.ttft, figures.ttft_tax))
+        ring.append((
+            route, outcome, figures.total, figures.tax, figures.ttft, figures.ttft_tax,
+            sum(figures.filter_cpu.values()), capability.redacted, capability.content_filter,
+            capability.completion_tokens,
+        ))  # fmt: skip
         self._requests[variant] = self._requests.get(variant, 0) + 1
         seen: set[str] = set()
         for call in calls:
@@ -88,11 +116,19 @@ class Stats:
                 seen.add(call.filter)
                 counts.requests += 1
             counts.duration += call.duration_ns / 1e9
+            counts.cpu += call.cpu_ns / 1e9
             target = counts.decisions if call.mode == "enforce" else counts.observed
             target[call.action] = target.get(call.action, 0) + 1
+        if self.prices.priced:
+            for name, usd in self.prices.costs(figures, calls).items():
+                self._filters[name].cost += usd
 
-    def snapshot(self, weights: dict[str, float]) -> dict[str, Any]:
-        """The /stats document; variants with a weight but no traffic are listed empty."""
+    def snapshot(
+        self, weights: dict[str, float], ablates: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """The /stats document; variants with a weight but no traffic are listed empty.
+
+        ``ablates``: ablation variant -> the filter it disables."""
         variants: dict[str, Any] = {}
         for name in dict.fromkeys([*weights, *self._samples]):
             rows = list(self._samples.get(name, ()))
@@ -103,11 +139,14 @@ class Stats:
                 "samples": {
                     col: list(values) for col, values in zip(COLUMNS, columns, strict=True)
                 },
+                "ablates": (ablates or {}).get(name),
             }
         filters = {
             name: {
                 "requests": c.requests,
                 "duration_seconds_sum": c.duration,
+                "cpu_seconds_sum": c.cpu,
+                "cost_usd_sum": c.cost,
                 "decisions": dict(c.decisions),
                 "observed_decisions": dict(c.observed),
             }
@@ -128,21 +167,30 @@ def merge(documents: list[dict[str, Any]]) -> dict[str, Any]:
         for name, variant in document["variants"].items():
             total = variants.setdefault(name, {
                 "weight": variant["weight"], "requests": 0,
-                "samples": {col: [] for col in COLUMNS},
+                "samples": {col: [] for col in COLUMNS}, "ablates": variant.get("ablates"),
             })  # fmt: skip
             total["requests"] += variant["requests"]
+            samples = variant["samples"]
             for col in COLUMNS:
-                total["samples"][col] += variant["samples"][col]
+                # A worker of a release without the column: its rows say "not recorded".
+                column = samples.get(col)
+                if column is None:
+                    column = [None] * len(samples["route"])
+                total["samples"][col] += column
     filters: dict[str, Any] = {}
     for document in documents:
         for name, counts in document["filters"].items():
             total = filters.setdefault(name, {
                 "requests": 0, "duration_seconds_sum": 0.0,
+                "cpu_seconds_sum": 0.0, "cost_usd_sum": 0.0,
                 "decisions": dict.fromkeys(_ACTIONS, 0),
                 "observed_decisions": dict.fromkeys(_ACTIONS, 0),
             })  # fmt: skip
             total["requests"] += counts["requests"]
             total["duration_seconds_sum"] += counts["duration_seconds_sum"]
+            # A worker started from an older install has neither: it adds nothing.
+            total["cpu_seconds_sum"] += counts.get("cpu_seconds_sum", 0.0)
+            total["cost_usd_sum"] += counts.get("cost_usd_sum", 0.0)
             for key in ("decisions", "observed_decisions"):
                 for action, n in counts[key].items():
                     total[key][action] = total[key].get(action, 0) + n

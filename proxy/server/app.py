@@ -13,12 +13,15 @@ from prometheus_client import CollectorRegistry
 
 from proxy.config.schema import Config, ConfigError
 from proxy.control.admin import build_admin_app
+from proxy.control.canary import Canary
 from proxy.control.runtime import Runtime
 from proxy.exchange.handler import ProxyHandler
 from proxy.exchange.limits import REJECTIONS, Admission, Rejections
 from proxy.judge.observe import Observer
 from proxy.judge.offload import OFFLOAD
 from proxy.measure.access_log import AccessLog
+from proxy.measure.canary_metrics import CanaryMetrics
+from proxy.measure.cost import Prices
 from proxy.measure.heap import GcPauses
 from proxy.measure.loop_watch import LOOP_WATCH
 from proxy.measure.metrics import Metrics
@@ -37,6 +40,11 @@ OBSERVE_GRACE_S = 5.0
 
 def variant_weights(config: Config) -> dict[str, float]:
     return {v.name: v.weight for v in config.variants}
+
+
+def ablated_filters(config: Config) -> dict[str, str]:
+    """Each ablation variant's disabled filter, for /stats (the report's marginal table)."""
+    return {v.name: v.ablates for v in config.variants if v.ablates is not None}
 
 
 @dataclass
@@ -67,8 +75,10 @@ def build_apps(
     if config.upstream.url is None:
         raise ValueError("build_apps needs config.upstream.url")
     runtime = Runtime(config, config_path, environ)
-    metrics = Metrics(registry, config)
-    stats = Stats(config.stats_reservoir_size)
+    prices = Prices(config)
+    metrics = Metrics(registry, config, prices)
+    stats = Stats(config.stats_reservoir_size, prices)
+    runtime.on_change(metrics.config_changed)  # prices, budgets, the config's hash
     observer = Observer()
     readiness = Readiness()
     tracing = None
@@ -91,6 +101,7 @@ def build_apps(
     handler = ProxyHandler(runtime, metrics, stats, observer, admission, tracing, access_log)
 
     gc_pauses = GcPauses(registry)
+    canary = Canary(runtime, CanaryMetrics(registry))
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         handler.upstream = UpstreamPool(upstream_url, config.upstream)
@@ -98,8 +109,10 @@ def build_apps(
         LOOP_WATCH.start(observe_lag)
         gc_pauses.start()
         readiness.ready = True
+        canary.start()
         yield
         readiness.ready = False
+        await canary.stop()  # before the filters it uses are closed
         LOOP_WATCH.stop(observe_lag)
         gc_pauses.stop()
         await handler.upstream.close()
@@ -117,7 +130,7 @@ def build_apps(
     register_process_gauges(registry)
 
     async def stats_snapshot() -> dict[str, object]:
-        return stats.snapshot(variant_weights(runtime.config))
+        return stats.snapshot(variant_weights(runtime.config), ablated_filters(runtime.config))
 
     metrics_app = build_metrics_app(registry, readiness, stats_snapshot)
 

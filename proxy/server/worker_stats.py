@@ -20,7 +20,7 @@ import aiohttp
 from aiohttp import web
 
 from proxy.measure.stats import merge
-from proxy.server.app import Apps, variant_weights
+from proxy.server.app import Apps, ablated_filters, variant_weights
 
 _ASK_TIMEOUT_S = 5.0
 
@@ -33,7 +33,9 @@ async def serve_worker_stats(apps: Apps, metrics_dir: str) -> web.AppRunner:
     """Serve this worker's /stats on a loopback port, and say which in the shared directory."""
 
     async def stats(request: web.Request) -> web.Response:
-        document = apps.stats.snapshot(variant_weights(apps.runtime.config))
+        document = apps.stats.snapshot(
+            variant_weights(apps.runtime.config), ablated_filters(apps.runtime.config)
+        )
         return web.json_response(document)
 
     app = web.Application()

@@ -6,7 +6,8 @@ spreads connections across them), and serves the metrics listener itself.
 Workers write their metrics to memory-mapped files in a shared directory
 (prometheus-client's multiprocess mode, ``PROMETHEUS_MULTIPROC_DIR``); the
 supervisor's /metrics adds them up, so counters and histograms count every
-worker's requests and the in-flight gauge is their live sum.
+worker's requests and the in-flight gauge is their live sum (the info gauges,
+their live max: proxy.measure.config_gauges).
 
 Signals: SIGTERM and SIGINT are passed to the workers, which drain and exit;
 SIGHUP is passed on, and each worker reloads the config file. A worker that
@@ -36,6 +37,7 @@ from prometheus_client import CollectorRegistry, multiprocess
 
 from proxy.config.schema import Config, HostPort
 from proxy.exchange.route_gate import describe
+from proxy.measure.config_gauges import WithoutRetired
 from proxy.measure.heap import freeze_startup_heap
 from proxy.measure.tracing import tracer_provider_from_env
 from proxy.server.app import build_apps
@@ -133,7 +135,8 @@ async def run_supervisor(
     pool = _Workers(argv, env, workers)
     readiness = Readiness()
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=metrics_dir)  # type: ignore[no-untyped-call]
+    workers_files = multiprocess.MultiProcessCollector(None, path=metrics_dir)  # type: ignore[no-untyped-call]
+    registry.register(WithoutRetired(workers_files))  # see proxy.measure.config_gauges
     metrics_runner: web.AppRunner | None = None
     try:
         for _ in range(workers):

@@ -128,6 +128,11 @@ class StreamCodec:
         """The usage ``event`` reports, if any (cheap unless it does)."""
         return None
 
+    def finish_reasons_in(self, event: SseEvent) -> list[str]:
+        """The reasons the ends in ``event`` give, if any (cheap unless it has one):
+        what a relayed stream, never stepped, still tells the capability record."""
+        return []
+
     # Whether fills need each channel's whole released text (kept only then).
     keeps_text = False
 

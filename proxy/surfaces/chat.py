@@ -13,6 +13,7 @@ too), a tool call's arguments one channel per call.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -37,6 +38,8 @@ from proxy.surfaces.json_escapes import ArgumentStreams
 from proxy.surfaces.openai_text import arguments_at, content_texts, schema_texts, string_at
 
 DONE = b"data: [DONE]\n\n"
+# A finish_reason that is a string, not null (a text's own quotes are escaped: \").
+_NAMED_REASON = re.compile(r'"finish_reason"\s*:\s*"')
 # Message fields that are text the model reads, beside content.
 _MESSAGE_TEXT = ("refusal", "reasoning_content", "reasoning")
 # Answer fields withheld with a filtered choice.
@@ -183,6 +186,18 @@ class ChoiceStream(StreamCodec):
             return None
         chunk = parse_event(event)
         return usage_of(chunk.get("usage"), "prompt_tokens", "completion_tokens")
+
+    def finish_reasons_in(self, event: SseEvent) -> list[str]:
+        # Every chunk names a finish_reason, nearly all of them null: look for a string.
+        if event.data is None or _NAMED_REASON.search(event.data) is None:
+            return []
+        chunk = parse_event(event)
+        choices = chunk.get("choices") if isinstance(chunk, dict) else None
+        return [
+            c["finish_reason"]
+            for c in _list(choices)
+            if isinstance(c, dict) and isinstance(c.get("finish_reason"), str)
+        ]
 
     def step(self, event: SseEvent) -> StreamStep | None:
         if event.data is None:

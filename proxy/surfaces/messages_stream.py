@@ -26,6 +26,7 @@ client saw open is closed, then a ``message_delta`` with ``stop_reason:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -51,6 +52,8 @@ _DELTAS = {
     "input_json_delta": ("input", "partial_json"),
 }
 _KINDS = {kind: (delta, key) for delta, (kind, key) in _DELTAS.items()}
+# A stop_reason that is a string, not null (a text's own quotes are escaped: \").
+_NAMED_STOP = re.compile(r'"stop_reason"\s*:\s*"')
 _TOOL_BLOCKS = frozenset({"tool_use", "server_tool_use"})
 REFUSAL_DETAILS = {
     "type": "refusal",
@@ -87,6 +90,17 @@ class MessagesStream(StreamCodec):
             message = document.get("message")
             return self._usage(message.get("usage") if isinstance(message, dict) else None)
         return self._usage(document.get("usage"))
+
+    def finish_reasons_in(self, event: SseEvent) -> list[str]:
+        data = event.data
+        if data is None or "message_delta" not in data or _NAMED_STOP.search(data) is None:
+            return []
+        document = parse_event(event)
+        if not isinstance(document, dict) or document.get("type") != "message_delta":
+            return []
+        delta = document.get("delta")
+        reason = delta.get("stop_reason") if isinstance(delta, dict) else None
+        return [reason] if isinstance(reason, str) else []
 
     def step(self, event: SseEvent) -> StreamStep | None:
         if event.data is None:

@@ -92,6 +92,16 @@ class ResponsesStream(StreamCodec):
             return None
         return usage_of(response.get("usage"), "input_tokens", "output_tokens")
 
+    def finish_reasons_in(self, event: SseEvent) -> list[str]:
+        data = event.data
+        if data is None or not any(mark in data for mark in TERMINAL_MARKS):
+            return []
+        document = parse_event(event)
+        if not isinstance(document, dict) or document.get("type") not in TERMINAL:
+            return []
+        reason = finish_reason(document.get("response"))
+        return [] if reason is None else [reason]
+
     def step(self, event: SseEvent) -> StreamStep | None:
         if event.data is None:
             return None

@@ -171,8 +171,10 @@ async def test_report_from_the_proxy_finds_the_20ms_filter(
     assert status == 0, err
     document = json.loads(out)
     assert set(document) == {
-        "source", "ci_method", "baseline", "variants", "comparisons", "filters"
+        "source", "ci_method", "baseline", "variants", "comparisons", "marginal", "capability",
+        "filters",
     }  # fmt: skip
+    assert document["marginal"] == []  # no ablation variant
     assert (document["source"], document["ci_method"]) == ("proxy", "bootstrap")
     assert document["baseline"] == "without"
     variants = document["variants"]

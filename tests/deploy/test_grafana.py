@@ -73,3 +73,35 @@ def test_panels_do_not_overlap() -> None:
         assert not cells & taken, panel["title"]
         assert grid["x"] + grid["w"] <= 24
         taken |= cells
+
+
+def test_the_canary_row_shows_each_filters_tax_beside_its_catch() -> None:
+    panels = _dashboard()["panels"]
+    (table,) = [p for p in panels if p["title"] == "Tax beside catch and false positives"]
+    exprs = "\n".join(t["expr"] for t in table["targets"])
+    for recorded in (
+        "taxmeter_filter_duration_seconds:quantile_rate1m",
+        "filter_variant:taxmeter_canary_catch:ratio_rate1h",
+        "filter_variant:taxmeter_canary_false_positive:ratio_rate1h",
+    ):
+        assert recorded in exprs, recorded
+
+
+def test_budgets_are_threshold_lines_and_config_or_release_changes_are_marked() -> None:
+    [latency] = [p for p in _dashboard()["panels"]
+                 if p["title"] == "Filter cost per request p50 / p95 / p99"]  # fmt: skip
+    [budget] = [t for t in latency["targets"] if "taxmeter_filter_budget_seconds" in t["expr"]]
+    [override] = latency["fieldConfig"]["overrides"]
+    assert override["matcher"] == {"id": "byRegexp", "options": ".* budget$"}
+    assert budget["legendFormat"].endswith(" budget")
+    assert {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}} in override[
+        "properties"
+    ]
+    marks = {a["name"]: a for a in _dashboard()["annotations"]["list"]}
+    assert "taxmeter_config_info" in marks["Config change"]["expr"]
+    assert "taxmeter_build_info" in marks["Release"]["expr"]
+    for mark in marks.values():
+        assert mark["datasource"]["uid"] == "${datasource}"
+    joined = "\n".join(_exprs())
+    assert "taxmeter_filter_cost_usd_total" in joined
+    assert "taxmeter_filter_cpu_seconds_sum" in joined

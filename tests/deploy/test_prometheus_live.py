@@ -32,13 +32,15 @@ from tests.deploy.manifests import DASHBOARD, RULE_FILES, alert_rules, recording
 from tests.deploy.promtool import prometheus_binary
 
 # Several filters at every stage, a filter that always times out (observed,
-# so it never changes an answer), two variants, and a 1 s upstream read timeout.
+# so it never changes an answer), two variants, a 1 s upstream read timeout, and
+# canaries.
 CONFIG: dict[str, Any] = yaml.safe_load("""
 upstream: {read_timeout_s: 1}
+cpu_usd_per_core_hour: 0.05
 filters:
-  - {name: denylist, type: denylist, stages: [input],
+  - {name: denylist, type: denylist, stages: [input], cost_per_call_usd: 0.0001,
      params: {words: [ignore previous instructions, disregard your system prompt]}}
-  - {name: pii, type: pii, stages: [input, output], params: {action: redact}}
+  - {name: pii, type: pii, stages: [input, output], params: {action: redact}, budget_ms: 10}
   - {name: pii_stream, type: pii, stages: [stream],
      stream: {every_tokens: 1, window_chars: 256, holdback_chars: 32}}
   - {name: slow_check, type: synthetic, stages: [input], mode: observe,
@@ -46,17 +48,21 @@ filters:
 variants:
   default: {weight: 70}
   no_pii: {weight: 30, disable: [pii, pii_stream]}
+canary: {interval_s: 0.05}  # the packaged prompt set, fast enough to fill 1h windows
 """)
 DEADLINE_S = 45
 
 
 def dashboard_queries() -> dict[str, str]:
-    """{panel title / refId: PromQL} for every target of every panel."""
+    """{panel title / refId: PromQL} for every target of every panel, and every annotation."""
     document = json.loads(DASHBOARD.read_text())
     return {
         f"{panel['title']} / {target['refId']}": grafana_to_promql(target["expr"])
         for panel in document["panels"]
         for target in panel.get("targets", [])
+    } | {
+        f"annotation {mark['name']}": grafana_to_promql(mark["expr"])
+        for mark in document["annotations"]["list"]
     }
 
 

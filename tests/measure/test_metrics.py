@@ -12,8 +12,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from proxy.measure.config_gauges import build_version
 from proxy.measure.heap import GcPauses, freeze_startup_heap
-from proxy.measure.metrics import OVERHEAD_PARTS
+from proxy.measure.metrics import CAPABILITY_EVENTS, OVERHEAD_PARTS
 from tests.loopback import ProxyFactory, post_json
 
 DESIGN_METRICS = {
@@ -29,9 +30,15 @@ DESIGN_METRICS = {
     "taxmeter_upstream_time_to_first_token_seconds": "histogram",
     "taxmeter_ttft_tax_seconds": "histogram",
     "taxmeter_inflight_requests": "gauge",
+    "taxmeter_completion_tokens": "counter",
+    "taxmeter_capability_events": "counter",
+    "taxmeter_filter_cost_usd": "counter",
+    "taxmeter_filter_budget_seconds": "gauge",
+    "taxmeter_config_info": "gauge",
+    "taxmeter_build_info": "gauge",
 }
 ROUTES = ("chat_completions", "completions", "embeddings", "responses", "messages", "other")
-CHAIN = {"filters": [{"name": "pii", "type": "pii"}]}
+CHAIN = {"filters": [{"name": "pii", "type": "pii", "budget_ms": 10}]}
 
 
 async def scrape(url: str) -> str:
@@ -102,6 +109,9 @@ async def test_label_values_come_only_from_fixed_sets_and_config(
         "reason": {"concurrency", "client_connections", "header_timeout", "body_timeout"},
         "generation": {"0", "1", "2"},
         "part": set(OVERHEAD_PARTS),
+        "event": set(CAPABILITY_EVENTS),
+        "config_sha256": {"none"},  # built in code; a file's hash otherwise
+        "version": {build_version()},
     }
     text = await scrape(proxy.metrics_url)
     seen_routes = set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import re
 import signal
@@ -13,9 +14,19 @@ import aiohttp
 from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
+from proxy.measure.config_gauges import build_version
 from tests.server.test_serve_cli import read_announcement
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
+    return [
+        (s.labels, float(s.value))
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name
+    ]
 
 
 def sample(text: str, name: str, **labels: str) -> float:
@@ -32,7 +43,8 @@ async def test_two_workers_share_the_port_and_the_metrics(
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     config = tmp_path / "taxmeter.yaml"
-    config.write_text("filters:\n  - {name: pii, type: pii}\n")
+    config.write_text("filters:\n  - {name: pii, type: pii, budget_ms: 10}\n")
+    first_sha = hashlib.sha256(config.read_bytes()).hexdigest()
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "proxy", "serve", "--workers", "2", "--config", str(config),
         "--upstream", str(model.make_url("")).rstrip("/"),
@@ -65,6 +77,10 @@ async def test_two_workers_share_the_port_and_the_metrics(
         assert sample(metrics, "taxmeter_filter_duration_seconds_count", filter="pii",
                       stage="input", variant="default") == n  # fmt: skip
         assert sample(metrics, "taxmeter_inflight_requests") == 0
+        # Info gauges read 1 with two workers (their live max, not their sum).
+        assert samples(metrics, "taxmeter_config_info") == [({"config_sha256": first_sha}, 1)]
+        assert samples(metrics, "taxmeter_build_info") == [({"version": build_version()}, 1)]
+        assert samples(metrics, "taxmeter_filter_budget_seconds") == [({"filter": "pii"}, 0.01)]
         # /stats merges both workers' reservoirs: every request is in it once.
         assert stats["workers"] == 2
         default = stats["variants"]["default"]
@@ -89,6 +105,10 @@ async def test_two_workers_share_the_port_and_the_metrics(
             async with s.get(f"{base}/stats") as response:
                 stats = await response.json()
         assert sample(metrics, "taxmeter_requests_total", outcome="ok", **labels) == n + 20
+        # Both workers reloaded: the new hash alone, and no budget left (no filters).
+        new_sha = hashlib.sha256(config.read_bytes()).hexdigest()
+        assert samples(metrics, "taxmeter_config_info") == [({"config_sha256": new_sha}, 1)]
+        assert samples(metrics, "taxmeter_filter_budget_seconds") == []
         assert stats["variants"]["default"]["requests"] == n + 20
         assert stats["filters"]["pii"]["requests"] == n
         assert sample(metrics, "taxmeter_filter_duration_seconds_count", filter="pii",

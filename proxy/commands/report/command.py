@@ -10,7 +10,11 @@ bootstrap); ``--prometheus`` reads ``increase(...[window])`` of taxmeter's
 histograms (percentiles interpolated inside buckets, intervals from
 resampled bucket counts, so both only as fine as the buckets). The baseline
 is ``--baseline``, else the variant of the highest weight (first of equals)
-with ``--proxy``, the one with the most requests with ``--prometheus``.
+with ``--proxy``, the one with the most requests with ``--prometheus``; an
+ablation variant (``without_<filter>``) only when no other has requests.
+Besides the comparisons: the marginal tax of each ablated filter
+(:mod:`~proxy.commands.report.marginal`) and each variant's capability tax
+(:mod:`~proxy.commands.report.capability`).
 
 Output: tables for people, or with ``--json`` one document (seconds; null
 where there is no data; see docs/report.md). Exit status: 0; 1 when the
@@ -26,6 +30,8 @@ import random
 import re
 from typing import Any, TextIO
 
+from proxy.commands.report.capability import capability_section
+from proxy.commands.report.marginal import marginal_section
 from proxy.commands.report.sources import (
     METRICS,
     Figures,
@@ -171,9 +177,11 @@ def choose_baseline(snapshot: Snapshot, wanted: str | None) -> str:
         if wanted not in with_data:
             raise ReportError(f"the baseline {wanted!r} has no requests on these routes", 1)
         return wanted
+    # An ablation variant lacks a filter on purpose: it is what the baseline is compared to.
+    whole = [name for name in with_data if snapshot.variants[name].ablates is None] or with_data
     if snapshot.source == "proxy":
-        return max(with_data, key=lambda name: snapshot.variants[name].weight or 0.0)
-    return max(with_data, key=lambda name: snapshot.variants[name].requests)
+        return max(whole, key=lambda name: snapshot.variants[name].weight or 0.0)
+    return max(whole, key=lambda name: snapshot.variants[name].requests)
 
 
 def _summary(figures: Figures | None) -> Summary | None:
@@ -226,6 +234,13 @@ def assemble(
         "baseline": baseline,
         "variants": variants,
         "comparisons": comparisons,
+        "marginal": marginal_section(snapshot, baseline, comparisons, resamples, rng),
+        "capability": capability_section(
+            {name: v.capability for name, v in snapshot.variants.items()},
+            baseline,
+            resamples,
+            rng,
+        ),
         "filters": {name: _filter_row(f) for name, f in snapshot.filters.items()},
     }
 
@@ -235,6 +250,11 @@ def _filter_row(figures: FilterFigures) -> dict[str, Any]:
 
     def rate(*actions: str) -> float | None:
         return sum(figures.decisions.get(a, 0.0) for a in actions) / calls if calls else None
+
+    def per_1000_requests(total: float | None) -> float | None:
+        if total is None or not figures.requests:
+            return None
+        return total / figures.requests * 1000
 
     return {
         "requests": figures.requests,
@@ -246,4 +266,6 @@ def _filter_row(figures: FilterFigures) -> dict[str, Any]:
         "error_rate": rate("error", "timeout"),
         "observed_block": round(figures.observed.get("block", 0.0)),
         "observed_redact": round(figures.observed.get("redact", 0.0)),
+        "cpu_seconds_per_1000_requests": per_1000_requests(figures.cpu_seconds_sum),
+        "cost_usd_per_1000_requests": per_1000_requests(figures.cost_usd_sum),
     }

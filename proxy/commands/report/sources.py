@@ -26,6 +26,8 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from proxy.commands.report import prometheus_whole
+from proxy.commands.report.capability import CAPABILITY_EVENTS, CapabilityFigures
 from proxy.commands.report.stats import Buckets
 
 METRICS = (
@@ -54,6 +56,10 @@ class VariantFigures:
     requests: int
     weight: float | None  # None: the source does not know it (Prometheus)
     metrics: Mapping[str, Figures]  # a metric without data is absent
+    ablates: str | None = None  # an ablation variant: the one filter it disables
+    # The CPU of all its filters: per request (proxy), or only their mean (Prometheus).
+    filter_cpu: list[float] | float | None = None
+    capability: CapabilityFigures | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +68,8 @@ class FilterFigures:
     duration_seconds_sum: float
     decisions: dict[str, float]  # enforcing calls by action
     observed: dict[str, float]  # observing calls by action
+    cpu_seconds_sum: float | None = None  # None: the source does not say (an older proxy)
+    cost_usd_sum: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +111,8 @@ def read_proxy(base_url: str, routes: Collection[str] | None) -> Snapshot:
                 duration_seconds_sum=float(raw["duration_seconds_sum"]),
                 decisions={k: float(v) for k, v in raw["decisions"].items()},
                 observed={k: float(v) for k, v in raw["observed_decisions"].items()},
+                cpu_seconds_sum=_optional_float(raw.get("cpu_seconds_sum")),
+                cost_usd_sum=_optional_float(raw.get("cost_usd_sum")),
             )
             for name, raw in doc["filters"].items()
         }
@@ -111,18 +121,48 @@ def read_proxy(base_url: str, routes: Collection[str] | None) -> Snapshot:
     return Snapshot("proxy", url, variants, filters)
 
 
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 def _proxy_variant(raw: dict[str, Any], routes: Collection[str] | None) -> VariantFigures:
     samples = raw["samples"]
     keep = [routes is None or route in routes for route in samples["route"]]
+
+    def column(name: str) -> list[Any] | None:
+        """The kept values of a column (None: this proxy does not record it)."""
+        values = samples.get(name)
+        if values is None:
+            return None
+        if len(values) != len(keep):
+            raise ValueError(f"column {name} has {len(values)} values, route has {len(keep)}")
+        return [v for v, kept in zip(values, keep, strict=True) if kept]
+
     metrics: dict[str, Figures] = {}
     for metric in METRICS:
-        column = samples[metric]
-        if len(column) != len(keep):
-            raise ValueError(f"column {metric} has {len(column)} values, route has {len(keep)}")
-        values = [float(v) for v, kept in zip(column, keep, strict=True) if kept and v is not None]
+        values = [float(v) for v in column(metric) or () if v is not None]
         if values:
             metrics[metric] = values
-    return VariantFigures(sum(keep), float(raw["weight"]), metrics)
+    cpu = column("filter_cpu_seconds")
+    outcomes = column("outcome") or []
+    flags = {event: column(event) for event in CAPABILITY_EVENTS if event != "blocked"}
+    tokens = column("completion_tokens")
+    capability = CapabilityFigures(
+        requests=len(outcomes),
+        counts={
+            "blocked": sum(o == "blocked" for o in outcomes),
+            **{e: None if v is None else sum(bool(x) for x in v) for e, v in flags.items()},
+        },
+        tokens=None if tokens is None else [float(t) for t in tokens if t is not None],
+    )
+    return VariantFigures(
+        sum(keep),
+        float(raw["weight"]),
+        metrics,
+        ablates=None if raw.get("ablates") is None else str(raw["ablates"]),
+        filter_cpu=None if cpu is None else [float(v) for v in cpu if v is not None],
+        capability=capability,
+    )
 
 
 class _Prometheus:
@@ -166,11 +206,23 @@ def read_prometheus(base_url: str, window: str, routes: Collection[str] | None) 
         rows = prom.increase("variant, le", f"{name}_bucket")
         for variant, buckets in _histograms(rows, sums, prom.base_url).items():
             histograms.setdefault(variant, {})[metric] = buckets
+    filters = _filters(prom)
+    cpu = prometheus_whole.filter_cpu_means(prom.query, prom.window)
+    capability = prometheus_whole.capability_figures(
+        prom.query, prom.window, prom.selector, requests
+    )
     variants = {
-        name: VariantFigures(round(requests.get(name, 0.0)), None, histograms.get(name, {}))
+        name: VariantFigures(
+            round(requests.get(name, 0.0)),
+            None,
+            histograms.get(name, {}),
+            ablates=prometheus_whole.ablated(name, filters),
+            filter_cpu=cpu.get(name),
+            capability=capability.get(name),
+        )
         for name in sorted({*requests, *histograms})
     }
-    return Snapshot("prometheus", prom.base_url, variants, _filters(prom), prom.at)
+    return Snapshot("prometheus", prom.base_url, variants, filters, prom.at)
 
 
 def _histograms(
@@ -205,6 +257,8 @@ def _filters(prom: _Prometheus) -> dict[str, FilterFigures]:
     calls = prom.increase("filter, stage", "taxmeter_filter_duration_seconds_count", "")
     seconds = prom.increase("filter", "taxmeter_filter_duration_seconds_sum", "")
     decisions = prom.increase("filter, mode, action", "taxmeter_filter_decisions_total", "")
+    cpu = dict(_by_filter(prom.increase("filter", "taxmeter_filter_cpu_seconds_sum", "")))
+    usd = dict(_by_filter(prom.increase("filter", "taxmeter_filter_cost_usd_total", "")))
     # A request meets a filter at up to three stages; the stage it met most
     # often stands for the requests (every request passes the input stage).
     requests: dict[str, float] = {}
@@ -224,6 +278,12 @@ def _filters(prom: _Prometheus) -> dict[str, FilterFigures]:
             duration.get(name, 0.0),
             by_mode.get((name, "enforce"), {}),
             by_mode.get((name, "observe"), {}),
+            cpu.get(name, 0.0),
+            usd.get(name, 0.0),
         )
         for name in names
     }
+
+
+def _by_filter(rows: list[tuple[dict[str, str], float]]) -> list[tuple[str, float]]:
+    return [(labels.get("filter", ""), value) for labels, value in rows]

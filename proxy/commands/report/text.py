@@ -15,6 +15,17 @@ TITLES = {
     "ttft_seconds": "time to first token",
     "ttft_tax_seconds": "TTFT tax",
 }
+MARGINAL_TITLES = {
+    "latency_tax_seconds": "latency tax",
+    "ttft_tax_seconds": "TTFT tax",
+    "filter_cpu_seconds": "filter CPU",
+}
+CAPABILITY_TITLES = {
+    "blocked_share": "blocked",
+    "redacted_share": "redacted",
+    "content_filter_share": "content_filter",
+    "completion_tokens_per_request": "tokens/request",
+}
 NO_DATA_WHY = {
     "ttft_seconds": ": no streamed responses",
     "ttft_tax_seconds": ": no streamed responses",
@@ -37,6 +48,10 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) 
 
 def _ms(seconds: float | None, sign: str = "") -> str:
     return "-" if seconds is None else f"{seconds * 1e3:{sign}.3f}"
+
+
+def _usd(amount: float | None) -> str:
+    return "-" if amount is None else f"{amount:.6f}"
 
 
 def _percent(rate: float | None) -> str:
@@ -72,6 +87,84 @@ def _heading(
     lines.append(f"  baseline: {report['baseline']} ({chosen})")
     lines.append(f"  95% confidence intervals, {resamples} resamples: {method}")
     return lines
+
+
+def _interval(ci95: Sequence[float | None], show: Any) -> tuple[str, str]:
+    """The interval as text, and the mark of one that excludes 0."""
+    lo, hi = ci95
+    if lo is None or hi is None:
+        return "-", ""
+    return f"[{show(lo)}, {show(hi)}]", "*" if lo > 0 or hi < 0 else ""
+
+
+def _marginal(report: dict[str, Any], source: str) -> list[str]:
+    lines = [
+        "",
+        f"marginal tax: baseline ({report['baseline']}) - without_<filter>, what each filter"
+        " adds, ms; * the 95% CI excludes 0",
+    ]
+    if source == "prometheus" and report["marginal"]:
+        lines.append("  (filter CPU: its mean only, all routes; Prometheus has no per-request sum)")
+    rows = []
+    for m in report["marginal"]:
+        interval, mark = _interval(m["ci95"], lambda v: _ms(v, "+"))
+        rows.append(
+            [
+                m["filter"],
+                m["variant"],
+                MARGINAL_TITLES[m["metric"]],
+                m["statistic"],
+                _ms(m["difference"], "+"),
+                interval,
+                mark,
+            ]
+        )
+    header = ["filter", "variant", "metric", "stat", "difference", "95% CI", ""]
+    if rows:
+        return lines + _table(header, rows, left=4)
+    return [*lines, "  (no ablation variant has data: see ablation in docs/report.md)"]
+
+
+def _capability(report: dict[str, Any]) -> list[str]:
+    section = report["capability"]
+    lines = [
+        "",
+        "capability (shares of requests; tokens/request: completion tokens, of the requests"
+        " whose tokens are known)",
+    ]
+    rows = [
+        [
+            name,
+            str(row["requests"]),
+            *(_percent(row[key]) for key in list(CAPABILITY_TITLES)[:3]),
+            "-" if row["completion_tokens_per_request"] is None
+            else f"{row['completion_tokens_per_request']:.2f}",
+            str(row["requests_with_tokens"]),
+        ]
+        for name, row in section["variants"].items()
+    ]  # fmt: skip
+    header = ["variant", "requests", *list(CAPABILITY_TITLES.values()), "with tokens"]
+    lines += _table(header, rows) if rows else ["  (no variant has data)"]
+    lines += [
+        "",
+        f"capability: variant - baseline ({report['baseline']}); shares in percentage points;"
+        " * the 95% CI excludes 0",
+    ]
+    rows = []
+    for d in section["differences"]:
+        tokens = d["metric"] == "completion_tokens_per_request"
+
+        def show(value: float, tokens: bool = tokens) -> str:
+            return f"{value:+.2f}" if tokens else f"{value * 100:+.1f}"
+
+        interval, mark = _interval(d["ci95"], show)
+        rows.append(
+            [d["variant"], CAPABILITY_TITLES[d["metric"]], show(d["difference"]), interval, mark]
+        )
+    header = ["variant", "metric", "difference", "95% CI", ""]
+    if rows:
+        return lines + _table(header, rows, left=2)
+    return [*lines, "  (no other variant has data to compare)"]
 
 
 def render(
@@ -123,7 +216,10 @@ def render(
         lines += _table(["variant", "metric", "stat", "difference", "95% CI", ""], rows, left=3)
     else:
         lines.append("  (no other variant has data to compare)")
+    lines += _marginal(report, snapshot.source)
+    lines += _capability(report)
     lines += ["", "filters (all routes and variants; rates are shares of enforcing calls)"]
+    lines.append("  (CPU and USD: every call that ran, per 1,000 requests the filter judged)")
     if snapshot.source == "prometheus":
         lines.append("  (requests: the filter's calls at its busiest stage, in the window)")
     rows = [
@@ -136,6 +232,8 @@ def render(
             _percent(f["error_rate"]),
             str(f["observed_block"]),
             str(f["observed_redact"]),
+            _ms(f["cpu_seconds_per_1000_requests"]),
+            _usd(f["cost_usd_per_1000_requests"]),
         ]
         for name, f in report["filters"].items()
     ]
@@ -148,6 +246,8 @@ def render(
         "error+timeout",
         "observed block",
         "observed redact",
+        "CPU ms /1k req",
+        "USD /1k req",
     ]
     lines += _table(header, rows) if rows else ["  (no filter ran)"]
     return "\n".join(lines) + "\n"
