@@ -16,10 +16,7 @@ a ConfigError naming ``canary.dataset`` and the file's line.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from filters.base import Stage
@@ -32,13 +29,13 @@ from proxy.config.checks import (
     check_str,
     check_str_list,
 )
+from proxy.config.labelled import DatasetError, read_lines
 
 CANARY_KEYS = ("dataset", "interval_s", "stages")
 CANARY_STAGES: tuple[Stage, ...] = ("input", "output")
 BENIGN = "benign"
 MAX_LABELS = 20  # series per filter and variant: labels x actions
 MAX_LABEL_CHARS = 64
-PACKAGED_DATASET = "datasets/prompts.jsonl"  # inside the proxy package
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,42 +83,29 @@ def parse_canary(raw: Any) -> CanaryConfig | None:
 def load_items(path: str | None) -> tuple[CanaryItem, ...]:
     """The labelled texts of ``path`` (None: the packaged set); ConfigError names the line."""
     key = "canary.dataset"
-    if path is None:
-        shown = f"proxy/{PACKAGED_DATASET}"
-        data = resources.files("proxy").joinpath(PACKAGED_DATASET).read_bytes()
-    else:
-        shown = path
-        try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            raise ConfigError(key, f"cannot read {path}: {exc.strerror}") from exc
     items: list[CanaryItem] = []
     labels: set[str] = set()
-    for number, raw in enumerate(data.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        item = _item(key, f"{shown}:{number}", raw)
-        if item.label not in labels:
-            if len(labels) == MAX_LABELS:
-                raise ConfigError(
-                    key,
-                    f"{shown}:{number}: label {item.label!r} is one more than the "
-                    f"{MAX_LABELS} distinct labels a canary set may have",
-                )
-            labels.add(item.label)
-        items.append(item)
+    try:
+        shown, documents = read_lines(path)
+        for where, document in documents:
+            item = _item(key, where, document)
+            if item.label not in labels:
+                if len(labels) == MAX_LABELS:
+                    raise ConfigError(
+                        key,
+                        f"{where}: label {item.label!r} is one more than the "
+                        f"{MAX_LABELS} distinct labels a canary set may have",
+                    )
+                labels.add(item.label)
+            items.append(item)
+    except DatasetError as exc:
+        raise ConfigError(key, str(exc)) from None
     if not items:
         raise ConfigError(key, f"{shown}: the dataset holds no items")
     return tuple(items)
 
 
-def _item(key: str, where: str, raw: bytes) -> CanaryItem:
-    try:
-        document = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(key, f"{where}: not valid UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(key, f"{where}: not valid JSON ({exc.msg})") from None
+def _item(key: str, where: str, document: Any) -> CanaryItem:
     if not isinstance(document, dict):
         raise ConfigError(key, f"{where}: expected a JSON object")
     text = document.get("text", document.get("prompt"))

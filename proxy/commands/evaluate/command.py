@@ -29,8 +29,6 @@ import json
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 from typing import Any, TextIO
 
 import uvloop
@@ -39,10 +37,10 @@ from filters.base import Stage
 from proxy.commands.evaluate.run import FirstFailures, Plan, Tally, close_filters, measure, plan
 from proxy.commands.evaluate.text import render
 from proxy.commands.report.stats import summarize
+from proxy.config.labelled import DatasetError, read_lines
 from proxy.config.schema import Config, ConfigError, load_config
 from proxy.judge.build import build_filters
 
-BUILTIN_DATASET = "datasets/prompts.jsonl"  # inside the proxy package
 BENIGN = "benign"
 Targets = dict[str, tuple[str, ...]]
 
@@ -110,35 +108,22 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def load_dataset(path: str | None) -> Dataset:
     """Read a JSON-lines dataset (None: the shipped one); blank lines are skipped."""
-    if path is None:
-        shown = f"proxy/{BUILTIN_DATASET}"
-        data = resources.files("proxy").joinpath(BUILTIN_DATASET).read_bytes()
-    else:
-        shown = path
-        try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            raise EvaluateError(f"cannot read dataset {path}: {exc.strerror}") from exc
     prompts: list[str] = []
     labels: list[str] = []
-    for number, raw in enumerate(data.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            item = json.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            raise EvaluateError(f"{shown}:{number}: not valid UTF-8") from None
-        except json.JSONDecodeError as exc:
-            raise EvaluateError(f"{shown}:{number}: not valid JSON ({exc.msg})") from None
-        prompt = item.get("prompt") if isinstance(item, dict) else None
-        label = item.get("label") if isinstance(item, dict) else None
-        if not isinstance(prompt, str) or not isinstance(label, str) or not label:
-            raise EvaluateError(
-                f'{shown}:{number}: expected an object with a string "prompt" '
-                'and a non-empty string "label"'
-            )
-        prompts.append(prompt)
-        labels.append(label)
+    try:
+        shown, documents = read_lines(path)
+        for where, item in documents:
+            prompt = item.get("prompt") if isinstance(item, dict) else None
+            label = item.get("label") if isinstance(item, dict) else None
+            if not isinstance(prompt, str) or not isinstance(label, str) or not label:
+                raise EvaluateError(
+                    f'{where}: expected an object with a string "prompt" '
+                    'and a non-empty string "label"'
+                )
+            prompts.append(prompt)
+            labels.append(label)
+    except DatasetError as exc:
+        raise EvaluateError(str(exc)) from None
     if not prompts:
         raise EvaluateError(f"{shown}: the dataset holds no prompts")
     tally = Counter(labels)
