@@ -11,8 +11,9 @@ import pytest
 import uvloop
 
 from tests.loopback import echo_server, model, raw_server, start_proxy
+from tests.otlp_receiver import traced
 
-__all__ = ["echo_server", "model", "raw_server", "start_proxy"]
+__all__ = ["echo_server", "model", "raw_server", "start_proxy", "traced"]
 
 
 def pytest_asyncio_loop_factories(

@@ -15,10 +15,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
-from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
 from proxy.config.schema import HostPort, parse_config
+from proxy.measure.tracing_setup import TracingSetup
 from proxy.server.app import Apps, build_apps
 from proxy.server.metrics_app import Readiness
 from proxy.server.sites import bound_url, start_site
@@ -126,7 +126,7 @@ async def start_proxy(
         upstream: str | None = None,
         config_path: str | None = None,
         environ: dict[str, str] | None = None,
-        tracer_provider: TracerProvider | None = None,
+        tracing: TracingSetup | None = None,
     ) -> RunningProxy:
         parsed = parse_config(config or {}).with_overrides(
             upstream=upstream or str(model.make_url("")).rstrip("/")
@@ -134,7 +134,7 @@ async def start_proxy(
         registry = CollectorRegistry()
         if environ is None:
             environ = {"TAXMETER_ADMIN_TOKEN": ADMIN_TOKEN}
-        apps = build_apps(parsed, registry, config_path, environ, tracer_provider)
+        apps = build_apps(parsed, registry, config_path, environ, tracing)
         runner = await start_site(apps.proxy, HostPort("127.0.0.1", 0))
         runners.append(runner)
         metrics_server = await aiohttp_server(apps.metrics)

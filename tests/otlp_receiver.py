@@ -5,14 +5,26 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
 
+import pytest
 from aiohttp import web
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from opentelemetry.proto.trace.v1.trace_pb2 import Status as Status_
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
+from opentelemetry.trace import SpanKind
 
+from proxy.measure.tracing_export import Batching, SpanExport
+from proxy.measure.tracing_senders import HttpSender
+from proxy.measure.tracing_setup import TracingSetup, resource_and_scope
 from tests.loopback import ServerFactory
 
 
@@ -77,3 +89,101 @@ async def http_receiver(aiohttp_server: ServerFactory, received: Received) -> st
     app.router.add_post("/v1/traces", traces)
     collector = await aiohttp_server(app)
     return str(collector.make_url("")).rstrip("/")
+
+
+@dataclass(frozen=True)
+class Ids:
+    trace_id: int
+    span_id: int
+
+
+@dataclass(frozen=True)
+class Event:
+    name: str
+    timestamp: int
+
+
+@dataclass(frozen=True)
+class Status:
+    is_ok: bool
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A received span, read the way the SDK's ReadableSpan reads (what the tests assert on)."""
+
+    name: str
+    kind: SpanKind
+    context: Ids
+    parent: Ids | None
+    start_time: int
+    end_time: int
+    attributes: dict[str, Any]
+    events: list[Event]
+    status: Status
+
+    @classmethod
+    def of(cls, span: Span) -> Decoded:
+        trace_id = int.from_bytes(span.trace_id, "big")
+        parent = None
+        if span.parent_span_id:
+            parent = Ids(trace_id, int.from_bytes(span.parent_span_id, "big"))
+        return cls(
+            name=span.name,
+            kind=_KINDS[span.kind],
+            context=Ids(trace_id, int.from_bytes(span.span_id, "big")),
+            parent=parent,
+            start_time=span.start_time_unix_nano,
+            end_time=span.end_time_unix_nano,
+            attributes={a.key: _python(a.value) for a in span.attributes},
+            events=[Event(e.name, e.time_unix_nano) for e in span.events],
+            status=Status(span.status.code != Status_.STATUS_CODE_ERROR),
+        )
+
+
+_KINDS = {
+    Span.SPAN_KIND_INTERNAL: SpanKind.INTERNAL,
+    Span.SPAN_KIND_SERVER: SpanKind.SERVER,
+    Span.SPAN_KIND_CLIENT: SpanKind.CLIENT,
+}
+
+
+def _python(value: AnyValue) -> Any:
+    kind = value.WhichOneof("value")
+    if kind == "array_value":
+        return tuple(_python(v) for v in value.array_value.values)
+    return getattr(value, kind) if kind else None
+
+
+class Traced:
+    """Tracing into a receiver on loopback, every request sampled (unless the client said not)."""
+
+    def __init__(self, setup: TracingSetup, received: Received) -> None:
+        self.setup = setup
+        self.received = received
+
+    async def spans(self, requests: int = 1) -> list[Decoded]:
+        """Every span received, once ``requests`` traces arrived."""
+        return [Decoded.of(s) for s in await self.received.spans_of(requests)]
+
+    async def nothing_more(self) -> list[Decoded]:
+        """Every span received after a moment and a flush (to see that none came)."""
+        await asyncio.sleep(0.05)
+        assert await asyncio.to_thread(self.setup.export.flush, 10)
+        return [Decoded.of(s) for s in self.received.spans]
+
+    def clear(self) -> None:
+        self.received.clear()
+
+
+@pytest.fixture
+async def traced(aiohttp_server: ServerFactory) -> AsyncIterator[Traced]:
+    received = Received()
+    url = await http_receiver(aiohttp_server, received)
+    sender = HttpSender(endpoint=f"{url}/v1/traces")
+    export = SpanExport(
+        sender, resource_and_scope(Resource.create()), Batching(schedule_delay_s=0.02)
+    )
+    setup = TracingSetup(export, ParentBased(ALWAYS_ON))
+    yield Traced(setup, received)
+    await asyncio.to_thread(setup.shutdown)

@@ -1,6 +1,7 @@
 """What a request's spans say: GenAI and taxmeter attributes, from its record and figures.
 
-Only called for sampled requests, at the end (see :mod:`proxy.measure.tracing`).
+Only called for sampled requests, after their end, on the exporter thread
+(see :mod:`proxy.measure.tracing_spans`).
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from opentelemetry.trace import Span
 
 from proxy.measure import genai_attrs as A
 from proxy.measure.capability import answer_of
@@ -90,15 +90,17 @@ def server_attributes(
     return attributes
 
 
-def add_content(span: Span, ex: Served, response: dict[str, Any]) -> None:
+def content_attributes(ex: Served, response: dict[str, Any]) -> dict[str, str]:
     """The prompt as it went upstream and the answer as it went to the client:
     both after the filters' redactions (``telemetry.trace_content: true`` only)."""
     surface = ex.surface
+    attributes: dict[str, str] = {}
     if surface is None:
-        return
+        return attributes
     prompt = surface.input_messages(ex.body)
     if prompt is not None:
-        span.set_attribute(A.INPUT_MESSAGES, orjson.dumps(prompt).decode())
+        attributes[A.INPUT_MESSAGES] = orjson.dumps(prompt).decode()
     answer = surface.output_messages(response.get("_body"))
     if answer is not None:
-        span.set_attribute(A.OUTPUT_MESSAGES, orjson.dumps(answer).decode())
+        attributes[A.OUTPUT_MESSAGES] = orjson.dumps(answer).decode()
+    return attributes

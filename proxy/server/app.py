@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
-from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
 from proxy.config.schema import Config, ConfigError
@@ -28,6 +27,7 @@ from proxy.measure.metrics import Metrics
 from proxy.measure.process_gauges import register_process_gauges
 from proxy.measure.stats import Stats
 from proxy.measure.tracing import Tracing
+from proxy.measure.tracing_setup import TracingSetup
 from proxy.server.client_limits import CLIENT_LIMITS, ClientLimits
 from proxy.server.metrics_app import Readiness, build_metrics_app
 from proxy.upstream.call import UpstreamPool
@@ -63,12 +63,12 @@ def build_apps(
     registry: CollectorRegistry,
     config_path: str | None = None,
     environ: Mapping[str, str] = os.environ,
-    tracer_provider: TracerProvider | None = None,
+    tracing_setup: TracingSetup | None = None,
 ) -> Apps:
     """Build every app; filters are constructed and the chains frozen here, once.
 
-    ``tracer_provider``: where each request's span tree goes; None, tracing off.
-    The caller owns it (flushes and shuts it down).
+    ``tracing_setup``: the sampler and where each request's spans go; None,
+    tracing off. The caller owns it (flushes and shuts it down).
 
     Raises ConfigError when a filter cannot be built, before anything listens.
     """
@@ -82,8 +82,8 @@ def build_apps(
     observer = Observer()
     readiness = Readiness()
     tracing = None
-    if tracer_provider is not None:
-        tracing = Tracing(tracer_provider, config.upstream.url, config.telemetry.trace_content)
+    if tracing_setup is not None:
+        tracing = Tracing(tracing_setup, config.upstream.url, config.telemetry.trace_content)
     telemetry = config.telemetry
     access_log = None
     if telemetry.access_log != "off":

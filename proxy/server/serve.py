@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from proxy.config.schema import Config, HostPort
 from proxy.exchange.route_gate import describe
 from proxy.measure.heap import freeze_startup_heap
-from proxy.measure.tracing import tracer_provider_from_env
+from proxy.measure.tracing_setup import tracing_from_env
 from proxy.server.app import build_apps
 from proxy.server.sites import bound_url, start_site
 from proxy.server.workers import run_supervisor
@@ -73,10 +73,10 @@ async def run_proxy(
         if workers > 1:
             await run_supervisor(config, announce, config_path, workers, log_level, model_note)
             return
-        provider = tracer_provider_from_env(os.environ)
-        if provider is not None:
-            stack.callback(provider.shutdown)  # flushes the spans not yet exported
-        apps = build_apps(config, CollectorRegistry(), config_path, tracer_provider=provider)
+        tracing = tracing_from_env(os.environ)
+        if tracing is not None:
+            stack.callback(tracing.shutdown)  # flushes the spans not yet exported
+        apps = build_apps(config, CollectorRegistry(), config_path, tracing_setup=tracing)
         metrics_runner = await start_site(apps.metrics, config.metrics_listen)
         stack.push_async_callback(metrics_runner.cleanup)
         admin_note = "off"

@@ -39,7 +39,7 @@ from proxy.config.schema import Config, HostPort
 from proxy.exchange.route_gate import describe
 from proxy.measure.config_gauges import WithoutRetired
 from proxy.measure.heap import freeze_startup_heap
-from proxy.measure.tracing import tracer_provider_from_env
+from proxy.measure.tracing_setup import tracing_from_env
 from proxy.server.app import build_apps
 from proxy.server.metrics_app import Readiness, build_metrics_app
 from proxy.server.parent import stop_when_parent_ends
@@ -177,10 +177,8 @@ async def run_supervisor(
 
 async def run_worker(config: Config, config_path: str | None) -> None:
     """One worker: the proxy listener on the shared port, until SIGTERM."""
-    provider = tracer_provider_from_env(os.environ)
-    apps = build_apps(
-        config, CollectorRegistry(), config_path, environ={}, tracer_provider=provider
-    )
+    tracing = tracing_from_env(os.environ)
+    apps = build_apps(config, CollectorRegistry(), config_path, environ={}, tracing_setup=tracing)
     runner = await start_site(apps.proxy, config.listen, reuse_port=True)
     stats_runner = await serve_worker_stats(apps, os.environ[MULTIPROC_ENV])
     freeze_startup_heap()
@@ -198,5 +196,5 @@ async def run_worker(config: Config, config_path: str | None) -> None:
         await runner.cleanup()
         await stats_runner.cleanup()
         forget_worker(os.environ[MULTIPROC_ENV], os.getpid())
-        if provider is not None:
-            provider.shutdown()  # flushes the spans not yet exported
+        if tracing is not None:
+            tracing.shutdown()  # flushes the spans not yet exported

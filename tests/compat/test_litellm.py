@@ -12,14 +12,12 @@ from typing import Any
 import anthropic
 import openai
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from proxy.measure import genai_attrs as A
 from tests.compat.conftest import ANSWER_EMAIL, LiteLLM, litellm, simulated_model
 from tests.loopback import ProxyFactory, RunningProxy
+from tests.otlp_receiver import Traced
 
 __all__ = ["litellm", "simulated_model"]
 
@@ -113,28 +111,15 @@ IDS = [f"{s}-{'stream' if stream else 'plain'}" for s, stream in CASES]
 
 
 @pytest.fixture
-def exporter() -> InMemorySpanExporter:
-    return InMemorySpanExporter()
+async def proxy(start_proxy: ProxyFactory, litellm: LiteLLM, traced: Traced) -> RunningProxy:
+    return await start_proxy(FILTERS, upstream=litellm.url, tracing=traced.setup)
 
 
 @pytest.fixture
-async def proxy(
-    start_proxy: ProxyFactory, litellm: LiteLLM, exporter: InMemorySpanExporter
-) -> RunningProxy:
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return await start_proxy(FILTERS, upstream=litellm.url, tracer_provider=provider)
-
-
-@pytest.fixture
-async def output_proxy(
-    start_proxy: ProxyFactory, litellm: LiteLLM, exporter: InMemorySpanExporter
-) -> RunningProxy:
+async def output_proxy(start_proxy: ProxyFactory, litellm: LiteLLM, traced: Traced) -> RunningProxy:
     """Judging answers only: an echoed prompt comes back through LiteLLM as it was sent."""
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
     only_out = {"filters": [f for f in FILTERS["filters"] if f["name"] == "pii_out"]}
-    return await start_proxy(only_out, upstream=litellm.url, tracer_provider=provider)
+    return await start_proxy(only_out, upstream=litellm.url, tracing=traced.setup)
 
 
 async def settled(proxy: RunningProxy, name: str, expected: float, **labels: str) -> float:
@@ -195,7 +180,7 @@ async def test_an_email_in_litellms_mock_response_reaches_the_client_redacted(
 async def test_an_email_in_litellms_answer_reaches_the_client_redacted(
     output_proxy: RunningProxy,
     litellm: LiteLLM,
-    exporter: InMemorySpanExporter,
+    traced: Traced,
     surface: str,
     stream: bool,
 ) -> None:
@@ -208,7 +193,7 @@ async def test_an_email_in_litellms_answer_reaches_the_client_redacted(
     proxy = output_proxy
     assert await settled(proxy, "taxmeter_requests_total", 1, **labels) == 1
     assert proxy.value("taxmeter_requests_total", **{**labels, "outcome": "client_disconnect"}) == 0
-    (server,) = [s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER]
+    (server,) = [s for s in await traced.spans() if s.kind == SpanKind.SERVER]
     assert server.attributes is not None
     assert isinstance(server.attributes.get(A.USAGE_INPUT_TOKENS), int)
     assert isinstance(server.attributes.get(A.USAGE_OUTPUT_TOKENS), int)

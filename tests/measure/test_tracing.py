@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import aiohttp
 import orjson
-import pytest
 from aiohttp.test_utils import TestServer
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
 
 from proxy.config.schema import parse_config
 from proxy.measure import genai_attrs as A
 from tests.loopback import ProxyFactory, echoed_headers, post_json
+from tests.otlp_receiver import Decoded, Traced
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "echo: hello"}]}
 SYNTHETIC_20MS = {
@@ -25,35 +22,24 @@ CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_SPAN = "00f067aa0ba902b7"
 
 
-@pytest.fixture
-def exporter() -> InMemorySpanExporter:
-    return InMemorySpanExporter()
-
-
-@pytest.fixture
-def provider(exporter: InMemorySpanExporter) -> TracerProvider:
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return provider
-
-
-def by_kind(spans: tuple[ReadableSpan, ...], kind: SpanKind) -> list[ReadableSpan]:
+def by_kind(spans: list[Decoded], kind: SpanKind) -> list[Decoded]:
     return [s for s in spans if s.kind == kind]
 
 
-def duration_s(span: ReadableSpan) -> float:
+def duration_s(span: Decoded) -> float:
     assert span.start_time is not None
     assert span.end_time is not None
     return (span.end_time - span.start_time) / 1e9
 
 
 async def test_span_tree_with_real_times(
-    start_proxy: ProxyFactory, provider: TracerProvider, exporter: InMemorySpanExporter
+    start_proxy: ProxyFactory,
+    traced: Traced,
 ) -> None:
-    proxy = await start_proxy(SYNTHETIC_20MS, tracer_provider=provider)
+    proxy = await start_proxy(SYNTHETIC_20MS, tracing=traced.setup)
     status, _, _ = await post_json(f"{proxy.url}/v1/chat/completions", CHAT)
     assert status == 200
-    spans = exporter.get_finished_spans()
+    spans = await traced.spans()
     assert len(spans) == 3
     (server,) = by_kind(spans, SpanKind.SERVER)
     (upstream,) = by_kind(spans, SpanKind.CLIENT)
@@ -100,26 +86,27 @@ async def test_span_tree_with_real_times(
         "taxmeter_latency_tax_seconds_sum", route="chat_completions", variant="default"
     )
     assert attrs[A.TAX_S] == tax_sum
-    assert abs(duration_s(server) - float(attrs[A.TOTAL_S])) < 1e-6  # type: ignore[arg-type]
+    assert abs(duration_s(server) - float(attrs[A.TOTAL_S])) < 1e-6
     # The model server's span is exactly the upstream figure.
-    assert abs(duration_s(upstream) - float(attrs[A.UPSTREAM_S])) < 1e-6  # type: ignore[arg-type]
+    assert abs(duration_s(upstream) - float(attrs[A.UPSTREAM_S])) < 1e-6
     # No prompt or completion text unless asked for.
     everything = orjson.dumps([dict(s.attributes or {}) for s in spans]).decode()
     assert "hello" not in everything
 
 
 async def test_content_only_when_enabled_and_after_redaction(
-    start_proxy: ProxyFactory, provider: TracerProvider, exporter: InMemorySpanExporter
+    start_proxy: ProxyFactory,
+    traced: Traced,
 ) -> None:
     config = {
         "telemetry": {"trace_content": True},
         "filters": [{"name": "pii", "type": "pii", "stages": ["input", "output"]}],
     }
-    proxy = await start_proxy(config, tracer_provider=provider)
+    proxy = await start_proxy(config, tracing=traced.setup)
     body = {"model": "m", "messages": [{"role": "user", "content": "echo: hi bob@example.com"}]}
     status, _, _ = await post_json(f"{proxy.url}/v1/chat/completions", body)
     assert status == 200
-    (server,) = by_kind(exporter.get_finished_spans(), SpanKind.SERVER)
+    (server,) = by_kind(await traced.spans(), SpanKind.SERVER)
     assert server.attributes is not None
     prompt = str(server.attributes[A.INPUT_MESSAGES])
     completion = str(server.attributes[A.OUTPUT_MESSAGES])
@@ -130,14 +117,15 @@ async def test_content_only_when_enabled_and_after_redaction(
 
 
 async def test_blocked_input_and_upstream_failure(
-    start_proxy: ProxyFactory, provider: TracerProvider, exporter: InMemorySpanExporter
+    start_proxy: ProxyFactory,
+    traced: Traced,
 ) -> None:
     config = {"filters": [{"name": "deny", "type": "denylist", "params": {"words": ["forbidden"]}}]}
-    proxy = await start_proxy(config, upstream="http://127.0.0.1:9", tracer_provider=provider)
+    proxy = await start_proxy(config, upstream="http://127.0.0.1:9", tracing=traced.setup)
     blocked = {"model": "m", "messages": [{"role": "user", "content": "forbidden"}]}
     status, _, _ = await post_json(f"{proxy.url}/v1/chat/completions", blocked)
     assert status == 400
-    spans = exporter.get_finished_spans()
+    spans = await traced.spans()
     assert not by_kind(spans, SpanKind.CLIENT)  # never reached the model server
     (server,) = by_kind(spans, SpanKind.SERVER)
     assert server.attributes is not None
@@ -145,11 +133,11 @@ async def test_blocked_input_and_upstream_failure(
     (guard,) = by_kind(spans, SpanKind.INTERNAL)
     assert guard.attributes is not None
     assert guard.attributes[A.GUARDRAIL_ACTION] == "block"
-    exporter.clear()
+    traced.clear()
 
     status, _, _ = await post_json(f"{proxy.url}/v1/chat/completions", CHAT)
     assert status == 502
-    spans = exporter.get_finished_spans()
+    spans = await traced.spans()
     (server,) = by_kind(spans, SpanKind.SERVER)
     (upstream,) = by_kind(spans, SpanKind.CLIENT)
     assert server.attributes is not None
@@ -160,10 +148,11 @@ async def test_blocked_input_and_upstream_failure(
 
 
 async def test_stream_has_first_token_event_and_holdback(
-    start_proxy: ProxyFactory, provider: TracerProvider, exporter: InMemorySpanExporter
+    start_proxy: ProxyFactory,
+    traced: Traced,
 ) -> None:
     config = {"filters": [{"name": "pii", "type": "pii", "stages": ["stream"]}]}
-    proxy = await start_proxy(config, tracer_provider=provider)
+    proxy = await start_proxy(config, tracing=traced.setup)
     body = {**CHAT, "messages": [{"role": "user", "content": "echo: a b c d"}], "stream": True}
     async with (
         aiohttp.ClientSession() as session,
@@ -171,7 +160,7 @@ async def test_stream_has_first_token_event_and_holdback(
     ):
         assert response.status == 200
         await response.read()
-    spans = exporter.get_finished_spans()
+    spans = await traced.spans()
     (server,) = by_kind(spans, SpanKind.SERVER)
     (upstream,) = by_kind(spans, SpanKind.CLIENT)
     assert server.attributes is not None
@@ -189,11 +178,10 @@ async def test_stream_has_first_token_event_and_holdback(
 async def test_client_context_is_continued_and_passed_upstream(
     start_proxy: ProxyFactory,
     echo_server: TestServer,
-    provider: TracerProvider,
-    exporter: InMemorySpanExporter,
+    traced: Traced,
 ) -> None:
     proxy = await start_proxy(
-        upstream=str(echo_server.make_url("")).rstrip("/"), tracer_provider=provider
+        upstream=str(echo_server.make_url("")).rstrip("/"), tracing=traced.setup
     )
     headers = {
         "traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01",
@@ -203,7 +191,7 @@ async def test_client_context_is_continued_and_passed_upstream(
     status, _, raw = await post_json(f"{proxy.url}/v1/chat/completions", CHAT, headers)
     assert status == 200
     seen = echoed_headers(orjson.loads(raw))
-    spans = exporter.get_finished_spans()
+    spans = await traced.spans()
     (server,) = by_kind(spans, SpanKind.SERVER)
     (upstream,) = by_kind(spans, SpanKind.CLIENT)
     assert format_trace_id(server.context.trace_id) == CLIENT_TRACE
@@ -219,16 +207,15 @@ async def test_client_context_is_continued_and_passed_upstream(
 async def test_unsampled_client_trace_builds_no_spans(
     start_proxy: ProxyFactory,
     echo_server: TestServer,
-    provider: TracerProvider,
-    exporter: InMemorySpanExporter,
+    traced: Traced,
 ) -> None:
     proxy = await start_proxy(
-        upstream=str(echo_server.make_url("")).rstrip("/"), tracer_provider=provider
+        upstream=str(echo_server.make_url("")).rstrip("/"), tracing=traced.setup
     )
     headers = {"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-00"}
     status, _, raw = await post_json(f"{proxy.url}/v1/chat/completions", CHAT, headers)
     assert status == 200
-    assert exporter.get_finished_spans() == ()
+    assert await traced.nothing_more() == []
     traceparent = echoed_headers(orjson.loads(raw))["traceparent"]
     assert traceparent.startswith(f"00-{CLIENT_TRACE}-")
     assert traceparent.endswith("-00")
@@ -247,12 +234,13 @@ async def test_tracing_off_leaves_headers_alone(
 
 
 async def test_exemplars_carry_the_trace_id(
-    start_proxy: ProxyFactory, provider: TracerProvider, exporter: InMemorySpanExporter
+    start_proxy: ProxyFactory,
+    traced: Traced,
 ) -> None:
-    proxy = await start_proxy(SYNTHETIC_20MS, tracer_provider=provider)
+    proxy = await start_proxy(SYNTHETIC_20MS, tracing=traced.setup)
     status, _, _ = await post_json(f"{proxy.url}/v1/chat/completions", CHAT)
     assert status == 200
-    (server,) = by_kind(exporter.get_finished_spans(), SpanKind.SERVER)
+    (server,) = by_kind(await traced.spans(), SpanKind.SERVER)
     trace_id = format_trace_id(server.context.trace_id)
     accept = {"Accept": "application/openmetrics-text; version=1.0.0"}
     async with (

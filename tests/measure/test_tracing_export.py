@@ -13,6 +13,7 @@ from concurrent import futures
 
 import aiohttp
 import grpc
+import pytest
 from aiohttp import web
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -21,7 +22,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from proxy.measure.tracing import EXPORT_BATCH_SPANS, tracer_provider_from_env
+from proxy.config.checks import ConfigError
+from proxy.measure.tracing_setup import EXPORT_BATCH_SPANS, tracing_from_env
 from tests.loopback import ServerFactory
 from tests.server.test_serve_cli import read_announcement
 
@@ -171,11 +173,29 @@ async def test_exports_go_in_small_batches(aiohttp_server: ServerFactory) -> Non
 
 
 def test_tracing_is_off_unless_an_exporter_is_configured() -> None:
-    assert tracer_provider_from_env({}) is None
+    assert tracing_from_env({}) is None
     endpoint = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}
-    assert tracer_provider_from_env({**endpoint, "OTEL_SDK_DISABLED": "true"}) is None
-    assert tracer_provider_from_env({**endpoint, "OTEL_TRACES_EXPORTER": "none"}) is None
+    assert tracing_from_env({**endpoint, "OTEL_SDK_DISABLED": "true"}) is None
+    assert tracing_from_env({**endpoint, "OTEL_TRACES_EXPORTER": "none"}) is None
     for protocol in ("http/protobuf", "grpc"):
-        provider = tracer_provider_from_env({**endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol})
-        assert provider is not None
-        provider.shutdown()
+        tracing = tracing_from_env({**endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol})
+        assert tracing is not None
+        tracing.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("OTEL_BSP_SCHEDULE_DELAY", "soon", "expected a positive whole number, got 'soon'"),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "0", "expected a positive whole number, got '0'"),
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "4096", "at most OTEL_BSP_MAX_QUEUE_SIZE (2048)"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json", "expected http/protobuf or grpc"),
+        ("OTEL_TRACES_EXPORTER", "zipkin", "expected otlp, console or none"),
+    ],
+)
+def test_bad_tracing_settings_are_named(name: str, value: str, says: str) -> None:
+    environ = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", name: value}
+    with pytest.raises(ConfigError) as raised:
+        tracing_from_env(environ)
+    assert raised.value.key == name
+    assert says in str(raised.value)

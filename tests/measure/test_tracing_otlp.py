@@ -22,7 +22,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from proxy.measure import genai_attrs as A
-from proxy.measure.tracing import tracer_provider_from_env
+from proxy.measure.tracing_setup import tracing_from_env
 from tests.loopback import ProxyFactory, ServerFactory, echoed_headers, post_json
 from tests.otlp_receiver import Received, http_receiver
 
@@ -131,9 +131,9 @@ async def test_what_a_receiver_gets_is_what_the_sdk_sent(
     receiver: tuple[Received, dict[str, str]],
 ) -> None:
     received, env = receiver
-    tracing = tracer_provider_from_env(env)
+    tracing = tracing_from_env(env)
     assert tracing is not None
-    proxy = await start_proxy(FILTERS, tracer_provider=tracing)
+    proxy = await start_proxy(FILTERS, tracing=tracing)
     client = {
         "traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01",
         "tracestate": "vendor=x",
@@ -152,13 +152,13 @@ async def test_what_a_receiver_gets_is_what_the_sdk_sent(
     assert status == 400
     await received.spans_of(3)
 
-    failing = await start_proxy(FILTERS, upstream="http://127.0.0.1:9", tracer_provider=tracing)
+    failing = await start_proxy(FILTERS, upstream="http://127.0.0.1:9", tracing=tracing)
     status, _, _ = await post_json(f"{failing.url}/v1/chat/completions", email)
     assert status == 502
     await received.spans_of(4)
 
     echo = str(echo_server.make_url("")).rstrip("/")
-    echoing = await start_proxy(upstream=echo, tracer_provider=tracing)
+    echoing = await start_proxy(upstream=echo, tracing=tracing)
     client["traceparent"] = f"00-{ECHO_TRACE}-{CLIENT_SPAN}-01"
     status, _, raw = await post_json(f"{echoing.url}/v1/chat/completions", email, client)
     assert status == 200

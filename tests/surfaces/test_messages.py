@@ -17,13 +17,11 @@ from typing import Any
 import anthropic
 import orjson
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from proxy.measure import genai_attrs as A
 from tests.loopback import ProxyFactory, post_json
+from tests.otlp_receiver import Traced
 from tests.surfaces.conftest import Scripted
 from tests.surfaces.messages_shapes import (
     EMAIL,
@@ -266,16 +264,13 @@ async def test_a_blocked_answer_is_a_refusal_with_its_content_withheld(
 
 
 async def test_usage_and_finish_reason_reach_the_span(
-    start_proxy: ProxyFactory, scripted: Scripted
+    start_proxy: ProxyFactory, scripted: Scripted, traced: Traced
 ) -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
     scripted.answer = message(text("ok"))
-    proxy = await start_proxy(FILTERS, upstream=scripted.url, tracer_provider=provider)
+    proxy = await start_proxy(FILTERS, upstream=scripted.url, tracing=traced.setup)
     async with client(proxy) as c:
         await create(c, **ask(user("hi")))
-    (server,) = [s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER]
+    (server,) = [s for s in await traced.spans() if s.kind == SpanKind.SERVER]
     attrs = server.attributes
     assert attrs is not None
     assert attrs[A.ROUTE] == "messages"

@@ -14,13 +14,11 @@ from typing import Any
 import aiohttp
 import anthropic
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from proxy.measure import genai_attrs as A
 from tests.loopback import ProxyFactory, RunningProxy
+from tests.otlp_receiver import Traced
 from tests.surfaces.conftest import Scripted
 from tests.surfaces.messages_shapes import (
     EMAIL,
@@ -168,17 +166,14 @@ async def test_a_stream_is_over_at_message_stop(
 
 
 async def test_stream_usage_from_message_start_and_message_delta_reaches_the_span(
-    start_proxy: ProxyFactory, scripted: Scripted
+    start_proxy: ProxyFactory, scripted: Scripted, traced: Traced
 ) -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
     scripted.script = text_stream("hello")
-    proxy = await start_proxy(FILTERS, upstream=scripted.url, tracer_provider=provider)
+    proxy = await start_proxy(FILTERS, upstream=scripted.url, tracing=traced.setup)
     async with client(proxy) as c, c.messages.stream(**REQUEST) as stream:
         await stream.get_final_message()
     await wait_for_outcome(proxy, "ok")
-    (server,) = [s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER]
+    (server,) = [s for s in await traced.spans() if s.kind == SpanKind.SERVER]
     attrs = server.attributes
     assert attrs is not None
     assert attrs[A.USAGE_INPUT_TOKENS] == 5

@@ -13,13 +13,11 @@ from typing import Any
 import openai
 import orjson
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from proxy.measure import genai_attrs as A
 from tests.loopback import ProxyFactory, RunningProxy, post_json
+from tests.otlp_receiver import Traced
 from tests.surfaces.conftest import Scripted
 from tests.surfaces.responses_events import (
     EMAIL,
@@ -612,30 +610,26 @@ UNJUDGED_STREAMS = {"filters": [{"name": "pii", "type": "pii", "stages": ["input
     ids=["answer", "judged stream", "relayed stream"],
 )
 async def test_usage_finish_reason_and_redacted_prompt_reach_the_span(
-    start_proxy: ProxyFactory, scripted: Scripted, streamed: bool, config: dict[str, Any]
+    start_proxy: ProxyFactory,
+    scripted: Scripted,
+    traced: Traced,
+    streamed: bool,
+    config: dict[str, Any],
 ) -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
     if streamed:
         scripted.script = message_stream(["hello ", "there"], USAGE).script()
     else:
         scripted.answer = response("completed", [message("hello there")], USAGE)
     judged = config is FILTERS
     config = {**config, "telemetry": {"trace_content": True}}
-    proxy = await start_proxy(config, upstream=scripted.url, tracer_provider=provider)
+    proxy = await start_proxy(config, upstream=scripted.url, tracing=traced.setup)
     async with client(proxy) as c:
         if streamed:
             stream = await c.responses.create(model="m", input=f"mail {EMAIL}", stream=True)
             await _collect(stream)
         else:
             await c.responses.create(model="m", input=f"mail {EMAIL}")
-    for _ in range(50):
-        servers = [s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER]
-        if servers:
-            break
-        await asyncio.sleep(0.02)
-    (server,) = servers
+    (server,) = [s for s in await traced.spans() if s.kind == SpanKind.SERVER]
     attrs = server.attributes
     assert attrs is not None
     assert attrs[A.ROUTE] == "responses"

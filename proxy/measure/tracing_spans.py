@@ -1,0 +1,196 @@
+"""One finished request's span tree, written as OTLP Span messages from its timeline.
+
+Runs on the exporter thread (:mod:`proxy.measure.tracing_export`), after the
+request's record: what it reads of the request (its timeline, body, answer)
+no longer changes. Tree (names, kinds and attributes as the OpenTelemetry
+SDK made them before; ids as :meth:`proxy.measure.tracing.Tracing.begin`
+chose them, the upstream span's being the one sent in ``traceparent``)::
+
+    SERVER   "chat chat_completions"      received .. client last byte
+    ├── INTERNAL "apply_guardrail NAME"   each filter call (start .. end)
+    ├── CLIENT   "chat MODEL"             upstream sent .. upstream last byte
+    └── INTERNAL "stream holdback"        upstream first content .. client first content
+
+Spans are listed in the order the SDK ended them: filter calls, the
+upstream call, the holdback, the server span last.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
+from proxy.measure import genai_attrs as A
+from proxy.measure import tracing_wire as W
+from proxy.measure.served import Served
+from proxy.measure.span_attrs import (
+    content_attributes,
+    parse_json,
+    request_facts,
+    response_facts,
+    server_attributes,
+)
+from proxy.measure.timeline import Breakdown, Timeline
+
+# Outcomes that are the server's failure (5xx): the span's status is ERROR.
+_SERVER_FAILURES = frozenset({"upstream_error", "timeout"})
+_GUARDRAIL_FAILURES = frozenset({"error", "timeout"})
+_IDS = RandomIdGenerator()  # the spans' own ids (the SDK's, thread-safe)
+_NAMES: dict[str, bytes] = {}  # span names, encoded once each (bounded by routes and models)
+
+
+def _name(text: str) -> bytes:
+    encoded = _NAMES.get(text)
+    if encoded is None:
+        if len(_NAMES) > 1024:
+            _NAMES.clear()
+        encoded = _NAMES[text] = W.encoded_name(text)
+    return encoded
+
+
+_EVENT_HEADERS = W.event_name(A.EVENT_UPSTREAM_HEADERS)
+_EVENT_FIRST_TOKEN = W.event_name(A.EVENT_FIRST_TOKEN)
+_EVENT_CLIENT_FIRST_TOKEN = W.event_name(A.EVENT_CLIENT_FIRST_TOKEN)
+
+
+class Finished:
+    """What the request's path hands over to be traced: taken when it was recorded."""
+
+    __slots__ = ("end_ns", "ex", "figures", "interval", "spans")
+
+    def __init__(
+        self, ex: Served, figures: Breakdown, end_ns: int, interval: tuple[int, int] | None
+    ) -> None:
+        self.ex = ex
+        self.figures = figures
+        self.end_ns = end_ns  # marks read now, not on the exporter thread later
+        self.interval = interval
+        # The spans it will make, for the queue's bound (the holdback counted when it may be).
+        self.spans = 1 + len(ex.timeline.filter_calls) + (interval is not None)
+        self.spans += bool(figures.holdback)
+
+
+def build_spans(done: Finished, server_address: dict[str, Any], content: bool) -> list[bytes]:
+    """The request's spans, encoded; ``server_address``: the upstream's host and port."""
+    ex, figures = done.ex, done.figures
+    start = ex.trace
+    assert start is not None
+    tl = ex.timeline
+    offset = tl.epoch_offset_ns
+    trace_id = start.trace_id.to_bytes(16, "big")
+    state = W.trace_state_field(start.trace_state)
+    server_id = start.server_span_id
+    child_ids = W.span_ids  # each child: its own id, the server span as parent
+    spans: list[bytes] = []
+    for call in tl.filter_calls:
+        attributes: dict[str, Any] = {
+            A.OPERATION_NAME: A.GUARDRAIL_OPERATION,
+            A.GUARDRAIL_NAME: call.filter,
+            A.GUARDRAIL_STAGE: call.stage,
+            A.GUARDRAIL_MODE: call.mode,
+            A.GUARDRAIL_ACTION: call.action,
+            A.FILTER_CRITICAL: call.critical,
+        }
+        status = W.STATUS_UNSET
+        if call.action in _GUARDRAIL_FAILURES:
+            attributes[A.ERROR_TYPE] = call.action
+            status = W.STATUS_ERROR
+        spans.append(
+            W.span(
+                child_ids(trace_id, _IDS.generate_span_id(), state, server_id),
+                _name(f"{A.GUARDRAIL_OPERATION} {call.filter}"),
+                W.KIND_INTERNAL,
+                call.start_ns + offset,
+                call.end_ns + offset,
+                attributes,
+                status=status,
+            )
+        )
+    request = request_facts(ex.body if ex.request_raw is None else parse_json(ex.request_raw))
+    if done.interval is not None:
+        upstream_ids = child_ids(trace_id, start.upstream_span_id, state, server_id)
+        spans.append(_upstream_span(done, request, upstream_ids, server_address))
+    holdback = _holdback_span(tl, figures)
+    if holdback is not None:
+        ids = child_ids(trace_id, _IDS.generate_span_id(), state, server_id)
+        spans.append(ids + holdback)
+    response = response_facts(ex)
+    attributes = {
+        **start.sampler_attributes,
+        **server_attributes(ex, figures, start, request, response),
+    }
+    if content:
+        attributes.update(content_attributes(ex, response))
+    spans.append(
+        W.span(
+            W.span_ids(trace_id, server_id, state, start.parent_span_id),
+            _name(start.name),
+            W.KIND_SERVER,
+            tl.received_ns + offset,
+            done.end_ns + offset,
+            attributes,
+            status=W.STATUS_ERROR if ex.outcome in _SERVER_FAILURES else W.STATUS_UNSET,
+            flags=W.FLAGS_REMOTE_PARENT if start.parent_is_remote else W.FLAGS_LOCAL,
+        )
+    )
+    return spans
+
+
+def _upstream_span(
+    done: Finished, request: dict[str, Any], ids: bytes, server_address: dict[str, Any]
+) -> bytes:
+    ex, figures = done.ex, done.figures
+    assert done.interval is not None
+    assert ex.trace is not None
+    tl = ex.timeline
+    operation = A.OPERATIONS.get(ex.route)
+    model = request.get(A.REQUEST_MODEL)
+    name = f"{operation} {model}" if operation and model else operation or ex.trace.method
+    attributes: dict[str, Any] = {**request, **server_address}
+    if operation:
+        attributes[A.OPERATION_NAME] = operation
+    if ex.upstream_status:
+        attributes[A.HTTP_STATUS] = ex.upstream_status
+    if figures.upstream_ttft is not None:
+        attributes[A.UPSTREAM_TTFT_S] = figures.upstream_ttft
+    events = b""
+    if tl.upstream_headers_ns is not None:
+        events = W.event(_EVENT_HEADERS, tl.epoch_ns(tl.upstream_headers_ns))
+    first = tl.upstream_first_content_ns or tl.upstream_first_byte_ns
+    if ex.streamed and first is not None:
+        events += W.event(_EVENT_FIRST_TOKEN, tl.epoch_ns(first))
+    status = W.STATUS_UNSET
+    if ex.outcome in _SERVER_FAILURES:
+        attributes[A.ERROR_TYPE] = ex.outcome
+        status = W.STATUS_ERROR
+    start_ns, end_ns = done.interval
+    return W.span(
+        ids,
+        _name(name),
+        W.KIND_CLIENT,
+        tl.epoch_ns(start_ns),
+        tl.epoch_ns(end_ns),
+        attributes,
+        events,
+        status,
+    )
+
+
+def _holdback_span(tl: Timeline, figures: Breakdown) -> bytes | None:
+    """The holdback span less its ids (the caller's, once it is known there is one)."""
+    first_in = tl.upstream_first_content_ns or tl.upstream_first_byte_ns
+    first_out = tl.client_first_content_ns or tl.client_first_byte_ns
+    if not figures.holdback or first_in is None or first_out is None or first_out < first_in:
+        return None
+    attributes = {A.HOLDBACK_PREFIX + name: s for name, s in figures.holdback.items()}
+    first_token = W.event(_EVENT_CLIENT_FIRST_TOKEN, tl.epoch_ns(first_out))
+    return W.span(
+        b"",
+        _name(A.HOLDBACK_SPAN),
+        W.KIND_INTERNAL,
+        tl.epoch_ns(first_in),
+        tl.epoch_ns(first_out),
+        attributes,
+        first_token,
+    )
