@@ -1,4 +1,4 @@
-"""Microbenchmarks: the timeline-to-export path, and each built-in filter on 1 KB and 16 KB.
+"""Microbenchmarks: the timeline-to-export path, tracing, each built-in filter on 1 and 16 KB.
 
     python bench/micro.py [--quick] [--markdown]
 
@@ -20,6 +20,7 @@ from time import thread_time_ns
 from typing import Any
 
 from micro_text import DENYLIST_WORDS, prompt
+from micro_tracing import tracing_cases
 from prometheus_client import CollectorRegistry
 
 from filters.base import FilterContext, Stage, Verdict
@@ -174,6 +175,10 @@ def main() -> None:
             3, False
         ),
         "Timeline to export, streamed, no filters": export_cases(0, True),
+        "Tracing a sampled request, no filters": tracing_cases(timeline(0, False)),
+        "Tracing a sampled request, 3 filter calls (the default chain)": tracing_cases(
+            timeline(3, False)
+        ),
         "Built-in filters (one check() call, input stage)": filter_cases(sizes),
         "Measuring a filter's CPU (taxmeter_filter_cpu_seconds)": cpu_clock_cases(),
     }

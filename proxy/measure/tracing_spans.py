@@ -54,6 +54,33 @@ _EVENT_FIRST_TOKEN = W.event_name(A.EVENT_FIRST_TOKEN)
 _EVENT_CLIENT_FIRST_TOKEN = W.event_name(A.EVENT_CLIENT_FIRST_TOKEN)
 
 
+_GUARDRAILS: dict[tuple[str, str, str, str, bool], tuple[bytes, bytes]] = {}
+
+
+def _guardrail(
+    filter_name: str, stage: str, mode: str, action: str, critical: bool
+) -> tuple[bytes, bytes]:
+    """A filter call's span name and attributes, encoded once per distinct call."""
+    key = (filter_name, stage, mode, action, critical)
+    encoded = _GUARDRAILS.get(key)
+    if encoded is None:
+        attributes: dict[str, Any] = {
+            A.OPERATION_NAME: A.GUARDRAIL_OPERATION,
+            A.GUARDRAIL_NAME: filter_name,
+            A.GUARDRAIL_STAGE: stage,
+            A.GUARDRAIL_MODE: mode,
+            A.GUARDRAIL_ACTION: action,
+            A.FILTER_CRITICAL: critical,
+        }
+        if action in _GUARDRAIL_FAILURES:
+            attributes[A.ERROR_TYPE] = action
+        if len(_GUARDRAILS) > 1024:
+            _GUARDRAILS.clear()
+        name = W.encoded_name(f"{A.GUARDRAIL_OPERATION} {filter_name}")
+        encoded = _GUARDRAILS[key] = (name, W.SPAN_ATTRIBUTES.encode(attributes))
+    return encoded
+
+
 class Finished:
     """What the request's path hands over to be traced: taken when it was recorded."""
 
@@ -84,27 +111,18 @@ def build_spans(done: Finished, server_address: dict[str, Any], content: bool) -
     child_ids = W.span_ids  # each child: its own id, the server span as parent
     spans: list[bytes] = []
     for call in tl.filter_calls:
-        attributes: dict[str, Any] = {
-            A.OPERATION_NAME: A.GUARDRAIL_OPERATION,
-            A.GUARDRAIL_NAME: call.filter,
-            A.GUARDRAIL_STAGE: call.stage,
-            A.GUARDRAIL_MODE: call.mode,
-            A.GUARDRAIL_ACTION: call.action,
-            A.FILTER_CRITICAL: call.critical,
-        }
-        status = W.STATUS_UNSET
-        if call.action in _GUARDRAIL_FAILURES:
-            attributes[A.ERROR_TYPE] = call.action
-            status = W.STATUS_ERROR
+        name, attributes = _guardrail(
+            call.filter, call.stage, call.mode, call.action, call.critical
+        )
         spans.append(
             W.span(
                 child_ids(trace_id, _IDS.generate_span_id(), state, server_id),
-                _name(f"{A.GUARDRAIL_OPERATION} {call.filter}"),
+                name,
                 W.KIND_INTERNAL,
                 call.start_ns + offset,
                 call.end_ns + offset,
                 attributes,
-                status=status,
+                status=W.STATUS_ERROR if call.action in _GUARDRAIL_FAILURES else W.STATUS_UNSET,
             )
         )
     request = request_facts(ex.body if ex.request_raw is None else parse_json(ex.request_raw))
@@ -129,7 +147,7 @@ def build_spans(done: Finished, server_address: dict[str, Any], content: bool) -
             W.KIND_SERVER,
             tl.received_ns + offset,
             done.end_ns + offset,
-            attributes,
+            W.SPAN_ATTRIBUTES.encode(attributes),
             status=W.STATUS_ERROR if ex.outcome in _SERVER_FAILURES else W.STATUS_UNSET,
             flags=W.FLAGS_REMOTE_PARENT if start.parent_is_remote else W.FLAGS_LOCAL,
         )
@@ -171,7 +189,7 @@ def _upstream_span(
         W.KIND_CLIENT,
         tl.epoch_ns(start_ns),
         tl.epoch_ns(end_ns),
-        attributes,
+        W.SPAN_ATTRIBUTES.encode(attributes),
         events,
         status,
     )
@@ -191,6 +209,6 @@ def _holdback_span(tl: Timeline, figures: Breakdown) -> bytes | None:
         W.KIND_INTERNAL,
         tl.epoch_ns(first_in),
         tl.epoch_ns(first_out),
-        attributes,
+        W.SPAN_ATTRIBUTES.encode(attributes),
         first_token,
     )

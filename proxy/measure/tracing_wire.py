@@ -85,6 +85,8 @@ class Attributes:
 
     def encode(self, attributes: Mapping[str, Any]) -> bytes:
         out: list[bytes] = []
+        append = out.append
+        encoded_get = self._encoded.get
         for key, value in attributes.items():
             kind = type(value)
             if kind is float:
@@ -92,18 +94,20 @@ class Attributes:
                 if prefix is None:
                     whole = field(self._tag, key_value(key, 0.0))
                     prefix = self._double_prefix[key] = whole[:-8]
-                out.append(prefix + _pack_double(value))
+                append(prefix + _pack_double(value))
                 continue
-            if key in _UNIQUE_KEYS or kind is list or kind is dict:
-                out.append(field(self._tag, key_value(key, value)))
+            if key in _UNIQUE_KEYS or kind is dict:
+                append(field(self._tag, key_value(key, value)))
                 continue
+            if kind is list:
+                value = tuple(value)  # the same AnyValue; a tuple can be a key
             entry = (key, kind, value)
-            encoded = self._encoded.get(entry)
+            encoded = encoded_get(entry)
             if encoded is None:
                 if len(self._encoded) >= _CACHE_LIMIT:
                     self._encoded.clear()  # a key of many values: start again
                 encoded = self._encoded[entry] = field(self._tag, key_value(key, value))
-            out.append(encoded)
+            append(encoded)
         return b"".join(out)
 
 
@@ -117,7 +121,7 @@ FLAGS_REMOTE_PARENT = 0x300
 _STATUS = {STATUS_UNSET: b"\x7a\x00", STATUS_ERROR: b"\x7a\x02\x18\x02"}
 _FLAGS = {f: b"\x85\x01" + _pack_fixed32(f) for f in (FLAGS_LOCAL, FLAGS_REMOTE_PARENT)}
 _KINDS = {k: b"\x30" + bytes((k,)) for k in (KIND_INTERNAL, KIND_SERVER, KIND_CLIENT)}
-_SPAN_ATTRIBUTES = Attributes(b"\x4a")
+SPAN_ATTRIBUTES = Attributes(b"\x4a")  # Span.attributes (field 9)
 
 
 def event(name: bytes, time_ns: int) -> bytes:
@@ -131,13 +135,14 @@ def span(
     kind: int,
     start_ns: int,
     end_ns: int,
-    attributes: Mapping[str, Any],
+    attributes: bytes,
     events: bytes = b"",
     status: int = STATUS_UNSET,
     flags: int = FLAGS_LOCAL,
 ) -> bytes:
     """One Span message. ``ids``: its trace id, span id, trace state and parent id fields
-    (:func:`span_ids`); ``name`` and events as :func:`encoded_name` and :func:`event` give them."""
+    (:func:`span_ids`); ``name``, ``attributes`` and ``events`` encoded, as
+    :func:`encoded_name`, :data:`SPAN_ATTRIBUTES` and :func:`event` give them."""
     return b"".join(
         (
             ids,
@@ -147,7 +152,7 @@ def span(
             _pack_fixed64(start_ns),
             b"\x41",
             _pack_fixed64(end_ns),
-            _SPAN_ATTRIBUTES.encode(attributes),
+            attributes,
             events,
             _STATUS[status],
             _FLAGS[flags],
