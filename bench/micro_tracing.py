@@ -21,8 +21,9 @@ from proxy.measure import tracing_wire as W
 from proxy.measure.timeline import Timeline
 from proxy.measure.tracing import Tracing, inject
 from proxy.measure.tracing_export import Batching, SpanExport
+from proxy.measure.tracing_finished import Finished
 from proxy.measure.tracing_setup import TracingSetup, resource_and_scope
-from proxy.measure.tracing_spans import Finished, build_spans
+from proxy.measure.tracing_spans import build_spans
 from proxy.surfaces import surface_for
 
 ANSWER = orjson.dumps({
@@ -62,15 +63,15 @@ def tracing_cases(t: Timeline) -> dict[str, Callable[[], object]]:
     server = {"server.address": "127.0.0.1", "server.port": 8000}
     figures = t.breakdown(False)
     ex = _exchange(t, tracing)
-    done = Finished(ex, figures, t.client_last_byte_ns or 0, t.upstream_interval())
+    done = Finished(ex, figures, False)
 
     def on_path() -> None:
         start = tracing.begin(HEADERS, "chat_completions", "POST")
         inject(start, CIMultiDict())
-        Finished(ex, figures, t.client_last_byte_ns or 0, t.upstream_interval())
+        Finished(ex, figures, False)
 
     def off_path() -> bytes:
-        return W.export_request(envelope, build_spans(done, server, False))
+        return W.export_request(envelope, build_spans(done, server))
 
     def whole() -> None:
         on_path()

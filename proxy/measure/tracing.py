@@ -40,10 +40,10 @@ from yarl import URL
 
 from proxy.measure import genai_attrs as A
 from proxy.measure.served import Served
-from proxy.measure.timeline import NS_PER_S, Breakdown
+from proxy.measure.timeline import Breakdown
 from proxy.measure.trace_start import TraceStart
+from proxy.measure.tracing_finished import Finished
 from proxy.measure.tracing_setup import TracingSetup
-from proxy.measure.tracing_spans import Finished
 
 PROPAGATOR = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
 _NO_CONTEXT = Context()  # what extracting headers without trace context gives (never changed)
@@ -104,11 +104,5 @@ class Tracing:
         start = ex.trace
         if start is None or not start.sampled:
             return None
-        tl = ex.timeline
-        end_ns = tl.client_last_byte_ns
-        if end_ns is None:
-            end_ns = tl.received_ns + round(figures.total * NS_PER_S)
-        self._export.put(
-            Finished(ex, figures, end_ns, tl.upstream_interval()), self._server, self._content
-        )
+        self._export.put(Finished(ex, figures, self._content), self._server)
         return f"{start.trace_id:032x}"

@@ -14,15 +14,21 @@ TLS, compression, timeouts and retries.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from proxy.measure import tracing_wire as W
-from proxy.measure.tracing_spans import Finished, build_spans
+from proxy.measure.tracing_finished import Finished
+from proxy.measure.tracing_spans import build_spans
 
 LOG = logging.getLogger("taxmeter.tracing")
+# Writing spans holds the GIL; the event loop, when it wants it meanwhile, would
+# wait up to the switch interval (5 ms). Letting go after each request's spans
+# bounds its wait to one request's (tens of µs), for a system call's cost.
+_LET_GO = getattr(os, "sched_yield", lambda: None)
 
 
 class Sender(Protocol):
@@ -37,7 +43,7 @@ class Sender(Protocol):
 class Batching:
     """The batch processor's settings (the OTEL_BSP_* variables)."""
 
-    max_export_batch_size: int = 64
+    max_export_batch_size: int = 512
     max_queue_size: int = 2048
     schedule_delay_s: float = 5.0
     export_timeout_s: float = 30.0
@@ -55,7 +61,7 @@ class SpanExport:
         self._sender = sender
         self._envelope = resource_and_scope
         self._batching = batching
-        self._queue: deque[tuple[Finished, dict[str, Any], bool]] = deque()
+        self._queue: deque[tuple[Finished, dict[str, Any]]] = deque()
         # Spans put on the queue (written by the loop only) and taken (by the thread
         # only): each side counts its own, so neither needs a lock.
         self._put = 0
@@ -69,7 +75,7 @@ class SpanExport:
         self._thread = threading.Thread(target=self._run, name="taxmeter-otlp", daemon=True)
         self._thread.start()
 
-    def put(self, done: Finished, server_address: dict[str, Any], content: bool) -> None:
+    def put(self, done: Finished, server_address: dict[str, Any]) -> None:
         """On the request's path: one request's trace to export (its spans written later)."""
         pending = self._put - self._taken
         if pending + done.spans > self._batching.max_queue_size or self._stopping:
@@ -77,7 +83,7 @@ class SpanExport:
                 LOG.warning("span queue full (OTEL_BSP_MAX_QUEUE_SIZE): dropping spans")
             self.dropped_spans += done.spans
             return
-        self._queue.append((done, server_address, content))
+        self._queue.append((done, server_address))
         self._put += done.spans
         full = pending + done.spans >= self._batching.max_export_batch_size
         if full and not self._wake.is_set():
@@ -122,12 +128,13 @@ class SpanExport:
     def _drain(self, carried: list[bytes], batch: int) -> list[bytes]:
         """Write every queued request's spans; send each full batch; the rest carried."""
         while self._queue:
-            done, server_address, content = self._queue.popleft()
+            done, server_address = self._queue.popleft()
             try:
-                carried += build_spans(done, server_address, content)
+                carried += build_spans(done, server_address)
             except Exception:  # a bug of ours: that trace is lost, never the thread
                 LOG.exception("could not write a request's spans")
             self._taken += done.spans
+            _LET_GO()
             while len(carried) >= batch:
                 self._send(carried[:batch])
                 carried = carried[batch:]

@@ -1,8 +1,8 @@
 """One finished request's span tree, written as OTLP Span messages from its timeline.
 
-Runs on the exporter thread (:mod:`proxy.measure.tracing_export`), after the
-request's record: what it reads of the request (its timeline, body, answer)
-no longer changes. Tree (names, kinds and attributes as the OpenTelemetry
+Runs on the exporter thread (:mod:`proxy.measure.tracing_export`), from
+what the request's path took when it was recorded
+(:mod:`proxy.measure.tracing_finished`). Tree (names, kinds and attributes as the OpenTelemetry
 SDK made them before; ids as :meth:`proxy.measure.tracing.Tracing.begin`
 chose them, the upstream span's being the one sent in ``traceparent``)::
 
@@ -23,15 +23,9 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
 from proxy.measure import genai_attrs as A
 from proxy.measure import tracing_wire as W
-from proxy.measure.served import Served
-from proxy.measure.span_attrs import (
-    content_attributes,
-    parse_json,
-    request_facts,
-    response_facts,
-    server_attributes,
-)
+from proxy.measure.span_attrs import parse_json, request_facts, response_facts, server_attributes
 from proxy.measure.timeline import Breakdown, Timeline
+from proxy.measure.tracing_finished import Finished
 
 # Outcomes that are the server's failure (5xx): the span's status is ERROR.
 _SERVER_FAILURES = frozenset({"upstream_error", "timeout"})
@@ -81,26 +75,9 @@ def _guardrail(
     return encoded
 
 
-class Finished:
-    """What the request's path hands over to be traced: taken when it was recorded."""
-
-    __slots__ = ("end_ns", "ex", "figures", "interval", "spans")
-
-    def __init__(
-        self, ex: Served, figures: Breakdown, end_ns: int, interval: tuple[int, int] | None
-    ) -> None:
-        self.ex = ex
-        self.figures = figures
-        self.end_ns = end_ns  # marks read now, not on the exporter thread later
-        self.interval = interval
-        # The spans it will make, for the queue's bound (the holdback counted when it may be).
-        self.spans = 1 + len(ex.timeline.filter_calls) + (interval is not None)
-        self.spans += bool(figures.holdback)
-
-
-def build_spans(done: Finished, server_address: dict[str, Any], content: bool) -> list[bytes]:
+def build_spans(done: Finished, server_address: dict[str, Any]) -> list[bytes]:
     """The request's spans, encoded; ``server_address``: the upstream's host and port."""
-    ex, figures = done.ex, done.figures
+    ex, figures = done, done.figures
     start = ex.trace
     assert start is not None
     tl = ex.timeline
@@ -125,7 +102,9 @@ def build_spans(done: Finished, server_address: dict[str, Any], content: bool) -
                 status=W.STATUS_ERROR if call.action in _GUARDRAIL_FAILURES else W.STATUS_UNSET,
             )
         )
-    request = request_facts(ex.body if ex.request_raw is None else parse_json(ex.request_raw))
+    request = done.request
+    if request is None:
+        request = request_facts(parse_json(done.request_raw or b""))
     if done.interval is not None:
         upstream_ids = child_ids(trace_id, start.upstream_span_id, state, server_id)
         spans.append(_upstream_span(done, request, upstream_ids, server_address))
@@ -133,13 +112,12 @@ def build_spans(done: Finished, server_address: dict[str, Any], content: bool) -
     if holdback is not None:
         ids = child_ids(trace_id, _IDS.generate_span_id(), state, server_id)
         spans.append(ids + holdback)
-    response = response_facts(ex)
-    attributes = {
+    response = done.response if done.response is not None else response_facts(ex)
+    server_attrs = {
         **start.sampler_attributes,
         **server_attributes(ex, figures, start, request, response),
+        **done.content,
     }
-    if content:
-        attributes.update(content_attributes(ex, response))
     spans.append(
         W.span(
             W.span_ids(trace_id, server_id, state, start.parent_span_id),
@@ -147,7 +125,7 @@ def build_spans(done: Finished, server_address: dict[str, Any], content: bool) -
             W.KIND_SERVER,
             tl.received_ns + offset,
             done.end_ns + offset,
-            W.SPAN_ATTRIBUTES.encode(attributes),
+            W.SPAN_ATTRIBUTES.encode(server_attrs),
             status=W.STATUS_ERROR if ex.outcome in _SERVER_FAILURES else W.STATUS_UNSET,
             flags=W.FLAGS_REMOTE_PARENT if start.parent_is_remote else W.FLAGS_LOCAL,
         )
@@ -158,7 +136,7 @@ def build_spans(done: Finished, server_address: dict[str, Any], content: bool) -
 def _upstream_span(
     done: Finished, request: dict[str, Any], ids: bytes, server_address: dict[str, Any]
 ) -> bytes:
-    ex, figures = done.ex, done.figures
+    ex, figures = done, done.figures
     assert done.interval is not None
     assert ex.trace is not None
     tl = ex.timeline

@@ -23,7 +23,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from proxy.config.checks import ConfigError
-from proxy.measure.tracing_setup import EXPORT_BATCH_SPANS, tracing_from_env
+from proxy.measure.tracing_setup import EXPORT_BATCH_SPANS, batching_from_env, tracing_from_env
 from tests.loopback import ServerFactory
 from tests.server.test_serve_cli import read_announcement
 
@@ -157,19 +157,26 @@ async def test_serve_exports_one_trace_over_otlp_grpc() -> None:
     assert_one_trace(received)
 
 
-async def test_exports_go_in_small_batches(aiohttp_server: ServerFactory) -> None:
-    """A batch is encoded holding the GIL: big ones stall the event loop."""
+async def test_exports_go_in_batches_and_sigterm_flushes_the_rest(
+    aiohttp_server: ServerFactory,
+) -> None:
     received = Received()
     endpoint = await http_receiver(aiohttp_server, received)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}
-    env.pop("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", None)
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "64",
+        "OTEL_BSP_SCHEDULE_DELAY": "600000",  # no timed export: full batches, then SIGTERM
+    }
     async with serving(env) as url, aiohttp.ClientSession() as session:
-        for _ in range(60):  # 4 spans each: 2 guardrails, upstream, server
+        for _ in range(60):  # 5 spans each: 3 filter calls, upstream, server
             async with session.post(f"{url}/v1/chat/completions", json=BODY) as response:
                 assert response.status == 200
-    # serving() ends with SIGTERM, which flushes what is left.
-    assert len(received.spans) >= 60 * 3
-    assert max(received.batches) == EXPORT_BATCH_SPANS, received.batches
+    # serving() ends with SIGTERM, which flushes what is left: every span arrived.
+    assert len(received.spans) == 60 * 5
+    assert received.batches == [64, 64, 64, 64, 44], received.batches
+    assert batching_from_env({}).max_export_batch_size == EXPORT_BATCH_SPANS == 512
 
 
 def test_tracing_is_off_unless_an_exporter_is_configured() -> None:
