@@ -1,21 +1,20 @@
-"""Sending encoded export requests: through the SDK's OTLP exporters, or to the console.
+"""Sending encoded export requests: through the SDK's OTLP/HTTP exporter, or to the console.
 
 The SDK's exporters take span objects and encode them; these take the bytes
 taxmeter wrote (:mod:`proxy.measure.tracing_wire`) and keep the rest of the
 exporters: the OTEL_EXPORTER_OTLP_* endpoint, headers, certificates,
 compression and timeout they read, their retries and backoff, and their logs.
+gRPC's is :mod:`proxy.measure.tracing_grpc` (grpc is imported only when chosen).
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any, cast
+from typing import Any
 
 import orjson
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as _Grpc
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as _Http
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.sdk.trace.export import SpanExportResult
 
 
 class HttpSender(_Http):
@@ -25,21 +24,6 @@ class HttpSender(_Http):
         if self._shutdown:
             return False
         return bool(self._client.export(payload).success)
-
-
-class GrpcSender(_Grpc):
-    """OTLP/gRPC: the exporter's export with its retries; the request parsed back once
-    (in C, microseconds) because its stub serializes a message."""
-
-    def _translate_data(self, data: Any) -> ExportTraceServiceRequest:
-        request: ExportTraceServiceRequest = ExportTraceServiceRequest.FromString(data[0])
-        return request
-
-    def _count_data(self, data: Any) -> int:
-        return int(data[1])
-
-    def send(self, payload: bytes, spans: int) -> bool:
-        return bool(self._export(cast(Any, (payload, spans))) == SpanExportResult.SUCCESS)
 
 
 class ConsoleSender:

@@ -76,7 +76,9 @@ def _sender(exporter_name: str, environ: Mapping[str, str]) -> Sender:
         "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
     )
     if protocol == "grpc":
-        return tracing_senders.GrpcSender()
+        from proxy.measure.tracing_grpc import GrpcSender
+
+        return GrpcSender()
     if protocol == "http/protobuf":
         return tracing_senders.HttpSender()
     raise ConfigError(
