@@ -18,6 +18,7 @@ import os
 import threading
 from collections import deque
 from dataclasses import dataclass
+from time import perf_counter_ns
 from typing import Any, Protocol
 
 from proxy.measure import tracing_wire as W
@@ -26,9 +27,13 @@ from proxy.measure.tracing_spans import build_spans
 
 LOG = logging.getLogger("taxmeter.tracing")
 # Writing spans holds the GIL; the event loop, when it wants it meanwhile, would
-# wait up to the switch interval (5 ms). Letting go after each request's spans
-# bounds its wait to one request's (tens of µs), for a system call's cost.
+# wait up to the switch interval (5 ms). Letting go every millisecond of work
+# bounds that wait, for a system call's cost. Not after every request: a busy
+# loop gives the GIL back only when the interpreter forces it (5 ms), so a
+# thread that let go that often would write a few hundred requests a second
+# and its queue would overflow.
 _LET_GO = getattr(os, "sched_yield", lambda: None)
+_SLICE_NS = 1_000_000
 
 
 class Sender(Protocol):
@@ -127,6 +132,7 @@ class SpanExport:
 
     def _drain(self, carried: list[bytes], batch: int) -> list[bytes]:
         """Write every queued request's spans; send each full batch; the rest carried."""
+        slice_start = perf_counter_ns()
         while self._queue:
             done, server_address = self._queue.popleft()
             try:
@@ -134,7 +140,9 @@ class SpanExport:
             except Exception:  # a bug of ours: that trace is lost, never the thread
                 LOG.exception("could not write a request's spans")
             self._taken += done.spans
-            _LET_GO()
+            if perf_counter_ns() - slice_start > _SLICE_NS:
+                _LET_GO()
+                slice_start = perf_counter_ns()
             while len(carried) >= batch:
                 self._send(carried[:batch])
                 carried = carried[batch:]

@@ -27,6 +27,7 @@ from proxy.measure.metrics import Metrics
 from proxy.measure.process_gauges import register_process_gauges
 from proxy.measure.stats import Stats
 from proxy.measure.tracing import Tracing
+from proxy.measure.tracing_metrics import register_trace_counts
 from proxy.measure.tracing_setup import TracingSetup
 from proxy.server.client_limits import CLIENT_LIMITS, ClientLimits
 from proxy.server.metrics_app import Readiness, build_metrics_app
@@ -84,6 +85,7 @@ def build_apps(
     tracing = None
     if tracing_setup is not None:
         tracing = Tracing(tracing_setup, config.upstream.url, config.telemetry.trace_content)
+        register_trace_counts(registry, tracing_setup.export)
     telemetry = config.telemetry
     access_log = None
     if telemetry.access_log != "off":

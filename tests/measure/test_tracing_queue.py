@@ -49,4 +49,8 @@ async def test_a_full_queue_drops_and_counts_and_never_slows_requests(
     assert await asyncio.to_thread(export.flush, 10)
     assert export.sent_spans + export.dropped_spans == 8 * 2
     assert len(received.spans) == export.sent_spans
+    # The same counts, scraped.
+    assert proxy.value("taxmeter_trace_spans_dropped_total") == export.dropped_spans
+    assert proxy.value("taxmeter_trace_spans_exported_total") == export.sent_spans
+    assert proxy.value("taxmeter_trace_exports_failed_total") == 0
     await asyncio.to_thread(export.shutdown)
