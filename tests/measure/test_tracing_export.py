@@ -206,3 +206,13 @@ def test_bad_tracing_settings_are_named(name: str, value: str, says: str) -> Non
         tracing_from_env(environ)
     assert raised.value.key == name
     assert says in str(raised.value)
+
+
+def test_the_sampler_is_the_one_otel_traces_sampler_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.25")
+    tracing = tracing_from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"})
+    assert tracing is not None
+    description = tracing.sampler.get_description()
+    tracing.shutdown()
+    assert description.startswith("ParentBased{root:TraceIdRatioBased{0.25}"), description
