@@ -132,7 +132,7 @@ class ProxyHandler:
                 data = await passed_body(request, self._max_body, self._body_silence_s)
             except BodyError as exc:
                 return await self._refused_body(request, ex, exc)
-            if ex.trace is not None and isinstance(data, bytearray):
+            if ex.trace is not None and isinstance(data, bytes | bytearray):
                 ex.request_raw = bytes(data)
             ex.timeline.mark_body_read()
         if not self._admit(ex):
