@@ -154,3 +154,68 @@ async def test_the_variant_decides_whether_an_answer_is_read(start_proxy: ProxyF
     assert model.relayed_early == [True, False]
     assert unjudged == ANSWER
     assert judged["choices"][0]["finish_reason"] == "content_filter"
+
+
+# A stream as no encoder of ours writes it: CRLF lines, no space after "data:",
+# a comment, an id, spaces in the JSON, a usage chunk, and the events cut mid-line.
+STREAM = (
+    b": keep-alive\r\n\r\n"
+    b'id: 1\r\ndata:{ "id":"c","object":"chat.completion.chunk","created":1,"model":"m",'
+    b' "choices":[{"index":0,"delta":{"role":"assistant","content":"caf\\u00e9"},'
+    b'"finish_reason":null}]}\r\n\r\n'
+    b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m",'
+    b'"choices":[{"index":0,"delta":{"content":" secret  word"},"finish_reason":null}]}\n\n'
+    b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m",'
+    b'"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],'
+    b'"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}\n\n'
+    b"data: [DONE]\n\n"
+)
+
+
+@pytest.mark.parametrize("filters", [[], [PROMPT_ONLY]], ids=["none", "input-only"])
+async def test_a_stream_no_stream_filter_reads_is_relayed_byte_for_byte(
+    start_proxy: ProxyFactory, filters: list[dict[str, Any]]
+) -> None:
+    async def stream(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        for start in range(0, len(STREAM), 37):  # cut anywhere, mid-line and mid-CRLF
+            piece = STREAM[start : start + 37]
+            writer.write(b"%x\r\n%b\r\n" % (len(piece), piece))
+            await writer.drain()
+            await asyncio.sleep(0.002)
+        writer.write(b"0\r\n\r\n")
+        return True
+
+    async with raw_server(stream) as (_, url):
+        proxy = await start_proxy({"filters": filters}, upstream=url)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"{proxy.url}/v1/chat/completions", json={**CHAT, "stream": True}) as got,
+        ):
+            assert await got.read() == STREAM
+    labels = {"route": "chat_completions", "variant": "default"}
+    assert proxy.value("taxmeter_completion_tokens_total", **labels) == 2
+    assert proxy.value("taxmeter_time_to_first_token_seconds_count", **labels) == 1
+
+
+async def test_a_stream_filter_still_judges_the_stream(start_proxy: ProxyFactory) -> None:
+    async def stream(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Content-Length: %d\r\n\r\n%b" % (len(STREAM), STREAM)
+        )
+        return True
+
+    deny = {**DENY, "stages": ["stream"]}
+    async with raw_server(stream) as (_, url):
+        proxy = await start_proxy({"filters": [deny]}, upstream=url)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"{proxy.url}/v1/chat/completions", json={**CHAT, "stream": True}) as got,
+        ):
+            body = await got.read()
+    assert b"secret" not in body
+    assert b'"finish_reason":"content_filter"' in body
