@@ -165,6 +165,9 @@ STREAM = (
     b'"finish_reason":null}]}\r\n\r\n'
     b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m",'
     b'"choices":[{"index":0,"delta":{"content":" secret  word"},"finish_reason":null}]}\n\n'
+    b'data: {"choices":[{"index":0,"delta":{"content":" \\"[DONE]\\""},"finish_reason":null}]}\n\n'
+    b'data: {"choices":[{"index":0,"delta":{"content":"!"},"finish_reason" : null}]}\n\n'
+    b'data: {"choices":[{"index":0,"delta":{"content":"?"},"finish_reason":null}]}\n\n'
     b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m",'
     b'"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],'
     b'"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}\n\n'
@@ -172,17 +175,29 @@ STREAM = (
 )
 
 
+def _events(stream: bytes) -> list[bytes]:
+    return [piece + b"\n\n" for piece in stream.removesuffix(b"\n\n").split(b"\n\n")]
+
+
 @pytest.mark.parametrize("filters", [[], [PROMPT_ONLY]], ids=["none", "input-only"])
+@pytest.mark.parametrize("cut", ["anywhere", "per-event"])
 async def test_a_stream_no_stream_filter_reads_is_relayed_byte_for_byte(
-    start_proxy: ProxyFactory, filters: list[dict[str, Any]]
+    start_proxy: ProxyFactory, filters: list[dict[str, Any]], cut: str
 ) -> None:
+    # Cut mid-line and mid-CRLF, or one read per event (as model servers write).
+    pieces = (
+        [STREAM[i : i + 37] for i in range(0, len(STREAM), 37)]
+        if cut == "anywhere"
+        else _events(STREAM)
+    )
+    assert b"".join(pieces) == STREAM
+
     async def stream(head: bytes, writer: asyncio.StreamWriter) -> bool:
         writer.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n"
         )
-        for start in range(0, len(STREAM), 37):  # cut anywhere, mid-line and mid-CRLF
-            piece = STREAM[start : start + 37]
+        for piece in pieces:
             writer.write(b"%x\r\n%b\r\n" % (len(piece), piece))
             await writer.drain()
             await asyncio.sleep(0.002)
