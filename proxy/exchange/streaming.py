@@ -71,8 +71,11 @@ async def relay_stream(
         while True:
             out: bytes | bytearray = bytearray()
             try:
-                if chunk and not parser.buffered and chunk.endswith(_EVENT_ENDS) and (
-                    judge.relays_unparsed(chunk)
+                if (
+                    chunk
+                    and not parser.buffered
+                    and chunk.endswith(_EVENT_ENDS)
+                    and (judge.relays_unparsed(chunk))
                 ):
                     out = chunk  # whole events nothing judges or counts: as they came
                 elif chunk:
