@@ -48,6 +48,10 @@ from proxy.measure.timeline import Timeline
 from proxy.measure.tracing import Tracing, inject
 from proxy.upstream.call import Fetched, UpstreamError, UpstreamPool, fetch, upstream_target
 
+# The longest relayed answer kept to read its usage and finish reasons for the
+# record (after it was sent); a longer one is not counted in completion tokens.
+_KEPT_FOR_RECORD = 1 << 20
+
 
 class ProxyHandler:
     """Forwards every request to the upstream; built once per app."""
@@ -128,7 +132,7 @@ class ProxyHandler:
                 data = await passed_body(request, self._max_body, self._body_silence_s)
             except BodyError as exc:
                 return await self._refused_body(request, ex, exc)
-            if ex.trace is not None and isinstance(data, bytearray):
+            if ex.trace is not None and isinstance(data, bytes | bytearray):
                 ex.request_raw = bytes(data)
             ex.timeline.mark_body_read()
         if not self._admit(ex):
@@ -195,7 +199,12 @@ class ProxyHandler:
         if ex.trace is not None:
             inject(ex.trace, headers)
         target = upstream_target(request)
-        fetching = fetch(self.upstream, request.method, target, headers, data, ex.timeline, judged)
+        # Read whole when output filters judge it, or when parallel input filters
+        # may hold it (its marks then say when it arrived, not when it was let go).
+        whole = judged and bool(chain.output or chain.later_output or parallel)
+        fetching = fetch(
+            self.upstream, request.method, target, headers, data, ex.timeline, judged, whole
+        )
         fetched: Fetched | None = None
         try:
             if parallel:
@@ -236,11 +245,14 @@ class ProxyHandler:
             ex.outcome = outcome_of_status(upstream.status)
         surface = ex.surface
         if surface is None or not ex.judge_answer or not 200 <= upstream.status < 300:
-            # Read decoded by the pool exactly when the answer was to be judged.
-            decoded = surface is not None and ex.judge_answer
-            return await pass_through(request, ex, upstream, decoded=decoded)
+            return await pass_through(request, ex, upstream)
         if fetched.stream and surface.streams:
             return await judged_stream(request, ex, chain, fetched, parsed)
+        if fetched.body is None and not (chain.output or chain.later_output):
+            # No output filter of this variant judges a whole answer, observers
+            # included: it is relayed as it arrives, unparsed; a copy of a small
+            # one is kept for the record's usage and finish reasons.
+            return await pass_through(request, ex, upstream, keep=_KEPT_FOR_RECORD)
         return await judged_whole(request, ex, chain, fetched)
 
     def _record(self, ex: Exchange) -> None:

@@ -79,12 +79,20 @@ class BodyEncodingUnknown(BodyError):
 _READ_WHOLE_BYTES = 64 * 1024
 
 
-async def read_body(request: web.BaseRequest, limit: int, silence_s: float) -> bytearray:
+async def read_body(request: web.BaseRequest, limit: int, silence_s: float) -> bytearray | bytes:
     """The raw body, whole, read into one buffer."""
     length = request.content_length
     if length is not None and length > limit:
         raise BodyTooLarge(limit)
-    chunks = _chunks(request.content, silence_s)
+    content = request.content
+    if content.is_eof() and content.exception() is None:
+        # Nearly every small body came in with its head: it is all buffered
+        # already, so it is taken at once, with no timer and no generator.
+        whole = content.read_nowait()
+        if len(whole) > limit:
+            raise BodyTooLarge(limit)
+        return whole
+    chunks = _chunks(content, silence_s)
     # Grown as bytes arrive, never sized from the Content-Length up front: a
     # head that declares 32 MiB and then goes quiet must not cost 32 MiB.
     # (Growing a large buffer moves no bytes: glibc remaps it.)
@@ -110,7 +118,7 @@ async def passed_chunks(
 
 async def passed_body(
     request: web.BaseRequest, limit: int, silence_s: float
-) -> bytearray | AsyncIterator[bytes]:
+) -> bytearray | bytes | AsyncIterator[bytes]:
     """A body forwarded unjudged: read whole when it is small, else passed on as it arrives."""
     length = request.content_length
     if length is not None and length <= _READ_WHOLE_BYTES:
@@ -120,7 +128,7 @@ async def passed_body(
     return passed_chunks(request, limit, silence_s)
 
 
-def decoded(body: bytearray, encoding: str | None, limit: int) -> bytearray | bytes:
+def decoded(body: bytearray | bytes, encoding: str | None, limit: int) -> bytearray | bytes:
     """The body with its Content-Encoding undone, within ``limit`` inflated bytes."""
     if not encoding:
         return body

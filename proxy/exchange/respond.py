@@ -108,9 +108,17 @@ async def send_upstream_failure(
 
 
 async def pass_through(
-    request: web.Request, ex: Exchange, upstream: UpstreamResponse, decoded: bool
+    request: web.Request, ex: Exchange, upstream: UpstreamResponse, keep: int = 0
 ) -> web.StreamResponse:
-    """Pass the upstream response through chunk by chunk, adding no buffering."""
+    """Pass the upstream response through chunk by chunk, adding no buffering.
+
+    ``keep``: a JSON answer of at most this many bytes (as read) is also kept,
+    as the chunks it came in, for the record (its usage and finish reasons are
+    read from it once the last byte has gone out); 0 keeps nothing.
+    """
+    decoded = upstream.decoded
+    kept: list[bytes] | None = [] if keep and _keepable(upstream, keep) else None
+    kept_bytes = 0
     response = web.StreamResponse(
         status=upstream.status,
         reason=upstream.reason,
@@ -135,6 +143,12 @@ async def pass_through(
         if not chunk:
             break
         timeline.mark_upstream_first_byte()
+        if kept is not None:
+            kept_bytes += len(chunk)
+            if kept_bytes <= keep:
+                kept.append(chunk)
+            else:
+                kept = None  # too long to read for the record: its usage goes uncounted
         try:
             await response.write(chunk)
         except ConnectionResetError:
@@ -149,7 +163,20 @@ async def pass_through(
         ex.outcome = "client_disconnect"
         return _abort(request, response, upstream)
     ex.timeline.mark_client_last_byte()
+    if kept is not None:
+        ex.response_body = kept[0] if len(kept) == 1 else b"".join(kept)
     return response
+
+
+def _keepable(upstream: UpstreamResponse, keep: int) -> bool:
+    """A JSON answer read as plain text, not stated to be longer than ``keep``."""
+    length = upstream.content_length
+    if length is not None and length > keep:
+        return False
+    if "Content-Encoding" in upstream.headers and not upstream.decoded:
+        return False
+    kind = upstream.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    return kind == "application/json" or kind.endswith("+json")
 
 
 def outcome_of_status(status: int) -> str:

@@ -69,9 +69,26 @@ class Gate:
     refusal: Refusal | None = None
 
 
+# Gates already decided, by (table, policy, method, target, has a body): most
+# requests repeat a few targets, and a Gate is immutable, so it is decided once.
+_GateKey = tuple[RouteTable, str, str, str, bool]
+_DECIDED: dict[_GateKey, Gate] = {}
+_KEPT_GATES = 1024  # past this (many distinct targets: ids, queries), start over
+
+
 def gate(request: web.BaseRequest, table: RouteTable, unjudged: str) -> Gate:
     """Where ``request`` goes (``unjudged``: the unjudged_routes policy, pass or block)."""
-    route = table.route(request.method, request.raw_path, request.body_exists)
+    key = (table, unjudged, request.method, request.raw_path, request.body_exists)
+    decided = _DECIDED.get(key)
+    if decided is None:
+        if len(_DECIDED) >= _KEPT_GATES:
+            _DECIDED.clear()
+        decided = _DECIDED[key] = _decide(table, unjudged, *key[2:])
+    return decided
+
+
+def _decide(table: RouteTable, unjudged: str, method: str, target: str, has_body: bool) -> Gate:
+    route = table.route(method, target, has_body)
     surface = surface_for(route.label)
     label = route.label if surface is not None else "other"
     if route.problem is not None:
@@ -80,7 +97,7 @@ def gate(request: web.BaseRequest, table: RouteTable, unjudged: str) -> Gate:
             f" only canonical paths (this one is {route.path})"
         )
         return Gate(label, surface, False, Refusal(400, "invalid_path", message, "client_error"))
-    if surface is None and unjudged == "block" and not _text_free(request.method, route.path):
+    if surface is None and unjudged == "block" and not _text_free(method, route.path):
         message = (
             "no content filter judges this route, and unjudged_routes is block: it is not forwarded"
         )

@@ -36,6 +36,8 @@ from proxy.upstream.response import UpstreamMalformed, UpstreamResponse
 
 log = logging.getLogger("taxmeter.proxy")
 
+# How a chunk that ends on an event's end ends (a lone CR is parsed to be sure).
+_EVENT_ENDS = (b"\n\n", b"\r\n\r\n")
 # What is read of a stream after its terminal event, at most, to reuse the connection.
 _DRAIN_BYTES = 64 * 1024
 _DRAIN_S = 1.0
@@ -67,9 +69,16 @@ async def relay_stream(
     failure: UpstreamFailure | None = None
     try:
         while True:
-            out = bytearray()
+            out: bytes | bytearray = bytearray()
             try:
-                if chunk:
+                if (
+                    chunk
+                    and not parser.buffered
+                    and chunk.endswith(_EVENT_ENDS)
+                    and (judge.relays_unparsed(chunk))
+                ):
+                    out = chunk  # whole events nothing judges or counts: as they came
+                elif chunk:
                     for event in parser.feed(chunk):
                         out += await judge.on_event(event, arrived)
                         if judge.blocked is not None or judge.terminal:

@@ -78,6 +78,12 @@ class StreamJudge:
         self.finish_reasons: list[str] = []  # as the client got them
         self.usage: Usage | None = None  # the usage the upstream reported, if any
 
+    def relays_unparsed(self, chunk: bytes) -> bool:
+        """Whether ``chunk`` (whole events) may go out as it came, unparsed: nothing
+        judges this stream, its first content is out, and no event in it matters to
+        the record or ends the stream."""
+        return self._passive and self.content_sent and self._codec.quiet(chunk)
+
     async def on_event(self, event: SseEvent, arrived_ns: int) -> bytes:
         """The bytes to forward for one upstream event (possibly none)."""
         codec = self._codec

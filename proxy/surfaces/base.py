@@ -128,6 +128,12 @@ class StreamCodec:
         """The usage ``event`` reports, if any (cheap unless it does)."""
         return None
 
+    def quiet(self, chunk: bytes) -> bool:
+        """Whether no event in ``chunk`` (whole events) can end the stream, report
+        usage or name a finish reason, so a stream nothing judges may forward it
+        unparsed. False when unsure: the events are then parsed and asked one by one."""
+        return False
+
     def finish_reasons_in(self, event: SseEvent) -> list[str]:
         """The reasons the ends in ``event`` give, if any (cheap unless it has one):
         what a relayed stream, never stepped, still tells the capability record."""

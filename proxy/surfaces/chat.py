@@ -181,6 +181,15 @@ class ChoiceStream(StreamCodec):
     def is_terminal(self, event: SseEvent) -> bool:
         return event.data == "[DONE]"
 
+    def quiet(self, chunk: bytes) -> bool:
+        # Literal keys only: a text's own quotes are escaped (\"), so it cannot
+        # spell one; any other spelling of a null reason is parsed to be sure.
+        return (
+            b"[DONE]" not in chunk
+            and b'"usage"' not in chunk
+            and chunk.count(b'"finish_reason"') == chunk.count(b'"finish_reason":null')
+        )
+
     def usage_in(self, event: SseEvent) -> Usage | None:
         if event.data is None or '"usage"' not in event.data:
             return None

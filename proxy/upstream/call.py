@@ -132,10 +132,18 @@ async def fetch(
     data: bytes | EncodedDocument | AsyncIterable[bytes] | None,
     timeline: Timeline,
     judged: bool,
+    reads_whole: bool = True,
 ) -> Fetched:
-    """Send the request upstream and read what must be read before answering."""
+    """Send the request upstream and read what must be read before answering.
+
+    ``judged``: the answer's surface reads it (a stream through the stream
+    judge); ``reads_whole``: output filters judge a whole answer, so it is read
+    whole (else it is relayed as it arrives, see :func:`proxy.exchange.respond.relay`).
+    """
     timeline.mark_upstream_sent()
-    response = await pool.request(method, target, headers, data, timeline, decode=judged)
+    response = await pool.request(
+        method, target, headers, data, timeline, decode=judged, decode_whole=reads_whole
+    )
     timeline.mark_upstream_headers()
     fetched = Fetched(response)
     try:
@@ -144,7 +152,7 @@ async def fetch(
             fetched.first_chunk = await response.read_chunk()
             fetched.first_arrived_ns = timeline.now()
             timeline.mark_upstream_first_byte(fetched.first_arrived_ns)
-        elif judged and answered and fetched.json:
+        elif judged and reads_whole and answered and fetched.json:
             fetched.body = await response.read()
             timeline.mark_upstream_last_byte(response.last_read_ns)
     except BaseException:

@@ -69,6 +69,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.read_timeout_s = 0.0
         self.deadline = 0.0  # loop time by which the whole exchange must be over
         self.head_only = False  # a HEAD request: the answer has no body, whatever it says
+        # False: of the answers read with decode, only an event stream is decoded; a
+        # whole answer nothing judges is relayed as it came, unbounded (see pool.request).
+        self.decode_whole = True
         self._head: asyncio.Future[UpstreamResponse] | None = None
         self._decode = False
         self._response: UpstreamResponse | None = None
@@ -244,8 +247,11 @@ class UpstreamConnection(asyncio.Protocol):
         # An undecodable encoding or a length over the cap raises here;
         # data_received fails the exchange.
         has_body = not self.head_only and status not in (204, 304)
+        decode = self._decode and (
+            self.decode_whole or headers.get("Content-Type", "").startswith("text/event-stream")
+        )
         response = UpstreamResponse(
-            self, status, reason, headers, self._decode, self._max_response_bytes, has_body
+            self, status, reason, headers, decode, self._max_response_bytes, has_body
         )
         self._response = response
         if head is not None and not head.done():

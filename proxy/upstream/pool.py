@@ -124,12 +124,15 @@ class UpstreamPool:
         body: bytes | EncodedDocument | AsyncIterable[bytes] | None,
         timeline: Timeline,
         decode: bool,
+        decode_whole: bool = True,
     ) -> UpstreamResponse:
         """Send a request and return its answer once its head arrived.
 
         ``target``: the path and query, as the client sent them. ``decode``:
         undo a gzip or deflate Content-Encoding and hold the body to
-        ``max_response_bytes`` (for a body the proxy reads).
+        ``max_response_bytes`` (for a body the proxy reads); with
+        ``decode_whole`` False, only when the answer is an event stream (a
+        whole answer no output filter reads is relayed as it came).
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._total_timeout_s
@@ -139,6 +142,7 @@ class UpstreamPool:
         conn.read_timeout_s = self._read_timeout_s
         conn.deadline = deadline
         conn.head_only = method == "HEAD"
+        conn.decode_whole = decode_whole
         try:
             if isinstance(body, EncodedDocument):
                 head = self._head(method, target, headers, body.length, chunked=False)

@@ -110,6 +110,7 @@ class UpstreamResponse:
         "_waiter",
         "complete",
         "content_length",
+        "decoded",
         "headers",
         "reason",
         "status",
@@ -143,6 +144,7 @@ class UpstreamResponse:
         self._error: BaseException | None = None
         self._inflater: Inflater | None = None
         self._left: int | None = None  # bytes the body may still be; None: no cap
+        self.decoded = decode  # the body is read inflated, within max_bytes
         if not decode:
             return
         stated = self.content_length if has_body else None

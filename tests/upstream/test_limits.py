@@ -179,6 +179,9 @@ async def test_an_answer_not_decoded_is_neither_inflated_nor_capped() -> None:
 # -- through the proxy ----------------------------------------------------------
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hello"}]}
 BIG = completion("z" * (2 * CAP))
+# An output filter: the answer is read whole to be judged, so the cap holds it.
+OUTPUT_FILTER = {"name": "deny", "type": "denylist", "stages": ["output"],
+                 "params": {"words": ["never said"]}}  # fmt: skip
 
 
 def big_json(framing: str) -> bytes:
@@ -202,7 +205,8 @@ async def test_a_json_answer_over_max_response_bytes_is_a_502(
         return True
 
     async with raw_server(big_first) as (server, url):
-        proxy = await start_proxy({"upstream": {"max_response_bytes": CAP}}, upstream=url)
+        config = {"upstream": {"max_response_bytes": CAP}, "filters": [OUTPUT_FILTER]}
+        proxy = await start_proxy(config, upstream=url)
         async with aiohttp.ClientSession() as session:
             chat = f"{proxy.url}/v1/chat/completions"
             async with session.post(chat, json=CHAT) as got:
@@ -267,3 +271,22 @@ async def test_an_answer_passed_through_is_not_capped(start_proxy: ProxyFactory)
             session.get(f"{proxy.url}/v1/models") as got,
         ):
             assert (got.status, await got.read()) == (200, BIG)
+
+
+async def test_an_answer_no_output_filter_reads_is_relayed_past_the_cap(
+    start_proxy: ProxyFactory,
+) -> None:
+    # With no output filter the answer is not read, so neither buffered nor capped:
+    # it goes to the client as it came, like an unjudged route's.
+    async def big(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(big_json("chunked"))
+        await writer.drain()
+        return True
+
+    async with raw_server(big) as (_, url):
+        proxy = await start_proxy({"upstream": {"max_response_bytes": CAP}}, upstream=url)
+        async with aiohttp.ClientSession() as session:
+            chat = f"{proxy.url}/v1/chat/completions"
+            async with session.post(chat, json=CHAT) as got:
+                assert got.status == 200
+                assert await got.read() == BIG
