@@ -1,17 +1,21 @@
 """Microbenchmarks: the timeline-to-export path, tracing, each built-in filter on 1 and 16 KB.
 
-    python bench/micro.py [--quick] [--markdown]
+    python bench/micro.py [--quick] [--markdown] [--json FILE]
 
 Each case is timed with timeit: the number of calls per sample is chosen
 so a sample takes about 0.2 s, and the median (and min) of the samples is
 reported in µs per call. Filters are called without an event loop (their
 coroutine is stepped once), so the figure is the filter's own work: the
 chain runner's cost is in the timeline and proxy figures, not here.
+semantic_guard, which runs on a thread of its own, is timed per prompt
+instead (:mod:`micro_semantic`), when the ml extra is installed. ``--json``
+writes the figures for bench/run.py's targets.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import timeit
 from collections.abc import Callable, Coroutine
@@ -19,6 +23,7 @@ from functools import partial
 from time import thread_time_ns
 from typing import Any
 
+import micro_semantic
 from micro_text import DENYLIST_WORDS, prompt
 from micro_tracing import tracing_cases
 from prometheus_client import CollectorRegistry
@@ -162,6 +167,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer, shorter samples")
     parser.add_argument("--markdown", action="store_true", help="print a markdown section")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = parser.parse_args()
     repeats, target_s = (3, 0.05) if args.quick else (7, 0.2)
     sizes = {"1 KB": prompt(1024), "16 KB": prompt(16 * 1024)}
@@ -187,12 +193,25 @@ def main() -> None:
              "pinned to the proxy core. Prompts: English support-ticket prose with an email "
              "address and a phone number per KB or so (the PII filter redacts them); the "
              "denylist matches nothing (a full scan).", ""]  # fmt: skip
+    medians: dict[str, float] = {}
     for title, cases in groups.items():
         lines += [f"**{title}**", "", "| case | µs per call |", "|---|---|"]
         for name, case in cases.items():
             median, best = measure(case, repeats, target_s)
+            medians[name] = median
             lines.append(f"| {name} | {median:.2f} ({best:.2f}) |")
         lines.append("")
+    guard, note = micro_semantic.measure(40 if args.quick else None)
+    lines += ["**semantic_guard, one prompt at a time (ms per prompt)**", ""]
+    if guard is None:
+        lines += [f"Skipped: {note}.", ""]
+    else:
+        lines += ["| prompts | p50 ms | p99 ms |", "|---|---|---|",
+                  f"| {guard['prompts']:.0f} | {guard['p50_ms']:.2f} | {guard['p99_ms']:.2f} |",
+                  "", f"{note}.", ""]  # fmt: skip
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump({"cases_us": medians, "semantic_guard": guard, "notes": [note]}, out)
     text = "\n".join(lines)
     print(text if args.markdown else text.replace("**", ""))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from machine import describe
 from scenarios import Scenario
@@ -28,6 +29,12 @@ _READ = {
     "streams_steady": "64 streams kept open: starts staggered over one stream's length, each "
     "replaced when it ends, so about 30 streams start per second while 64 are in flight.",
 }
+_SURFACE_READ = (
+    "64 streams of 100 tokens on this API surface started at the same instant, through "
+    "taxmeter with the packaged default chain (denylist and pii) beside the model server "
+    "directly; TTFT is the time to the first event that carries text, in the surface's own "
+    "event shape."
+)
 
 
 def render(
@@ -38,6 +45,7 @@ def render(
     repeats: int,
     mode: str,
     minutes: float,
+    figures: dict[str, Any] | None = None,
 ) -> str:
     versions = next((n for n in notes if n.startswith("versions: ")), "")
     nginx = re.search(r"nginx ([^,\s]+)", versions)
@@ -63,7 +71,7 @@ def render(
         "proxy's VmHWM, reset at the start of the scenario.",
         "",
     ]
-    targets = targets_table(scenarios, sweep)
+    targets = targets_table(scenarios, sweep, figures or {})
     lines += ["### Targets", "", *targets, ""]
     for key in ("c1", "c32"):
         if key in scenarios:
@@ -84,6 +92,9 @@ def render(
     for key in ("streams_burst", "streams_steady"):
         if key in scenarios:
             lines += _section(scenarios[key], key)
+    for key, scenario in scenarios.items():
+        if key.startswith("surface_"):
+            lines += _section(scenario, key)
     cost = measurement_cost(scenarios)
     if cost:
         lines += ["### What taxmeter's own measurement costs", "", _COST_TEXT, "", *cost, ""]
@@ -111,7 +122,8 @@ def _local(note: str) -> str:
 
 
 def _section(scenario: Scenario, key: str) -> list[str]:
-    lines = [f"### {scenario.title}", "", _READ.get(key, ""), "", *scenario_table(scenario), ""]
+    read = _SURFACE_READ if key.startswith("surface_") else _READ.get(key, "")
+    lines = [f"### {scenario.title}", "", read, "", *scenario_table(scenario), ""]
     truth = truth_table(scenario)
     if truth:
         lines += ["What taxmeter reported about itself over the same requests (from its "

@@ -11,12 +11,15 @@ repeats interleaved. Writes the results as markdown between the markers in
 names (nginx, bare, tm_none, tm_nometrics, tm_traced, tm_sampled,
 tm_default, litellm; direct is
 always run) and scenario names (c1, c32, sweep, streams_burst,
-streams_steady, micro).
+streams_steady, surfaces, micro, report). ``surfaces`` streams on each API
+surface through the default chain (direct and tm_default only); ``report``
+times ``taxmeter report`` on a full reservoir (bench/report_time.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -25,6 +28,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import litellm_target
 import uvloop
@@ -33,12 +37,14 @@ from phases import Phase, start_targets
 from procs import stop_all
 from report_doc import render, write_between_markers
 from rig import FOREIGN_LIMIT, Quiet
-from scenarios import Scenario, closed_loop, streaming
+from scenarios import SURFACE_TITLES, Scenario, closed_loop, streaming
 from sweep import Sweep, sweep
 from targets import LABELS, nginx_version
 
 REPO = Path(__file__).resolve().parent.parent
-SCENARIOS = ("c1", "c32", "sweep", "streams_burst", "streams_steady", "micro")
+SCENARIOS = ("c1", "c32", "sweep", "streams_burst", "streams_steady", "surfaces", "micro",
+             "report")  # fmt: skip
+STREAMED = {"streams_burst", "streams_steady", "surfaces"}
 STREAMS, TOKENS, TTFT_MS, TOKENS_PER_S = 64, 100, 150.0, 50.0
 
 
@@ -64,6 +70,8 @@ class Results:
     sweep: Sweep | None = None
     notes: list[str] = field(default_factory=list)
     micro: str = ""
+    # For the targets: bench/micro.py's figures ("micro") and report_time.py's ("report").
+    figures: dict[str, Any] = field(default_factory=dict)
 
 
 def _cores() -> tuple[set[int], int, str]:
@@ -101,7 +109,7 @@ async def run(args: argparse.Namespace, plan: Plan, keys: list[str], wanted: set
                 async with start_targets(tmp, keys, load, proxy_core, fast, args, quiet) as phase:
                     await _fast(phase, plan, wanted, script, auth, results)
                 results.notes += phase.notes
-            if wanted & {"streams_burst", "streams_steady"}:
+            if wanted & STREAMED:
                 timing = (TTFT_MS, TOKENS_PER_S)
                 async with start_targets(tmp, keys, load, proxy_core, timing, args, quiet) as phase:
                     await _streams(phase, plan, wanted, auth, results)
@@ -115,7 +123,9 @@ async def run(args: argparse.Namespace, plan: Plan, keys: list[str], wanted: set
         f"for it and measuring again (budget {quiet.budget_s:.0f} s)"
     )
     if "micro" in wanted:
-        results.micro = _micro(args.quick, proxy_core)
+        results.micro = _micro(args.quick, proxy_core, FiguresFile(results, "micro"))
+    if "report" in wanted:
+        results.micro += "\n" + _report_time(args.quick, proxy_core, FiguresFile(results, "report"))
     results.notes.insert(0, f"versions: nginx {nginx_version()}, LiteLLM {litellm_version}")
     return results
 
@@ -144,6 +154,20 @@ async def _streams(
                 phase.rig, phase.order, mode, STREAMS, TOKENS, stream_s, plan.steady_s,
                 plan.repeats, auth,
             )  # fmt: skip
+    if "surfaces" in wanted:
+        await _surfaces(phase, plan, auth, out)
+
+
+async def _surfaces(phase: Phase, plan: Plan, auth: dict[str, str], out: Results) -> None:
+    """A burst on each API surface through the default chain, beside direct."""
+    stream_s = TTFT_MS / 1000 + TOKENS / TOKENS_PER_S
+    order = [k for k in phase.order if k in ("direct", "tm_default")]
+    for surface in SURFACE_TITLES:
+        scenario = await streaming(
+            phase.rig, order, "burst", STREAMS, TOKENS, stream_s, plan.steady_s, plan.repeats,
+            auth, surface,
+        )  # fmt: skip
+        out.scenarios[scenario.key] = scenario
 
 
 def _keep_logs(tmp: Path, where: Path) -> None:
@@ -155,15 +179,44 @@ def _keep_logs(tmp: Path, where: Path) -> None:
     print(f"bench: the processes' logs are in {where}")
 
 
-def _micro(quick: bool, core: int) -> str:
-    argv = [sys.executable, str(Path(__file__).with_name("micro.py")), "--markdown"]
+class FiguresFile:
+    """A scratch JSON file a script writes its figures to, then ``results.figures[key]``."""
+
+    def __init__(self, results: Results, key: str) -> None:
+        self.results, self.key = results, key
+        handle, name = tempfile.mkstemp(prefix=f"taxmeter-bench-{key}-", suffix=".json")
+        os.close(handle)
+        self.path = Path(name)
+
+    def collect(self) -> None:
+        try:
+            text = self.path.read_text()
+            if text:
+                self.results.figures[self.key] = json.loads(text)
+        finally:
+            self.path.unlink(missing_ok=True)
+
+
+def _pinned_script(name: str, argv: list[str], core: int, out: FiguresFile) -> str:
+    """Run a bench script pinned to the proxy core; its markdown, its figures into ``out``."""
+    script = [sys.executable, str(Path(__file__).with_name(name)), "--markdown", "--json",
+              str(out.path), *argv]  # fmt: skip
     done = subprocess.run(
-        argv + (["--quick"] if quick else []), capture_output=True, text=True, timeout=900,
+        script, capture_output=True, text=True, timeout=1800,
         preexec_fn=lambda: os.sched_setaffinity(0, {core}),
     )  # fmt: skip
+    out.collect()
     if done.returncode != 0:
-        return f"micro.py failed: {done.stderr.strip().splitlines()[-1:]}"
+        return f"{name} failed: {done.stderr.strip().splitlines()[-1:]}"
     return done.stdout
+
+
+def _micro(quick: bool, core: int, out: FiguresFile) -> str:
+    return _pinned_script("micro.py", ["--quick"] if quick else [], core, out)
+
+
+def _report_time(quick: bool, core: int, out: FiguresFile) -> str:
+    return _pinned_script("report_time.py", ["--runs", "1" if quick else "3"], core, out)
 
 
 def main() -> None:
@@ -193,7 +246,7 @@ def main() -> None:
     results = uvloop.run(run(args, plan, keys, wanted))
     minutes = (time.monotonic() - started) / 60
     text = render(results.scenarios, results.sweep, results.notes, results.micro, plan.repeats,
-                  "quick" if args.quick else "full", minutes)  # fmt: skip
+                  "quick" if args.quick else "full", minutes, results.figures)  # fmt: skip
     print(text)
     write_between_markers(args.out, text)
     print(f"bench: wrote {args.out} ({minutes:.1f} min)")

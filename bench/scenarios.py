@@ -54,6 +54,15 @@ class Scenario:
     notes: list[str] = field(default_factory=list)
 
 
+# The API surfaces a stream can be made on (stream_ttft.SURFACES), as titles say them.
+SURFACE_TITLES = {
+    "chat": "chat completions",
+    "completions": "completions",
+    "responses": "responses",
+    "messages": "messages",
+}
+
+
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..1); NaN for no values."""
     if not values:
@@ -139,14 +148,23 @@ async def streaming(
     duration_s: float,
     repeats: int,
     headers: dict[str, str],
+    surface: str | None = None,
 ) -> Scenario:
-    """``mode`` is "burst" or "steady" (see :mod:`streams`)."""
-    if mode == "burst":
+    """``mode`` is "burst" or "steady" (see :mod:`streams`); with a ``surface``
+    (chat, completions, responses, messages), a burst on that API surface, its
+    key ``surface_<name>``."""
+    if surface is not None:
+        title = f"Streamed {SURFACE_TITLES[surface]}, {streams} streams started together"
+        key = f"surface_{surface}"
+    elif mode == "burst":
         title = f"Streamed, {streams} streams of {tokens} tokens started together"
+        key = "streams_burst"
     else:
         title = (f"Streamed, {streams} streams of {tokens} tokens kept open "
                  f"(starts staggered, {duration_s:g} s)")  # fmt: skip
-    scenario = Scenario(f"streams_{mode}", title, "client", "stream")
+        key = "streams_steady"
+    scenario = Scenario(key, title, "client", "stream")
+    api = surface or "chat"
     _start_rss(rig, scenario, order)
     for repeat in range(repeats):
         for key in order:
@@ -158,14 +176,14 @@ async def streaming(
             async def warm(url: str = url, client: ClientSession = client) -> object:
                 # As many short streams as will run: every connection, ours and the
                 # proxy's to the model server, is open when the clock starts.
-                return await burst(client, url, streams, 2, headers, rig.self_cpu_ns)
+                return await burst(client, url, streams, 2, headers, rig.self_cpu_ns, api)
 
             async def run(
                 url: str = url, client: ClientSession = client
             ) -> tuple[StreamsResult, float]:
                 cpu = rig.self_cpu_ns
-                if mode == "burst":
-                    return await burst(client, url, streams, tokens, headers, cpu), 0.0
+                if mode == "burst" or surface is not None:
+                    return await burst(client, url, streams, tokens, headers, cpu, api), 0.0
                 done = await steady(client, url, streams, tokens, headers, stream_s,
                                     duration_s, cpu)  # fmt: skip
                 return done, 0.0

@@ -10,6 +10,10 @@ Two shapes of 64 concurrent streams:
 - burst: all 64 requests start at the same instant (a wave);
 - steady: 64 streams are kept open, their starts staggered over one stream's
   length and each replaced as it ends, for a fixed time.
+
+A burst can also be made on another API surface (``surface``: completions,
+responses, messages; see stream_ttft.SURFACES): its first text is found by
+that surface's own event shape.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 import orjson
+from stream_ttft import SURFACES
 
 STREAM_TIMEOUT_S = 60.0
 FIRST_CONTENT_GRACE_S = 10.0  # after a steady run, how long started streams may take
@@ -46,7 +51,9 @@ def _body(tokens: int) -> bytes:
     )
 
 
-def _has_content(line: bytes) -> bool:
+def _has_content(line: bytes, surface: str = "chat") -> bool:
+    if surface != "chat":
+        return _has_text(line, surface)
     if not line.startswith(b"data:") or b'"content"' not in line:
         return False
     try:
@@ -60,12 +67,23 @@ def _has_content(line: bytes) -> bool:
     return False
 
 
+def _has_text(line: bytes, surface: str) -> bool:
+    if not line.startswith(b"data:"):
+        return False
+    try:
+        event = orjson.loads(line[5:])
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(event, dict) and SURFACES[surface][2](event)
+
+
 async def one_stream(
     session: aiohttp.ClientSession,
     url: str,
     body: bytes,
     headers: dict[str, str],
     on_first: asyncio.Future[float] | None = None,
+    surface: str = "chat",
 ) -> float | None:
     """Milliseconds to the first content (None if none came); the stream is read to its end."""
     started = time.perf_counter()
@@ -75,7 +93,7 @@ async def one_stream(
             await response.read()
             return None
         async for line in response.content:
-            if _has_content(line):
+            if _has_content(line, surface):
                 first = (time.perf_counter() - started) * 1000
                 if on_first is not None and not on_first.done():
                     on_first.set_result(first)
@@ -99,13 +117,17 @@ async def burst(
     tokens: int,
     headers: dict[str, str],
     cpu_ns: Callable[[], int],
+    surface: str = "chat",
 ) -> StreamsResult:
     """``streams`` streams started together; returns when all have ended."""
     url, body = f"{base}/v1/chat/completions", _body(tokens)
+    if surface != "chat":
+        path, request, _ = SURFACES[surface]
+        url, body = f"{base}{path}", orjson.dumps(request(tokens))
     result = StreamsResult(started=streams)
     before = cpu_ns()
     outcomes = await asyncio.gather(
-        *(one_stream(client, url, body, headers) for _ in range(streams)),
+        *(one_stream(client, url, body, headers, None, surface) for _ in range(streams)),
         return_exceptions=True,
     )
     result.cpu_s = (cpu_ns() - before) / 1e9

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from proxy.commands.report.stats import binomial, percentile
+from proxy.commands.report.bootstrap import difference_ci, proportion_ci, resampled_means
+
+if TYPE_CHECKING:
+    from proxy.commands.report.bootstrap import Draws
 
 CAPABILITY_EVENTS = ("blocked", "redacted", "content_filter")
 SHARES = {event: f"{event}_share" for event in CAPABILITY_EVENTS}
@@ -63,22 +66,6 @@ def _row(figures: CapabilityFigures) -> dict[str, Any]:
     return row
 
 
-def _proportion_ci(
-    variant: tuple[int, int], baseline: tuple[int, int], resamples: int, rng: random.Random
-) -> list[float]:
-    """The interval of (variant share - baseline share), each given as (count, requests)."""
-    (kv, nv), (kb, nb) = variant, baseline
-    diffs = sorted(
-        binomial(nv, kv / nv, rng) / nv - binomial(nb, kb / nb, rng) / nb for _ in range(resamples)
-    )
-    return [percentile(diffs, 0.025), percentile(diffs, 0.975)]
-
-
-def _means(values: Sequence[float], resamples: int, rng: random.Random) -> list[float]:
-    n = len(values)
-    return [math.fsum(rng.choices(values, k=n)) / n for _ in range(resamples)]
-
-
 def capability_section(
     figures: Mapping[str, CapabilityFigures | None],
     baseline: str,
@@ -91,7 +78,7 @@ def capability_section(
     base = figures.get(baseline)
     if base is None or base.requests == 0:
         return {"variants": rows, "differences": differences}
-    base_means: list[float] | None = None
+    base_means: Draws | None = None
     for name, other in figures.items():
         if name == baseline or other is None or other.requests == 0:
             continue
@@ -99,9 +86,7 @@ def capability_section(
             count, base_count = other.counts.get(event), base.counts.get(event)
             if count is None or base_count is None:
                 continue
-            ci = _proportion_ci(
-                (count, other.requests), (base_count, base.requests), resamples, rng
-            )
+            ci = proportion_ci((count, other.requests), (base_count, base.requests), resamples, rng)
             difference = rows[name][key] - rows[baseline][key]
             differences.append(
                 {"variant": name, "metric": key, "difference": difference, "ci95": ci}
@@ -112,10 +97,9 @@ def capability_section(
         interval: list[float | None] = [None, None]
         if other.tokens and base.tokens:
             if base_means is None:
-                base_means = _means(base.tokens, resamples, rng)
-            drawn = _means(other.tokens, resamples, rng)
-            diffs = sorted(a - b for a, b in zip(drawn, base_means, strict=True))
-            interval = [percentile(diffs, 0.025), percentile(diffs, 0.975)]
+                base_means = resampled_means(base.tokens, resamples, rng)
+            drawn = resampled_means(other.tokens, resamples, rng)
+            interval = list(difference_ci({"mean": drawn}, {"mean": base_means}, "mean"))
         differences.append(
             {"variant": name, "metric": TOKENS, "difference": mine - theirs, "ci95": interval}
         )

@@ -30,6 +30,12 @@ import random
 import re
 from typing import Any, TextIO
 
+from proxy.commands.report.bootstrap import (
+    Resamples,
+    bootstrap,
+    bootstrap_buckets,
+    difference_ci,
+)
 from proxy.commands.report.capability import capability_section
 from proxy.commands.report.marginal import marginal_section
 from proxy.commands.report.sources import (
@@ -41,15 +47,7 @@ from proxy.commands.report.sources import (
     read_prometheus,
     read_proxy,
 )
-from proxy.commands.report.stats import (
-    STATISTICS,
-    Summary,
-    bootstrap,
-    bootstrap_buckets,
-    difference_ci,
-    summarize,
-    summarize_buckets,
-)
+from proxy.commands.report.stats import STATISTICS, Summary, summarize, summarize_buckets
 from proxy.commands.report.text import render
 from proxy.config.routes import ROUTE_LABELS
 
@@ -190,7 +188,7 @@ def _summary(figures: Figures | None) -> Summary | None:
     return summarize(figures) if isinstance(figures, list) else summarize_buckets(figures)
 
 
-def _bootstrap(figures: Figures, resamples: int, rng: random.Random) -> list[Summary]:
+def _bootstrap(figures: Figures, resamples: int, rng: random.Random) -> Resamples:
     if isinstance(figures, list):
         return bootstrap(figures, resamples, rng)
     return bootstrap_buckets(figures, resamples, rng)
@@ -205,7 +203,7 @@ def assemble(
         for name, v in snapshot.variants.items()
     }
     base = snapshot.variants[baseline]
-    base_resampled: dict[str, list[Summary]] = {}  # drawn once, shared by every comparison
+    base_resampled: dict[str, Resamples] = {}  # drawn once, shared by every comparison
     comparisons = []
     for name, variant in snapshot.variants.items():
         for metric in METRICS:

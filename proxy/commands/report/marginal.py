@@ -20,8 +20,9 @@ import random
 from collections.abc import Iterable
 from typing import Any
 
+from proxy.commands.report.bootstrap import Resamples, bootstrap, difference_ci
 from proxy.commands.report.sources import Snapshot
-from proxy.commands.report.stats import STATISTICS, Summary, bootstrap, difference_ci, summarize
+from proxy.commands.report.stats import STATISTICS, summarize
 
 MARGINAL_METRICS = ("latency_tax_seconds", "ttft_tax_seconds", "filter_cpu_seconds")
 
@@ -54,7 +55,7 @@ def marginal_section(
     """The report's ``marginal`` key: one entry per filter, metric and statistic."""
     by_key = {(c["variant"], c["metric"], c["statistic"]): c for c in comparisons}
     base_cpu = snapshot.variants[baseline].filter_cpu
-    base_resampled: list[Summary] | None = None
+    base_resampled: Resamples | None = None
     out: list[dict[str, Any]] = []
     for name, variant in snapshot.variants.items():
         filter_name = variant.ablates

@@ -17,7 +17,6 @@ cannot be reached or answers something else than expected.
 from __future__ import annotations
 
 import http.client
-import json
 import math
 import urllib.error
 import urllib.parse
@@ -25,6 +24,8 @@ import urllib.request
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from proxy.commands.report import prometheus_whole
 from proxy.commands.report.capability import CAPABILITY_EVENTS, CapabilityFigures
@@ -92,8 +93,8 @@ def _get_json(url: str) -> Any:
         reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
         raise SourceError(f"{url}: unreachable ({reason})") from exc
     try:
-        return json.loads(body)
-    except ValueError as exc:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise SourceError(f"{url}: the answer is not JSON ({exc})") from exc
 
 
@@ -128,6 +129,7 @@ def _optional_float(value: Any) -> float | None:
 def _proxy_variant(raw: dict[str, Any], routes: Collection[str] | None) -> VariantFigures:
     samples = raw["samples"]
     keep = [routes is None or route in routes for route in samples["route"]]
+    every = all(keep)
 
     def column(name: str) -> list[Any] | None:
         """The kept values of a column (None: this proxy does not record it)."""
@@ -136,6 +138,8 @@ def _proxy_variant(raw: dict[str, Any], routes: Collection[str] | None) -> Varia
             return None
         if len(values) != len(keep):
             raise ValueError(f"column {name} has {len(values)} values, route has {len(keep)}")
+        if every:
+            return list(values)
         return [v for v, kept in zip(values, keep, strict=True) if kept]
 
     metrics: dict[str, Figures] = {}
