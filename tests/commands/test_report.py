@@ -200,7 +200,7 @@ async def test_report_from_the_proxy_finds_the_20ms_filter(
 
     slow = document["filters"]["slow"]
     assert slow["requests"] == variants["with_slow"]["requests"]
-    assert abs(slow["mean_cost_seconds"] - 0.020) <= 0.002, slow
+    assert 0.0199 <= slow["mean_cost_seconds"] <= 0.0235, slow  # a mean: a busy host adds
     assert (slow["block_rate"], slow["redact_rate"], slow["error_rate"]) == (0.0, 0.0, 0.0)
     assert (slow["observed_block"], slow["observed_redact"]) == (0, 0)
 
@@ -249,7 +249,7 @@ async def test_report_from_prometheus_reads_the_histograms(
     assert 0.005 <= lo <= tax_p50["difference"] <= hi <= 0.030, tax_p50
     slow = document["filters"]["slow"]
     assert slow["requests"] == counts["with_slow"]
-    assert abs(slow["mean_cost_seconds"] - 0.020) <= 0.002, slow
+    assert 0.0199 <= slow["mean_cost_seconds"] <= 0.0235, slow  # a mean: a busy host adds
 
     status, table, err = await report(capsys, *argv)
     assert status == 0, err

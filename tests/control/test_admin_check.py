@@ -145,7 +145,9 @@ async def test_latency_and_cpu_of_each_filter(start_proxy: ProxyFactory) -> None
     assert got["sleepy"]["latency_s"] >= 0.020
     assert got["sleepy"]["cpu_s"] < 0.0015  # it waits, it does not work
     for name in ("spinny", "offloaded"):
-        assert got[name]["cpu_s"] == pytest.approx(0.005, abs=0.0015)
+        # All of its 5 ms counted; on a loaded machine a little more (the clock
+        # also charges the thread's share of preemption), but not sleepy's 20 ms.
+        assert 0.0049 <= got[name]["cpu_s"] < 0.0095
         assert got[name]["latency_s"] >= got[name]["cpu_s"] * 0.95
 
 

@@ -37,8 +37,7 @@ async def test_a_sleeping_filter_costs_no_cpu_and_a_spinning_one_its_spin(
                                      for _ in range(4)))  # fmt: skip
     assert [status for status, _, _ in results] == [200] * 4
     assert per_request(proxy, "taxmeter_filter_cpu_seconds", "sleepy") < 0.0015
-    assert per_request(proxy, "taxmeter_filter_cpu_seconds", "spinny") == pytest.approx(
-        0.005, abs=0.0015
-    )
+    # All of the spin counted; on a loaded host a little more, never sleepy's 20 ms.
+    assert 0.0049 <= per_request(proxy, "taxmeter_filter_cpu_seconds", "spinny") < 0.0095
     assert per_request(proxy, "taxmeter_filter_duration_seconds", "sleepy") >= 0.020
     assert per_request(proxy, "taxmeter_filter_duration_seconds", "spinny") >= 0.005

@@ -32,7 +32,7 @@ async def test_a_20ms_filter_is_reported_as_20ms_and_the_figures_reconcile(
 ) -> None:
     proxy = await start_proxy(SYNTHETIC_20MS)
     requests = 30
-    overheads = []
+    overheads, filter_times = [], []
     for _ in range(requests):
         before = sums(proxy)
         status, _, _ = await post_json(f"{proxy.url}/v1/chat/completions", CHAT)
@@ -44,13 +44,15 @@ async def test_a_20ms_filter_is_reported_as_20ms_and_the_figures_reconcile(
         assert abs(d["tax"] - d["filter"] - d["overhead"]) < 0.0005, d
         assert d["upstream"] > 0.004, d  # the model's 5 ms time to first token is upstream time
         overheads.append(d["overhead"])
+        filter_times.append(d["filter"])
 
     count = proxy.value(
         "taxmeter_filter_duration_seconds_count", filter="slow", stage="input", variant="default"
     )
-    mean = sums(proxy)["filter"] / count
     assert count == requests
-    assert abs(mean - 0.020) < 0.001, mean
+    # Medians: on a shared host an odd request's wait overruns; the typical one is 20 ms.
+    assert abs(statistics.median(filter_times) - 0.020) < 0.001, filter_times
+    assert min(filter_times) >= 0.0199, filter_times  # never reported below what it cost
     # What is left after the filter is the proxy's own cost: small beside 20 ms.
     assert statistics.median(overheads) < 0.005, overheads
 

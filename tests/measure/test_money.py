@@ -66,7 +66,7 @@ async def test_a_filter_costs_its_calls_at_its_price_plus_its_cpu_at_the_rate(
         (n + 1) * 0.002 + spinny_cpu * RATE_PER_CPU_SECOND, rel=1e-9
     )
     # The CPU part is the spin's: 5 ms a call (thread CPU time; margin for a busy host).
-    assert spinny_cpu == pytest.approx((n + 1) * 0.005, abs=(n + 1) * 0.0015)
+    assert (n + 1) * 0.0049 <= spinny_cpu < (n + 1) * 0.0095
 
     stream_calls = calls(proxy, "streamy", "stream")
     assert stream_calls > 2  # one per token: priced per call, not per request
