@@ -201,6 +201,16 @@ def encode_sse(data: bytes, event: str | None = None) -> bytes:
     return head + b"data: " + data + b"\n\n"
 
 
+def may_say(data: str, *marks: str) -> bool:
+    """Whether the JSON text ``data`` may hold one of ``marks`` once parsed.
+
+    A cheap test before a parse, made true also by any ``\\u`` escape: JSON may
+    spell every letter of a key or value that way ("\\u0075sage" is "usage"),
+    and a literal search would read such an event as saying nothing.
+    """
+    return "\\u" in data or any(mark in data for mark in marks)
+
+
 def parse_event(event: SseEvent) -> Any:
     try:
         return orjson.loads(event.data or "")

@@ -31,6 +31,7 @@ from proxy.surfaces.base import (
     TextRef,
     Usage,
     encode_sse,
+    may_say,
     parse_event,
     usage_of,
 )
@@ -183,22 +184,25 @@ class ChoiceStream(StreamCodec):
 
     def quiet(self, chunk: bytes) -> bool:
         # Literal keys only: a text's own quotes are escaped (\"), so it cannot
-        # spell one; any other spelling of a null reason is parsed to be sure.
+        # spell one; any other spelling of a null reason is parsed to be sure,
+        # and so is any \u escape, which can spell a key as well as a letter.
         return (
-            b"[DONE]" not in chunk
+            b"\\u" not in chunk
+            and b"[DONE]" not in chunk
             and b'"usage"' not in chunk
             and chunk.count(b'"finish_reason"') == chunk.count(b'"finish_reason":null')
         )
 
     def usage_in(self, event: SseEvent) -> Usage | None:
-        if event.data is None or '"usage"' not in event.data:
+        if event.data is None or not may_say(event.data, '"usage"'):
             return None
         chunk = parse_event(event)
         return usage_of(chunk.get("usage"), "prompt_tokens", "completion_tokens")
 
     def finish_reasons_in(self, event: SseEvent) -> list[str]:
         # Every chunk names a finish_reason, nearly all of them null: look for a string.
-        if event.data is None or _NAMED_REASON.search(event.data) is None:
+        data = event.data
+        if data is None or ("\\u" not in data and _NAMED_REASON.search(data) is None):
             return []
         chunk = parse_event(event)
         choices = chunk.get("choices") if isinstance(chunk, dict) else None

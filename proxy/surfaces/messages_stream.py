@@ -40,6 +40,7 @@ from proxy.surfaces.base import (
     StreamStep,
     Usage,
     encode_sse,
+    may_say,
     parse_event,
     usage_of,
 )
@@ -78,10 +79,14 @@ class MessagesStream(StreamCodec):
 
     def is_terminal(self, event: SseEvent) -> bool:
         data = event.data
-        return data is not None and "message_stop" in data and self._type(event) == "message_stop"
+        return (
+            data is not None
+            and may_say(data, "message_stop")
+            and self._type(event) == "message_stop"
+        )
 
     def usage_in(self, event: SseEvent) -> Usage | None:
-        if event.data is None or '"usage"' not in event.data:
+        if event.data is None or not may_say(event.data, '"usage"'):
             return None
         document = parse_event(event)
         if not isinstance(document, dict):
@@ -93,7 +98,9 @@ class MessagesStream(StreamCodec):
 
     def finish_reasons_in(self, event: SseEvent) -> list[str]:
         data = event.data
-        if data is None or "message_delta" not in data or _NAMED_STOP.search(data) is None:
+        if data is None:
+            return []
+        if "\\u" not in data and ("message_delta" not in data or _NAMED_STOP.search(data) is None):
             return []
         document = parse_event(event)
         if not isinstance(document, dict) or document.get("type") != "message_delta":

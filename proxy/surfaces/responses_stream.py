@@ -37,6 +37,7 @@ from proxy.surfaces.base import (
     StreamStep,
     Usage,
     encode_sse,
+    may_say,
     parse_event,
     usage_of,
 )
@@ -76,13 +77,13 @@ class ResponsesStream(StreamCodec):
         data = event.data
         if data == DONE_DATA:
             return True
-        if data is None or not any(mark in data for mark in TERMINAL_MARKS):
+        if data is None or not may_say(data, *TERMINAL_MARKS):
             return False
         document = parse_event(event)
         return isinstance(document, dict) and document.get("type") in TERMINAL
 
     def usage_in(self, event: SseEvent) -> Usage | None:
-        if event.data is None or '"usage"' not in event.data:
+        if event.data is None or not may_say(event.data, '"usage"'):
             return None
         document = parse_event(event)
         if not isinstance(document, dict) or document.get("type") not in TERMINAL:
@@ -94,7 +95,7 @@ class ResponsesStream(StreamCodec):
 
     def finish_reasons_in(self, event: SseEvent) -> list[str]:
         data = event.data
-        if data is None or not any(mark in data for mark in TERMINAL_MARKS):
+        if data is None or not may_say(data, *TERMINAL_MARKS):
             return []
         document = parse_event(event)
         if not isinstance(document, dict) or document.get("type") not in TERMINAL:

@@ -234,3 +234,83 @@ async def test_a_stream_filter_still_judges_the_stream(start_proxy: ProxyFactory
             body = await got.read()
     assert b"secret" not in body
     assert b'"finish_reason":"content_filter"' in body
+
+
+# The same keys as JSON may also spell them: "\u0075sage" is "usage" to any parser.
+ESCAPED_KEYS = (
+    b'data: {"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}\n\n'
+    b'data: {"choices":[{"index":0,"delta":{},"\\u0066inish_reason":"content_filter"}],'
+    b'"\\u0075sage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}\n\n'
+    b"data: [DONE]\n\n"
+)
+
+
+@pytest.mark.parametrize("cut", ["whole", "per-event"])
+async def test_a_relayed_stream_reads_usage_and_endings_however_their_keys_are_spelled(
+    start_proxy: ProxyFactory, cut: str
+) -> None:
+    pieces = [ESCAPED_KEYS] if cut == "whole" else _events(ESCAPED_KEYS)
+
+    async def stream(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        for piece in pieces:
+            writer.write(b"%x\r\n%b\r\n" % (len(piece), piece))
+            await writer.drain()
+            await asyncio.sleep(0.002)
+        writer.write(b"0\r\n\r\n")
+        return True
+
+    async with raw_server(stream) as (_, url):
+        proxy = await start_proxy({}, upstream=url)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"{proxy.url}/v1/chat/completions", json={**CHAT, "stream": True}) as got,
+        ):
+            assert await got.read() == ESCAPED_KEYS
+    labels = {"route": "chat_completions", "variant": "default"}
+    assert proxy.value("taxmeter_completion_tokens_total", **labels) == 2
+    assert proxy.value("taxmeter_capability_events_total", **labels, event="content_filter") == 1
+
+
+# A Messages stream whose every key a relay tests for is spelled with escapes.
+ESCAPED_MESSAGES = (
+    b'event: message_start\ndata: {"type":"message_start","message":{"id":"m","type":"message",'
+    b'"role":"assistant","model":"m","content":[],"stop_reason":null,'
+    b'"usage":{"input_tokens":3,"output_tokens":1}}}\n\n'
+    b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
+    b'"content_block":{"type":"text","text":""}}\n\n'
+    b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+    b'"delta":{"type":"text_delta","text":"hi"}}\n\n'
+    b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n'
+    b'event: message_delta\ndata: {"type":"message\\u005fdelta","delta":'
+    b'{"\\u0073top_reason":"refusal"},"\\u0075sage":{"output_tokens":2}}\n\n'
+    b'event: message_stop\ndata: {"type":"message\\u005fstop"}\n\n'
+)
+
+
+async def test_a_relayed_messages_stream_reads_escaped_keys_and_its_escaped_end(
+    start_proxy: ProxyFactory,
+) -> None:
+    async def stream(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Content-Length: %d\r\n\r\n%b" % (len(ESCAPED_MESSAGES), ESCAPED_MESSAGES)
+        )
+        return True
+
+    request = {"model": "m", "max_tokens": 8, "stream": True,
+               "messages": [{"role": "user", "content": "hello"}]}  # fmt: skip
+    async with raw_server(stream) as (_, url):
+        proxy = await start_proxy({}, upstream=url)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"{proxy.url}/v1/messages", json=request) as got,
+        ):
+            # Its own end, read as one: nothing added after it.
+            assert await got.read() == ESCAPED_MESSAGES
+    labels = {"route": "messages", "variant": "default"}
+    assert proxy.value("taxmeter_completion_tokens_total", **labels) == 2
+    assert proxy.value("taxmeter_capability_events_total", **labels, event="content_filter") == 1
