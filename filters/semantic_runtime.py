@@ -11,7 +11,6 @@ with the model the export was checked against.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -68,7 +67,11 @@ def import_ml() -> tuple[type[SentenceTransformer], Path]:
 
 
 def onnx_available() -> bool:
-    return importlib.util.find_spec("onnxruntime") is not None
+    try:
+        import onnxruntime  # noqa: F401  # imported anyway when it is there: the runtime
+    except ImportError:
+        return False
+    return True
 
 
 class TorchEncoder:
