@@ -95,7 +95,7 @@ class OnnxEncoder:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.log_severity_level = 3  # its warnings are about graph fusions, not for operators
+        options.log_severity_level = 3  # errors only: its warnings are notes on graph rewrites
         self.source = "export"
         graph = None
         entry = None if cache_dir is None else _entry(cache_dir, model_dir, precision)

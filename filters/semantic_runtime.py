@@ -107,12 +107,14 @@ def load_encoder(
     runtime: str | None, precision: str, onnx_cache: str | None, max_batch: int
 ) -> tuple[Encoder, str]:
     """The encoder and the name of the runtime it runs on (``onnx/int8``, ``torch``...)."""
-    # Imported here: numpy and onnxruntime are part of the ml extra, and
-    # without it the filter must still say how to install it.
-    from filters.semantic_export import ExportError
-    from filters.semantic_onnx import OnnxEncoder, default_cache_dir
-
     directory = model_dir()
+    try:
+        # Imported here: numpy is part of the ml extra, and without it the
+        # filter must still say how to install it.
+        from filters.semantic_export import ExportError
+        from filters.semantic_onnx import OnnxEncoder, default_cache_dir
+    except ImportError as exc:
+        raise ValueError(f"{NEEDS_ML} ({exc})") from exc
     if runtime is None:
         runtime = "onnx" if onnx_available() else "torch"
     if runtime == "onnx":
@@ -129,7 +131,7 @@ def load_encoder(
                 max_batch=max_batch,
             )
             return encoder, f"onnx/{precision}"
-        except (ExportError, ImportError) as exc:
+        except (ExportError, ImportError, OSError) as exc:
             log.warning(
                 "semantic_guard: cannot run on ONNX Runtime (%s); falling back to PyTorch", exc
             )
