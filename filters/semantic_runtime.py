@@ -111,8 +111,9 @@ def load_encoder(
     try:
         # Imported here: numpy is part of the ml extra, and without it the
         # filter must still say how to install it.
+        from filters.semantic_cache import default_cache_dir
         from filters.semantic_export import ExportError
-        from filters.semantic_onnx import OnnxEncoder, default_cache_dir
+        from filters.semantic_onnx import OnnxEncoder
     except ImportError as exc:
         raise ValueError(f"{NEEDS_ML} ({exc})") from exc
     if runtime is None:
