@@ -4,9 +4,16 @@ A filter that runs a model pays a fixed cost per forward pass on top of the
 cost per input, so calls that arrive together are cheaper when they are
 embedded together. :class:`MicroBatcher` owns one worker thread. Each call
 submits its items and awaits its own future; the thread takes the first
-waiting call, gathers the calls that arrive within ``window_s`` of it (or
-that are already waiting) up to ``max_items`` items, runs ``work`` once on
-all their items and hands each call its slice of the results.
+waiting call, gathers the calls that are already waiting and those that
+arrive within ``window_s`` of it, up to ``max_items`` items, runs ``work``
+once on all their items and hands each call its slice of the results.
+
+Waiting out the window is a bet that company is coming, so it is made only
+while calls overlap: after a batch of one call, the next lone call runs at
+once (one call at a time, as ``taxmeter evaluate`` sends them, would
+otherwise pay the window every time and share nothing). Calls that queue up
+while a batch runs are taken together regardless, so under load batches fill
+as before; the first batch with company turns the window back on.
 
 Futures are ``concurrent.futures.Future``s, completed on the worker thread,
 so a caller may await from any event loop on any thread: the proxy's loop,
@@ -64,6 +71,7 @@ class MicroBatcher(Generic[T]):
         # behind the stop marker and wait forever.
         self._lock = threading.Lock()
         self._closed = False
+        self._overlapping = True  # until a batch of one says otherwise
         self.batches = 0
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
@@ -107,7 +115,7 @@ class MicroBatcher(Generic[T]):
             if first is None:
                 break
             batch, count = [first], len(first.items)
-            deadline = first.enqueued + self._window_s
+            deadline = first.enqueued + (self._window_s if self._overlapping else 0.0)
             while count < self._max_items:
                 # Jobs that queued up during the last batch are taken at once:
                 # only a lone job waits out the window for company.
@@ -125,6 +133,7 @@ class MicroBatcher(Generic[T]):
             if self._closed:
                 self._fail(batch)
                 break
+            self._overlapping = len(batch) > 1 or carry is not None
             self._run(batch)
         self._fail([carry] if carry is not None else [])
         while True:  # only jobs queued before the stop marker can be left

