@@ -82,6 +82,10 @@ class Finished:
         if content:
             assert self.response is not None
             self.content = content_attributes(ex, self.response)
+        if self.response is not None:
+            # Its facts are taken: the parsed answer (up to max_response_bytes) is let go,
+            # or a queue a slow collector keeps full would hold thousands of them.
+            del self.response["_body"]
         # The spans it will make, for the queue's bound (the holdback counted when it may be).
         self.spans = 1 + len(tl.filter_calls) + (self.interval is not None)
         self.spans += bool(figures.holdback)

@@ -8,11 +8,20 @@ client's sampled flag must not force a trace on an operator who refused it.
 
 from __future__ import annotations
 
+import asyncio
+
+from aiohttp import web
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.trace import SpanKind
 
 from proxy.measure import genai_attrs as A
 from proxy.measure.span_attrs import MAX_ATTRIBUTE_CHARS
-from tests.loopback import ProxyFactory, post_json
+from proxy.measure.tracing_export import Batching, SpanExport
+from proxy.measure.tracing_senders import HttpSender
+from proxy.measure.tracing_setup import TracingSetup, resource_and_scope
+from tests.loopback import ProxyFactory, ServerFactory, post_json
 from tests.otlp_receiver import Traced
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "echo: hello"}]}
@@ -37,3 +46,40 @@ async def test_a_clients_model_name_reaches_spans_bounded(
     for span in spans:
         for value in span.attributes.values():
             assert not isinstance(value, str) or len(value) <= MAX_ATTRIBUTE_CHARS
+
+
+async def _stalled_export(
+    aiohttp_server: ServerFactory, release: asyncio.Event, batching: Batching
+) -> SpanExport:
+    """An exporter whose collector does not answer until ``release``."""
+
+    async def slow_traces(request: web.Request) -> web.Response:
+        await release.wait()
+        await request.read()
+        return web.Response(body=ExportTraceServiceResponse().SerializeToString())
+
+    app = web.Application(client_max_size=1 << 30)
+    app.router.add_post("/v1/traces", slow_traces)
+    collector = await aiohttp_server(app)
+    sender = HttpSender(endpoint=str(collector.make_url("/v1/traces")))
+    return SpanExport(sender, resource_and_scope(Resource.create()), batching)
+
+
+async def test_the_queue_keeps_no_parsed_answer(
+    start_proxy: ProxyFactory, aiohttp_server: ServerFactory
+) -> None:
+    release = asyncio.Event()
+    export = await _stalled_export(aiohttp_server, release, Batching(schedule_delay_s=600))
+    proxy = await start_proxy(JUDGED, tracing=TracingSetup(export, ParentBased(ALWAYS_ON)))
+    status, _, _ = await post_json(f"{proxy.url}/v1/chat/completions", CHAT)
+    assert status == 200
+    await asyncio.sleep(0.1)
+    queued = [done for done, _ in export._queue]
+    assert len(queued) == 1
+    # The answer was parsed to judge it; its facts are taken, the document let go.
+    (done,) = queued
+    assert done.response is not None
+    assert done.response.get(A.RESPONSE_FINISH_REASONS) == ["stop"]
+    assert "_body" not in done.response
+    release.set()
+    await asyncio.to_thread(export.shutdown)
