@@ -29,6 +29,7 @@ class Finished:
         "figures",
         "finish_reasons",
         "interval",
+        "kept_bytes",
         "method",
         "outcome",
         "request",
@@ -89,3 +90,5 @@ class Finished:
         # The spans it will make, for the queue's bound (the holdback counted when it may be).
         self.spans = 1 + len(tl.filter_calls) + (self.interval is not None)
         self.spans += bool(figures.holdback)
+        # The raw bytes it keeps until the thread parses them, for the queue's other bound.
+        self.kept_bytes = len(self.request_raw or b"") + len(self.response_body or b"")

@@ -23,6 +23,7 @@ from proxy.measure.tracing_senders import HttpSender
 from proxy.measure.tracing_setup import TracingSetup, resource_and_scope
 from tests.loopback import ProxyFactory, ServerFactory, post_json
 from tests.otlp_receiver import Traced
+from tests.surfaces.conftest import Scripted
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "echo: hello"}]}
 JUDGED = {"filters": [{"name": "denylist", "type": "denylist", "params": {"words": ["sesame"]}}]}
@@ -63,6 +64,33 @@ async def _stalled_export(
     collector = await aiohttp_server(app)
     sender = HttpSender(endpoint=str(collector.make_url("/v1/traces")))
     return SpanExport(sender, resource_and_scope(Resource.create()), batching)
+
+
+async def test_the_queue_is_bounded_in_the_bytes_it_keeps(
+    start_proxy: ProxyFactory, aiohttp_server: ServerFactory, scripted: Scripted
+) -> None:
+    release = asyncio.Event()
+    # Room for many requests' spans, but for only one of these answers' bytes.
+    batching = Batching(max_queue_size=2048, max_queue_bytes=1 << 20, schedule_delay_s=600)
+    export = await _stalled_export(aiohttp_server, release, batching)
+    setup = TracingSetup(export, ParentBased(ALWAYS_ON))
+    proxy = await start_proxy(upstream=scripted.url, tracing=setup)
+    # No output filter: each answer is relayed unparsed, and a copy kept for its span.
+    scripted.answer = {
+        "id": "c",
+        "object": "chat.completion",
+        "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "x" * 700_000}}],
+    }
+    for _ in range(4):
+        status, _, _ = await post_json(f"{proxy.url}/v1/chat/completions", CHAT)
+        assert status == 200
+    await asyncio.sleep(0.1)  # the last request recorded
+    assert export.dropped_spans >= 3 * 2  # three requests' spans (server and upstream)
+    release.set()
+    assert await asyncio.to_thread(export.flush, 10)
+    assert export.sent_spans + export.dropped_spans == 4 * 2
+    await asyncio.to_thread(export.shutdown)
 
 
 async def test_the_queue_keeps_no_parsed_answer(
