@@ -13,7 +13,7 @@ import asyncio
 from aiohttp import web
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanKind
 
 from proxy.measure import genai_attrs as A
@@ -111,3 +111,20 @@ async def test_the_queue_keeps_no_parsed_answer(
     assert "_body" not in done.response
     release.set()
     await asyncio.to_thread(export.shutdown)
+
+
+async def test_an_operator_can_refuse_a_clients_sampled_flag(
+    start_proxy: ProxyFactory, traced: Traced
+) -> None:
+    # traceidratio, not parentbased_traceidratio: the client's flag is not obeyed.
+    setup = TracingSetup(traced.setup.export, TraceIdRatioBased(0.0))
+    proxy = await start_proxy(tracing=setup)
+    sampled = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+    status, _, _ = await post_json(f"{proxy.url}/v1/chat/completions", CHAT, sampled)
+    assert status == 200
+    assert await traced.nothing_more() == []
+    # The parent-based sampler, the SDK's default, obeys it (what the docs warn of).
+    obeying = TracingSetup(traced.setup.export, ParentBased(TraceIdRatioBased(0.0)))
+    proxy = await start_proxy(tracing=obeying)
+    await post_json(f"{proxy.url}/v1/chat/completions", CHAT, sampled)
+    assert len(await traced.spans()) == 2
