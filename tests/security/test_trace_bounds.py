@@ -128,3 +128,28 @@ async def test_an_operator_can_refuse_a_clients_sampled_flag(
     proxy = await start_proxy(tracing=obeying)
     await post_json(f"{proxy.url}/v1/chat/completions", CHAT, sampled)
     assert len(await traced.spans()) == 2
+
+
+async def test_malformed_or_huge_trace_headers_start_a_fresh_trace(
+    start_proxy: ProxyFactory, traced: Traced
+) -> None:
+    proxy = await start_proxy(tracing=traced.setup)
+    good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    attempts = [
+        {"traceparent": "00-" + "f" * 8000},  # one field near aiohttp's 8190-byte bound
+        {"traceparent": "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+        {"traceparent": "00-00000000000000000000000000000000-00f067aa0ba902b7-01"},
+        {"traceparent": good.upper()},
+        {"traceparent": good, "tracestate": ",".join(f"k{i}=v" for i in range(1000))},
+        {"baggage": ",".join(f"k{i}={'v' * 20}" for i in range(300))},
+    ]
+    for headers in attempts:
+        status, _, _ = await post_json(f"{proxy.url}/v1/chat/completions", CHAT, headers)
+        assert status == 200
+    spans = await traced.spans(len(attempts))
+    servers = [s for s in spans if s.kind == SpanKind.SERVER]
+    assert len(servers) == len(attempts)
+    # None of the malformed ones is continued; a tracestate over W3C's 32 members is
+    # dropped (not carried into the spans), whatever its length.
+    assert sum(s.parent is not None for s in servers) == 1
+    assert all(not span.trace_state for span in traced.received.spans)
