@@ -98,12 +98,14 @@ def server_attributes(
 
 def content_attributes(ex: Served, response: dict[str, Any]) -> dict[str, str]:
     """The prompt as it went upstream and the answer as it went to the client:
-    both after the filters' redactions (``telemetry.trace_content: true`` only)."""
+    both after the filters' redactions (``telemetry.trace_content: true`` only).
+    A prompt that never went upstream (a filter refused it) is not recorded."""
     surface = ex.surface
     attributes: dict[str, str] = {}
     if surface is None:
         return attributes
-    prompt = surface.input_messages(ex.body)
+    sent = ex.timeline.upstream_sent_ns is not None
+    prompt = surface.input_messages(ex.body) if sent else None
     if prompt is not None:
         attributes[A.INPUT_MESSAGES] = orjson.dumps(prompt).decode()
     answer = surface.output_messages(response.get("_body"))
