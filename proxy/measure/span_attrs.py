@@ -16,6 +16,12 @@ from proxy.measure.served import Served
 from proxy.measure.timeline import Breakdown
 from proxy.measure.trace_start import TraceStart
 
+# Client-chosen (a model name) or upstream-chosen text in an attribute or a span
+# name is cut to this many characters, as the SDK's OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT
+# cuts: a client could otherwise write megabytes into every span (a collector
+# refuses such a batch, losing every other request's spans with it) and into the
+# exporter's caches of encoded attributes and names, which keep thousands.
+MAX_ATTRIBUTE_CHARS = 256
 _ERROR_OUTCOMES = frozenset({"upstream_error", "timeout", "client_error", "client_disconnect"})
 
 
@@ -31,7 +37,7 @@ def request_facts(body: Any) -> dict[str, Any]:
     if isinstance(body, dict):
         model = body.get("model")
         if isinstance(model, str):
-            facts[A.REQUEST_MODEL] = model
+            facts[A.REQUEST_MODEL] = model[:MAX_ATTRIBUTE_CHARS]
         facts[A.REQUEST_STREAM] = body.get("stream") is True
     return facts
 
@@ -43,9 +49,9 @@ def response_facts(ex: Served) -> dict[str, Any]:
     model = ex.surface.model(body) if isinstance(body, dict) and ex.surface is not None else None
     facts: dict[str, Any] = {"_body": body}
     if reasons:
-        facts[A.RESPONSE_FINISH_REASONS] = reasons
+        facts[A.RESPONSE_FINISH_REASONS] = [r[:MAX_ATTRIBUTE_CHARS] for r in reasons]
     if isinstance(model, str):
-        facts[A.RESPONSE_MODEL] = model
+        facts[A.RESPONSE_MODEL] = model[:MAX_ATTRIBUTE_CHARS]
     if usage is not None:
         if usage.input_tokens is not None:
             facts[A.USAGE_INPUT_TOKENS] = usage.input_tokens
@@ -92,12 +98,14 @@ def server_attributes(
 
 def content_attributes(ex: Served, response: dict[str, Any]) -> dict[str, str]:
     """The prompt as it went upstream and the answer as it went to the client:
-    both after the filters' redactions (``telemetry.trace_content: true`` only)."""
+    both after the filters' redactions (``telemetry.trace_content: true`` only).
+    A prompt that never went upstream (a filter refused it) is not recorded."""
     surface = ex.surface
     attributes: dict[str, str] = {}
     if surface is None:
         return attributes
-    prompt = surface.input_messages(ex.body)
+    sent = ex.timeline.upstream_sent_ns is not None
+    prompt = surface.input_messages(ex.body) if sent else None
     if prompt is not None:
         attributes[A.INPUT_MESSAGES] = orjson.dumps(prompt).decode()
     answer = surface.output_messages(response.get("_body"))

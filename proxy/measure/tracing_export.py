@@ -1,9 +1,10 @@
 """The exporter thread: finished requests in, OTLP export requests out, off the event loop.
 
 The request's path only appends what it finished (:class:`Finished`) to a
-bounded queue, counted in spans (``OTEL_BSP_MAX_QUEUE_SIZE``); when it is
-full the request's spans are dropped and counted, as the SDK's batch
-processor does. One thread writes the spans (:mod:`proxy.measure.tracing_spans`)
+bounded queue, counted in spans (``OTEL_BSP_MAX_QUEUE_SIZE``) and in the
+bytes its requests keep for the thread to parse (:data:`MAX_QUEUE_BYTES`);
+when it is full the request's spans are dropped and counted, as the SDK's
+batch processor does. One thread writes the spans (:mod:`proxy.measure.tracing_spans`)
 and sends them in export requests of ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE`` spans:
 when a batch is full, and everything every ``OTEL_BSP_SCHEDULE_DELAY``, on
 :meth:`SpanExport.flush` and at shutdown (SIGTERM). Sending is the SDK's
@@ -34,6 +35,10 @@ LOG = logging.getLogger("taxmeter.tracing")
 # and its queue would overflow.
 _LET_GO = getattr(os, "sched_yield", lambda: None)
 _SLICE_NS = 1_000_000
+# Raw bodies queued requests keep (a forwarded prompt's, a relayed answer's copy,
+# up to about 1 MiB each): while a collector is slow or gone the queue stays full,
+# and 2048 spans' worth of them could hold gigabytes.
+MAX_QUEUE_BYTES = 64 * 1024 * 1024
 
 
 class Sender(Protocol):
@@ -52,6 +57,7 @@ class Batching:
     max_queue_size: int = 2048
     schedule_delay_s: float = 5.0
     export_timeout_s: float = 30.0
+    max_queue_bytes: int = MAX_QUEUE_BYTES
 
 
 class SpanExport:
@@ -71,6 +77,8 @@ class SpanExport:
         # only): each side counts its own, so neither needs a lock.
         self._put = 0
         self._taken = 0
+        self._put_bytes = 0  # the same, of the bytes the requests keep
+        self._taken_bytes = 0
         self.dropped_spans = 0
         self.sent_spans = 0
         self.failed_exports = 0
@@ -83,13 +91,19 @@ class SpanExport:
     def put(self, done: Finished, server_address: dict[str, Any]) -> None:
         """On the request's path: one request's trace to export (its spans written later)."""
         pending = self._put - self._taken
-        if pending + done.spans > self._batching.max_queue_size or self._stopping:
+        pending_bytes = self._put_bytes - self._taken_bytes
+        if (
+            pending + done.spans > self._batching.max_queue_size
+            or pending_bytes + done.kept_bytes > self._batching.max_queue_bytes
+            or self._stopping
+        ):
             if not self.dropped_spans:
-                LOG.warning("span queue full (OTEL_BSP_MAX_QUEUE_SIZE): dropping spans")
+                LOG.warning("span queue full (OTEL_BSP_MAX_QUEUE_SIZE or bytes): dropping spans")
             self.dropped_spans += done.spans
             return
         self._queue.append((done, server_address))
         self._put += done.spans
+        self._put_bytes += done.kept_bytes
         full = pending + done.spans >= self._batching.max_export_batch_size
         if full and not self._wake.is_set():
             self._wake.set()
@@ -140,6 +154,7 @@ class SpanExport:
             except Exception:  # a bug of ours: that trace is lost, never the thread
                 LOG.exception("could not write a request's spans")
             self._taken += done.spans
+            self._taken_bytes += done.kept_bytes
             if perf_counter_ns() - slice_start > _SLICE_NS:
                 _LET_GO()
                 slice_start = perf_counter_ns()

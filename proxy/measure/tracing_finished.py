@@ -29,6 +29,7 @@ class Finished:
         "figures",
         "finish_reasons",
         "interval",
+        "kept_bytes",
         "method",
         "outcome",
         "request",
@@ -82,6 +83,12 @@ class Finished:
         if content:
             assert self.response is not None
             self.content = content_attributes(ex, self.response)
+        if self.response is not None:
+            # Its facts are taken: the parsed answer (up to max_response_bytes) is let go,
+            # or a queue a slow collector keeps full would hold thousands of them.
+            del self.response["_body"]
         # The spans it will make, for the queue's bound (the holdback counted when it may be).
         self.spans = 1 + len(tl.filter_calls) + (self.interval is not None)
         self.spans += bool(figures.holdback)
+        # The raw bytes it keeps until the thread parses them, for the queue's other bound.
+        self.kept_bytes = len(self.request_raw or b"") + len(self.response_body or b"")
