@@ -16,7 +16,6 @@ from collections.abc import Iterator
 
 DIGIT = re.compile(r"[0-9]")
 _CARD_SEP = re.compile("[ .-]")
-_PHONE_SEP = re.compile("[ .-]")
 _LUHN_DOUBLE = str.maketrans("0123456789", "0246813579")
 
 EMAIL = re.compile(
@@ -105,10 +104,18 @@ def iban_length(token: str) -> int:
 
 
 def phone_length(token: str) -> int:
-    """The longest prefix of a PHONE_INTL match with 8 to 15 digits (0: none)."""
-    for length, kept in _cuts(token, _PHONE_SEP):
-        # Without its separators a match is digits, "+", "(" and ")".
-        digits = len(kept) - kept.count("+") - kept.count("(") - kept.count(")")
+    """The longest prefix of a PHONE_INTL match with 8 to 15 digits (0: none).
+
+    The prefixes tried are those :func:`_cuts` gives (the token, then each
+    shorter one ending before a separator); a match is made of digits,
+    separators, "+", "(" and ")", so counting the rest counts its digits.
+    """
+    length = len(token)
+    while True:
+        part = token[:length]
+        digits = length - sum(map(part.count, "+() .-"))
         if 8 <= digits <= 15:  # E.164 allows at most 15
             return length
-    return 0
+        length = max(part.rfind(" "), part.rfind("."), part.rfind("-"))
+        if length < 0:
+            return 0

@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 from filters.pii_patterns import (
     CARD,
@@ -49,25 +48,28 @@ Span = tuple[int, int]
 _DIGITS_ONLY = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
 _SEPARATORS = frozenset(" .-")
 _CAPITALS = frozenset(string.ascii_uppercase)
+_OPENERS = _CAPITALS | {"+", "("}  # what a match may open with one before a digit run
 _HEX = frozenset(string.hexdigits)
 # The run of address characters before an "@", read backwards, up to one more
 # than a local part may have (so that a longer run is seen to be one).
 _LOCAL_REVERSED = re.compile(r"[\w.%+-]{0,65}")
 
 
-@dataclass(slots=True)
 class Starts:
     """Candidate start positions of each kind's matches, in ascending order."""
 
-    digits: bool = False  # the text has an ASCII digit
-    card: list[int] = field(default_factory=list)
-    ssn: list[int] = field(default_factory=list)
-    ipv4: list[int] = field(default_factory=list)
-    nanp: list[int] = field(default_factory=list)
-    intl: list[int] = field(default_factory=list)
-    iban: list[int] = field(default_factory=list)
-    ipv6: list[int] = field(default_factory=list)
-    email: list[int] = field(default_factory=list)
+    __slots__ = ("card", "digits", "email", "iban", "intl", "ipv4", "ipv6", "nanp", "ssn")
+
+    def __init__(self) -> None:
+        self.digits = False  # the text has an ASCII digit
+        self.card: list[int] = []
+        self.ssn: list[int] = []
+        self.ipv4: list[int] = []
+        self.nanp: list[int] = []
+        self.intl: list[int] = []
+        self.iban: list[int] = []
+        self.ipv6: list[int] = []
+        self.email: list[int] = []
 
 
 def starts(text: str) -> Starts:
@@ -82,35 +84,43 @@ def starts(text: str) -> Starts:
 
 
 def _digit_runs(text: str, found: Starts) -> None:
+    # The loop runs once per run of digits; its tests go from the most to the
+    # least likely to rule a run out (prose has runs followed by a space).
     marks = text.encode("ascii", "replace").translate(_DIGITS_ONLY)
+    find = marks.find
+    start = find(b"0")
+    if start < 0:
+        return
+    found.digits = True
     size = len(text)
-    start = marks.find(b"0")
-    found.digits = start >= 0
+    card, nanp, ssn, ipv4 = found.card, found.nanp, found.ssn, found.ipv4
     while start >= 0:
-        end = marks.find(b" ", start)
+        end = find(b" ", start)
         if end < 0:
             end = size
         run = end - start
-        after = text[end] if end < size else ""
-        before = text[start - 1] if start else ""
-        if run >= 2 and start >= 2 and before in _CAPITALS and text[start - 2] in _CAPITALS:
-            found.iban.append(start - 2)  # [A-Z]{2}[0-9]{2}
-        if before == "+":
-            found.intl.append(start - 1)  # \+[1-9]
-        elif before == "(" and run == 3 and after == ")":
-            found.nanp.append(start - 1)  # \([2-9][0-9]{2}\)
-        if after in _SEPARATORS:
+        after = text[end : end + 1]  # "" at the end
+        before = text[start - 1 : start] if start else ""
+        if before in _OPENERS:
+            if before == "+":
+                found.intl.append(start - 1)  # \+[1-9]
+            elif before == "(" and run == 3 and after == ")":
+                nanp.append(start - 1)  # \([2-9][0-9]{2}\)
+            elif run >= 2 and start >= 2 and before in _CAPITALS and text[start - 2] in _CAPITALS:
+                found.iban.append(start - 2)  # [A-Z]{2}[0-9]{2}
+        if after in _SEPARATORS and run <= 4:
             if run == 4:
-                found.card.append(start)  # [0-9]{4}[ .-]
-            if run in (1, 3):
-                found.nanp.append(start)  # 1[ .-] or [2-9][0-9]{2}[ .-]
-            if after == "-" and run == 3:
-                found.ssn.append(start)  # [0-9]{3}-
+                card.append(start)  # [0-9]{4}[ .-]
+            elif run != 2:
+                nanp.append(start)  # 1[ .-] or [2-9][0-9]{2}[ .-]
+            if after == "-":
+                if run == 3:
+                    ssn.append(start)  # [0-9]{3}-
             elif after == "." and run <= 3:
-                found.ipv4.append(start)  # an octet and a dot
-        if 13 <= run <= 19:
-            found.card.append(start)  # [0-9]{13,19}(?!\w)
-        start = marks.find(b"0", end)
+                ipv4.append(start)  # an octet and a dot
+        elif 13 <= run <= 19:
+            card.append(start)  # [0-9]{13,19}(?!\w)
+        start = find(b"0", end)
 
 
 def _colons(text: str, out: list[int]) -> None:
@@ -136,46 +146,49 @@ def _at_signs(text: str, out: list[int]) -> None:
         at = text.find("@", at + 1)
 
 
-def _plain(regex: re.Pattern[str], text: str, at: list[int]) -> Iterator[Span]:
+def _plain(regex: re.Pattern[str], text: str, at: list[int]) -> list[Span]:
     """What ``regex.finditer(text)`` finds, trying only the positions ``at``."""
+    found: list[Span] = []
     pos = 0
     for start in at:
         if start >= pos and (match := regex.match(text, start)) is not None:
             pos = match.end()
-            yield start, pos
+            found.append((start, pos))
+    return found
 
 
 def _checked(
     regex: re.Pattern[str], length: Callable[[str], int], text: str, at: list[int]
-) -> Iterator[Span]:
+) -> list[Span]:
     """The longest valid prefix of each match, trying only the positions ``at``.
 
     A rejected match is retried one character on, so a valid number that
     follows a stray group ("ref 123 4111 1111 1111 1111") is still found.
     """
+    found: list[Span] = []
     pos = 0
     for start in at:
         if start < pos or (match := regex.match(text, start)) is None:
             continue
         n = length(match.group())
         if n:
-            yield start, start + n
+            found.append((start, start + n))
         pos = start + (n or 1)
+    return found
 
 
-def _ipv6s(text: str, at: Starts) -> Iterator[Span]:
+def _ipv6s(text: str, at: Starts) -> list[Span]:
     # Real addresses carry digits; "Abc::Def" in C++ or Rust code does not.
-    for start, end in _plain(IPV6, text, at.ipv6):
-        if DIGIT.search(text, start, end) is not None:
-            yield start, end
+    found = _plain(IPV6, text, at.ipv6) if at.ipv6 else []
+    return [(start, end) for start, end in found if DIGIT.search(text, start, end) is not None]
 
 
-def _phones(text: str, at: Starts) -> Iterator[Span]:
-    yield from _checked(PHONE_INTL, phone_length, text, at.intl)
-    yield from _plain(PHONE_NANP, text, at.nanp)
+def _phones(text: str, at: Starts) -> list[Span]:
+    found = _checked(PHONE_INTL, phone_length, text, at.intl) if at.intl else []
+    return found + _plain(PHONE_NANP, text, at.nanp) if at.nanp else found
 
 
-Finder = Callable[[str, Starts], Iterator[Span]]
+Finder = Callable[[str, Starts], list[Span]]
 
 # Kind -> finder, in overlap priority: a span already claimed by an earlier
 # kind is not reported again, so a valid card or IBAN is never also a phone

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from filters.base import FilterContext, Stage, Verdict
 from filters.pii import PII_TYPES, Pii
-from tests.filters import pii_oracle
+from filters.pii_tail import TAILS
+from tests.filters import pii_oracle, pii_tail_oracle
 
 TYPE_SETS: list[tuple[str, ...]] = [PII_TYPES, *((kind,) for kind in PII_TYPES)]
 _PAIRS = {
@@ -45,6 +46,8 @@ def assert_same(text: str, types: tuple[str, ...] = PII_TYPES, normalize: bool =
     new, old = _PAIRS[(types, normalize)]
     for partial in (False, True):
         assert _verdict(new, text, partial) == _verdict(old, text, partial), (text, partial)
+    for kind, tail in TAILS.items():
+        assert tail(text) == pii_tail_oracle.TAILS[kind](text), (text, kind)
 
 
 def _cards() -> st.SearchStrategy[str]:
