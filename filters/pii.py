@@ -14,7 +14,7 @@ both, each part where it lies.
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Sequence
 
 from filters.base import Edit, FilterContext, Verdict
@@ -98,12 +98,19 @@ class Pii:
             # cannot overlap, so they are the answer as they are.
             return self._find(seen[0].text, shadowed)
         found: list[tuple[int, int, str]] = []
+        # The spans kept so far, sorted. No two overlap, so sorted by (start,
+        # end) their ends do not decrease either: a span overlaps one of them
+        # if and only if the last of those starting before its end ends after
+        # its start (the same test as comparing it with each, in log time).
+        kept: list[tuple[int, int]] = []
         for view in seen:
             hidden: list[tuple[int, int]] | None = [] if shadowed is not None else None
             for start, end, kind in self._find(view.text, hidden):
                 start, end = view.span(start, end)
-                if not any(start < e and s < end for s, e, _ in found):
+                before = bisect_left(kept, (end,))
+                if not (before and kept[before - 1][1] > start):
                     found.append((start, end, kind))
+                    insort(kept, (start, end))
                 elif shadowed is not None:
                     shadowed.append((start, end))
             if shadowed is not None and hidden:

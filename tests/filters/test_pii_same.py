@@ -159,8 +159,10 @@ def test_the_packaged_dataset_gets_the_same_verdicts_whole_and_cut() -> None:
         "a" * 70 + "@example.com " + "b" * 64 + "@example.com",
         "4111 1111 1111 1111 " * 100,
         "DE89 3704 0044 0532 0130 00 " * 50,
+        "Gr\u00fc\u00dfe, j\u00fcrgen\u200b.m\u00fcller\uff20beispiel\uff0ede, +49 221 1234567. "
+        * 60,
     ],
-    ids=["phones", "digits", "json", "at-signs", "long-local-parts", "cards", "ibans"],
+    ids=["phones", "digits", "json", "at-signs", "long-local-parts", "cards", "ibans", "unicode"],
 )
 def test_dense_texts_get_the_same_verdict(text: str) -> None:
     assert_same(text)
