@@ -94,6 +94,7 @@ def _digit_runs(text: str, found: Starts) -> None:
     found.digits = True
     size = len(text)
     card, nanp, ssn, ipv4 = found.card, found.nanp, found.ssn, found.ipv4
+    openers, separators = _OPENERS, _SEPARATORS
     while start >= 0:
         end = find(b" ", start)
         if end < 0:
@@ -101,14 +102,14 @@ def _digit_runs(text: str, found: Starts) -> None:
         run = end - start
         after = text[end : end + 1]  # "" at the end
         before = text[start - 1 : start] if start else ""
-        if before in _OPENERS:
+        if before in openers:
             if before == "+":
                 found.intl.append(start - 1)  # \+[1-9]
             elif before == "(" and run == 3 and after == ")":
                 nanp.append(start - 1)  # \([2-9][0-9]{2}\)
             elif run >= 2 and start >= 2 and before in _CAPITALS and text[start - 2] in _CAPITALS:
                 found.iban.append(start - 2)  # [A-Z]{2}[0-9]{2}
-        if after in _SEPARATORS and run <= 4:
+        if after in separators and run <= 4:
             if run == 4:
                 card.append(start)  # [0-9]{4}[ .-]
             elif run != 2:
