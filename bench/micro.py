@@ -127,7 +127,24 @@ def filter_cases(sizes: dict[str, str]) -> dict[str, Callable[[], object]]:
         for size, text in sizes.items():
             ctx = FilterContext("input", text, None, "chat_completions", "req-bench")
             cases[f"{name}, {size}"] = partial(_check, instance, ctx)
+    # The stream stage judges the last window_chars (512 by default) after each token.
+    window = FilterContext("stream", sizes["16 KB"][-512:], None, "chat_completions", "req-bench",
+                           partial=True)  # fmt: skip
+    cases["pii, a stream window (512 chars, more to follow)"] = partial(
+        _check, filters["pii"], window
+    )
     return cases
+
+
+def pii_ratios(medians: dict[str, float]) -> list[str]:
+    """pii against the denylist (20 phrases) on the same text: the issue's targets."""
+    out = []
+    for size, limit in (("1 KB", 3), ("16 KB", 2)):
+        pii, denylist = medians.get(f"pii, {size}"), medians.get(f"denylist (20 phrases), {size}")
+        if pii and denylist:
+            ratio = pii / denylist
+            out.append(f"pii / denylist (20 phrases), {size}: {ratio:.2f}x (target ≤ {limit}x)")
+    return [*out, ""] if out else []
 
 
 class _CpuCounter:
@@ -201,6 +218,8 @@ def main() -> None:
             medians[name] = median
             lines.append(f"| {name} | {median:.2f} ({best:.2f}) |")
         lines.append("")
+        if title.startswith("Built-in filters"):
+            lines += pii_ratios(medians)
     guard, note = micro_semantic.measure(40 if args.quick else None)
     lines += ["**semantic_guard, one prompt at a time (ms per prompt)**", ""]
     if guard is None:

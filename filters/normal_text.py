@@ -114,6 +114,12 @@ class NormalText:
         self._maps = maps
         self.removed = removed  # invisible characters were taken out
 
+    @property
+    def one_for_one(self) -> bool:
+        """Whether each character of ``text`` came from the one at its position
+        in ``source`` (so :meth:`span` returns what it is given)."""
+        return not self._maps
+
     def span(self, start: int, end: int) -> tuple[int, int]:
         """The span of ``source`` that ``text[start:end]`` came from."""
         for back in reversed(self._maps):

@@ -51,8 +51,30 @@ def _as_read(ch: str) -> str:
     return unicodedata.normalize("NFKC", ch)
 
 
-def _run(text: str, allowed: Callable[[str], bool], longest: int) -> int:
-    """Length of the run at the end of ``text`` whose characters ``allowed`` accepts."""
+def _reversed_run(chars: frozenset[str], longest: int) -> re.Pattern[str]:
+    return re.compile(f"[{re.escape(''.join(sorted(chars)))}]{{0,{longest}}}")
+
+
+_EMAIL_RUN = _reversed_run(_EMAIL_CHARS, _EMAIL_LONGEST)
+_NUMBER_RUN = _reversed_run(_NUMBER_CHARS, _NUMBER_LONGEST)
+_IPV6_RUN = _reversed_run(_IPV6_CHARS, _IPV6_LONGEST)
+_IBAN_RUN = _reversed_run(_IBAN_CHARS, _IBAN_LONGEST)
+
+
+def _run(
+    text: str, allowed: Callable[[str], bool], longest: int, ascii_run: re.Pattern[str]
+) -> int:
+    """Length of the run at the end of ``text`` whose characters ``allowed`` accepts.
+
+    When the last ``longest`` characters are ASCII, each is read as itself,
+    and ``ascii_run`` (``allowed``'s ASCII characters, up to ``longest``)
+    matched on them reversed gives the run in one C call: a stream window is
+    judged after every token, and this is on its path each time.
+    """
+    tail = text[-longest:]
+    if tail.isascii():
+        run = ascii_run.match(tail[::-1])
+        return run.end() if run is not None else 0
     i = len(text)
     seen = 0
     while i > 0 and seen < longest:
@@ -70,12 +92,12 @@ def _email_char(ch: str) -> bool:
 
 
 def email_tail(text: str) -> int:
-    return _run(text, _email_char, _EMAIL_LONGEST)
+    return _run(text, _email_char, _EMAIL_LONGEST, _EMAIL_RUN)
 
 
 def number_tail(text: str) -> int:
     """Cards, phones, SSNs, IPv4: digits and their separators, opening with a digit, + or (."""
-    run = _run(text, _NUMBER_CHARS.__contains__, _NUMBER_LONGEST)
+    run = _run(text, _NUMBER_CHARS.__contains__, _NUMBER_LONGEST, _NUMBER_RUN)
     start = len(text) - run
     while start < len(text) and _read(text[start]) not in _NUMBER_STARTS:
         start += 1
@@ -83,13 +105,13 @@ def number_tail(text: str) -> int:
 
 
 def ipv6_tail(text: str) -> int:
-    run = _run(text, _IPV6_CHARS.__contains__, _IPV6_LONGEST)
+    run = _run(text, _IPV6_CHARS.__contains__, _IPV6_LONGEST, _IPV6_RUN)
     return run if ":" in text[len(text) - run :] else 0
 
 
 def iban_tail(text: str) -> int:
     """The earliest word in the trailing run of capitals, digits and spaces that opens an IBAN."""
-    run = _run(text, _IBAN_CHARS.__contains__, _IBAN_LONGEST)
+    run = _run(text, _IBAN_CHARS.__contains__, _IBAN_LONGEST, _IBAN_RUN)
     tail = text[len(text) - run :]
     for i in range(len(tail)):
         at_word_start = (tail[i - 1] == " ") if i else not _is_word_char(text, len(text) - run - 1)
