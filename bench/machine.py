@@ -55,6 +55,25 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+def source_commit() -> str:
+    """The commit of the code measured, and whether the tree differed from it."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True, text=True, timeout=10,
+        )  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10,
+        )  # fmt: skip
+    except OSError:
+        return "unknown (no git)"
+    if head.returncode != 0:
+        return "unknown (not a git checkout)"
+    return head.stdout.strip() + (" with uncommitted changes" if dirty.stdout.strip() else "")
+
+
 def describe(nginx: str, litellm: str, pinning: str) -> list[str]:
     """Markdown bullet lines."""
     cores = os.cpu_count() or 0

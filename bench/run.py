@@ -33,6 +33,7 @@ from typing import Any
 import litellm_target
 import uvloop
 from closed_loop import write_script
+from machine import source_commit
 from phases import Phase, start_targets
 from procs import stop_all
 from report_doc import render, write_between_markers
@@ -88,6 +89,7 @@ def _cores() -> tuple[set[int], int, str]:
 
 async def run(args: argparse.Namespace, plan: Plan, keys: list[str], wanted: set[str]) -> Results:
     results = Results()
+    commit = source_commit()  # at the start: what was measured, whatever changes meanwhile
     load, proxy_core, pinning = _cores()
     results.notes.append(f"pinning: {pinning}")
     litellm_version = "not run"
@@ -127,6 +129,7 @@ async def run(args: argparse.Namespace, plan: Plan, keys: list[str], wanted: set
     if "report" in wanted:
         results.micro += "\n" + _report_time(args.quick, proxy_core, FiguresFile(results, "report"))
     results.notes.insert(0, f"versions: nginx {nginx_version()}, LiteLLM {litellm_version}")
+    results.notes.insert(0, f"commit: {commit}")
     return results
 
 
