@@ -12,6 +12,29 @@ from proxy.server.wire import WireRunner
 SHUTDOWN_GRACE_S = 25.0
 
 
+class ListenError(OSError):
+    """A listener could not open its address: in use, not this host's, or not permitted.
+
+    An ordinary mistake, not a bug: the command line prints the one line and exits 2.
+    """
+
+    def __init__(self, where: HostPort, cause: OSError) -> None:
+        reason = cause.strerror or str(cause)
+        super().__init__(cause.errno, f"cannot listen on {where}: {reason}")
+        self.where = where
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+async def start_tcp_site(site: web.TCPSite, where: HostPort) -> None:
+    """``site.start()``, with a failure to bind told as a ListenError naming the address."""
+    try:
+        await site.start()
+    except OSError as exc:
+        raise ListenError(where, exc) from exc
+
+
 async def start_site(
     app: web.Application, where: HostPort, reuse_port: bool = False
 ) -> web.AppRunner:
@@ -34,7 +57,11 @@ async def start_site(
     site = web.TCPSite(
         runner, where.host, where.port, reuse_address=True, reuse_port=reuse_port or None
     )
-    await site.start()
+    try:
+        await start_tcp_site(site, where)
+    except BaseException:
+        await runner.cleanup()
+        raise
     return runner
 
 

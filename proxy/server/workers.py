@@ -43,7 +43,7 @@ from proxy.measure.tracing_setup import tracing_from_env
 from proxy.server.app import build_apps
 from proxy.server.metrics_app import Readiness, build_metrics_app
 from proxy.server.parent import stop_when_parent_ends
-from proxy.server.sites import SHUTDOWN_GRACE_S, bound_url, start_site
+from proxy.server.sites import SHUTDOWN_GRACE_S, ListenError, bound_url, start_site
 from proxy.server.worker_stats import forget_worker, gather_stats, serve_worker_stats
 
 log = logging.getLogger("taxmeter.workers")
@@ -57,7 +57,11 @@ def _reserve_port(where: HostPort) -> socket.socket:
     family = socket.AF_INET6 if ":" in where.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((where.host, where.port))
+    try:
+        sock.bind((where.host, where.port))
+    except OSError as exc:
+        sock.close()
+        raise ListenError(where, exc) from exc
     return sock
 
 
