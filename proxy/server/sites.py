@@ -5,26 +5,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from proxy.config.schema import HostPort
+from proxy.server.listen_error import ListenError
 from proxy.server.wire import WireRunner
 
 # In-flight requests (long generations) get this long to finish on SIGTERM;
 # Kubernetes' default grace period is 30 s.
 SHUTDOWN_GRACE_S = 25.0
-
-
-class ListenError(OSError):
-    """A listener could not open its address: in use, not this host's, or not permitted.
-
-    An ordinary mistake, not a bug: the command line prints the one line and exits 2.
-    """
-
-    def __init__(self, where: HostPort, cause: OSError) -> None:
-        reason = cause.strerror or str(cause)
-        super().__init__(cause.errno, f"cannot listen on {where}: {reason}")
-        self.where = where
-
-    def __str__(self) -> str:
-        return str(self.strerror)
 
 
 async def start_tcp_site(site: web.TCPSite, where: HostPort) -> None:

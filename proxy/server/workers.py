@@ -41,9 +41,10 @@ from proxy.measure.config_gauges import WithoutRetired
 from proxy.measure.heap import freeze_startup_heap
 from proxy.measure.tracing_setup import tracing_from_env
 from proxy.server.app import build_apps
+from proxy.server.listen_error import ListenError
 from proxy.server.metrics_app import Readiness, build_metrics_app
 from proxy.server.parent import stop_when_parent_ends
-from proxy.server.sites import SHUTDOWN_GRACE_S, ListenError, bound_url, start_site
+from proxy.server.sites import SHUTDOWN_GRACE_S, bound_url, start_site
 from proxy.server.worker_stats import forget_worker, gather_stats, serve_worker_stats
 
 log = logging.getLogger("taxmeter.workers")
