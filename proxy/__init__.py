@@ -15,6 +15,7 @@ folders on lower lines only, never from a folder on its own line or above
     surfaces          one adapter per API surface: where its text is, how it says no
     config            the config: its schema and checks, the routes, the built-in default
     formats           paths, JSON, gzip, server-sent events and the error body
+    datasets          the packaged labelled prompts (data, no code)
 
 ``filters`` (beside this package) is the filter interface and the built-in
 filters; it imports nothing from here.

@@ -111,3 +111,20 @@ def check_url(key: str, value: Any) -> str:
     if not text.startswith(("http://", "https://")) or len(text.split("://", 1)[1]) == 0:
         raise ConfigError(key, f"expected an http:// or https:// URL, got {text!r}")
     return text.rstrip("/")
+
+
+def check_upstream_url(key: str, value: Any) -> str:
+    """The model server's base URL: without the API's ``/v1``, which each request carries.
+
+    taxmeter forwards a request's own path, so a base ending in ``/v1`` sends the model
+    server ``/v1/v1/chat/completions``, and every request gets its 404: refused here,
+    with the URL to use instead.
+    """
+    url = check_url(key, value)
+    if url.lower().endswith("/v1") and "/" in url.split("://", 1)[1]:
+        raise ConfigError(
+            key,
+            f"{url!r} ends in /v1, but requests keep their own path (/v1/chat/completions), "
+            f"so the model server would be asked for /v1/v1/...: use {url[:-3]!r}",
+        )
+    return url

@@ -33,7 +33,7 @@ from proxy.config.checks import (
     check_positive,
     check_str,
     check_str_list,
-    check_url,
+    check_upstream_url,
 )
 from proxy.config.control import AdminConfig, AssignmentConfig, parse_admin, parse_assignment
 from proxy.config.filter_specs import MODES as MODES
@@ -139,7 +139,7 @@ class Config:
         """The config with the CLI's flags applied (flags win over the file)."""
         new = self
         if upstream is not None:
-            url = check_url("--upstream", upstream)
+            url = check_upstream_url("--upstream", upstream)
             new = replace(new, upstream=replace(new.upstream, url=url))
         if listen is not None:
             new = replace(new, listen=parse_host_port("--listen", listen))
@@ -288,7 +288,7 @@ def _upstream(raw: Any) -> UpstreamConfig:
     )  # fmt: skip
     upstream = UpstreamConfig()
     if "url" in section and section["url"] is not None:
-        upstream = replace(upstream, url=check_url("upstream.url", section["url"]))
+        upstream = replace(upstream, url=check_upstream_url("upstream.url", section["url"]))
     timeouts = {
         key: check_positive(f"upstream.{key}", section[key])
         for key in ("connect_timeout_s", "read_timeout_s", "total_timeout_s")

@@ -5,11 +5,20 @@ from __future__ import annotations
 from aiohttp import web
 
 from proxy.config.schema import HostPort
+from proxy.server.listen_error import ListenError
 from proxy.server.wire import WireRunner
 
 # In-flight requests (long generations) get this long to finish on SIGTERM;
 # Kubernetes' default grace period is 30 s.
 SHUTDOWN_GRACE_S = 25.0
+
+
+async def start_tcp_site(site: web.TCPSite, where: HostPort) -> None:
+    """``site.start()``, with a failure to bind told as a ListenError naming the address."""
+    try:
+        await site.start()
+    except OSError as exc:
+        raise ListenError(where, exc) from exc
 
 
 async def start_site(
@@ -34,7 +43,11 @@ async def start_site(
     site = web.TCPSite(
         runner, where.host, where.port, reuse_address=True, reuse_port=reuse_port or None
     )
-    await site.start()
+    try:
+        await start_tcp_site(site, where)
+    except BaseException:
+        await runner.cleanup()
+        raise
     return runner
 
 

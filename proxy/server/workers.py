@@ -41,6 +41,7 @@ from proxy.measure.config_gauges import WithoutRetired
 from proxy.measure.heap import freeze_startup_heap
 from proxy.measure.tracing_setup import tracing_from_env
 from proxy.server.app import build_apps
+from proxy.server.listen_error import ListenError
 from proxy.server.metrics_app import Readiness, build_metrics_app
 from proxy.server.parent import stop_when_parent_ends
 from proxy.server.sites import SHUTDOWN_GRACE_S, bound_url, start_site
@@ -57,7 +58,11 @@ def _reserve_port(where: HostPort) -> socket.socket:
     family = socket.AF_INET6 if ":" in where.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((where.host, where.port))
+    try:
+        sock.bind((where.host, where.port))
+    except OSError as exc:
+        sock.close()
+        raise ListenError(where, exc) from exc
     return sock
 
 

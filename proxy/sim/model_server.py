@@ -40,7 +40,9 @@ import uvloop
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from proxy.config.schema import HostPort
 from proxy.server.parent import stop_when_parent_ends
+from proxy.server.sites import start_tcp_site
 from proxy.sim import messages, responses
 from proxy.sim.fields import MockAPIError, parse_json_object
 from proxy.sim.messages import anthropic_error, is_messages_path
@@ -105,7 +107,7 @@ async def serve_mock(host: str, port: int, settings: MockSettings) -> web.AppRun
     runner = web.AppRunner(make_mock_app(settings), handler_cancellation=True)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        await start_tcp_site(web.TCPSite(runner, host, port), HostPort(host, port))
     except BaseException:
         await runner.cleanup()
         raise
@@ -141,8 +143,8 @@ async def _serve_until_signalled(
         # from a child process and prefixes request paths with it.
         print(
             f"taxmeter mock upstream (model {settings.model}, ttft {settings.ttft_ms:g} ms, "
-            f"{settings.tokens_per_s:g} tokens/s; OpenAI base_url {url}/v1, "
-            f"Anthropic base_url {url}) listening on {url}",
+            f"{settings.tokens_per_s:g} tokens/s; as upstream.url, with no /v1) "
+            f"listening on {url}",
             flush=True,
         )
         await stop.wait()

@@ -1,0 +1,1 @@
+"""The phrase lists semantic_guard embeds (data only)."""

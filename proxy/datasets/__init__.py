@@ -1,0 +1,1 @@
+"""The packaged labelled prompts that ``taxmeter evaluate`` reads by default (data only)."""
