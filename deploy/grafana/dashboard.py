@@ -24,6 +24,8 @@ DS = {"type": "prometheus", "uid": "${datasource}"}
 RV = 'route=~"$route", variant=~"$variant"'
 FV = 'filter=~"$filter", variant=~"$variant"'
 WIDTH = 24
+# The outcomes shown apart from the tax ratio: blocked by a filter, refused as the client's fault.
+UNANSWERED = "blocked|client_error"
 
 Panel = dict[str, Any]
 
@@ -116,7 +118,9 @@ def rows() -> list[tuple[str, list[tuple[int, Panel]]]]:
                        "p99 all (with traces)", exemplar=True)])),
             (8, timeseries(
                 "Latency tax ratio",
-                "Tax as a share of total request time: the mean over requests, and the p95 of single requests.",
+                "Tax as a share of total request time over the requests answered (outcome ok): the mean, "
+                "and the p95 of single requests. Blocked and refused requests are not in it (they are all "
+                "tax): see the panels below.",
                 [query(f"route_variant:taxmeter_latency_tax_ratio:mean_rate1m{{{RV}}}", "{{variant}} {{route}} mean"),
                  query(f"route_variant:taxmeter_latency_tax_ratio:quantile_rate1m{{{RV}}}", "{{variant}} {{route}} p{{quantile}}")],
                 unit="percentunit")),
@@ -126,6 +130,19 @@ def rows() -> list[tuple[str, list[tuple[int, Panel]]]]:
                 [query(f"sum(rate(taxmeter_latency_tax_seconds_sum{{{RV}}}[$__rate_interval])) / "
                        f"sum(rate(taxmeter_request_duration_seconds_sum{{{RV}}}[$__rate_interval]))")],
                 unit="percentunit")),
+            (12, timeseries(
+                "Blocked and refused requests",
+                "The requests the tax ratio leaves out: each outcome's share of a route's requests, "
+                "blocked (by a filter) and client_error (a 4xx: malformed, too large, or the model server's).",
+                [query(f'route_variant_outcome:taxmeter_requests:ratio_rate1m{{{RV}, outcome=~"{UNANSWERED}"}}',
+                       "{{variant}} {{route}} {{outcome}}")],
+                unit="percentunit")),
+            (12, timeseries(
+                "Blocked and refused requests: latency p95",
+                "How long the blocked and refused requests took, request received to last byte sent: "
+                "all of it is the proxy's and its filters'.",
+                [query(f'route_variant_outcome:taxmeter_unanswered_duration_seconds:quantile_rate1m{{{RV}, outcome=~"{UNANSWERED}"}}',
+                       "{{variant}} {{route}} {{outcome}} p{{quantile}}")])),
         ]),
         ("Filters", [
             (12, timeseries(

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from proxy.config.control import OVERRIDE_HEADER
 from proxy.exchange.headers import client_response_headers
+from proxy.exchange.trailer import TRAILER, finish, unsized, wants_trailer
 from proxy.formats.errors import error_body
 from proxy.measure.timeline import Timeline
 from proxy.upstream.call import UpstreamError, classify_failure
@@ -56,18 +57,23 @@ class Exchange:
 
 
 async def send(request: web.Request, ex: Exchange, response: web.Response) -> web.StreamResponse:
-    """Send a response whose body is complete."""
-    stamp(response, ex)
+    """Send a response whose body is complete (chunked, when a trailer follows it)."""
+    trailer = wants_trailer(request, response.status)
+    sent: web.StreamResponse = response
+    body = b""
+    if trailer:
+        sent, body = unsized(response)
+    stamp(sent, ex, trailer)
     ex.timeline.mark_egress()
     try:
-        await response.prepare(request)
+        await sent.prepare(request)
         ex.timeline.mark_client_first_byte()
-        await response.write_eof()
+        if body:
+            await sent.write(body)
+        await finish(request, sent, ex.timeline, ex.streamed, trailer)
     except ConnectionResetError:
         ex.outcome = "client_disconnect"
-        return response
-    ex.timeline.mark_client_last_byte()
-    return response
+    return sent
 
 
 async def send_error(
@@ -124,12 +130,15 @@ async def pass_through(
         reason=upstream.reason,
         headers=client_response_headers(upstream.headers, decoded),
     )
-    if upstream.content_length is not None and not (
-        decoded and "Content-Encoding" in upstream.headers
+    trailer = wants_trailer(request, upstream.status)
+    if (
+        upstream.content_length is not None
+        and not trailer
+        and not (decoded and "Content-Encoding" in upstream.headers)
     ):
         response.content_length = upstream.content_length
     ex.streamed = upstream.headers.get("Content-Type", "").startswith("text/event-stream")
-    stamp(response, ex)
+    stamp(response, ex, trailer)
     await response.prepare(request)
     timeline = ex.timeline
     while True:
@@ -158,11 +167,10 @@ async def pass_through(
     timeline.mark_upstream_last_byte(upstream.last_read_ns)
     timeline.mark_egress()
     try:
-        await response.write_eof()
+        await finish(request, response, timeline, ex.streamed, trailer)
     except ConnectionResetError:
         ex.outcome = "client_disconnect"
         return _abort(request, response, upstream)
-    ex.timeline.mark_client_last_byte()
     if kept is not None:
         ex.response_body = kept[0] if len(kept) == 1 else b"".join(kept)
     return response
@@ -188,11 +196,14 @@ def outcome_of_status(status: int) -> str:
     return "ok"
 
 
-def stamp(response: web.StreamResponse, ex: Exchange) -> None:
+def stamp(response: web.StreamResponse, ex: Exchange, trailer: bool = False) -> None:
+    """Our headers on a response about to be sent; ``trailer``: Server-Timing follows it too."""
     ex.status = response.status
     ex.response = response
     response.headers["X-Request-Id"] = ex.request_id
     response.headers["Server-Timing"] = ex.timeline.server_timing()
+    if trailer:
+        response.headers["Trailer"] = TRAILER
     if ex.expose_variant:
         response.headers[OVERRIDE_HEADER] = ex.variant
 

@@ -16,7 +16,8 @@ once. How a stream ends:
   then the end of the stream.
 * the client goes away: the upstream connection is closed.
 
-With ``TE: trailers`` the full Server-Timing breakdown follows as a trailer.
+With ``TE: trailers`` the final Server-Timing figures follow as a trailer
+(:mod:`proxy.exchange.trailer`).
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from __future__ import annotations
 import logging
 
 from aiohttp import web
-from aiohttp.http_writer import StreamWriter
 
 from proxy.exchange.headers import client_response_headers
 from proxy.exchange.respond import Exchange, stamp
+from proxy.exchange.trailer import finish, wants_trailer
 from proxy.formats.errors import error_body
 from proxy.formats.sse import SseError, SseParser, encode_event
 from proxy.judge.stream_judge import StreamJudge, StreamMalformed
@@ -56,11 +57,9 @@ async def relay_stream(
         reason=upstream.reason,
         headers=client_response_headers(upstream.headers, decoded=True),
     )
-    trailers = "trailers" in request.headers.get("TE", "").lower()
-    if trailers:
-        response.headers["Trailer"] = "Server-Timing"
+    trailer = wants_trailer(request, upstream.status)
     ex.streamed = True
-    stamp(response, ex)
+    stamp(response, ex, trailer)
     timeline = ex.timeline
     await response.prepare(request)
 
@@ -128,31 +127,16 @@ async def relay_stream(
             ex.outcome = failure.outcome
             upstream.close()
             await response.write(_error_event(ex, failure))
-        await _end(request, response, ex, trailers)
+        timeline.mark_egress()
+        await finish(request, response, timeline, ex.streamed, trailer)
     except ConnectionResetError:
         ex.outcome = "client_disconnect"
         request.protocol.force_close()
         return response
-    timeline.mark_client_last_byte()
     if judge.terminal:
         # Off the request's path: the answer is recorded as done now.
         upstream.finish_in_background(_DRAIN_BYTES, _DRAIN_S)
     return response
-
-
-async def _end(
-    request: web.Request, response: web.StreamResponse, ex: Exchange, trailers: bool
-) -> None:
-    writer = request.writer
-    if trailers and isinstance(writer, StreamWriter) and writer.chunked:
-        # aiohttp writes no trailers, so the last chunk is framed here.
-        timing = ex.timeline.server_timing(final=True)
-        writer.chunked = False
-        ex.timeline.mark_egress()
-        await writer.write(f"0\r\nServer-Timing: {timing}\r\n\r\n".encode("ascii"))
-    else:
-        ex.timeline.mark_egress()
-    await response.write_eof()
 
 
 def _error_event(ex: Exchange, failure: UpstreamFailure) -> bytes:

@@ -69,10 +69,16 @@ class Metrics:
         )
         self.tax_ratio = Histogram(
             "taxmeter_latency_tax_ratio",
-            "Latency tax as a fraction of total time.",
+            "Latency tax as a fraction of total time, over the requests answered (outcome ok).",
             rv,
             registry=registry,
             buckets=RATIO_BUCKETS,
+        )
+        self.unanswered_duration = histogram(
+            "taxmeter_unanswered_duration_seconds",
+            "Total time of the requests not answered ok (blocked, refused, failed, abandoned),"
+            " by outcome: the requests the tax ratio leaves out.",
+            (*rv, "outcome"),
         )
         self.overhead = histogram(
             "taxmeter_proxy_overhead_seconds",
@@ -232,7 +238,12 @@ class Metrics:
         if figures.called_upstream:
             series.upstream.observe(figures.upstream)
         series.tax.observe(figures.tax, exemplar)
-        series.tax_ratio.observe(figures.tax_ratio)
+        if outcome == "ok":
+            series.tax_ratio.observe(figures.tax_ratio)
+        else:
+            # All tax or cut short (a block, a 400, a failure): in the ratio, such a
+            # request would weigh as much as an answer and drown the answers' tax.
+            series.unanswered(outcome).observe(figures.total)
         series.overhead.observe(figures.overhead)
         series.ingress.observe(figures.ingress)
         series.upstream_connect.observe(figures.upstream_connect)
@@ -289,6 +300,8 @@ class _RouteSeries:
         "_by_outcome",
         "_key",
         "_requests",
+        "_unanswered",
+        "_unanswered_by_outcome",
         "duration",
         "egress",
         "ingress",
@@ -307,6 +320,8 @@ class _RouteSeries:
     def __init__(self, metrics: Metrics, route: str, variant: str) -> None:
         self._requests = metrics.requests
         self._by_outcome: dict[str, Any] = {}
+        self._unanswered = metrics.unanswered_duration
+        self._unanswered_by_outcome: dict[str, Any] = {}
         self.duration = metrics.request_duration.labels(route, variant)
         self.upstream = metrics.upstream_duration.labels(route, variant)
         self.tax = metrics.tax.labels(route, variant)
@@ -322,7 +337,13 @@ class _RouteSeries:
         self._key = (route, variant)
 
     def requests(self, outcome: str) -> Any:
-        child = self._by_outcome.get(outcome)
+        return self._by(self._by_outcome, self._requests, outcome)
+
+    def unanswered(self, outcome: str) -> Any:
+        return self._by(self._unanswered_by_outcome, self._unanswered, outcome)
+
+    def _by(self, cache: dict[str, Any], metric: Any, outcome: str) -> Any:
+        child = cache.get(outcome)
         if child is None:
-            child = self._by_outcome[outcome] = self._requests.labels(*self._key, outcome)
+            child = cache[outcome] = metric.labels(*self._key, outcome)
         return child

@@ -60,14 +60,43 @@ class Breakdown:
             return None
         return self.ttft - self.upstream_ttft
 
+    def server_timing(self) -> str:
+        """The W3C Server-Timing value of these final figures: the trailer's.
+
+        The same floats the metrics record, in milliseconds: ``total``,
+        ``upstream`` (when the request reached the model), ``tax`` and its two
+        parts ``filters`` (filter time on the critical path) and ``overhead``;
+        each filter per stage; for a stream ``ttft``, ``upstream-ttft`` and
+        ``holdback-NAME``.
+        """
+        parts = [
+            f"filter-{name};desc={stage};dur={seconds * 1e3:.3f}"
+            for (name, stage), seconds in self.filters.items()
+        ]
+        if self.called_upstream:
+            parts.append(f"upstream;dur={self.upstream * 1e3:.3f}")
+        parts.append(f"tax;dur={self.tax * 1e3:.3f}")
+        parts.append(f'filters;desc="tax in filters";dur={self.filter_critical * 1e3:.3f}')
+        parts.append(f'overhead;desc="tax not in filters";dur={self.overhead * 1e3:.3f}')
+        if self.ttft is not None and self.upstream_ttft is not None:
+            parts.append(f"ttft;dur={self.ttft * 1e3:.3f}")
+            parts.append(f"upstream-ttft;dur={self.upstream_ttft * 1e3:.3f}")
+        for name, seconds in self.holdback.items():
+            parts.append(f"holdback-{name};dur={seconds * 1e3:.3f}")
+        parts.append(f"total;dur={self.total * 1e3:.3f}")
+        return ", ".join(parts)
+
 
 class Timeline(Marks):
     """A request's marks, and the figures derived from them."""
 
     __slots__ = ()
 
-    def upstream_interval(self) -> tuple[int, int] | None:
-        """The model server's interval, (start, end) marks: the ``upstream`` figure."""
+    def upstream_interval(self, now_ns: int | None = None) -> tuple[int, int] | None:
+        """The model server's interval, (start, end) marks: the ``upstream`` figure.
+
+        ``now_ns``: the clock as read by the caller, for a call still under way.
+        """
         start = self._upstream_start_ns()
         if start is None:
             return None
@@ -75,7 +104,7 @@ class Timeline(Marks):
         if end is None:
             # The upstream call did not finish (error, disconnect): charge it
             # up to the end of the request so that tax is not inflated.
-            end = self.client_last_byte_ns or perf_counter_ns()
+            end = self.client_last_byte_ns or now_ns or perf_counter_ns()
         else:
             end -= self.upstream_wait_ns
         return start, max(start, end)
@@ -163,38 +192,42 @@ class Timeline(Marks):
         egress = 0 if self.egress_ns is None else max(0, end - self.egress_ns)
         return ingress, connect, loop_wait, egress
 
-    def server_timing(self, final: bool = False) -> str:
-        """The W3C Server-Timing value of what is known now.
+    def server_timing(self) -> str:
+        """The W3C Server-Timing value sent with the headers: what is known as they are written.
 
-        Sent with the headers, and when ``final`` (an HTTP trailer at the end of
-        a stream) with the whole breakdown.
+        Before the body is sent, so ``tax-until-headers`` and ``total-until-headers``
+        are not the request's final figures: those (what the metrics record) are in
+        the trailer (:meth:`Breakdown.server_timing`). Each input and output
+        filter's entry is complete by now; stream filters' are in the trailer only.
+        ``upstream`` is final when the model's answer was read whole before the
+        headers; else ``upstream-headers`` is its time to its response headers, and
+        the model's time so far is not tax. A request that never reached the model
+        (blocked, refused) has all its time so far as tax.
         """
         now = perf_counter_ns()
         per_filter: dict[tuple[str, str], int] = {}
         for call in self.filter_calls:
-            key = (call.filter, call.stage)
-            per_filter[key] = per_filter.get(key, 0) + call.duration_ns
+            if call.stage != "stream":
+                key = (call.filter, call.stage)
+                per_filter[key] = per_filter.get(key, 0) + call.duration_ns
         parts = [
             f"filter-{name};desc={stage};dur={ns / 1e6:.3f}"
             for (name, stage), ns in per_filter.items()
         ]
-        total_ns = now - self.received_ns
-        interval = self.upstream_interval()
-        if interval is not None and self.upstream_last_byte_ns is not None:
-            upstream_ns = interval[1] - interval[0]
-            parts.append(f"upstream;dur={upstream_ns / 1e6:.3f}")
-            parts.append(f"tax;dur={(total_ns - upstream_ns) / 1e6:.3f}")
-        elif self.upstream_sent_ns is not None and self.upstream_headers_ns is not None:
-            headers_ns = self.upstream_headers_ns - self.upstream_sent_ns
-            parts.append(f"upstream-headers;dur={headers_ns / 1e6:.3f}")
-        if final:
-            figures = self.breakdown(streamed=True)
-            if figures.ttft is not None and figures.upstream_ttft is not None:
-                parts.append(f"ttft;dur={figures.ttft * 1e3:.3f}")
-                parts.append(f"upstream-ttft;dur={figures.upstream_ttft * 1e3:.3f}")
-            for name, seconds in figures.holdback.items():
-                parts.append(f"holdback-{name};dur={seconds * 1e3:.3f}")
-        parts.append(f"total;dur={total_ns / 1e6:.3f}")
+        elapsed_ns = now - self.received_ns
+        upstream_ns = 0
+        interval = self.upstream_interval(now)  # one still under way: the model's so far
+        if interval is not None:
+            upstream_ns = min(interval[1] - interval[0], elapsed_ns)
+            if self.upstream_last_byte_ns is not None:
+                parts.append(f"upstream;dur={upstream_ns / 1e6:.3f}")
+            elif self.upstream_sent_ns is not None and self.upstream_headers_ns is not None:
+                headers_ns = self.upstream_headers_ns - self.upstream_sent_ns
+                parts.append(f"upstream-headers;dur={headers_ns / 1e6:.3f}")
+        parts.append(
+            f'tax-until-headers;desc="tax until headers";dur={(elapsed_ns - upstream_ns) / 1e6:.3f}'
+        )
+        parts.append(f'total-until-headers;desc="time until headers";dur={elapsed_ns / 1e6:.3f}')
         return ", ".join(parts)
 
 

@@ -105,3 +105,16 @@ def test_budgets_are_threshold_lines_and_config_or_release_changes_are_marked() 
     joined = "\n".join(_exprs())
     assert "taxmeter_filter_cost_usd_total" in joined
     assert "taxmeter_filter_cpu_seconds_sum" in joined
+
+
+def test_blocked_and_refused_requests_are_shown_apart_from_the_tax_ratio() -> None:
+    panels = {p["title"]: p for p in _dashboard()["panels"]}
+    assert "answered (outcome ok)" in panels["Latency tax ratio"]["description"]
+    [share] = panels["Blocked and refused requests"]["targets"]
+    [latency] = panels["Blocked and refused requests: latency p95"]["targets"]
+    assert share["expr"].startswith("route_variant_outcome:taxmeter_requests:ratio_rate1m{")
+    assert latency["expr"].startswith(
+        "route_variant_outcome:taxmeter_unanswered_duration_seconds:quantile_rate1m{"
+    )
+    for target in (share, latency):
+        assert 'outcome=~"blocked|client_error"' in target["expr"]
