@@ -144,17 +144,19 @@ class Runtime:
             "metrics_listen": new.metrics_listen != self.config.metrics_listen,
             "upstream": new.upstream.url is not None and new.upstream != self.config.upstream,
             "admin": new.admin != self.config.admin,
+            "readiness": new.readiness != self.config.readiness,
         }
         for key, changed in fixed.items():
             if changed:
                 log.warning("reload of %s: %s changed; it takes effect on restart", path, key)
-        # These four are fixed for the process's life: the running values stay.
+        # These are fixed for the process's life: the running values stay.
         new = replace(
             new,
             listen=self.config.listen,
             metrics_listen=self.config.metrics_listen,
             upstream=self.config.upstream,
             admin=self.config.admin,
+            readiness=self.config.readiness,
         )
         return new, build_filters(new)  # raises ConfigError: nothing has changed yet
 

@@ -32,6 +32,7 @@ from proxy.measure.tracing_setup import TracingSetup
 from proxy.server.client_limits import CLIENT_LIMITS, ClientLimits
 from proxy.server.metrics_app import Readiness, build_metrics_app
 from proxy.upstream.call import UpstreamPool
+from proxy.upstream.reachability import Reachability
 
 log = logging.getLogger("taxmeter")
 
@@ -81,7 +82,8 @@ def build_apps(
     stats = Stats(config.stats_reservoir_size, prices)
     runtime.on_change(metrics.config_changed)  # prices, budgets, the config's hash
     observer = Observer()
-    readiness = Readiness()
+    reachability = Reachability.for_readiness(config.upstream.url, config.readiness)
+    readiness = Readiness(reachability)
     tracing = None
     if tracing_setup is not None:
         tracing = Tracing(tracing_setup, config.upstream.url, config.telemetry.trace_content)
@@ -106,7 +108,7 @@ def build_apps(
     canary = Canary(runtime, CanaryMetrics(registry))
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
-        handler.upstream = UpstreamPool(upstream_url, config.upstream)
+        handler.upstream = UpstreamPool(upstream_url, config.upstream, reachability=reachability)
         observe_lag = metrics.loop_lag.observe
         LOOP_WATCH.start(observe_lag)
         gc_pauses.start()

@@ -45,6 +45,7 @@ from proxy.server.metrics_app import Readiness, build_metrics_app
 from proxy.server.parent import stop_when_parent_ends
 from proxy.server.sites import SHUTDOWN_GRACE_S, bound_url, start_site
 from proxy.server.worker_stats import forget_worker, gather_stats, serve_worker_stats
+from proxy.upstream.reachability import Reachability
 
 log = logging.getLogger("taxmeter.workers")
 
@@ -133,7 +134,8 @@ async def run_supervisor(
         argv += ["--config", config_path]
     env = {**os.environ, MULTIPROC_ENV: metrics_dir}
     pool = _Workers(argv, env, workers)
-    readiness = Readiness()
+    # The workers' connects are out of sight here: the supervisor checks for itself.
+    readiness = Readiness(Reachability.for_readiness(config.upstream.url, config.readiness))
     registry = CollectorRegistry()
     workers_files = multiprocess.MultiProcessCollector(None, path=metrics_dir)  # type: ignore[no-untyped-call]
     registry.register(WithoutRetired(workers_files))  # see proxy.measure.config_gauges
