@@ -18,6 +18,7 @@ from filters.base import Filter
 from proxy.config.schema import MODES, Config, ConfigError, load_config
 from proxy.control.variants import Assigner
 from proxy.judge.build import Built, build_chains, build_filters
+from proxy.judge.build_notice import Notify
 from proxy.judge.chain import Chain
 
 log = logging.getLogger("taxmeter.runtime")
@@ -44,11 +45,13 @@ class Runtime:
         config: Config,
         config_path: str | None = None,
         environ: Mapping[str, str] | None = None,
+        notify: Notify | None = None,
     ) -> None:
-        """``environ``: where secrets named by the config are read (the salt, the admin token)."""
+        """``environ``: where secrets named by the config are read (the salt, the admin token);
+        ``notify``: hears of a filter slow to build at start-up (proxy.judge.build_notice)."""
         self.config_path = config_path
         self._environ: Mapping[str, str] = {} if environ is None else environ
-        self.current = _snapshot(config, build_filters(config), self._environ)
+        self.current = _snapshot(config, build_filters(config, notify), self._environ)
         # Filters replaced by a reload are closed when the last request using them
         # ends: requests in flight (and their deferred observers) keep their snapshot.
         self._users: dict[int, int] = {}  # id of a Built -> requests using it

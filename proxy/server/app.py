@@ -16,6 +16,7 @@ from proxy.control.canary import Canary
 from proxy.control.runtime import Runtime
 from proxy.exchange.handler import ProxyHandler
 from proxy.exchange.limits import REJECTIONS, Admission, Rejections
+from proxy.judge.build_notice import Notify
 from proxy.judge.observe import Observer
 from proxy.judge.offload import OFFLOAD
 from proxy.measure.access_log import AccessLog
@@ -66,17 +67,19 @@ def build_apps(
     config_path: str | None = None,
     environ: Mapping[str, str] = os.environ,
     tracing_setup: TracingSetup | None = None,
+    notify: Notify | None = None,
 ) -> Apps:
     """Build every app; filters are constructed and the chains frozen here, once.
 
     ``tracing_setup``: the sampler and where each request's spans go; None,
-    tracing off. The caller owns it (flushes and shuts it down).
+    tracing off. The caller owns it (flushes and shuts it down). ``notify``
+    hears of a filter slow to build (proxy.judge.build_notice).
 
     Raises ConfigError when a filter cannot be built, before anything listens.
     """
     if config.upstream.url is None:
         raise ValueError("build_apps needs config.upstream.url")
-    runtime = Runtime(config, config_path, environ)
+    runtime = Runtime(config, config_path, environ, notify)
     prices = Prices(config)
     metrics = Metrics(registry, config, prices)
     stats = Stats(config.stats_reservoir_size, prices)

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from proxy.config.readiness import ReadinessConfig
 from proxy.config.schema import Config, HostPort
 from proxy.exchange.route_gate import describe
+from proxy.judge.build_notice import Notify
 from proxy.measure.heap import freeze_startup_heap
 from proxy.measure.tracing_setup import tracing_from_env
 from proxy.server.app import build_apps
@@ -76,10 +77,12 @@ async def run_proxy(
     config_path: str | None = None,
     workers: int = 1,
     log_level: str = "warning",
+    notify: Notify | None = None,
 ) -> None:
     """Serve until SIGINT or SIGTERM; SIGHUP reloads the config file.
 
     Starts the simulated model server when no upstream is configured.
+    ``notify`` hears of a filter slow to build (proxy.judge.build_notice).
     """
     async with contextlib.AsyncExitStack() as stack:
         if config.upstream.url is None:
@@ -95,7 +98,9 @@ async def run_proxy(
         tracing = tracing_from_env(os.environ)
         if tracing is not None:
             stack.callback(tracing.shutdown)  # flushes the spans not yet exported
-        apps = build_apps(config, CollectorRegistry(), config_path, tracing_setup=tracing)
+        apps = build_apps(
+            config, CollectorRegistry(), config_path, tracing_setup=tracing, notify=notify
+        )
         await warn_if_unreachable(url, config.readiness)
         metrics_runner = await start_site(apps.metrics, config.metrics_listen)
         stack.push_async_callback(metrics_runner.cleanup)
