@@ -134,6 +134,8 @@ class SemanticGuard:
     # A forward pass per token would cost more than the answer: on a stream it
     # judges each sentence, unless the config says otherwise.
     stream_defaults: ClassVar[Mapping[str, object]] = MappingProxyType({"at_sentence_end": True})
+    # What a slow start is waiting for, in the line that says so (proxy.judge.build_notice).
+    loads: ClassVar[str] = "the all-MiniLM-L6-v2 sentence model"
     # Not cpu_bound: the runner's offload pool would hold one of its few threads
     # per call just to wait on this filter's own worker, capping every batch at
     # the pool's size and starving the other cpu_bound filters. check() only

@@ -181,11 +181,16 @@ def _import_from_cwd() -> None:
         sys.path.append(here)
 
 
+def _notice(line: str) -> None:
+    """A progress line (a filter loading its model): on stderr, beside the errors."""
+    print(f"taxmeter: {line}", file=sys.stderr, flush=True)
+
+
 def _validated(config: Config) -> Config:
     from proxy.judge.build import build_chains, build_filters
 
     # Constructing the filters is part of validation: their params are checked there.
-    build_chains(config, build_filters(config))
+    build_chains(config, build_filters(config, _notice))
     return config
 
 
@@ -206,16 +211,20 @@ def _serve(args: argparse.Namespace) -> int:
     config = load_config(args.config).with_overrides(
         upstream=args.upstream, listen=args.listen, metrics_listen=args.metrics_listen
     )
-    _validated(config)
+    # A process that serves builds its filters once, which validates them (a
+    # ConfigError before anything but the simulated model server listens); the
+    # supervisor of several workers builds none to serve, so it validates first.
     if args.worker:
-        uvloop.run(run_worker(config, args.config))
+        uvloop.run(run_worker(config, args.config, _notice))
         return 0
     if args.workers < 1:
         raise ConfigError("--workers", f"expected a whole number >= 1, got {args.workers}")
-    if args.workers > 1 and config.admin is not None:
-        raise ConfigError("admin", "the admin API needs --workers 1 (with several, use SIGHUP)")
+    if args.workers > 1:
+        if config.admin is not None:
+            raise ConfigError("admin", "the admin API needs --workers 1 (with several, use SIGHUP)")
+        _validated(config)
     announce = lambda line: print(line, flush=True)  # noqa: E731
-    uvloop.run(run_proxy(config, announce, args.config, args.workers, args.log_level))
+    uvloop.run(run_proxy(config, announce, args.config, args.workers, args.log_level, _notice))
     return 0
 
 

@@ -40,6 +40,7 @@ from proxy.config.filter_specs import MODES as MODES
 from proxy.config.filter_specs import FilterSpec as FilterSpec
 from proxy.config.filter_specs import StreamPolicy as StreamPolicy
 from proxy.config.filter_specs import parse_filters
+from proxy.config.readiness import ReadinessConfig, parse_readiness
 from proxy.config.routes import RouteTable, parse_routes
 
 # The client side's timeouts and limits, named and sized as nginx's.
@@ -51,7 +52,7 @@ TOP_KEYS = (
     "listen", "metrics_listen", "upstream", "filters", "variants", "assignment", "admin",
     "max_body_bytes", "max_concurrent_requests", "stats_reservoir_size", "telemetry",
     "uninspected", "routes", "unjudged_routes", *CLIENT_KEYS, "cpu_usd_per_core_hour",
-    "canary", "ablation",
+    "canary", "ablation", "readiness",
 )  # fmt: skip
 TELEMETRY_KEYS = (
     "metrics", "trace_content", "access_log", "access_log_sample", "access_log_content",
@@ -124,6 +125,8 @@ class Config:
     # Routes no surface judges: forwarded as route "other" (pass), or 403 (block).
     unjudged_routes: str = "pass"  # pass | block | pass_all (see proxy.exchange.route_gate)
     canary: CanaryConfig | None = None  # labelled checks of the live chains (proxy.control.canary)
+    # What /readyz waits for besides the proxy: the model server (proxy.config.readiness).
+    readiness: ReadinessConfig = field(default_factory=ReadinessConfig)
     # What a core-hour of CPU costs: filters' CPU priced in proxy.measure.cost.
     cpu_usd_per_core_hour: float = 0.0
     # The sha256 of the bytes the config was loaded from (load_config): the
@@ -217,6 +220,8 @@ def parse_config(raw: Any) -> Config:
         config = replace(config, admin=parse_admin(top["admin"], parse_host_port))
     if "canary" in top:
         config = replace(config, canary=parse_canary(top["canary"]))
+    if "readiness" in top:
+        config = replace(config, readiness=parse_readiness(top["readiness"]))
     filters = parse_filters(top.get("filters"))
     variants = _variants(top.get("variants"), {f.name for f in filters})
     variants += tuple(

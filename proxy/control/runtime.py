@@ -18,6 +18,7 @@ from filters.base import Filter
 from proxy.config.schema import MODES, Config, ConfigError, load_config
 from proxy.control.variants import Assigner
 from proxy.judge.build import Built, build_chains, build_filters
+from proxy.judge.build_notice import Notify
 from proxy.judge.chain import Chain
 
 log = logging.getLogger("taxmeter.runtime")
@@ -44,11 +45,13 @@ class Runtime:
         config: Config,
         config_path: str | None = None,
         environ: Mapping[str, str] | None = None,
+        notify: Notify | None = None,
     ) -> None:
-        """``environ``: where secrets named by the config are read (the salt, the admin token)."""
+        """``environ``: where secrets named by the config are read (the salt, the admin token);
+        ``notify``: hears of a filter slow to build at start-up (proxy.judge.build_notice)."""
         self.config_path = config_path
         self._environ: Mapping[str, str] = {} if environ is None else environ
-        self.current = _snapshot(config, build_filters(config), self._environ)
+        self.current = _snapshot(config, build_filters(config, notify), self._environ)
         # Filters replaced by a reload are closed when the last request using them
         # ends: requests in flight (and their deferred observers) keep their snapshot.
         self._users: dict[int, int] = {}  # id of a Built -> requests using it
@@ -144,17 +147,19 @@ class Runtime:
             "metrics_listen": new.metrics_listen != self.config.metrics_listen,
             "upstream": new.upstream.url is not None and new.upstream != self.config.upstream,
             "admin": new.admin != self.config.admin,
+            "readiness": new.readiness != self.config.readiness,
         }
         for key, changed in fixed.items():
             if changed:
                 log.warning("reload of %s: %s changed; it takes effect on restart", path, key)
-        # These four are fixed for the process's life: the running values stay.
+        # These are fixed for the process's life: the running values stay.
         new = replace(
             new,
             listen=self.config.listen,
             metrics_listen=self.config.metrics_listen,
             upstream=self.config.upstream,
             admin=self.config.admin,
+            readiness=self.config.readiness,
         )
         return new, build_filters(new)  # raises ConfigError: nothing has changed yet
 

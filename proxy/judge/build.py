@@ -12,6 +12,7 @@ from filters.base import STAGES, Filter, Stage
 from filters.registry import FilterLoadError, resolve_filter_class
 from proxy.config.filter_specs import stream_policy
 from proxy.config.schema import Config, ConfigError, FilterSpec, StreamPolicy
+from proxy.judge.build_notice import Notify, describe, noticed_if_slow
 from proxy.judge.chain import CHAIN_PARTS, BoundFilter, Chain
 
 
@@ -26,11 +27,15 @@ class BuiltFilter(NamedTuple):
 Built = dict[str, BuiltFilter]
 
 
-def build_filters(config: Config) -> Built:
-    """Construct each configured filter once; ConfigError names a bad one."""
+def build_filters(config: Config, notify: Notify | None = None) -> Built:
+    """Construct each configured filter once; ConfigError names a bad one.
+
+    ``notify`` hears of a filter that takes a while to build (one that loads a
+    model), as it starts and when it is done (see proxy.judge.build_notice).
+    """
     built: Built = {}
     for i, spec in enumerate(config.filters):
-        built[spec.name] = _construct(f"filters[{i}]", spec)
+        built[spec.name] = _construct(f"filters[{i}]", spec, notify)
     return built
 
 
@@ -75,7 +80,7 @@ def _max_match_chars(instance: Filter) -> int:
     return declared if isinstance(declared, int) and not isinstance(declared, bool) else 0
 
 
-def _construct(key: str, spec: FilterSpec) -> BuiltFilter:
+def _construct(key: str, spec: FilterSpec, notify: Notify | None) -> BuiltFilter:
     try:
         cls = resolve_filter_class(spec.type)
     except FilterLoadError as exc:
@@ -94,7 +99,8 @@ def _construct(key: str, spec: FilterSpec) -> BuiltFilter:
                 )
         stages = spec.stages
     try:
-        instance = cls(**spec.params)
+        with noticed_if_slow(describe(spec.name, spec.type, cls), notify):
+            instance = cls(**spec.params)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{key}.params", f"filter {spec.name!r}: {exc}") from exc
     policy = spec.stream

@@ -16,6 +16,7 @@ from proxy.control.canary import Canary
 from proxy.control.runtime import Runtime
 from proxy.exchange.handler import ProxyHandler
 from proxy.exchange.limits import REJECTIONS, Admission, Rejections
+from proxy.judge.build_notice import Notify
 from proxy.judge.observe import Observer
 from proxy.judge.offload import OFFLOAD
 from proxy.measure.access_log import AccessLog
@@ -32,6 +33,7 @@ from proxy.measure.tracing_setup import TracingSetup
 from proxy.server.client_limits import CLIENT_LIMITS, ClientLimits
 from proxy.server.metrics_app import Readiness, build_metrics_app
 from proxy.upstream.call import UpstreamPool
+from proxy.upstream.reachability import Reachability
 
 log = logging.getLogger("taxmeter")
 
@@ -65,23 +67,26 @@ def build_apps(
     config_path: str | None = None,
     environ: Mapping[str, str] = os.environ,
     tracing_setup: TracingSetup | None = None,
+    notify: Notify | None = None,
 ) -> Apps:
     """Build every app; filters are constructed and the chains frozen here, once.
 
     ``tracing_setup``: the sampler and where each request's spans go; None,
-    tracing off. The caller owns it (flushes and shuts it down).
+    tracing off. The caller owns it (flushes and shuts it down). ``notify``
+    hears of a filter slow to build (proxy.judge.build_notice).
 
     Raises ConfigError when a filter cannot be built, before anything listens.
     """
     if config.upstream.url is None:
         raise ValueError("build_apps needs config.upstream.url")
-    runtime = Runtime(config, config_path, environ)
+    runtime = Runtime(config, config_path, environ, notify)
     prices = Prices(config)
     metrics = Metrics(registry, config, prices)
     stats = Stats(config.stats_reservoir_size, prices)
     runtime.on_change(metrics.config_changed)  # prices, budgets, the config's hash
     observer = Observer()
-    readiness = Readiness()
+    reachability = Reachability.for_readiness(config.upstream.url, config.readiness)
+    readiness = Readiness(reachability)
     tracing = None
     if tracing_setup is not None:
         tracing = Tracing(tracing_setup, config.upstream.url, config.telemetry.trace_content)
@@ -106,7 +111,7 @@ def build_apps(
     canary = Canary(runtime, CanaryMetrics(registry))
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
-        handler.upstream = UpstreamPool(upstream_url, config.upstream)
+        handler.upstream = UpstreamPool(upstream_url, config.upstream, reachability=reachability)
         observe_lag = metrics.loop_lag.observe
         LOOP_WATCH.start(observe_lag)
         gc_pauses.start()

@@ -1,5 +1,12 @@
 """The metrics listener: /metrics (Prometheus), /stats (recent per-request figures,
-see proxy.measure.stats), /healthz (alive) and /readyz (ready)."""
+see proxy.measure.stats), /healthz (alive) and /readyz (ready).
+
+/healthz is liveness: it answers 200 while the process serves, whatever the
+model server does, so a model that is down never gets the sidecar restarted.
+/readyz is readiness: 503, with the reason in its JSON body, while starting,
+while draining, and (``readiness.upstream``, the default) while the model
+server does not accept connections (see proxy.upstream.reachability).
+"""
 
 from __future__ import annotations
 
@@ -10,14 +17,35 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from proxy.upstream.reachability import Reachability
+
 
 class Readiness:
-    """Ready while the proxy can forward: set on start-up, cleared on shutdown."""
+    """Ready while the proxy can forward: set on start-up, cleared on shutdown,
+    and while ``upstream`` (when given) finds the model server reachable."""
 
-    __slots__ = ("ready",)
+    __slots__ = ("ready", "upstream")
 
-    def __init__(self) -> None:
+    def __init__(self, upstream: Reachability | None = None) -> None:
         self.ready = False
+        self.upstream = upstream
+
+    async def answer(self) -> tuple[int, dict[str, str]]:
+        """The status and JSON document /readyz answers with."""
+        if not self.ready:
+            return 503, {"status": "not ready", "reason": "starting or shutting down"}
+        if self.upstream is None:
+            return 200, {"status": "ready"}
+        reach = await self.upstream.check()
+        if not reach.reachable:
+            return 503, {
+                "status": "not ready",
+                "reason": "upstream unreachable",
+                "upstream": self.upstream.where,
+                "error": reach.error,
+                "since": reach.since_text,
+            }
+        return 200, {"status": "ready", "upstream": self.upstream.where}
 
 
 def build_metrics_app(
@@ -31,9 +59,8 @@ def build_metrics_app(
         return web.json_response({"status": "ok"})
 
     async def readyz(request: web.Request) -> web.Response:
-        if readiness.ready:
-            return web.json_response({"status": "ready"})
-        return web.json_response({"status": "not ready"}, status=503)
+        status, document = await readiness.answer()
+        return web.json_response(document, status=status)
 
     async def stats_handler(request: web.Request) -> web.Response:
         document = await stats()

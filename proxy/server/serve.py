@@ -13,13 +13,16 @@ from dataclasses import replace
 
 from prometheus_client import CollectorRegistry
 
+from proxy.config.readiness import ReadinessConfig
 from proxy.config.schema import Config, HostPort
 from proxy.exchange.route_gate import describe
+from proxy.judge.build_notice import Notify
 from proxy.measure.heap import freeze_startup_heap
 from proxy.measure.tracing_setup import tracing_from_env
 from proxy.server.app import build_apps
 from proxy.server.sites import bound_url, start_site
 from proxy.server.workers import run_supervisor
+from proxy.upstream.reachability import Reachability
 
 log = logging.getLogger("taxmeter")
 
@@ -52,16 +55,34 @@ async def embedded_model_server() -> AsyncIterator[str]:
                 await process.wait()
 
 
+async def warn_if_unreachable(url: str, readiness: ReadinessConfig) -> None:
+    """Say so when the model server refuses connections; serving starts anyway
+    (a model server often comes up after its sidecar)."""
+    check = Reachability(url, readiness.interval_s, readiness.timeout_s)
+    reach = await check.check()
+    if reach.reachable:
+        return
+    until = "/readyz answers 503" if readiness.upstream else "requests get 502"
+    log.warning(
+        "the model server %s is unreachable (%s); starting anyway, %s until it accepts connections",
+        check.where,
+        reach.error,
+        until,
+    )
+
+
 async def run_proxy(
     config: Config,
     announce: Callable[[str], None],
     config_path: str | None = None,
     workers: int = 1,
     log_level: str = "warning",
+    notify: Notify | None = None,
 ) -> None:
     """Serve until SIGINT or SIGTERM; SIGHUP reloads the config file.
 
     Starts the simulated model server when no upstream is configured.
+    ``notify`` hears of a filter slow to build (proxy.judge.build_notice).
     """
     async with contextlib.AsyncExitStack() as stack:
         if config.upstream.url is None:
@@ -69,14 +90,18 @@ async def run_proxy(
             config = replace(config, upstream=replace(config.upstream, url=url))
             model_note = f"{url} (simulated model server: no upstream.url configured)"
         else:
-            model_note = config.upstream.url
+            url = model_note = config.upstream.url
         if workers > 1:
+            await warn_if_unreachable(url, config.readiness)
             await run_supervisor(config, announce, config_path, workers, log_level, model_note)
             return
         tracing = tracing_from_env(os.environ)
         if tracing is not None:
             stack.callback(tracing.shutdown)  # flushes the spans not yet exported
-        apps = build_apps(config, CollectorRegistry(), config_path, tracing_setup=tracing)
+        apps = build_apps(
+            config, CollectorRegistry(), config_path, tracing_setup=tracing, notify=notify
+        )
+        await warn_if_unreachable(url, config.readiness)
         metrics_runner = await start_site(apps.metrics, config.metrics_listen)
         stack.push_async_callback(metrics_runner.cleanup)
         admin_note = "off"

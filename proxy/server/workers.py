@@ -37,6 +37,7 @@ from prometheus_client import CollectorRegistry, multiprocess
 
 from proxy.config.schema import Config, HostPort
 from proxy.exchange.route_gate import describe
+from proxy.judge.build_notice import Notify
 from proxy.measure.config_gauges import WithoutRetired
 from proxy.measure.heap import freeze_startup_heap
 from proxy.measure.tracing_setup import tracing_from_env
@@ -46,6 +47,7 @@ from proxy.server.metrics_app import Readiness, build_metrics_app
 from proxy.server.parent import stop_when_parent_ends
 from proxy.server.sites import SHUTDOWN_GRACE_S, bound_url, start_site
 from proxy.server.worker_stats import forget_worker, gather_stats, serve_worker_stats
+from proxy.upstream.reachability import Reachability
 
 log = logging.getLogger("taxmeter.workers")
 
@@ -138,7 +140,8 @@ async def run_supervisor(
         argv += ["--config", config_path]
     env = {**os.environ, MULTIPROC_ENV: metrics_dir}
     pool = _Workers(argv, env, workers)
-    readiness = Readiness()
+    # The workers' connects are out of sight here: the supervisor checks for itself.
+    readiness = Readiness(Reachability.for_readiness(config.upstream.url, config.readiness))
     registry = CollectorRegistry()
     workers_files = multiprocess.MultiProcessCollector(None, path=metrics_dir)  # type: ignore[no-untyped-call]
     registry.register(WithoutRetired(workers_files))  # see proxy.measure.config_gauges
@@ -180,10 +183,15 @@ async def run_supervisor(
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-async def run_worker(config: Config, config_path: str | None) -> None:
-    """One worker: the proxy listener on the shared port, until SIGTERM."""
+async def run_worker(config: Config, config_path: str | None, notify: Notify | None = None) -> None:
+    """One worker: the proxy listener on the shared port, until SIGTERM.
+
+    ``notify`` hears of a filter slow to build (proxy.judge.build_notice).
+    """
     tracing = tracing_from_env(os.environ)
-    apps = build_apps(config, CollectorRegistry(), config_path, environ={}, tracing_setup=tracing)
+    apps = build_apps(
+        config, CollectorRegistry(), config_path, environ={}, tracing_setup=tracing, notify=notify
+    )
     runner = await start_site(apps.proxy, config.listen, reuse_port=True)
     stats_runner = await serve_worker_stats(apps, os.environ[MULTIPROC_ENV])
     freeze_startup_heap()

@@ -33,6 +33,7 @@ from proxy.config.schema import UpstreamConfig
 from proxy.formats.json_pieces import EncodedDocument
 from proxy.measure.timeline import Timeline
 from proxy.upstream.connection import UpstreamConnection
+from proxy.upstream.reachability import Reachability, connect_failure
 from proxy.upstream.response import UpstreamError, UpstreamResponse, UpstreamUnreachable
 
 # Methods whose request has a body by definition: sent with Content-Length: 0
@@ -85,7 +86,14 @@ async def _send_pieces(
 class UpstreamPool:
     """Every connection to the one upstream; built once, shared by all requests."""
 
-    def __init__(self, base: str, config: UpstreamConfig, idle_timeout_s: float = 15.0) -> None:
+    def __init__(
+        self,
+        base: str,
+        config: UpstreamConfig,
+        idle_timeout_s: float = 15.0,
+        reachability: Reachability | None = None,
+    ) -> None:
+        """``reachability`` hears of every connect, made or failed (what /readyz says)."""
         url = URL(base)
         self.scheme = url.scheme
         self.host = url.raw_host or ""
@@ -107,6 +115,7 @@ class UpstreamPool:
         self._open: set[UpstreamConnection] = set()
         self._connecting = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
+        self._reachability = reachability
 
     @property
     def open_connections(self) -> int:
@@ -269,15 +278,20 @@ class UpstreamPool:
         except BaseException as exc:
             self._connecting -= 1
             self._wake_one()  # a failed attempt frees its place
+            if not isinstance(exc, OSError):
+                raise
+            failure = connect_failure(self.host, self.port, exc)
+            # A TLS fault is the server's configuration, not its absence.
+            if self._reachability is not None and not isinstance(exc, ssl.SSLError):
+                self._reachability.refused(failure)
             # Refused, unknown host, TLS handshake (ssl.SSLError); not the
             # connect timeout, which is an OSError too and a 504.
-            if isinstance(exc, OSError) and not isinstance(exc, TimeoutError):
-                reason = exc.strerror or exc
-                raise UpstreamUnreachable(
-                    f"cannot connect to {self.host}:{self.port}: {reason}"
-                ) from exc
-            raise
+            if isinstance(exc, TimeoutError):
+                raise
+            raise UpstreamUnreachable(failure) from exc
         self._connecting -= 1
+        if self._reachability is not None:
+            self._reachability.connected()
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

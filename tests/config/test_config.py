@@ -111,6 +111,11 @@ def validate(raw: Any) -> Config:
          "variants.a.modes.pii", "enforce"),
         ({"variants": {"a": {"share": 3}}}, "variants.a.share", "unknown key"),
         ({"max_body_bytes": "1MB"}, "max_body_bytes", "whole number"),
+        ({"readiness": True}, "readiness", "expected a mapping"),
+        ({"readiness": {"upstream": "yes"}}, "readiness.upstream", "true or false"),
+        ({"readiness": {"interval_s": 0}}, "readiness.interval_s", "> 0"),
+        ({"readiness": {"timeout_s": "1s"}}, "readiness.timeout_s", "number"),
+        ({"readiness": {"model": True}}, "readiness.model", "unknown key"),
     ],
 )  # fmt: skip
 def test_bad_config_names_the_key(raw: Any, key: str, fragment: str) -> None:
@@ -160,9 +165,15 @@ def test_every_key_of_the_documented_example_is_accepted() -> None:
               listen: 127.0.0.1:9465
               token_env: TAXMETER_ADMIN_TOKEN
             stats_reservoir_size: 500
+            readiness:
+              upstream: false
+              interval_s: 5
+              timeout_s: 0.5
             """
         )
     )
+    assert (config.readiness.upstream, config.readiness.interval_s) == (False, 5.0)
+    assert config.readiness.timeout_s == 0.5
     assert config.listen == HostPort("0.0.0.0", 8080)
     assert config.metrics_listen == HostPort("::1", 9464)
     assert config.upstream.url == "http://127.0.0.1:8000"
@@ -177,6 +188,9 @@ def test_the_built_in_default_config_is_denylist_and_pii() -> None:
     validate({})  # an empty file is valid too
     assert [f.name for f in config.filters] == ["denylist", "pii"]
     assert config.upstream.url is None
+    # Readiness reflects the model server unless the config says otherwise.
+    assert (config.readiness.upstream, config.readiness.interval_s) == (True, 2.0)
+    assert validate({"readiness": None}).readiness == config.readiness
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import ClassVar
 
@@ -23,6 +24,22 @@ class SlowToBuild:
 
     def __init__(self, build_s: float = 1.0) -> None:
         time.sleep(build_s)
+
+    async def check(self, ctx: FilterContext) -> Verdict:
+        return Verdict.allow()
+
+
+class WaitsToBeNoticed:
+    """Builds only once the build was said to be slow: as slow as the notice needs, no slower."""
+
+    stages = ("input",)
+    loads = "a model it pretends to load"
+
+    def __init__(self, noticed: threading.Event, fail: bool = False) -> None:
+        if not noticed.wait(timeout=60):
+            raise RuntimeError("no notice came")
+        if fail:
+            raise ValueError("the model is broken")
 
     async def check(self, ctx: FilterContext) -> Verdict:
         return Verdict.allow()

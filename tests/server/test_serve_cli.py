@@ -14,6 +14,8 @@ import anthropic
 import openai
 import pytest
 
+from tests.upstream.test_failures import free_port
+
 
 async def read_announcement(process: asyncio.subprocess.Process) -> dict[str, str]:
     """The lines `serve` prints once listening: proxy, metrics, model, filters."""
@@ -26,6 +28,16 @@ async def read_announcement(process: asyncio.subprocess.Process) -> dict[str, st
         what, _, value = rest.strip().partition(" ")
         seen[what] = value.strip()
     return seen
+
+
+async def start_serve(*args: str) -> asyncio.subprocess.Process:
+    """`taxmeter serve ARGS` on free loopback ports, its stdout and stderr piped."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "proxy", "serve", *args,
+        "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
 
 
 @pytest.fixture
@@ -85,6 +97,7 @@ async def test_embedded_default_end_to_end(
     assert process.stderr is not None
     errors = (await process.stderr.read()).decode()
     assert "Traceback" not in errors, errors
+    assert "unreachable" not in errors, errors  # the simulated model server is an upstream too
 
 
 async def test_embedded_default_serves_responses_and_messages(
@@ -149,3 +162,23 @@ async def test_the_embedded_model_server_never_outlives_serve() -> None:
     async with asyncio.timeout(10):
         while _alive(model):  # noqa: ASYNC110
             await asyncio.sleep(0.05)
+
+
+async def test_serve_warns_at_start_up_when_the_model_server_is_unreachable() -> None:
+    port = free_port()
+    process = await start_serve("--upstream", f"http://127.0.0.1:{port}")
+    try:
+        where = await read_announcement(process)  # it starts all the same
+        base = where["metrics"].removesuffix("/metrics")
+        async with aiohttp.ClientSession() as session, session.get(f"{base}/readyz") as response:
+            assert response.status == 503
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), timeout=30)
+    assert process.stderr is not None
+    errors = (await process.stderr.read()).decode()
+    assert (
+        f"WARNING taxmeter: the model server http://127.0.0.1:{port} is unreachable "
+        f"(cannot connect to 127.0.0.1:{port}: Connection refused); starting anyway, "
+        "/readyz answers 503 until it accepts connections\n"
+    ) in errors, errors

@@ -15,7 +15,10 @@ from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.measure.config_gauges import build_version
-from tests.server.test_serve_cli import read_announcement
+from proxy.sim.model_server import make_mock_app
+from tests.loopback import FAST_MODEL, ServerFactory
+from tests.server.test_serve_cli import read_announcement, start_serve
+from tests.upstream.test_failures import free_port
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -178,3 +181,34 @@ def _alive(pid: int) -> bool:
             return stat.read().split(") ")[1][0] != "Z"
     except FileNotFoundError:
         return False
+
+
+async def test_with_workers_the_supervisor_s_readyz_reflects_the_model_server(
+    aiohttp_server: ServerFactory, tmp_path: Path
+) -> None:
+    port = free_port()
+    config = tmp_path / "taxmeter.yaml"
+    config.write_text("readiness: {interval_s: 0.2}\n")
+    process = await start_serve(
+        "--workers", "2", "--config", str(config), "--upstream", f"http://127.0.0.1:{port}"
+    )
+    try:
+        where = await read_announcement(process)
+        readyz = where["metrics"].removesuffix("/metrics") + "/readyz"
+        async with aiohttp.ClientSession() as session:
+            async with session.get(readyz) as response:
+                assert response.status == 503
+                assert (await response.json())["reason"] == "upstream unreachable"
+            await aiohttp_server(make_mock_app(FAST_MODEL), port=port)
+            async with asyncio.timeout(10):
+                while True:
+                    async with session.get(readyz) as response:
+                        if response.status == 200:
+                            break
+                    await asyncio.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), timeout=30)
+    assert process.stderr is not None
+    errors = (await process.stderr.read()).decode()
+    assert f"the model server http://127.0.0.1:{port} is unreachable" in errors, errors
