@@ -1,5 +1,6 @@
 """The metrics listener: /metrics (Prometheus), /stats (recent per-request figures,
-see proxy.measure.stats), /healthz (alive) and /readyz (ready)."""
+see proxy.measure.stats), /healthz (alive) and /readyz (ready); any other path
+a JSON 404, another method a JSON 405 (proxy.control.not_found)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
+
+from proxy.control.not_found import json_not_found
 
 
 class Readiness:
@@ -39,7 +42,7 @@ def build_metrics_app(
         document = await stats()
         return web.Response(body=orjson.dumps(document), content_type="application/json")
 
-    app = web.Application()
+    app = web.Application(middlewares=[json_not_found])
     app.router.add_get("/stats", stats_handler)
     app.router.add_get("/metrics", make_aiohttp_handler(registry))
     app.router.add_get("/healthz", healthz)
