@@ -50,6 +50,12 @@ class Verdict:
 
     ``edits``, when a redaction gives them, are its changes to ``ctx.text`` in
     order, not overlapping; applied to ``ctx.text`` they give ``text``.
+
+    ``reason`` is shown: to a blocked client in its error, and in traces (the
+    ``gen_ai.evaluation.explanation`` of the verdict's event, cut to 256
+    characters) whether or not prompt text is traced. Name what was found (a
+    kind, a configured label, a score), as the built-in filters do; do not
+    quote the text judged.
     """
 
     action: Action

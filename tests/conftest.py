@@ -10,10 +10,11 @@ from collections.abc import Callable, Mapping
 import pytest
 import uvloop
 
+from tests.in_memory_spans import in_memory
 from tests.loopback import echo_server, model, raw_server, start_proxy
 from tests.otlp_receiver import traced
 
-__all__ = ["echo_server", "model", "raw_server", "start_proxy", "traced"]
+__all__ = ["echo_server", "in_memory", "model", "raw_server", "start_proxy", "traced"]
 
 
 def pytest_asyncio_loop_factories(

@@ -130,28 +130,28 @@ class Decoded:
             parent = Ids(trace_id, int.from_bytes(span.parent_span_id, "big"))
         return cls(
             name=span.name,
-            kind=_KINDS[span.kind],
+            kind=SPAN_KINDS[span.kind],
             context=Ids(trace_id, int.from_bytes(span.span_id, "big")),
             parent=parent,
             start_time=span.start_time_unix_nano,
             end_time=span.end_time_unix_nano,
-            attributes={a.key: _python(a.value) for a in span.attributes},
+            attributes={a.key: python_value(a.value) for a in span.attributes},
             events=[Event(e.name, e.time_unix_nano) for e in span.events],
             status=Status(span.status.code != Status_.STATUS_CODE_ERROR),
         )
 
 
-_KINDS = {
+SPAN_KINDS = {
     Span.SPAN_KIND_INTERNAL: SpanKind.INTERNAL,
     Span.SPAN_KIND_SERVER: SpanKind.SERVER,
     Span.SPAN_KIND_CLIENT: SpanKind.CLIENT,
 }
 
 
-def _python(value: AnyValue) -> Any:
+def python_value(value: AnyValue) -> Any:
     kind = value.WhichOneof("value")
     if kind == "array_value":
-        return tuple(_python(v) for v in value.array_value.values)
+        return tuple(python_value(v) for v in value.array_value.values)
     return getattr(value, kind) if kind else None
 
 

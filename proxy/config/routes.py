@@ -21,11 +21,13 @@ A canonical path is matched, first match wins, against:
    a stored chat completion's messages) are named so they stay unjudged.
 
 The rule then says, from the method, what is judged: a create path (the
-prompt and the answer) on any method with a body, or not a GET, HEAD,
-OPTIONS or DELETE (those are lists, preflights and deletions: unjudged); a
-stored answer (``GET */responses/{id}``) its answer; a token count its
-prompt. The label is one of :data:`ROUTE_LABELS`, never a value taken
-from the request. See docs/surfaces.md, "Routes".
+prompt and the answer) and a token count (its prompt) on a POST, the one
+method they accept; any other method there is refused (405, ``Allow: POST``,
+:attr:`Route.allow`), so a body sent with another method never reaches the
+model unjudged, except a CORS preflight (OPTIONS without a body), passed on
+unjudged; a stored answer (``GET */responses/{id}``) its answer, on a GET.
+The label is one of :data:`ROUTE_LABELS`, never a value taken from the
+request. See docs/surfaces.md, "Routes".
 """
 
 from __future__ import annotations
@@ -53,9 +55,8 @@ SURFACE_LABELS = ROUTE_LABELS[:-1]
 # surface's, such as a token count (count), or no call of it at all (none).
 Use = Literal["create", "read", "count", "none"]
 
-# Requests of these methods without a body do not carry a prompt: a list,
-# a CORS preflight, a deletion. On a create path they are forwarded unjudged.
-_BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+# What a create or count path accepts: the one method its API defines there.
+ACCEPTED = "POST"
 
 _NAME_CHARS = frozenset(string.ascii_letters + string.digits + "_")
 _KEPT_PATHS = 4096  # the matcher's results kept, per route table
@@ -163,6 +164,9 @@ class Route:
     judge_answer: bool = True  # False: the answer is passed through (a token count)
     problem: str | None = None  # why the path is not canonical: 400 invalid_path
     path: str = "/"  # the path in its canonical spelling (the query apart)
+    # The methods the path accepts, when the request's is not one of them (405);
+    # its label is then the surface it would have been, for the error's shape.
+    allow: str | None = None
 
 
 class RouteTable:
@@ -215,8 +219,9 @@ class RouteTable:
             return Route("other", problem="the request target is not a path")
         path = split_query(target)
         canonical, rule = self.spell(path)
-        judged = rule is not None and _judged(rule.use, method, has_body)
-        label = rule.label if rule is not None and judged else "other"
+        judged = rule is not None and _judged(rule.use, method)
+        allow = ACCEPTED if rule is not None and _refused(rule.use, method, has_body) else None
+        label = rule.label if rule is not None and (judged or allow) else "other"
         if path != canonical or "#" in raw_target:
             problem = path_problem(path) or (
                 "a letter-case variant of a route"
@@ -224,7 +229,7 @@ class RouteTable:
                 else "a fragment ('#') in the request target"
             )
             return Route(label, problem=problem, path=canonical)  # the route it would be
-        return Route(label, rule is None or rule.use != "count", path=path)
+        return Route(label, rule is None or rule.use != "count", path=path, allow=allow)
 
     def patterns(self, label: str) -> list[Rule]:
         """The rules that judge ``label``: the config's, then the last-segment ones."""
@@ -249,12 +254,19 @@ def _by_last(ranked: list[tuple[int, Rule]], size: Callable[[Rule], int]) -> _In
     return {key: [rule for _, rule in rules] for key, rules in order.items()}
 
 
-def _judged(use: Use, method: str, has_body: bool) -> bool:
+def _judged(use: Use, method: str) -> bool:
     if use == "read":
         return method == "GET"
     if use == "none":
         return False
-    return has_body or method not in _BODYLESS
+    return method == ACCEPTED
+
+
+def _refused(use: Use, method: str, has_body: bool) -> bool:
+    """A method a create or count path does not accept (a preflight aside)."""
+    if use not in ("create", "count") or method == ACCEPTED:
+        return False
+    return has_body or method != "OPTIONS"
 
 
 # -- the routes: key --------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Off unless ``admin`` is configured and its ``token_env`` variable holds a
 token; every request needs ``Authorization: Bearer <token>`` (compared in
-constant time), else 401. Errors have the OpenAI error shape.
+constant time), else 401. Errors have the OpenAI error shape, an unknown
+path's (404) and a wrong method's (405, with ``Allow``) too.
 
     GET   /admin/filters            [{"name", "type", "stages", "mode"}, ...]
     PATCH /admin/filters/{name}     {"mode": "enforce" | "observe" | "off"}
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -24,12 +25,11 @@ from aiohttp import web
 
 from proxy.config.schema import ConfigError
 from proxy.control.check import check_handler
+from proxy.control.not_found import Handler, json_not_found
 from proxy.control.runtime import Runtime
 from proxy.formats.errors import error_body
 
 log = logging.getLogger("taxmeter.admin")
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
@@ -132,7 +132,7 @@ def build_admin_app(
             }
         )
 
-    app = web.Application(middlewares=[authorize])
+    app = web.Application(middlewares=[authorize, json_not_found])
     app.router.add_get("/admin/filters", list_filters)
     app.router.add_patch("/admin/filters/{name}", patch_filter)
     app.router.add_get("/admin/variants", get_variants)

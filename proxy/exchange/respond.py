@@ -7,6 +7,7 @@ for aiohttp to write, so the last mark is taken after the last byte.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -84,10 +85,12 @@ async def send_error(
     message: str,
     outcome: str | None = None,
     close: bool = False,
+    headers: Mapping[str, str] | None = None,
 ) -> web.StreamResponse:
     """An error in the surface's own shape; the outcome defaults to client_error.
 
-    ``close``: end the connection after it (the rest of the request is unread).
+    ``close``: end the connection after it (the rest of the request is unread);
+    ``headers``: the error's own (a 405's ``Allow``).
     """
     if outcome is not None:
         ex.outcome = outcome
@@ -97,7 +100,9 @@ async def send_error(
         body = error_body(message, code)
     else:  # in the API's own shape, which may depend on the status (Anthropic's does)
         body = ex.surface.error_body(message, code, status=status)
-    response = web.Response(status=status, body=body, content_type="application/json")
+    response = web.Response(
+        status=status, body=body, content_type="application/json", headers=headers
+    )
     if close:
         response.force_close()
     return await send(request, ex, response)

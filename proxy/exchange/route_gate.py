@@ -1,8 +1,11 @@
 """The gate at a request's route: its surface, or why it is refused before any body is read.
 
-Two refusals, each never forwarded: a path not in canonical form (400
-``invalid_path``, in the error shape of the surface it would have been),
-and a route no surface judges (403 ``unjudged_route``): with
+Three refusals, each never forwarded: a path not in canonical form (400
+``invalid_path``, in the error shape of the surface it would have been), a
+method a surface's path does not accept (405 ``method_not_allowed`` with
+``Allow``, in that surface's shape; with ``unjudged_routes: pass_all`` one
+without a body, such as OpenAI's list of stored chat completions, is
+forwarded unjudged instead), and a route no surface judges (403 ``unjudged_route``): with
 ``unjudged_routes: block`` every one but a text-free read
 (:data:`TEXT_FREE_READS`); with ``pass``, the default, only the routes of
 :data:`MODEL_ROUTES`, where real model servers take a prompt (or hand back a
@@ -57,6 +60,7 @@ class Refusal:
     code: str
     message: str
     outcome: str
+    allow: str | None = None  # a 405's Allow header
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +101,15 @@ def _decide(table: RouteTable, unjudged: str, method: str, target: str, has_body
             f" only canonical paths (this one is {route.path})"
         )
         return Gate(label, surface, False, Refusal(400, "invalid_path", message, "client_error"))
+    if route.allow is not None:
+        if unjudged == "pass_all" and not has_body:
+            return Gate("other", None, True)  # no prompt: forwarded unjudged, as asked
+        message = (
+            f"this route accepts only {route.allow}: taxmeter forwards a request here only"
+            " with the method its filters judge"
+        )
+        refusal = Refusal(405, "method_not_allowed", message, "client_error", route.allow)
+        return Gate(label, surface, False, refusal)
     if surface is None and unjudged == "block" and not _text_free(method, route.path):
         message = (
             "no content filter judges this route, and unjudged_routes is block: it is not forwarded"
@@ -127,8 +140,9 @@ def _text_free(method: str, path: str) -> bool:
 
 async def refuse(request: web.Request, ex: Exchange, refusal: Refusal) -> web.StreamResponse:
     """Answer a refused request; its body, if any, is never read or forwarded."""
+    headers = {"Allow": refusal.allow} if refusal.allow is not None else None
     return await send_error(
-        request, ex, refusal.status, refusal.code, refusal.message, refusal.outcome
+        request, ex, refusal.status, refusal.code, refusal.message, refusal.outcome, headers=headers
     )
 
 

@@ -11,6 +11,8 @@ STATUS = {
     "invalid_body": 400,
     "invalid_path": 400,
     "unjudged_route": 403,
+    "not_found": 404,
+    "method_not_allowed": 405,
     "body_too_large": 413,
     "client_body_timeout": 408,
     "unsupported_content_encoding": 415,

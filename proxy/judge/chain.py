@@ -175,7 +175,7 @@ class Chain:
         )
         call = timeline.start_filter(bound.name, stage, bound.mode, critical)
         verdict, action, per_segment = await _call(bound, ctx, call, len(segments) > 1, segments)
-        timeline.end_filter(call, action)
+        timeline.end_filter(call, action, verdict.reason if verdict is not None else None)
         decision = _decide(bound, action, verdict)
         if decision.text is not None:
             segments = per_segment if per_segment is not None else [decision.text]
@@ -198,7 +198,7 @@ class Chain:
         ctx = FilterContext(stage, text, body, route, request_id, self.variant, partial)
         call = timeline.start_filter(bound.name, stage, bound.mode, critical)
         verdict, action, _ = await _call(bound, ctx, call, False, [])
-        timeline.end_filter(call, action)
+        timeline.end_filter(call, action, verdict.reason if verdict is not None else None)
         return _decide(bound, action, verdict)
 
 

@@ -1,8 +1,9 @@
 """Every span attribute, span name and event name taxmeter emits, in one place.
 
-The OpenTelemetry GenAI semantic conventions are still "development", and the
-guardrail attributes (``gen_ai.guardrail.*``) an open proposal: when they
-settle, this module is the only one to change.
+The ``gen_ai.*`` names follow the OpenTelemetry semantic conventions v1.38.0,
+the release that added the ``gen_ai.evaluation.result`` event (its GenAI
+part is still "development"); the guardrail attributes (``gen_ai.guardrail.*``)
+are an open proposal: when they settle, this module is the only one to change.
 """
 
 from __future__ import annotations
@@ -20,6 +21,12 @@ USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
 INPUT_MESSAGES: Final = "gen_ai.input.messages"  # only with telemetry.trace_content
 OUTPUT_MESSAGES: Final = "gen_ai.output.messages"  # only with telemetry.trace_content
 SERVER_TIME_TO_FIRST_TOKEN: Final = "gen_ai.server.time_to_first_token"
+
+# The event of one evaluation (here: one filter verdict), on the span it judged.
+EVENT_EVALUATION_RESULT: Final = "gen_ai.evaluation.result"
+EVALUATION_NAME: Final = "gen_ai.evaluation.name"  # the filter's name
+EVALUATION_SCORE_LABEL: Final = "gen_ai.evaluation.score.label"  # its action
+EVALUATION_EXPLANATION: Final = "gen_ai.evaluation.explanation"  # its reason
 
 # gen_ai.operation.name per route; routes with no GenAI operation get none.
 OPERATIONS: Final = {

@@ -14,9 +14,11 @@ from proxy.measure.loop_watch import LOOP_WATCH
 
 
 class FilterCall:
-    """One timed call of one filter: stage, name, mode, start/end and action."""
+    """One timed call of one filter: stage, name, mode, start/end, action and its reason."""
 
-    __slots__ = ("action", "cpu_ns", "critical", "end_ns", "filter", "mode", "stage", "start_ns")
+    __slots__ = (
+        "action", "cpu_ns", "critical", "end_ns", "filter", "mode", "reason", "stage", "start_ns",
+    )  # fmt: skip
 
     def __init__(self, filter_name: str, stage: Stage, mode: str, critical: bool) -> None:
         self.filter = filter_name
@@ -24,6 +26,7 @@ class FilterCall:
         self.mode = mode
         self.critical = critical
         self.action = "allow"
+        self.reason: str | None = None  # the verdict's, as the filter wrote it
         self.cpu_ns = 0  # the filter's own code, on its thread's CPU clock
         self.start_ns = perf_counter_ns()
         self.end_ns = self.start_ns
@@ -167,9 +170,10 @@ class Marks:
         return call
 
     @staticmethod
-    def end_filter(call: FilterCall, action: str) -> None:
+    def end_filter(call: FilterCall, action: str, reason: str | None = None) -> None:
         call.end_ns = perf_counter_ns()
         call.action = action
+        call.reason = reason
 
     def held(self, filter_name: str, arrived_ns: int) -> None:
         """A piece of stream text that arrived at ``arrived_ns`` is cleared by a filter now."""

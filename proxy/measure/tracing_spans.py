@@ -6,7 +6,8 @@ what the request's path took when it was recorded
 SDK made them before; ids as :meth:`proxy.measure.tracing.Tracing.begin`
 chose them, the upstream span's being the one sent in ``traceparent``)::
 
-    SERVER   "chat chat_completions"      received .. client last byte
+    SERVER   "chat chat_completions"      received .. client last byte; an event
+                                          gen_ai.evaluation.result per filter verdict
     ├── INTERNAL "apply_guardrail NAME"   each filter call (start .. end)
     ├── CLIENT   "chat MODEL"             upstream sent .. upstream last byte
     └── INTERNAL "stream holdback"        upstream first content .. client first content
@@ -23,7 +24,14 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
 from proxy.measure import genai_attrs as A
 from proxy.measure import tracing_wire as W
-from proxy.measure.span_attrs import parse_json, request_facts, response_facts, server_attributes
+from proxy.measure.marks import FilterCall
+from proxy.measure.span_attrs import (
+    MAX_ATTRIBUTE_CHARS,
+    parse_json,
+    request_facts,
+    response_facts,
+    server_attributes,
+)
 from proxy.measure.timeline import Breakdown, Timeline
 from proxy.measure.tracing_finished import Finished
 
@@ -46,6 +54,7 @@ def _name(text: str) -> bytes:
 _EVENT_HEADERS = W.event_name(A.EVENT_UPSTREAM_HEADERS)
 _EVENT_FIRST_TOKEN = W.event_name(A.EVENT_FIRST_TOKEN)
 _EVENT_CLIENT_FIRST_TOKEN = W.event_name(A.EVENT_CLIENT_FIRST_TOKEN)
+_EVENT_EVALUATION = W.event_name(A.EVENT_EVALUATION_RESULT)
 
 
 _GUARDRAILS: dict[tuple[str, str, str, str, bool], tuple[bytes, bytes]] = {}
@@ -75,6 +84,38 @@ def _guardrail(
     return encoded
 
 
+_EVALUATIONS: dict[tuple[str, str, str, str, str | None], bytes] = {}
+
+
+def _evaluation(call: FilterCall, offset: int) -> bytes:
+    """A verdict as a gen_ai.evaluation.result event: the filter, its action and reason.
+
+    The reason is the filter's own text, the one a blocked client is shown: the
+    built-in filters name what they found (a kind, a configured label, a score),
+    never the text judged. It is cut as a model name is (a plugin could write
+    anything there), and its encoded attributes are kept once per distinct verdict.
+    """
+    reason = call.reason[:MAX_ATTRIBUTE_CHARS] if call.reason else None
+    key = (call.filter, call.stage, call.mode, call.action, reason)
+    attributes = _EVALUATIONS.get(key)
+    if attributes is None:
+        values: dict[str, Any] = {
+            A.EVALUATION_NAME: call.filter,
+            A.EVALUATION_SCORE_LABEL: call.action,
+        }
+        if reason:
+            values[A.EVALUATION_EXPLANATION] = reason
+        if call.action in _GUARDRAIL_FAILURES:
+            values[A.ERROR_TYPE] = call.action
+        # Which verdict of the filter, and whether it was enforced (observe: it was not).
+        values[A.GUARDRAIL_STAGE] = call.stage
+        values[A.GUARDRAIL_MODE] = call.mode
+        if len(_EVALUATIONS) > 1024:
+            _EVALUATIONS.clear()
+        attributes = _EVALUATIONS[key] = W.EVENT_ATTRIBUTES.encode(values)
+    return W.event(_EVENT_EVALUATION, call.end_ns + offset, attributes)
+
+
 def build_spans(done: Finished, server_address: dict[str, Any]) -> list[bytes]:
     """The request's spans, encoded; ``server_address``: the upstream's host and port."""
     ex, figures = done, done.figures
@@ -87,7 +128,9 @@ def build_spans(done: Finished, server_address: dict[str, Any]) -> list[bytes]:
     server_id = start.server_span_id
     child_ids = W.span_ids  # each child: its own id, the server span as parent
     spans: list[bytes] = []
+    evaluations: list[bytes] = []  # the server span's events, a verdict each
     for call in tl.filter_calls:
+        evaluations.append(_evaluation(call, offset))
         name, attributes = _guardrail(
             call.filter, call.stage, call.mode, call.action, call.critical
         )
@@ -126,6 +169,7 @@ def build_spans(done: Finished, server_address: dict[str, Any]) -> list[bytes]:
             tl.received_ns + offset,
             done.end_ns + offset,
             W.SPAN_ATTRIBUTES.encode(server_attrs),
+            b"".join(evaluations),
             status=W.STATUS_ERROR if ex.outcome in _SERVER_FAILURES else W.STATUS_UNSET,
             flags=W.FLAGS_REMOTE_PARENT if start.parent_is_remote else W.FLAGS_LOCAL,
         )

@@ -122,11 +122,13 @@ _STATUS = {STATUS_UNSET: b"\x7a\x00", STATUS_ERROR: b"\x7a\x02\x18\x02"}
 _FLAGS = {f: b"\x85\x01" + _pack_fixed32(f) for f in (FLAGS_LOCAL, FLAGS_REMOTE_PARENT)}
 _KINDS = {k: b"\x30" + bytes((k,)) for k in (KIND_INTERNAL, KIND_SERVER, KIND_CLIENT)}
 SPAN_ATTRIBUTES = Attributes(b"\x4a")  # Span.attributes (field 9)
+EVENT_ATTRIBUTES = Attributes(b"\x1a")  # Span.Event.attributes (field 3)
 
 
-def event(name: bytes, time_ns: int) -> bytes:
-    """A Span.Event with no attributes, as the span's ``events`` field (``name`` encoded)."""
-    return field(b"\x5a", b"\x09" + _pack_fixed64(time_ns) + name)
+def event(name: bytes, time_ns: int, attributes: bytes = b"") -> bytes:
+    """A Span.Event, as the span's ``events`` field (``name`` encoded, as :func:`event_name`
+    gives it; ``attributes`` as :data:`EVENT_ATTRIBUTES` encodes them)."""
+    return field(b"\x5a", b"\x09" + _pack_fixed64(time_ns) + name + attributes)
 
 
 def span(

@@ -1,5 +1,6 @@
 """The metrics listener: /metrics (Prometheus), /stats (recent per-request figures,
-see proxy.measure.stats), /healthz (alive) and /readyz (ready).
+see proxy.measure.stats), /healthz (alive) and /readyz (ready); any other path
+a JSON 404, another method a JSON 405 (proxy.control.not_found).
 
 /healthz is liveness: it answers 200 while the process serves, whatever the
 model server does, so a model that is down never gets the sidecar restarted.
@@ -17,6 +18,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from proxy.control.not_found import json_not_found
 from proxy.upstream.reachability import Reachability
 
 
@@ -66,7 +68,7 @@ def build_metrics_app(
         document = await stats()
         return web.Response(body=orjson.dumps(document), content_type="application/json")
 
-    app = web.Application()
+    app = web.Application(middlewares=[json_not_found])
     app.router.add_get("/stats", stats_handler)
     app.router.add_get("/metrics", make_aiohttp_handler(registry))
     app.router.add_get("/healthz", healthz)

@@ -32,8 +32,6 @@ JUDGED = {
     ("POST", "/V2/chat/completions", True): ("chat_completions", True),  # a free prefix
     ("POST", "/openai/deployments/a/b/chat/completions", True): ("chat_completions", True),
     ("POST", "http://elsewhere:81/v1/chat/completions", True): ("chat_completions", True),
-    ("PUT", "/v1/chat/completions", True): ("chat_completions", True),
-    ("GET", "/v1/chat/completions", True): ("chat_completions", True),  # a body: a prompt
     ("POST", "/v1/chat/completions", False): ("chat_completions", True),
     ("POST", "/v1/completions", True): ("completions", True),
     ("POST", "/completions", True): ("completions", True),
@@ -63,10 +61,27 @@ JUDGED = {
     ("POST", "/v1/responses/compact", True): ("responses", False),
 }
 
+# A surface's create or count path accepts POST only: any other method is
+# refused (405), with a body or without (OpenAI's list of stored completions).
+METHOD_REFUSED = [
+    ("PUT", "/v1/chat/completions", True, "chat_completions"),
+    ("GET", "/v1/chat/completions", True, "chat_completions"),  # a body: a prompt
+    ("GET", "/v1/chat/completions", False, "chat_completions"),
+    ("HEAD", "/v1/chat/completions", False, "chat_completions"),
+    ("DELETE", "/v1/chat/completions", False, "chat_completions"),
+    ("PATCH", "/openai/deployments/d/chat/completions", True, "chat_completions"),
+    ("OPTIONS", "/v1/chat/completions", True, "chat_completions"),  # a body: no preflight
+    ("GET", "/v1/completions", False, "completions"),
+    ("GET", "/v1/embeddings", False, "embeddings"),
+    ("GET", "/v1/responses", False, "responses"),
+    ("GET", "/v1/messages", False, "messages"),
+    ("GET", "/v1/messages/count_tokens", False, "messages"),
+    ("PUT", "/v1/responses/input_tokens", True, "responses"),
+    ("GET", "/gateway/v1/chat/completions", False, "chat_completions"),
+]
+
 UNJUDGED = [
-    ("GET", "/v1/chat/completions", False),  # the list of stored completions
     ("OPTIONS", "/v1/chat/completions", False),  # a CORS preflight
-    ("HEAD", "/v1/chat/completions", False),
     ("DELETE", "/v1/chat/completions/c1", False),
     ("POST", "/v1/chat/completions/c1", True),  # a stored completion's metadata
     ("GET", "/v1/chat/completions/c1/messages", False),
@@ -75,7 +90,6 @@ UNJUDGED = [
     ("DELETE", "/v1/responses/resp_1", False),
     ("POST", "/v1/responses/resp_1/cancel", True),
     ("GET", "/v1/responses/resp_1/input_items", False),
-    ("GET", "/v1/messages/count_tokens", False),
     ("POST", "/v1/messages/batches", True),
     ("GET", "/v1/models", False),
     ("POST", "/v1/chat", True),
@@ -138,6 +152,22 @@ def test_unjudged_routes(method: str, target: str, has_body: bool) -> None:
     route = TABLE.route(method, target, has_body)
     assert route.problem is None
     assert route.label == "other"
+    assert route.allow is None
+
+
+@pytest.mark.parametrize(("method", "target", "has_body", "label"), METHOD_REFUSED)
+def test_other_methods_on_a_create_path_are_refused(
+    method: str, target: str, has_body: bool, label: str
+) -> None:
+    route = TABLE.route(method, target, has_body)
+    assert route.problem is None
+    assert (route.label, route.allow) == (label, "POST")
+
+
+def test_a_post_and_a_stored_answer_read_are_accepted() -> None:
+    for method, target in (("POST", "/v1/chat/completions"), ("GET", "/v1/responses/r1")):
+        assert TABLE.route(method, target, method == "POST").allow is None
+    assert parse_routes({"/api/chat": "chat_completions"}).route("GET", "/api/chat", False).allow
 
 
 @pytest.mark.parametrize("target", list(REFUSED))

@@ -82,10 +82,10 @@ async def recorder(aiohttp_server: ServerFactory) -> Recorder:
     return state
 
 
-async def raw_exchange(
+async def raw_request(
     url: str, method: str, target: str, body: Any = None
-) -> tuple[int, dict[str, Any]]:
-    """One request with its target exactly as given; (status, JSON answer or {})."""
+) -> tuple[int, dict[str, str], bytes]:
+    """One request with its target exactly as given; (status, headers by lowercase name, body)."""
     host, port = url.removeprefix("http://").split(":")
     data = b"" if body is None else orjson.dumps(body)
     head = f"{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
@@ -95,9 +95,18 @@ async def raw_exchange(
     writer.write(head.encode() + b"\r\n" + data)
     answer = await reader.read()
     writer.close()
-    status_line, _, rest = answer.partition(b"\r\n")
-    payload = rest.partition(b"\r\n\r\n")[2]
-    return int(status_line.split()[1]), orjson.loads(payload) if payload else {}
+    top, _, payload = answer.partition(b"\r\n\r\n")
+    status_line, *lines = top.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, payload
+
+
+async def raw_exchange(
+    url: str, method: str, target: str, body: Any = None
+) -> tuple[int, dict[str, Any]]:
+    """One request with its target exactly as given; (status, JSON answer or {})."""
+    status, _, payload = await raw_request(url, method, target, body)
+    return status, orjson.loads(payload) if payload else {}
 
 
 def needs_surface(label: str) -> None:
@@ -299,7 +308,7 @@ async def test_unjudged_routes_pass_by_default_counted_as_other(
     proxy = await start_proxy(FILTERS, upstream=recorder.url)
     status, _ = await raw_exchange(proxy.url, "POST", "/v1/vector_stores", {"name": BLOCKED})
     assert status == 200
-    status, _ = await raw_exchange(proxy.url, "GET", "/v1/chat/completions")  # a list
+    status, _ = await raw_exchange(proxy.url, "DELETE", "/v1/chat/completions/c1")
     assert status == 200
     assert len(recorder.seen) == 2
     counted = {"variant": "default", "outcome": "ok"}
@@ -312,7 +321,7 @@ async def test_unjudged_routes_block_refuses_all_but_text_free_reads(
     proxy = await start_proxy({**FILTERS, "unjudged_routes": "block"}, upstream=recorder.url)
     refused = [
         ("POST", "/v1/threads/t1/messages", {"role": "user", "content": "hi"}),
-        ("GET", "/v1/chat/completions", None),
+        ("GET", "/v1/chat/completions/c1/messages", None),
         ("DELETE", "/v1/chat/completions/c1", None),
         ("POST", "/v1/models", {}),
         ("GET", "/v1/models/org/name", None),

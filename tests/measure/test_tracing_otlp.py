@@ -3,7 +3,9 @@
 ``otlp_golden.json`` was captured from the OpenTelemetry SDK's span objects and
 exporter (before taxmeter encoded its spans itself): names, kinds, parents,
 flags, trace state, status, attribute keys in order with their values (floats
-and ids by type), events, the resource and the scope. Times are checked by
+and ids by type), events, the resource and the scope; the server span's
+``gen_ai.evaluation.result`` events came later, written by taxmeter alone
+(the SDK's spans never had them). Times are checked by
 their relations (each child inside its server span, events after their span's start,
 the server span as long as ``taxmeter.total_s``), which hold on any run.
 Regenerate with TAXMETER_WRITE_GOLDEN=1 only when the shape is meant to change.

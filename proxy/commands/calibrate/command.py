@@ -4,7 +4,9 @@ Starts the simulated model server and a proxy with an empty filter chain
 (or ``--config``), each in its own process, sends the same request directly
 and through the proxy, interleaved, from this process (so the client does
 not share the proxy's event loop), and compares the black-box added latency
-with the overhead the proxy reported in its metrics over the same requests.
+with the overhead the proxy reported in its metrics over the same requests:
+mean with mean, the metrics holding a sum and a count. Each client's first
+``WARMUP`` pairs warm connections and caches up and are not counted.
 It also measures one round trip through a do-nothing process on loopback:
 the cost of an extra hop, which no clock inside the proxy can see.
 
@@ -26,7 +28,7 @@ import aiohttp
 import uvloop
 import yaml
 
-from proxy.commands.calibrate.text import Figures, render, render_json
+from proxy.commands.calibrate.text import OVERHEAD, Figures, render, render_json
 from proxy.config.schema import load_config
 from proxy.measure.timeline import Timeline
 
@@ -94,11 +96,35 @@ async def calibrate(config: dict[str, Any], requests: int, concurrency: int) -> 
 
         await asyncio.gather(*(client(WARMUP, False) for _ in range(concurrency)))
         before = await _scrape(session, metrics_url)
-        await asyncio.gather(*(client(requests // concurrency, True) for _ in range(concurrency)))
-        after = await _scrape(session, metrics_url)
+        await asyncio.gather(*(client(n, True) for n in shares(requests, concurrency)))
+        reported = await _reported(session, metrics_url, before, requests)
         hops = await _hop_round_trips(hop_port, HOP_ROUND_TRIPS)
-    reported = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
-    return Figures.of(concurrency, direct, proxied, reported, hops)
+    return Figures.of(concurrency, WARMUP, direct, proxied, reported, hops)
+
+
+def shares(requests: int, clients: int) -> list[int]:
+    """The requests each client sends: all of them, the remainder one each to the first."""
+    each, extra = divmod(requests, clients)
+    return [each + (i < extra) for i in range(clients)]
+
+
+async def _reported(
+    session: aiohttp.ClientSession, metrics_url: str, before: dict[str, float], requests: int
+) -> dict[str, float]:
+    """What the metrics gained over the counted requests, once all of them are in.
+
+    A request is recorded as its handler ends, just after the client has its
+    last byte, so the last one can miss a scrape made at once: scraped again
+    (for up to a second) until the count has them all.
+    """
+    count = f"{OVERHEAD}_count"
+    for _ in range(100):
+        after = await _scrape(session, metrics_url)
+        reported = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+        if reported.get(count, 0.0) >= requests:
+            break
+        await asyncio.sleep(0.01)
+    return reported
 
 
 async def _timed(session: aiohttp.ClientSession, base: str) -> float:

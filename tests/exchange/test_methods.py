@@ -1,0 +1,98 @@
+"""A method a surface's path does not accept: 405 with ``Allow``, in the API's shape, unforwarded.
+
+Before, ``GET /v1/chat/completions`` went to the model server unjudged (the
+simulated one answered "the request body is not valid JSON"), and a body sent
+with PUT or GET went up with its method changed from the one clients use.
+"""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from proxy.surfaces import surface_for
+from tests.exchange.test_routes import BLOCKED, FILTERS, PROMPTS, Recorder, raw_request, recorder
+from tests.loopback import ProxyFactory
+
+__all__ = ["recorder"]
+
+PATHS = [
+    ("chat_completions", "/v1/chat/completions"),
+    ("chat_completions", "/openai/deployments/d/chat/completions"),
+    ("completions", "/v1/completions"),
+    ("embeddings", "/v1/embeddings"),
+    ("responses", "/v1/responses"),
+    ("responses", "/v1/responses/input_tokens"),
+    ("messages", "/v1/messages"),
+    ("messages", "/v1/messages/count_tokens"),
+]
+
+
+def assert_refused(label: str, answer: bytes) -> None:
+    error = orjson.loads(answer)
+    if label == "messages":  # Anthropic's shape, so its SDK raises its own error
+        assert error["type"] == "error"
+        assert error["error"]["message"].startswith("method_not_allowed: ")
+    else:
+        assert error["error"]["code"] == "method_not_allowed"
+        assert error["error"]["type"] == "invalid_request_error"
+    assert "POST" in orjson.dumps(error).decode()
+
+
+@pytest.mark.parametrize(("label", "target"), PATHS)
+async def test_other_methods_get_405_with_allow_and_are_never_forwarded(
+    start_proxy: ProxyFactory, recorder: Recorder, label: str, target: str
+) -> None:
+    if surface_for(label) is None:
+        pytest.skip(f"no {label} surface in this build")
+    proxy = await start_proxy(FILTERS, upstream=recorder.url)
+    for method, body in (
+        ("GET", None), ("DELETE", None), ("PUT", PROMPTS[label]),
+        ("GET", PROMPTS[label]), ("PATCH", PROMPTS[label]), ("OPTIONS", PROMPTS[label]),
+    ):  # fmt: skip
+        status, headers, answer = await raw_request(proxy.url, method, target, body)
+        assert (status, headers.get("allow")) == (405, "POST"), (method, body)
+        assert headers["content-type"].startswith("application/json")
+        assert_refused(label, answer)
+    status, headers, answer = await raw_request(proxy.url, "HEAD", target)
+    assert (status, headers.get("allow"), answer) == (405, "POST", b"")
+    assert recorder.seen == []  # not one reached the model server, the prompts least of all
+    counted = {"route": label, "variant": "default", "outcome": "client_error"}
+    assert proxy.value("taxmeter_requests_total", **counted) == 7
+
+
+async def test_a_preflight_and_the_reads_of_stored_answers_pass(
+    start_proxy: ProxyFactory, recorder: Recorder
+) -> None:
+    proxy = await start_proxy(FILTERS, upstream=recorder.url)
+    for method, target in (
+        ("OPTIONS", "/v1/chat/completions"),  # a CORS preflight: no body
+        ("GET", "/v1/chat/completions/chatcmpl-1"),  # a stored answer, judged as output
+        ("DELETE", "/v1/chat/completions/chatcmpl-1"),
+    ):
+        status, headers, _ = await raw_request(proxy.url, method, target)
+        assert status == 200, (method, target)
+        assert "allow" not in headers
+    assert [(m, t) for m, t, _ in recorder.seen] == [
+        ("OPTIONS", "/v1/chat/completions"),
+        ("GET", "/v1/chat/completions/chatcmpl-1"),
+        ("DELETE", "/v1/chat/completions/chatcmpl-1"),
+    ]
+    prompt = PROMPTS["chat_completions"]
+    status, _, _ = await raw_request(proxy.url, "POST", "/v1/chat/completions", prompt)
+    assert status == 400  # and a POST is judged as ever
+
+
+async def test_pass_all_forwards_a_bodyless_list_but_never_a_body(
+    start_proxy: ProxyFactory, recorder: Recorder
+) -> None:
+    proxy = await start_proxy({**FILTERS, "unjudged_routes": "pass_all"}, upstream=recorder.url)
+    status, _, _ = await raw_request(proxy.url, "GET", "/v1/chat/completions?limit=2")
+    assert status == 200  # OpenAI's list of stored completions, unjudged as asked
+    assert proxy.value("taxmeter_requests_total", route="other", variant="default", outcome="ok")
+    status, headers, _ = await raw_request(
+        proxy.url, "PUT", "/v1/chat/completions", PROMPTS["chat_completions"]
+    )
+    assert (status, headers.get("allow")) == (405, "POST")
+    assert [(m, t) for m, t, _ in recorder.seen] == [("GET", "/v1/chat/completions?limit=2")]
+    assert all(BLOCKED.encode() not in sent for _, _, sent in recorder.seen)
