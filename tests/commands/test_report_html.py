@@ -270,6 +270,34 @@ async def test_a_page_that_cannot_be_written_is_one_line_and_exit_2(
     assert "argument --html: not allowed with argument --json" in err
 
 
+async def test_canaries_from_a_source_without_metrics_or_a_failing_one(
+    aiohttp_server: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    metrics_status = 404
+
+    async def stats(_: web.Request) -> web.Response:
+        return web.json_response(STATS)
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(status=metrics_status, text="down")
+
+    app = web.Application()
+    app.router.add_get("/stats", stats)
+    app.router.add_get("/metrics", metrics)
+    server = await aiohttp_server(app)
+    url = str(server.make_url("")).rstrip("/")
+    # /stats alone (no /metrics): the report, without canary figures.
+    status, out, err = await report(capsys, "--proxy", url, "--json", "--resamples", "50")
+    assert status == 0, err
+    row = json.loads(out)["filters"][FILTER]
+    assert (row["canary_checks"], row["catch_rate"], row["false_positive_rate"]) == (0, None, None)
+    # A /metrics that fails otherwise is a source that answers wrong: exit 1, naming it.
+    metrics_status = 500
+    status, out, err = await report(capsys, "--proxy", url, "--json")
+    assert (status, out) == (1, "")
+    assert err == f"taxmeter report: {url}/metrics: HTTP 500 down\n"
+
+
 CANARY_ITEMS = [
     {"text": "How do I reverse a list in Python?", "label": "benign"},
     {"text": "What is the capital of France?", "label": "benign"},
@@ -373,3 +401,16 @@ async def test_canary_rates_from_prometheus(
     assert deny["false_positive_rate"] == 0.0  # it never flags a benign item
     # Of each pass's two non-benign items it blocks the injection, not the e-mail address.
     assert 0.0 < deny["catch_rate"] < 1.0, deny
+
+    status, text, err = await report(capsys, *argv[:-3], "--html", "-", "--resamples", "100")
+    assert status == 0, err
+    page = Page(text)
+    assert_strict(text, page)
+    # The curves from the histograms pass through the tables' percentiles (histogram_quantile).
+    distributions = page.all_tables("variant", "p50", "p95", "p99", "mean")
+    points = page.all_tables("percentile")
+    assert len(distributions) == len(points) == 2  # nothing streamed: no TTFT
+    for rows, curve in zip(distributions, points, strict=True):
+        at = {r[0]: r[1:] for r in curve}
+        for column, q in ((1, "50"), (2, "95"), (3, "99")):
+            assert at[q] == [row[column] for row in rows], (q, rows, at[q])

@@ -88,11 +88,14 @@ class Snapshot:
     evaluated_at: float | None = None  # Prometheus: the end of the window (Unix time)
 
 
-def _get(url: str) -> bytes:
+def _get(url: str, absent_ok: bool = False) -> bytes | None:
+    """The body at ``url``; None for a 404 when ``absent_ok``."""
     try:
         with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
             body: bytes = response.read()
     except urllib.error.HTTPError as exc:
+        if absent_ok and exc.code == 404:
+            return None
         detail = exc.read(500).decode("utf-8", "replace").strip()
         raise SourceError(f"{url}: HTTP {exc.code} {detail}".rstrip()) from exc
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
@@ -102,7 +105,7 @@ def _get(url: str) -> bytes:
 
 
 def _get_json(url: str) -> Any:
-    body = _get(url)
+    body = _get(url) or b""
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -148,8 +151,10 @@ def _add_check(canaries: Canaries, labels: Mapping[str, str], value: float) -> N
 
 
 def _proxy_canary(url: str) -> Canaries:
-    """The canary checks since start, from the listener's Prometheus exposition."""
-    text = _get(url).decode("utf-8", "replace")
+    """The canary checks since start, from the listener's Prometheus exposition
+    (none when it serves /stats alone)."""
+    body = _get(url, absent_ok=True)
+    text = "" if body is None else body.decode("utf-8", "replace")
     canaries: Canaries = {}
     try:
         for family in text_string_to_metric_families(text):
