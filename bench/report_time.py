@@ -79,15 +79,18 @@ def full_reservoir(seed: int = 1) -> dict[str, Any]:
 
 
 def serve(body: bytes) -> ThreadingHTTPServer:
-    """/stats on a loopback port, from a thread; the caller shuts it down."""
+    """/stats on a loopback port, from a thread; the caller shuts it down. Any
+    other path (the report asks /metrics for canaries) is a 404 without a body."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            self.send_response(200 if self.path == "/stats" else 404)
+            found = self.path == "/stats"
+            self.send_response(200 if found else 404)
             self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", str(len(body) if found else 0))
             self.end_headers()
-            self.wfile.write(body)
+            if found:
+                self.wfile.write(body)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

@@ -20,6 +20,7 @@ The JSON served at /stats (``STATS_VERSION`` 1)::
                                      "completion_tokens": [int | null, ...]}},
                          "ablates": FILTER | null}},
      "filters": {NAME: {"requests": n, "duration_seconds_sum": s,
+                        "duration_seconds": [...],
                         "cpu_seconds_sum": s, "cost_usd_sum": usd,
                         "decisions": {ACTION: n}, "observed_decisions": {ACTION: n}}}}
 
@@ -27,7 +28,9 @@ The JSON served at /stats (``STATS_VERSION`` 1)::
 every request since start; ``decisions`` counts enforcing calls by action,
 ``observed_decisions`` observing ones (what the filter would have done);
 ``cpu_seconds_sum`` is the CPU of the filter's own code, ``cost_usd_sum`` its
-calls and CPU priced (:mod:`proxy.measure.cost`), both over every call that ran.
+calls and CPU priced (:mod:`proxy.measure.cost`), both over every call that ran;
+``duration_seconds`` the durations of its last ``reservoir_size`` calls (every
+stage, oldest first), for its percentiles.
 ``filter_cpu_seconds`` is a request's CPU in filters (every filter and stage);
 ``redacted``, ``content_filter`` and ``completion_tokens`` are its capability
 record (:mod:`proxy.measure.capability`); ``ablates`` names the filter an
@@ -67,11 +70,12 @@ _ACTIONS = ("allow", "block", "redact", "error", "timeout")
 
 
 class _FilterCounts:
-    __slots__ = ("cost", "cpu", "decisions", "duration", "observed", "requests")
+    __slots__ = ("cost", "cpu", "decisions", "duration", "durations", "observed", "requests")
 
-    def __init__(self) -> None:
+    def __init__(self, reservoir_size: int) -> None:
         self.requests = 0
         self.duration = 0.0
+        self.durations: deque[float] = deque(maxlen=reservoir_size)
         self.cpu = 0.0
         self.cost = 0.0
         self.decisions = dict.fromkeys(_ACTIONS, 0)
@@ -111,11 +115,13 @@ class Stats:
         for call in calls:
             counts = self._filters.get(call.filter)
             if counts is None:
-                counts = self._filters[call.filter] = _FilterCounts()
+                counts = self._filters[call.filter] = _FilterCounts(self.reservoir_size)
             if call.filter not in seen:
                 seen.add(call.filter)
                 counts.requests += 1
-            counts.duration += call.duration_ns / 1e9
+            duration = call.duration_ns / 1e9
+            counts.duration += duration
+            counts.durations.append(duration)
             counts.cpu += call.cpu_ns / 1e9
             target = counts.decisions if call.mode == "enforce" else counts.observed
             target[call.action] = target.get(call.action, 0) + 1
@@ -145,6 +151,7 @@ class Stats:
             name: {
                 "requests": c.requests,
                 "duration_seconds_sum": c.duration,
+                "duration_seconds": list(c.durations),
                 "cpu_seconds_sum": c.cpu,
                 "cost_usd_sum": c.cost,
                 "decisions": dict(c.decisions),
@@ -181,13 +188,14 @@ def merge(documents: list[dict[str, Any]]) -> dict[str, Any]:
     for document in documents:
         for name, counts in document["filters"].items():
             total = filters.setdefault(name, {
-                "requests": 0, "duration_seconds_sum": 0.0,
+                "requests": 0, "duration_seconds_sum": 0.0, "duration_seconds": [],
                 "cpu_seconds_sum": 0.0, "cost_usd_sum": 0.0,
                 "decisions": dict.fromkeys(_ACTIONS, 0),
                 "observed_decisions": dict.fromkeys(_ACTIONS, 0),
             })  # fmt: skip
             total["requests"] += counts["requests"]
             total["duration_seconds_sum"] += counts["duration_seconds_sum"]
+            total["duration_seconds"] += counts.get("duration_seconds", [])
             # A worker started from an older install has neither: it adds nothing.
             total["cpu_seconds_sum"] += counts.get("cpu_seconds_sum", 0.0)
             total["cost_usd_sum"] += counts.get("cost_usd_sum", 0.0)

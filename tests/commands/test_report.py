@@ -203,6 +203,11 @@ async def test_report_from_the_proxy_finds_the_20ms_filter(
     assert 0.0199 <= slow["mean_cost_seconds"] <= 0.0235, slow  # a mean: a busy host adds
     assert (slow["block_rate"], slow["redact_rate"], slow["error_rate"]) == (0.0, 0.0, 0.0)
     assert (slow["observed_block"], slow["observed_redact"]) == (0, 0)
+    # One call a request (input only): the calls' percentiles, from /stats' recent calls.
+    assert 0.0199 <= slow["latency_per_call"]["p50"] <= 0.0235, slow
+    assert (slow["canary_checks"], slow["catch_rate"], slow["false_positive_rate"]) == (
+        0, None, None
+    )  # fmt: skip
 
     status, table, err = await report(capsys, *argv)
     assert status == 0, err
@@ -214,8 +219,12 @@ async def test_report_from_the_proxy_finds_the_20ms_filter(
     [tax_row] = [line for line in table.splitlines() if line.split()[:4] == ["with_slow",
                  "latency", "tax", "p50"]]  # fmt: skip
     assert tax_row.rstrip().endswith("*"), tax_row  # the CI excludes 0
-    [filter_row] = [line.split() for line in table.splitlines() if line.split()[:1] == ["slow"]]
+    # The filters table, then the table of its calls and canaries.
+    filter_row, calls_row = [line.split() for line in table.splitlines()
+                             if line.split()[:1] == ["slow"]]  # fmt: skip
     assert abs(float(filter_row[2]) - 20.0) <= 2.0, filter_row
+    assert calls_row[1:] == [f"{slow['latency_per_call'][s] * 1e3:.3f}" for s in ("p50", "p99")] \
+        + ["0", "-", "-"]  # fmt: skip
 
 
 async def test_report_from_prometheus_reads_the_histograms(
@@ -250,6 +259,8 @@ async def test_report_from_prometheus_reads_the_histograms(
     slow = document["filters"]["slow"]
     assert slow["requests"] == counts["with_slow"]
     assert 0.0199 <= slow["mean_cost_seconds"] <= 0.0235, slow  # a mean: a busy host adds
+    # The calls' p50 from taxmeter_filter_duration_seconds: inside the 10-25 ms bucket.
+    assert 0.010 <= slow["latency_per_call"]["p50"] <= 0.025, slow
 
     status, table, err = await report(capsys, *argv)
     assert status == 0, err

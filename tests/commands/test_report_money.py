@@ -40,8 +40,8 @@ def expected_per_1000(proxy: RunningProxy, name: str, stages: tuple[str, ...]) -
 
 
 def row(table: str, name: str) -> list[str]:
-    [found] = [line.split() for line in table.splitlines() if line.split()[:1] == [name]]
-    return found
+    """The filter's row of the filters table (the first of the tables that name filters)."""
+    return next(line.split() for line in table.splitlines() if line.split()[:1] == [name])
 
 
 async def test_report_shows_cpu_and_dollars_per_1000_requests(

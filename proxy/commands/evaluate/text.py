@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from proxy.commands.report.text import _percent, _table
+from proxy.commands.report.text import _table, percent
 
 
 def duration(seconds: float) -> str:
@@ -24,7 +24,7 @@ def _row(name: str, figures: dict[str, Any], labels: list[str]) -> list[str]:
     latency = figures["latency_seconds"]
     return [
         name,
-        *(_percent(figures["flag_rate"][label]) for label in labels),
+        *(percent(figures["flag_rate"][label]) for label in labels),
         _ratio(figures["precision"]),
         _ratio(figures["recall"]),
         *(duration(latency[s]) for s in ("p50", "p99", "mean")),

@@ -1,7 +1,7 @@
 """``taxmeter report``: what each A/B variant costs, and what each filter caught.
 
     taxmeter report (--proxy URL | --prometheus URL) [--window 1h] [--baseline NAME]
-                    [--json] [--route chat_completions,completions,responses,messages]
+                    [--json | --html FILE] [--route chat_completions,completions,responses,messages]
                     [--resamples 2000] [--seed N]
 
 ``--proxy`` reads a running proxy's metrics listener (``/stats``: one value
@@ -17,9 +17,11 @@ Besides the comparisons: the marginal tax of each ablated filter
 (:mod:`~proxy.commands.report.capability`).
 
 Output: tables for people, or with ``--json`` one document (seconds; null
-where there is no data; see docs/report.md). Exit status: 0; 1 when the
+where there is no data; see docs/report.md), or with ``--html FILE`` one
+self-contained page of charts and tables (:mod:`~proxy.commands.report.html`;
+``-``: on standard output). Exit status: 0; 1 when the
 source is unreachable, answers something unexpected or holds no variant with
-requests; 2 on bad arguments or an unknown baseline.
+requests; 2 on bad arguments, an unknown baseline or a page that cannot be written.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import argparse
 import json
 import random
 import re
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, TextIO
 
 from proxy.commands.report.bootstrap import (
@@ -37,6 +41,7 @@ from proxy.commands.report.bootstrap import (
     difference_ci,
 )
 from proxy.commands.report.capability import capability_section
+from proxy.commands.report.html import render_html
 from proxy.commands.report.marginal import marginal_section
 from proxy.commands.report.sources import (
     METRICS,
@@ -54,6 +59,7 @@ from proxy.config.routes import ROUTE_LABELS
 # The routes that generate text (embeddings and unjudged routes are apart).
 DEFAULT_ROUTES = ("chat_completions", "completions", "responses", "messages")
 DEFAULT_WINDOW = "1h"
+FLAGGED = ("block", "redact")  # the actions a canary counts as caught
 _PROMQL_DURATION = re.compile(r"(?:\d+(?:ms|s|m|h|d|w|y))+")
 
 
@@ -116,7 +122,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"with --prometheus: the range to look back ({DEFAULT_WINDOW})",
     )
     parser.add_argument("--baseline", metavar="NAME", help="the variant the others are compared to")
-    parser.add_argument("--json", action="store_true", help="one JSON document instead of tables")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="one JSON document instead of tables")
+    output.add_argument(
+        "--html",
+        metavar="FILE",
+        help="write one self-contained HTML page (charts and tables) to FILE (-: stdout)",
+    )
     parser.add_argument(
         "--route",
         type=_routes,
@@ -155,12 +167,22 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     report = assemble(snapshot, baseline, args.resamples, random.Random(args.seed))
     if args.json:
         out.write(json.dumps(report, indent=2) + "\n")
-    else:
-        routes = "all" if args.route is None else ", ".join(args.route)
-        window = args.window or DEFAULT_WINDOW
-        out.write(
-            render(report, snapshot, routes, window, args.baseline is not None, args.resamples)
-        )
+        return 0
+    routes = "all" if args.route is None else ", ".join(args.route)
+    context = (routes, args.window or DEFAULT_WINDOW, args.baseline is not None, args.resamples)
+    if args.html is None:
+        out.write(render(report, snapshot, *context))
+        return 0
+    page = render_html(report, snapshot, *context)
+    if args.html == "-":
+        out.write(page)
+        return 0
+    try:
+        Path(args.html).write_text(page, encoding="utf-8")
+    except OSError as exc:
+        print(f"taxmeter report: cannot write {args.html}: {exc.strerror or exc}", file=err)
+        return 2
+    print(f"taxmeter report: wrote {args.html}", file=out)
     return 0
 
 
@@ -266,4 +288,24 @@ def _filter_row(figures: FilterFigures) -> dict[str, Any]:
         "observed_redact": round(figures.observed.get("redact", 0.0)),
         "cpu_seconds_per_1000_requests": per_1000_requests(figures.cpu_seconds_sum),
         "cost_usd_per_1000_requests": per_1000_requests(figures.cost_usd_sum),
+        "latency_per_call": _summary(figures.durations),
+        **_canary_rates(figures.canary),
+    }
+
+
+def _canary_rates(checks: Mapping[str, Mapping[str, float]]) -> dict[str, Any]:
+    """Catch and false-positive rates as the shipped recording rules define them: the
+    share of non-benign (catch) and of benign (false positive) canaries flagged."""
+
+    def share(benign: bool) -> float | None:
+        rows = [actions for label, actions in checks.items() if (label == "benign") == benign]
+        total = sum(sum(actions.values()) for actions in rows)
+        flagged = sum(actions.get(a, 0.0) for actions in rows for a in FLAGGED)
+        return flagged / total if total else None
+
+    total = sum(sum(actions.values()) for actions in checks.values())
+    return {
+        "canary_checks": round(total),
+        "catch_rate": share(benign=False),
+        "false_positive_rate": share(benign=True),
     }

@@ -1,7 +1,8 @@
 """Where ``taxmeter report`` gets its figures, read into one shape (:class:`Snapshot`).
 
 - a proxy's metrics listener, ``GET /stats`` (see :mod:`proxy.measure.stats`): the
-  recent requests of each variant, one value per request;
+  recent requests of each variant, one value per request; and its ``/metrics``
+  for the canary checks since start (:mod:`proxy.control.canary`);
 - a Prometheus server's HTTP API: ``increase(...[window])`` of taxmeter's
   histograms and counters, bucket counts instead of values.
 
@@ -22,10 +23,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.commands.report import prometheus_whole
 from proxy.commands.report.capability import CAPABILITY_EVENTS, CapabilityFigures
@@ -44,6 +46,7 @@ PROMETHEUS_NAMES = {
     "ttft_tax_seconds": "taxmeter_ttft_tax_seconds",
 }
 TIMEOUT_S = 30.0
+CANARY_CHECKS = "taxmeter_canary_checks"
 
 Figures = list[float] | Buckets  # one metric of one variant: values, or a histogram
 
@@ -71,6 +74,9 @@ class FilterFigures:
     observed: dict[str, float]  # observing calls by action
     cpu_seconds_sum: float | None = None  # None: the source does not say (an older proxy)
     cost_usd_sum: float | None = None
+    durations: Figures | None = None  # each call's duration (every stage); None: not known
+    # Canary checks (label -> action -> checks), every variant's together; empty: none ran.
+    canary: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,16 +88,24 @@ class Snapshot:
     evaluated_at: float | None = None  # Prometheus: the end of the window (Unix time)
 
 
-def _get_json(url: str) -> Any:
+def _get(url: str, absent_ok: bool = False) -> bytes | None:
+    """The body at ``url``; None for a 404 when ``absent_ok``."""
     try:
         with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
-            body = response.read()
+            body: bytes = response.read()
     except urllib.error.HTTPError as exc:
+        if absent_ok and exc.code == 404:
+            return None
         detail = exc.read(500).decode("utf-8", "replace").strip()
         raise SourceError(f"{url}: HTTP {exc.code} {detail}".rstrip()) from exc
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
         raise SourceError(f"{url}: unreachable ({reason})") from exc
+    return body
+
+
+def _get_json(url: str) -> Any:
+    body = _get(url) or b""
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -102,6 +116,7 @@ def read_proxy(base_url: str, routes: Collection[str] | None) -> Snapshot:
     """The /stats reservoir, keeping requests of ``routes`` (None: every route)."""
     url = f"{base_url.rstrip('/')}/stats"
     doc = _get_json(url)
+    canary = _proxy_canary(f"{base_url.rstrip('/')}/metrics")
     if not isinstance(doc, dict) or doc.get("taxmeter_stats") != 1:
         raise SourceError(f"{url}: not a taxmeter /stats document of version 1")
     try:
@@ -114,12 +129,41 @@ def read_proxy(base_url: str, routes: Collection[str] | None) -> Snapshot:
                 observed={k: float(v) for k, v in raw["observed_decisions"].items()},
                 cpu_seconds_sum=_optional_float(raw.get("cpu_seconds_sum")),
                 cost_usd_sum=_optional_float(raw.get("cost_usd_sum")),
+                durations=[float(v) for v in raw.get("duration_seconds", ())] or None,
+                canary=canary.get(str(name), {}),
             )
             for name, raw in doc["filters"].items()
         }
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise SourceError(f"{url}: unexpected /stats document ({exc!r})") from exc
     return Snapshot("proxy", url, variants, filters)
+
+
+Canaries = dict[str, dict[str, dict[str, float]]]  # filter -> label -> action -> checks
+
+
+def _add_check(canaries: Canaries, labels: Mapping[str, str], value: float) -> None:
+    actions = canaries.setdefault(labels.get("filter", ""), {}).setdefault(
+        labels.get("label", ""), {}
+    )
+    action = labels.get("action", "")
+    actions[action] = actions.get(action, 0.0) + value
+
+
+def _proxy_canary(url: str) -> Canaries:
+    """The canary checks since start, from the listener's Prometheus exposition
+    (none when it serves /stats alone)."""
+    body = _get(url, absent_ok=True)
+    text = "" if body is None else body.decode("utf-8", "replace")
+    canaries: Canaries = {}
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == f"{CANARY_CHECKS}_total":
+                    _add_check(canaries, sample.labels, float(sample.value))
+    except ValueError as exc:
+        raise SourceError(f"{url}: not a Prometheus exposition ({exc})") from exc
+    return canaries
 
 
 def _optional_float(value: Any) -> float | None:
@@ -230,20 +274,24 @@ def read_prometheus(base_url: str, window: str, routes: Collection[str] | None) 
 
 
 def _histograms(
-    rows: Iterable[tuple[dict[str, str], float]], sums: dict[str, float], url: str
+    rows: Iterable[tuple[dict[str, str], float]],
+    sums: dict[str, float],
+    url: str,
+    key: str = "variant",
 ) -> dict[str, Buckets]:
+    """One histogram per value of the label ``key``, from cumulative bucket counts."""
     cumulative: dict[str, dict[float, float]] = {}
     for labels, value in rows:
         try:
             bound = float(labels["le"])
         except (KeyError, ValueError) as exc:
             raise SourceError(f"{url}: a histogram bucket without a valid le label") from exc
-        cumulative.setdefault(labels.get("variant", ""), {})[bound] = value
+        cumulative.setdefault(labels.get(key, ""), {})[bound] = value
     out = {}
-    for variant, by_bound in cumulative.items():
+    for name, by_bound in cumulative.items():
         bounds = sorted(by_bound)
         if len(bounds) < 2 or bounds[-1] != math.inf:
-            raise SourceError(f"{url}: histogram of variant {variant!r} lacks its +Inf bucket")
+            raise SourceError(f"{url}: histogram of {key} {name!r} lacks its +Inf bucket")
         # Each bucket's increase() is extrapolated on its own; like histogram_quantile,
         # force the cumulative counts to be monotonic before taking differences.
         running = 0.0
@@ -253,7 +301,7 @@ def _histograms(
             counts.append(level - running)
             running = level
         if round(running) >= 1:
-            out[variant] = Buckets(tuple(bounds[:-1]), tuple(counts), sums.get(variant, 0.0))
+            out[name] = Buckets(tuple(bounds[:-1]), tuple(counts), sums.get(name, 0.0))
     return out
 
 
@@ -263,13 +311,18 @@ def _filters(prom: _Prometheus) -> dict[str, FilterFigures]:
     decisions = prom.increase("filter, mode, action", "taxmeter_filter_decisions_total", "")
     cpu = dict(_by_filter(prom.increase("filter", "taxmeter_filter_cpu_seconds_sum", "")))
     usd = dict(_by_filter(prom.increase("filter", "taxmeter_filter_cost_usd_total", "")))
+    duration = dict(_by_filter(seconds))
+    buckets = prom.increase("filter, le", "taxmeter_filter_duration_seconds_bucket", "")
+    durations = _histograms(buckets, duration, prom.base_url, key="filter")
+    canaries: Canaries = {}
+    for labels, value in prom.increase("filter, label, action", f"{CANARY_CHECKS}_total", ""):
+        _add_check(canaries, labels, value)
     # A request meets a filter at up to three stages; the stage it met most
     # often stands for the requests (every request passes the input stage).
     requests: dict[str, float] = {}
     for labels, value in calls:
         name = labels.get("filter", "")
         requests[name] = max(requests.get(name, 0.0), value)
-    duration = {labels.get("filter", ""): value for labels, value in seconds}
     by_mode: dict[tuple[str, str], dict[str, float]] = {}
     for labels, value in decisions:
         mode = "observe" if labels.get("mode") == "observe" else "enforce"
@@ -284,6 +337,8 @@ def _filters(prom: _Prometheus) -> dict[str, FilterFigures]:
             by_mode.get((name, "observe"), {}),
             cpu.get(name, 0.0),
             usd.get(name, 0.0),
+            durations.get(name),
+            canaries.get(name, {}),
         )
         for name in names
     }

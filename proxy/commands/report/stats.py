@@ -87,3 +87,12 @@ def summarize_buckets(buckets: Buckets) -> Summary:
     }
     summary["mean"] = buckets.total / buckets.count
     return summary
+
+
+def quantiles(figures: Sequence[float] | Buckets, qs: Sequence[float]) -> list[float]:
+    """Each q-quantile of non-empty ``figures`` as :func:`summarize` (values) or
+    :func:`summarize_buckets` (a histogram) computes its percentiles."""
+    if isinstance(figures, Buckets):
+        return [histogram_quantile(q, figures.bounds, figures.counts) for q in qs]
+    ordered = sorted(figures)
+    return [percentile(ordered, q) for q in qs]

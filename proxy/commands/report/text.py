@@ -46,19 +46,19 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) 
     ]
 
 
-def _ms(seconds: float | None, sign: str = "") -> str:
+def ms(seconds: float | None, sign: str = "") -> str:
     return "-" if seconds is None else f"{seconds * 1e3:{sign}.3f}"
 
 
-def _usd(amount: float | None) -> str:
+def usd(amount: float | None) -> str:
     return "-" if amount is None else f"{amount:.6f}"
 
 
-def _percent(rate: float | None) -> str:
+def percent(rate: float | None) -> str:
     return "-" if rate is None else f"{rate * 100:.1f}%"
 
 
-def _heading(
+def heading(
     report: dict[str, Any],
     snapshot: Snapshot,
     routes: str,
@@ -89,7 +89,7 @@ def _heading(
     return lines
 
 
-def _interval(ci95: Sequence[float | None], show: Any) -> tuple[str, str]:
+def interval_text(ci95: Sequence[float | None], show: Any) -> tuple[str, str]:
     """The interval as text, and the mark of one that excludes 0."""
     lo, hi = ci95
     if lo is None or hi is None:
@@ -107,14 +107,14 @@ def _marginal(report: dict[str, Any], source: str) -> list[str]:
         lines.append("  (filter CPU: its mean only, all routes; Prometheus has no per-request sum)")
     rows = []
     for m in report["marginal"]:
-        interval, mark = _interval(m["ci95"], lambda v: _ms(v, "+"))
+        interval, mark = interval_text(m["ci95"], lambda v: ms(v, "+"))
         rows.append(
             [
                 m["filter"],
                 m["variant"],
                 MARGINAL_TITLES[m["metric"]],
                 m["statistic"],
-                _ms(m["difference"], "+"),
+                ms(m["difference"], "+"),
                 interval,
                 mark,
             ]
@@ -136,7 +136,7 @@ def _capability(report: dict[str, Any]) -> list[str]:
         [
             name,
             str(row["requests"]),
-            *(_percent(row[key]) for key in list(CAPABILITY_TITLES)[:3]),
+            *(percent(row[key]) for key in list(CAPABILITY_TITLES)[:3]),
             "-" if row["completion_tokens_per_request"] is None
             else f"{row['completion_tokens_per_request']:.2f}",
             str(row["requests_with_tokens"]),
@@ -157,7 +157,7 @@ def _capability(report: dict[str, Any]) -> list[str]:
         def show(value: float, tokens: bool = tokens) -> str:
             return f"{value:+.2f}" if tokens else f"{value * 100:+.1f}"
 
-        interval, mark = _interval(d["ci95"], show)
+        interval, mark = interval_text(d["ci95"], show)
         rows.append(
             [d["variant"], CAPABILITY_TITLES[d["metric"]], show(d["difference"]), interval, mark]
         )
@@ -176,7 +176,7 @@ def render(
     resamples: int,
 ) -> str:
     """The report as tables for people (times in milliseconds)."""
-    lines = _heading(report, snapshot, routes, window, baseline_given, resamples)
+    lines = heading(report, snapshot, routes, window, baseline_given, resamples)
     variants = report["variants"]
     weights = {name: v.weight for name, v in snapshot.variants.items()}
     lines += ["", "requests"]
@@ -193,7 +193,7 @@ def render(
             lines.append(f"  no data{NO_DATA_WHY.get(metric, '')}")
             continue
         rows = [
-            [name, *(_ms((v[metric] or {}).get(s)) for s in STATISTICS)]
+            [name, *(ms((v[metric] or {}).get(s)) for s in STATISTICS)]
             for name, v in variants.items()
         ]
         lines += _table(["variant", *STATISTICS], rows)
@@ -207,8 +207,8 @@ def render(
                 c["variant"],
                 TITLES[c["metric"]],
                 c["statistic"],
-                _ms(c["difference"], "+"),
-                f"[{_ms(lo, '+')}, {_ms(hi, '+')}]",
+                ms(c["difference"], "+"),
+                f"[{ms(lo, '+')}, {ms(hi, '+')}]",
                 mark,
             ]
         )
@@ -226,14 +226,14 @@ def render(
         [
             name,
             str(f["requests"]),
-            _ms(f["mean_cost_seconds"]),
-            _percent(f["block_rate"]),
-            _percent(f["redact_rate"]),
-            _percent(f["error_rate"]),
+            ms(f["mean_cost_seconds"]),
+            percent(f["block_rate"]),
+            percent(f["redact_rate"]),
+            percent(f["error_rate"]),
             str(f["observed_block"]),
             str(f["observed_redact"]),
-            _ms(f["cpu_seconds_per_1000_requests"]),
-            _usd(f["cost_usd_per_1000_requests"]),
+            ms(f["cpu_seconds_per_1000_requests"]),
+            usd(f["cost_usd_per_1000_requests"]),
         ]
         for name, f in report["filters"].items()
     ]
@@ -250,4 +250,27 @@ def render(
         "USD /1k req",
     ]
     lines += _table(header, rows) if rows else ["  (no filter ran)"]
+    lines += _filter_calls(report)
     return "\n".join(lines) + "\n"
+
+
+def _filter_calls(report: dict[str, Any]) -> list[str]:
+    rows = [
+        [
+            name,
+            *(ms((f["latency_per_call"] or {}).get(s)) for s in ("p50", "p99")),
+            str(f["canary_checks"]),
+            percent(f["catch_rate"]),
+            percent(f["false_positive_rate"]),
+        ]
+        for name, f in report["filters"].items()
+    ]
+    if not rows:
+        return []
+    header = ["filter", "call p50 (ms)", "call p99 (ms)", "canaries", "catch", "false positives"]
+    return [
+        "",
+        "filter calls and canaries (a call: one stage; catch: share of non-benign canaries",
+        "  blocked or redacted; false positives: share of benign ones; - where none ran)",
+        *_table(header, rows),
+    ]
