@@ -192,8 +192,10 @@ async def test_report_from_the_proxy_finds_the_20ms_filter(
     # The filter really costs a little over its nominal 20 ms (the runner's
     # bookkeeping, the timer's last tick), and 100 requests a variant pin the
     # p50 down to well under a millisecond: the interval need not hold 20.000 ms
-    # itself, but it must lie within 20 ms +- 2 ms, around the estimate.
-    assert 0.018 <= lo <= tax_p50["difference"] <= hi <= 0.022, tax_p50
+    # itself, but it must lie around the estimate, from 18 ms (a sleep never
+    # ends early) to 24 ms: the sleep shares the test's loop, and on a loaded
+    # two-core host (load 5) its wake-ups came late, to 22.06 ms.
+    assert 0.018 <= lo <= tax_p50["difference"] <= hi <= 0.024, tax_p50
     # Tax and total latency at four statistics; no TTFT to compare.
     assert len(document["comparisons"]) == 8
     assert comparison(document, "with_slow", "request_duration_seconds", "mean")["ci95"][0] > 0
@@ -292,8 +294,9 @@ async def test_routes_streams_and_the_default_baseline(
     # Only the streamed requests have a time to first token; the input filter delays it.
     ttft_tax = comparison(document, "without", "ttft_tax_seconds", "p50")
     lo, hi = ttft_tax["ci95"]
-    # A 20 ms filter; 3 ms of slack for a busy host delaying some wake-ups.
-    assert -0.023 <= lo <= ttft_tax["difference"] <= hi <= -0.017, ttft_tax
+    # A 20 ms filter; 5 ms of slack for a busy host delaying some wake-ups
+    # (seen to 24.1 ms at load 5 on two cores), 3 ms below.
+    assert -0.025 <= lo <= ttft_tax["difference"] <= hi <= -0.017, ttft_tax
 
 
 async def test_errors_exit_1_naming_the_url_or_2_for_an_unknown_baseline(
