@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -78,7 +78,7 @@ def describe(nginx: str, litellm: str, pinning: str) -> list[str]:
     """Markdown bullet lines."""
     cores = os.cpu_count() or 0
     return [
-        f"- CPU: {_cpu_model()}, {cores} cores visible{_virtualised()}",
+        f"- CPU: {cpu_model()}, {cores} cores visible{_virtualised()}",
         f"- memory: {_memory_gib()}",
         f"- kernel: Linux {platform.release()}",
         f"- Python {platform.python_version()}, aiohttp {_version('aiohttp')}, "

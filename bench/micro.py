@@ -27,6 +27,7 @@ import micro_semantic
 from micro_text import DENYLIST_WORDS, prompt
 from micro_tracing import tracing_cases
 from prometheus_client import CollectorRegistry
+from provenance import plain, stamp, this_run
 
 from filters.base import FilterContext, Stage, Verdict
 from filters.denylist import Denylist
@@ -180,12 +181,54 @@ def measure(case: Callable[[], object], repeats: int, target_s: float) -> tuple[
     return statistics.median(samples), min(samples)
 
 
+def medians_of(measured: dict[str, dict[str, tuple[float, float]]]) -> dict[str, float]:
+    """Case -> its median µs per call, over every group."""
+    return {name: median for cases in measured.values() for name, (median, _) in cases.items()}
+
+
+def section(
+    measured: dict[str, dict[str, tuple[float, float]]],
+    guard: dict[str, float] | None,
+    note: str,
+    sampling: str,
+    line: str,
+) -> str:
+    """The markdown of the figures: ``measured`` is group -> case -> (median, min) µs;
+    ``line`` the run's provenance, under every table."""
+    lines = ["### Microbenchmarks", "",
+             f"timeit, median (min) of {sampling}, µs per call; "
+             "pinned to the proxy core. Prompts: English support-ticket prose with an email "
+             "address and a phone number per KB or so (the PII filter redacts them); the "
+             "denylist matches nothing (a full scan).", ""]  # fmt: skip
+    medians = medians_of(measured)
+    for title, cases in measured.items():
+        lines += [f"**{title}**", "", "| case | µs per call |", "|---|---|"]
+        lines += [
+            f"| {name} | {median:.2f} ({best:.2f}) |" for name, (median, best) in cases.items()
+        ]
+        lines.append("")
+        if title.startswith("Built-in filters"):
+            lines += pii_ratios(medians)
+    lines += ["**semantic_guard, one prompt at a time (ms per prompt)**", ""]
+    if guard is None:
+        lines += [f"Skipped: {note}.", ""]
+    else:
+        lines += ["| prompts | p50 ms | p99 ms |", "|---|---|---|",
+                  f"| {guard['prompts']:.0f} | {guard['p50_ms']:.2f} | {guard['p99_ms']:.2f} |",
+                  "", f"{note}.", ""]  # fmt: skip
+    return stamp("\n".join(lines), line)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer, shorter samples")
     parser.add_argument("--markdown", action="store_true", help="print a markdown section")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    parser.add_argument("--provenance", metavar="LINE",
+                        help="the line under each table (default: this commit, today, this "
+                             "machine; bench/run.py passes its run's)")  # fmt: skip
     args = parser.parse_args()
+    line = args.provenance or this_run("bench/micro.py" + (" --quick" if args.quick else "")).line()
     repeats, target_s = (3, 0.05) if args.quick else (7, 0.2)
     sizes = {"1 KB": prompt(1024), "16 KB": prompt(16 * 1024)}
     for size, text in sizes.items():
@@ -205,34 +248,18 @@ def main() -> None:
         "Built-in filters (one check() call, input stage)": filter_cases(sizes),
         "Measuring a filter's CPU (taxmeter_filter_cpu_seconds)": cpu_clock_cases(),
     }
-    lines = ["### Microbenchmarks", "",
-             f"timeit, median (min) of {repeats} samples of ~{target_s:g} s each, µs per call; "
-             "pinned to the proxy core. Prompts: English support-ticket prose with an email "
-             "address and a phone number per KB or so (the PII filter redacts them); the "
-             "denylist matches nothing (a full scan).", ""]  # fmt: skip
-    medians: dict[str, float] = {}
-    for title, cases in groups.items():
-        lines += [f"**{title}**", "", "| case | µs per call |", "|---|---|"]
-        for name, case in cases.items():
-            median, best = measure(case, repeats, target_s)
-            medians[name] = median
-            lines.append(f"| {name} | {median:.2f} ({best:.2f}) |")
-        lines.append("")
-        if title.startswith("Built-in filters"):
-            lines += pii_ratios(medians)
+    measured = {
+        title: {name: measure(case, repeats, target_s) for name, case in cases.items()}
+        for title, cases in groups.items()
+    }
     guard, note = micro_semantic.measure(40 if args.quick else None)
-    lines += ["**semantic_guard, one prompt at a time (ms per prompt)**", ""]
-    if guard is None:
-        lines += [f"Skipped: {note}.", ""]
-    else:
-        lines += ["| prompts | p50 ms | p99 ms |", "|---|---|---|",
-                  f"| {guard['prompts']:.0f} | {guard['p50_ms']:.2f} | {guard['p99_ms']:.2f} |",
-                  "", f"{note}.", ""]  # fmt: skip
     if args.json:
         with open(args.json, "w") as out:
-            json.dump({"cases_us": medians, "semantic_guard": guard, "notes": [note]}, out)
-    text = "\n".join(lines)
-    print(text if args.markdown else text.replace("**", ""))
+            json.dump(
+                {"cases_us": medians_of(measured), "semantic_guard": guard, "notes": [note]}, out
+            )
+    text = section(measured, guard, note, f"{repeats} samples of ~{target_s:g} s each", line)
+    print(text if args.markdown else text.replace("**", "").replace(line, plain(line)))
 
 
 if __name__ == "__main__":

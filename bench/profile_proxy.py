@@ -8,7 +8,9 @@ with ``--config`` (default: no filters) on loopback, runs wrk against it for
 ``--seconds`` (bounded) while ``py-spy record --nonblocking -f raw`` samples
 the proxy, and prints each sample charged two ways: to the file of its
 innermost frame (who burns the CPU), and to the first frame of taxmeter's own
-code on its stack (what of ours asked for it). py-spy is not a dependency of
+code on its stack (what of ours asked for it); then, as markdown with the
+run's provenance under it, the share of each part of the proxy
+(:mod:`profile_shares`), the table docs/benchmarks.md shows. py-spy is not a dependency of
 taxmeter: install it beside it (``pip install py-spy``) or pass its path.
 Both processes are stopped at the end, whatever happens.
 """
@@ -26,44 +28,11 @@ from pathlib import Path
 
 from closed_loop import write_script
 from procs import stop_all
+from profile_shares import by_file, charge, shares_table
+from provenance import this_run
 from targets import model_url, start_model, start_taxmeter
 
 NO_FILTERS = "filters: []\nupstream: {url: %s}\n"
-_OURS = ("(proxy/", "(filters/")
-_ENTRY = ("(proxy/cli.py", "(proxy/__main__.py")  # below every frame: not what asked
-
-
-def _charge(raw: Path) -> tuple[collections.Counter[str], collections.Counter[str], int]:
-    """Samples by innermost file, and by the innermost frame of taxmeter's code."""
-    inner: collections.Counter[str] = collections.Counter()
-    ours: collections.Counter[str] = collections.Counter()
-    total = 0
-    for line in raw.read_text(errors="replace").splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
-        frames = stack.split(";")
-        total += count
-        inner[_file_of(frames[-1])] += count
-        mine = next((f for f in reversed(frames) if _ours(f)), None)
-        ours[_func_of(mine) if mine else "(no taxmeter frame: the loop, aiohttp)"] += count
-    return inner, ours, total
-
-
-def _ours(frame: str) -> bool:
-    return any(p in frame for p in _OURS) and not any(p in frame for p in _ENTRY)
-
-
-def _file_of(frame: str) -> str:
-    # py-spy's raw frames read "function (path:line)".
-    where = frame.rsplit("(", 1)[-1].rstrip(")")
-    path = where.rsplit(":", 1)[0]
-    return path or frame
-
-
-def _func_of(frame: str) -> str:
-    return frame.rpartition(" (")[0] + f" ({_file_of(frame)})"
 
 
 def _table(title: str, counter: collections.Counter[str], total: int, top: int) -> None:
@@ -82,6 +51,8 @@ async def main() -> None:
     parser.add_argument("--raw", type=Path, default=None, help="keep py-spy's raw output here")
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
+    what = f"bench/profile_proxy.py, {args.connections} connections, {args.seconds} s"
+    line = this_run(what + (f", {args.config.name}" if args.config else ", no filters")).line()
     with tempfile.TemporaryDirectory(prefix="taxmeter-profile-") as scratch:
         tmp = Path(scratch)
         try:
@@ -108,10 +79,12 @@ async def main() -> None:
                 capture_output=True, text=True, timeout=args.seconds + 30,
             )  # fmt: skip
             await asyncio.wait_for(spy.wait(), args.seconds + 30)
-            print(next((line for line in wrk.stdout.splitlines() if "Requests/sec" in line), ""))
-            inner, ours, total = _charge(raw)
-            _table("by innermost file", inner, total, args.top)
+            rate = next((x for x in wrk.stdout.split("\n") if "Requests/sec" in x), "").split()
+            inner, ours, total = charge(raw.read_text(errors="replace"))
+            print(f"{total} samples; {' '.join(rate) or 'wrk printed no rate'}")
+            _table("by innermost file", by_file(inner), total, args.top)
             _table("by innermost taxmeter frame", ours, total, args.top)
+            print("\n" + shares_table(inner, line))
         finally:
             await stop_all()
 

@@ -27,6 +27,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from provenance import plain, stamp, this_run
+
 from proxy.measure.stats import COLUMNS, STATS_VERSION, Stats
 
 ROUTES = ("chat_completions", "completions", "responses", "messages")
@@ -141,7 +143,12 @@ def main() -> None:
     parser.add_argument("--resamples", type=int, default=2000)
     parser.add_argument("--markdown", action="store_true", help="print a markdown section")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    parser.add_argument("--provenance", metavar="LINE",
+                        help="the line under the table (default: this commit, today, this "
+                             "machine; bench/run.py passes its run's)")  # fmt: skip
     args = parser.parse_args()
+    runs = f"{args.runs} run{'' if args.runs == 1 else 's'}"
+    line = args.provenance or this_run(f"bench/report_time.py, {runs}").line()
     document = full_reservoir()
     server = serve(json.dumps(document).encode())
     try:
@@ -165,15 +172,29 @@ def main() -> None:
         "the whole command (`taxmeter report --proxy URL`)": whole,
         "its own work (fetch, bootstrap, tables; the command line's imports done)": own,
     }
-    if args.markdown:
-        print(f"**`taxmeter report` on a full reservoir** ({variants} variants of {size:,} "
-              f"requests, 2 filters, {args.resamples} resamples; median (min) of {args.runs} "
-              "runs)\n\n| case | seconds |\n|---|---|")  # fmt: skip
-        for name, times in rows.items():
-            print(f"| {name} | {statistics.median(times):.3f} ({min(times):.3f}) |")
-    else:
-        for name, times in rows.items():
-            print(f"{name}: median {statistics.median(times):.3f} s, min {min(times):.3f} s")
+    print(section(rows, figures, args.runs, args.markdown, line))
+
+
+def section(
+    rows: dict[str, list[float]], figures: dict[str, Any], runs: int, markdown: bool, line: str
+) -> str:
+    """The timings (case -> seconds of each run) as markdown, or as lines for a terminal;
+    ``line``, the run's provenance, under them."""
+    if not markdown:
+        text = [f"{name}: median {statistics.median(times):.3f} s, min {min(times):.3f} s"
+                for name, times in rows.items()]  # fmt: skip
+        return "\n".join([*text, plain(line)])
+    lines = [
+        f"**`taxmeter report` on a full reservoir** ({figures['variants']} variants of "
+        f"{figures['reservoir_size']:,} requests, 2 filters, {figures['resamples']} "
+        f"resamples; median (min) of {runs} runs)",
+        "",
+        "| case | seconds |",
+        "|---|---|",
+    ]
+    lines += [f"| {name} | {statistics.median(times):.3f} ({min(times):.3f}) |"
+              for name, times in rows.items()]  # fmt: skip
+    return stamp("\n".join(lines), line)
 
 
 if __name__ == "__main__":

@@ -33,9 +33,9 @@ from typing import Any
 import litellm_target
 import uvloop
 from closed_loop import write_script
-from machine import source_commit
 from phases import Phase, start_targets
 from procs import stop_all
+from provenance import Run, this_run
 from report_doc import render, write_between_markers
 from rig import FOREIGN_LIMIT, Quiet
 from scenarios import SURFACE_TITLES, Scenario, closed_loop, streaming
@@ -67,6 +67,7 @@ QUICK = Plan(1, 2, 1, [500, 1500], 1.5, 0.5, 2.5, 30)
 
 @dataclass
 class Results:
+    run: Run  # its provenance: the line under every table
     scenarios: dict[str, Scenario] = field(default_factory=dict)
     sweep: Sweep | None = None
     notes: list[str] = field(default_factory=list)
@@ -88,8 +89,9 @@ def _cores() -> tuple[set[int], int, str]:
 
 
 async def run(args: argparse.Namespace, plan: Plan, keys: list[str], wanted: set[str]) -> Results:
-    results = Results()
-    commit = source_commit()  # at the start: what was measured, whatever changes meanwhile
+    # At the start: what was measured, whatever changes meanwhile.
+    results = Results(run=this_run(_what(args.quick, plan.repeats)))
+    line = results.run.line()
     load, proxy_core, pinning = _cores()
     results.notes.append(f"pinning: {pinning}")
     litellm_version = "not run"
@@ -125,12 +127,16 @@ async def run(args: argparse.Namespace, plan: Plan, keys: list[str], wanted: set
         f"for it and measuring again (budget {quiet.budget_s:.0f} s)"
     )
     if "micro" in wanted:
-        results.micro = _micro(args.quick, proxy_core, FiguresFile(results, "micro"))
+        results.micro = _micro(args.quick, proxy_core, line, FiguresFile(results, "micro"))
     if "report" in wanted:
-        results.micro += "\n" + _report_time(args.quick, proxy_core, FiguresFile(results, "report"))
+        figures = FiguresFile(results, "report")
+        results.micro += "\n" + _report_time(args.quick, proxy_core, line, figures)
     results.notes.insert(0, f"versions: nginx {nginx_version()}, LiteLLM {litellm_version}")
-    results.notes.insert(0, f"commit: {commit}")
     return results
+
+
+def _what(quick: bool, repeats: int) -> str:
+    return f"{'quick' if quick else 'full'} run, {repeats} repeat{'' if repeats == 1 else 's'}"
 
 
 async def _fast(
@@ -200,10 +206,11 @@ class FiguresFile:
             self.path.unlink(missing_ok=True)
 
 
-def _pinned_script(name: str, argv: list[str], core: int, out: FiguresFile) -> str:
-    """Run a bench script pinned to the proxy core; its markdown, its figures into ``out``."""
+def _pinned_script(name: str, argv: list[str], core: int, line: str, out: FiguresFile) -> str:
+    """Run a bench script pinned to the proxy core; its markdown (under each table the
+    run's provenance ``line``), its figures into ``out``."""
     script = [sys.executable, str(Path(__file__).with_name(name)), "--markdown", "--json",
-              str(out.path), *argv]  # fmt: skip
+              str(out.path), "--provenance", line, *argv]  # fmt: skip
     done = subprocess.run(
         script, capture_output=True, text=True, timeout=1800,
         preexec_fn=lambda: os.sched_setaffinity(0, {core}),
@@ -214,12 +221,12 @@ def _pinned_script(name: str, argv: list[str], core: int, out: FiguresFile) -> s
     return done.stdout
 
 
-def _micro(quick: bool, core: int, out: FiguresFile) -> str:
-    return _pinned_script("micro.py", ["--quick"] if quick else [], core, out)
+def _micro(quick: bool, core: int, line: str, out: FiguresFile) -> str:
+    return _pinned_script("micro.py", ["--quick"] if quick else [], core, line, out)
 
 
-def _report_time(quick: bool, core: int, out: FiguresFile) -> str:
-    return _pinned_script("report_time.py", ["--runs", "1" if quick else "3"], core, out)
+def _report_time(quick: bool, core: int, line: str, out: FiguresFile) -> str:
+    return _pinned_script("report_time.py", ["--runs", "1" if quick else "3"], core, line, out)
 
 
 def main() -> None:
@@ -249,7 +256,8 @@ def main() -> None:
     results = uvloop.run(run(args, plan, keys, wanted))
     minutes = (time.monotonic() - started) / 60
     text = render(results.scenarios, results.sweep, results.notes, results.micro, plan.repeats,
-                  "quick" if args.quick else "full", minutes, results.figures)  # fmt: skip
+                  "quick" if args.quick else "full", minutes, results.figures,
+                  run=results.run)  # fmt: skip
     print(text)
     write_between_markers(args.out, text)
     print(f"bench: wrote {args.out} ({minutes:.1f} min)")
