@@ -38,7 +38,7 @@ async def send(request: web.Request, ex: Exchange, response: web.Response) -> we
             await sent.write(body)
         await finish(request, sent, ex.timeline, ex.streamed, trailer)
     except ConnectionResetError:
-        ex.disconnected()
+        return client_gone(request, ex, sent)
     return sent
 
 
@@ -112,36 +112,31 @@ async def pass_through(
     stamp(response, ex, trailer)
     await response.prepare(request)
     timeline = ex.timeline
-    while True:
-        # Reads and writes fail apart: a reset client is not an upstream error.
-        try:
-            chunk = await upstream.read_chunk()
-        except (UpstreamError, TimeoutError) as exc:
-            ex.failed(classify_failure(exc).outcome)
-            log.warning("upstream failed mid-response: %r", exc)
-            return _abort(request, response, upstream)
-        if not chunk:
-            break
-        timeline.mark_upstream_first_byte()
-        if kept is not None:
-            kept_bytes += len(chunk)
-            if kept_bytes <= keep:
-                kept.append(chunk)
-            else:
-                kept = None  # too long to read for the record: its usage goes uncounted
-        try:
-            await response.write(chunk)
-        except ConnectionResetError:
-            ex.disconnected()
-            return _abort(request, response, upstream)
-        timeline.mark_client_first_byte()
-    timeline.mark_upstream_last_byte(upstream.last_read_ns)
-    timeline.mark_egress()
     try:
+        while True:
+            # Reads and writes fail apart: a reset client is not an upstream error.
+            try:
+                chunk = await upstream.read_chunk()
+            except (UpstreamError, TimeoutError) as exc:
+                ex.failed(classify_failure(exc).outcome)
+                log.warning("upstream failed mid-response: %r", exc)
+                return abort(request, response, upstream)
+            if not chunk:
+                break
+            timeline.mark_upstream_first_byte()
+            if kept is not None:
+                kept_bytes += len(chunk)
+                if kept_bytes <= keep:
+                    kept.append(chunk)
+                else:
+                    kept = None  # too long to read for the record: its usage goes uncounted
+            await response.write(chunk)
+            timeline.mark_client_first_byte()
+        timeline.mark_upstream_last_byte(upstream.last_read_ns)
+        timeline.mark_egress()
         await finish(request, response, timeline, ex.streamed, trailer)
     except ConnectionResetError:
-        ex.disconnected()
-        return _abort(request, response, upstream)
+        return client_gone(request, ex, response, upstream)
     if kept is not None:
         ex.response_body = kept[0] if len(kept) == 1 else b"".join(kept)
     return response
@@ -170,7 +165,22 @@ def stamp(response: web.StreamResponse, ex: Exchange, trailer: bool = False) -> 
         response.headers[OVERRIDE_HEADER] = ex.variant
 
 
-def _abort(
+def client_gone(
+    request: web.BaseRequest,
+    ex: Exchange,
+    response: web.StreamResponse,
+    upstream: UpstreamResponse | None = None,
+) -> web.StreamResponse:
+    """The client went away while its answer was being written (a write raised
+    ConnectionResetError): the model server is let go and the connection closed."""
+    ex.disconnected()
+    if upstream is None:
+        request.protocol.force_close()
+        return response
+    return abort(request, response, upstream)
+
+
+def abort(
     request: web.BaseRequest, response: web.StreamResponse, upstream: UpstreamResponse
 ) -> web.StreamResponse:
     """End a response already under way so the client sees it is incomplete."""

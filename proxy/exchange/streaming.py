@@ -28,7 +28,7 @@ from aiohttp import web
 
 from proxy.exchange.exchange import Exchange
 from proxy.exchange.headers import client_response_headers
-from proxy.exchange.respond import stamp
+from proxy.exchange.respond import client_gone, stamp
 from proxy.exchange.trailer import finish, wants_trailer
 from proxy.formats.errors import error_body
 from proxy.formats.sse import SseError, SseParser, encode_event
@@ -118,12 +118,6 @@ async def relay_stream(
             timeline.mark_upstream_first_byte(arrived)
         if judge.blocked_at_end and ex.outcome == "ok":
             ex.blocked()
-    except ConnectionResetError:
-        ex.disconnected()
-        upstream.close()
-        request.protocol.force_close()
-        return response
-    try:
         if failure is not None:
             ex.failed(failure.outcome)
             upstream.close()
@@ -131,9 +125,7 @@ async def relay_stream(
         timeline.mark_egress()
         await finish(request, response, timeline, ex.streamed, trailer)
     except ConnectionResetError:
-        ex.disconnected()
-        request.protocol.force_close()
-        return response
+        return client_gone(request, ex, response, upstream)
     if judge.terminal:
         # Off the request's path: the answer is recorded as done now.
         upstream.finish_in_background(_DRAIN_BYTES, _DRAIN_S)
