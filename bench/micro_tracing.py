@@ -16,7 +16,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 
-from proxy.exchange.respond import Exchange
+from proxy.exchange.exchange import Exchange
 from proxy.measure import tracing_wire as W
 from proxy.measure.timeline import Timeline
 from proxy.measure.tracing import Tracing, inject

@@ -11,8 +11,9 @@ from typing import Any
 from aiohttp import web
 
 from proxy.exchange.answer_judge import judge_answer
+from proxy.exchange.exchange import Exchange
 from proxy.exchange.headers import client_response_headers
-from proxy.exchange.respond import Exchange, send, send_upstream_failure
+from proxy.exchange.respond import send, send_upstream_failure
 from proxy.exchange.streaming import relay_stream
 from proxy.formats.json_exact import TooDeep
 from proxy.judge.chain import Chain

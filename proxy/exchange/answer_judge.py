@@ -18,7 +18,7 @@ from proxy.surfaces.base import Surface
 from proxy.upstream.response import UpstreamMalformed
 
 if TYPE_CHECKING:
-    from proxy.exchange.respond import Exchange
+    from proxy.exchange.exchange import Exchange
 
 
 async def judge_answer(chain: Chain, surface: Surface, raw: bytes, ex: Exchange) -> bytes:
@@ -56,7 +56,7 @@ async def judge_answer(chain: Chain, surface: Surface, raw: bytes, ex: Exchange)
             timeline=ex.timeline,
         )
         if result.blocked:
-            ex.outcome = "blocked"
+            ex.blocked()
             edits[position] = None
             continue
         if result.changed:

@@ -21,19 +21,14 @@ from aiohttp import web
 
 from proxy.control.runtime import Runtime, Snapshot
 from proxy.exchange.answer import judged_stream, judged_whole
+from proxy.exchange.exchange import Exchange
 from proxy.exchange.headers import upstream_request_headers
 from proxy.exchange.limits import Admission
 from proxy.exchange.prompt_judge import judge_prompt
 from proxy.exchange.refusals import blocked, internal_error, refused_body, refused_busy
 from proxy.exchange.request_body import BodyError, BodyTimeout, decoded, passed_body, read_body
 from proxy.exchange.request_id import request_id
-from proxy.exchange.respond import (
-    Exchange,
-    outcome_of_status,
-    pass_through,
-    send_error,
-    send_upstream_failure,
-)
+from proxy.exchange.respond import pass_through, send_error, send_upstream_failure
 from proxy.exchange.route_gate import gate, refuse
 from proxy.formats.json_exact import TooDeep, parse
 from proxy.formats.json_pieces import EncodedDocument
@@ -101,7 +96,7 @@ class ProxyHandler:
                 return await refuse(request, ex, route.refusal)
             return await self._serve(request, ex, chain)
         except asyncio.CancelledError:
-            ex.outcome = "client_disconnect"
+            ex.disconnected()
             raise
         except Exception as exc:  # a bug of ours: answered in the API's shape, logged once
             return await internal_error(request, ex, exc)
@@ -239,10 +234,8 @@ class ProxyHandler:
         self, request: web.Request, ex: Exchange, chain: Chain, fetched: Fetched, parsed: Any
     ) -> web.StreamResponse:
         upstream = fetched.response
-        ex.upstream_status = upstream.status
+        ex.answered(upstream.status)
         ex.response_body = fetched.body
-        if ex.outcome == "ok":
-            ex.outcome = outcome_of_status(upstream.status)
         surface = ex.surface
         if surface is None or not ex.judge_answer or not 200 <= upstream.status < 300:
             return await pass_through(request, ex, upstream)

@@ -14,8 +14,9 @@ from typing import Any
 
 from aiohttp import web
 
+from proxy.exchange.exchange import Exchange
 from proxy.exchange.refusals import blocked, uninspected
-from proxy.exchange.respond import Exchange, send_error
+from proxy.exchange.respond import send_error
 from proxy.formats.json_exact import TooDeep
 from proxy.formats.json_pieces import EncodedDocument, encode_document
 from proxy.judge.chain import Chain

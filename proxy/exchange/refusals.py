@@ -10,21 +10,22 @@ import logging
 
 from aiohttp import web
 
+from proxy.exchange.exchange import Exchange
 from proxy.exchange.limits import busy_message, too_busy
 from proxy.exchange.request_body import BodyError
-from proxy.exchange.respond import Exchange, send_error, stamp
+from proxy.exchange.respond import send_error, stamp
 
 log = logging.getLogger("taxmeter.proxy")
 
 
 async def blocked(request: web.Request, ex: Exchange, reason: str | None) -> web.StreamResponse:
-    ex.outcome = "blocked"
+    ex.blocked()
     message = f"the request was blocked by a content filter: {reason}"
     return await send_error(request, ex, 400, "content_filter", message)
 
 
 async def uninspected(request: web.Request, ex: Exchange, kinds: list[str]) -> web.StreamResponse:
-    ex.outcome = "blocked"
+    ex.blocked()
     what = ", ".join(sorted(set(kinds)))
     message = f"the request has parts no content filter can inspect ({what}); uninspected: block"
     return await send_error(request, ex, 400, "uninspected_content", message)
@@ -58,7 +59,7 @@ async def refused_busy(request: web.Request, ex: Exchange, limit: int) -> web.St
 
 async def internal_error(request: web.Request, ex: Exchange, exc: Exception) -> web.StreamResponse:
     """A bug of ours: answered in the API's shape, logged once."""
-    ex.outcome = "internal_error"
+    ex.failed("internal_error")
     log.error(
         "internal error serving %s %s (request %s)",
         request.method,

@@ -8,53 +8,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from proxy.config.control import OVERRIDE_HEADER
+from proxy.exchange.exchange import Exchange
 from proxy.exchange.headers import client_response_headers
 from proxy.exchange.trailer import TRAILER, finish, unsized, wants_trailer
 from proxy.formats.errors import error_body
-from proxy.measure.timeline import Timeline
 from proxy.upstream.call import UpstreamError, classify_failure
 from proxy.upstream.response import UpstreamResponse
 
-if TYPE_CHECKING:
-    from proxy.judge.observe import Later
-    from proxy.measure.trace_start import TraceStart
-    from proxy.surfaces.base import Surface, Usage
-
 log = logging.getLogger("taxmeter.proxy")
-
-
-@dataclass(slots=True)
-class Exchange:
-    """One request's state on its way through the proxy."""
-
-    timeline: Timeline
-    route: str
-    variant: str
-    request_id: str
-    outcome: str = "ok"
-    method: str = ""
-    streamed: bool = False
-    expose_variant: bool = False
-    body: Any = None  # the parsed request body, when it was read
-    later: Later | None = None  # what deferred observers will judge
-    trace: TraceStart | None = None  # None: tracing is off
-    status: int = 0  # the status sent to the client
-    upstream_status: int = 0
-    request_raw: bytes | None = None  # a body forwarded unread, kept for its span
-    response_body: Any = None  # the upstream's JSON answer when it was read (bytes or parsed)
-    finish_reasons: list[str] = field(default_factory=list)  # of a judged stream
-    usage: Usage | None = None  # of a judged stream that reported it
-    admitted: bool = False  # holds a max_concurrent_requests slot
-    rejected: bool = False  # turned away for want of a slot: counted apart, not recorded
-    response: web.StreamResponse | None = None  # the response under way, once stamped
-    surface: Surface | None = None  # the API surface judged; None: forwarded unjudged
-    judge_answer: bool = True  # False: the surface judges the prompt only (a token count)
 
 
 async def send(request: web.Request, ex: Exchange, response: web.Response) -> web.StreamResponse:
@@ -73,7 +38,7 @@ async def send(request: web.Request, ex: Exchange, response: web.Response) -> we
             await sent.write(body)
         await finish(request, sent, ex.timeline, ex.streamed, trailer)
     except ConnectionResetError:
-        ex.outcome = "client_disconnect"
+        return client_gone(request, ex, sent)
     return sent
 
 
@@ -87,15 +52,16 @@ async def send_error(
     close: bool = False,
     headers: Mapping[str, str] | None = None,
 ) -> web.StreamResponse:
-    """An error in the surface's own shape; the outcome defaults to client_error.
+    """An error in the surface's own shape; the outcome defaults to client_error
+    (see :meth:`Exchange.refused`), ``outcome`` is one of its own.
 
     ``close``: end the connection after it (the rest of the request is unread);
     ``headers``: the error's own (a 405's ``Allow``).
     """
-    if outcome is not None:
-        ex.outcome = outcome
-    elif ex.outcome == "ok":
-        ex.outcome = "client_error"
+    if outcome is None:
+        ex.refused()
+    else:
+        ex.failed(outcome)
     if ex.surface is None:
         body = error_body(message, code)
     else:  # in the API's own shape, which may depend on the status (Anthropic's does)
@@ -146,36 +112,31 @@ async def pass_through(
     stamp(response, ex, trailer)
     await response.prepare(request)
     timeline = ex.timeline
-    while True:
-        # Reads and writes fail apart: a reset client is not an upstream error.
-        try:
-            chunk = await upstream.read_chunk()
-        except (UpstreamError, TimeoutError) as exc:
-            ex.outcome = classify_failure(exc).outcome
-            log.warning("upstream failed mid-response: %r", exc)
-            return _abort(request, response, upstream)
-        if not chunk:
-            break
-        timeline.mark_upstream_first_byte()
-        if kept is not None:
-            kept_bytes += len(chunk)
-            if kept_bytes <= keep:
-                kept.append(chunk)
-            else:
-                kept = None  # too long to read for the record: its usage goes uncounted
-        try:
-            await response.write(chunk)
-        except ConnectionResetError:
-            ex.outcome = "client_disconnect"
-            return _abort(request, response, upstream)
-        timeline.mark_client_first_byte()
-    timeline.mark_upstream_last_byte(upstream.last_read_ns)
-    timeline.mark_egress()
     try:
+        while True:
+            # Reads and writes fail apart: a reset client is not an upstream error.
+            try:
+                chunk = await upstream.read_chunk()
+            except (UpstreamError, TimeoutError) as exc:
+                ex.failed(classify_failure(exc).outcome)
+                log.warning("upstream failed mid-response: %r", exc)
+                return abort(request, response, upstream)
+            if not chunk:
+                break
+            timeline.mark_upstream_first_byte()
+            if kept is not None:
+                kept_bytes += len(chunk)
+                if kept_bytes <= keep:
+                    kept.append(chunk)
+                else:
+                    kept = None  # too long to read for the record: its usage goes uncounted
+            await response.write(chunk)
+            timeline.mark_client_first_byte()
+        timeline.mark_upstream_last_byte(upstream.last_read_ns)
+        timeline.mark_egress()
         await finish(request, response, timeline, ex.streamed, trailer)
     except ConnectionResetError:
-        ex.outcome = "client_disconnect"
-        return _abort(request, response, upstream)
+        return client_gone(request, ex, response, upstream)
     if kept is not None:
         ex.response_body = kept[0] if len(kept) == 1 else b"".join(kept)
     return response
@@ -192,15 +153,6 @@ def _keepable(upstream: UpstreamResponse, keep: int) -> bool:
     return kind == "application/json" or kind.endswith("+json")
 
 
-def outcome_of_status(status: int) -> str:
-    """The outcome of a request the upstream answered with ``status``."""
-    if status >= 500:
-        return "upstream_error"
-    if status >= 400:
-        return "client_error"
-    return "ok"
-
-
 def stamp(response: web.StreamResponse, ex: Exchange, trailer: bool = False) -> None:
     """Our headers on a response about to be sent; ``trailer``: Server-Timing follows it too."""
     ex.status = response.status
@@ -213,7 +165,22 @@ def stamp(response: web.StreamResponse, ex: Exchange, trailer: bool = False) -> 
         response.headers[OVERRIDE_HEADER] = ex.variant
 
 
-def _abort(
+def client_gone(
+    request: web.BaseRequest,
+    ex: Exchange,
+    response: web.StreamResponse,
+    upstream: UpstreamResponse | None = None,
+) -> web.StreamResponse:
+    """The client went away while its answer was being written (a write raised
+    ConnectionResetError): the model server is let go and the connection closed."""
+    ex.disconnected()
+    if upstream is None:
+        request.protocol.force_close()
+        return response
+    return abort(request, response, upstream)
+
+
+def abort(
     request: web.BaseRequest, response: web.StreamResponse, upstream: UpstreamResponse
 ) -> web.StreamResponse:
     """End a response already under way so the client sees it is incomplete."""

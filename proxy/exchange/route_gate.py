@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from proxy.config.routes import SURFACE_LABELS, RouteTable, Rule, compile_rule
-from proxy.exchange.respond import Exchange, send_error
+from proxy.exchange.exchange import Exchange
+from proxy.exchange.respond import send_error
 from proxy.formats.paths import path_segments
 from proxy.surfaces import surface_for
 from proxy.surfaces.base import Surface

@@ -26,8 +26,9 @@ import logging
 
 from aiohttp import web
 
+from proxy.exchange.exchange import Exchange
 from proxy.exchange.headers import client_response_headers
-from proxy.exchange.respond import Exchange, stamp
+from proxy.exchange.respond import client_gone, stamp
 from proxy.exchange.trailer import finish, wants_trailer
 from proxy.formats.errors import error_body
 from proxy.formats.sse import SseError, SseParser, encode_event
@@ -97,7 +98,7 @@ async def relay_stream(
                 if judge.content_sent:
                     timeline.mark_client_first_content()
             if judge.blocked is not None:
-                ex.outcome = "blocked"
+                ex.blocked()
                 timeline.mark_upstream_last_byte()
                 upstream.close()  # the model server stops generating
                 break
@@ -116,23 +117,15 @@ async def relay_stream(
             arrived = timeline.now()
             timeline.mark_upstream_first_byte(arrived)
         if judge.blocked_at_end and ex.outcome == "ok":
-            ex.outcome = "blocked"
-    except ConnectionResetError:
-        ex.outcome = "client_disconnect"
-        upstream.close()
-        request.protocol.force_close()
-        return response
-    try:
+            ex.blocked()
         if failure is not None:
-            ex.outcome = failure.outcome
+            ex.failed(failure.outcome)
             upstream.close()
             await response.write(_error_event(ex, failure))
         timeline.mark_egress()
         await finish(request, response, timeline, ex.streamed, trailer)
     except ConnectionResetError:
-        ex.outcome = "client_disconnect"
-        request.protocol.force_close()
-        return response
+        return client_gone(request, ex, response, upstream)
     if judge.terminal:
         # Off the request's path: the answer is recorded as done now.
         upstream.finish_in_background(_DRAIN_BYTES, _DRAIN_S)

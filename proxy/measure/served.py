@@ -1,6 +1,6 @@
 """What the telemetry reads of a request once it is served: the record it is derived from.
 
-The handler's :class:`~proxy.exchange.respond.Exchange` is that record. The
+The handler's :class:`~proxy.exchange.exchange.Exchange` is that record. The
 metrics, the span tree and the access log know it by this protocol only, so
 that measuring does not depend on the request path it measures: the path
 calls into measure/, never the other way round.

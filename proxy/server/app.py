@@ -110,27 +110,68 @@ def build_apps(
     gc_pauses = GcPauses(registry)
     canary = Canary(runtime, CanaryMetrics(registry))
 
-    async def upstream_session(app: web.Application) -> AsyncIterator[None]:
-        handler.upstream = UpstreamPool(upstream_url, config.upstream, reachability=reachability)
-        observe_lag = metrics.loop_lag.observe
-        LOOP_WATCH.start(observe_lag)
-        gc_pauses.start()
-        readiness.ready = True
-        canary.start()
+    # One cleanup context per resource: aiohttp closes them in reverse order
+    # and goes on past one that raises, so each is closed whatever the others
+    # do. Closed in this order: readiness first (the load balancer stops
+    # sending), the canary before the filters it uses, the filters last.
+    async def runtime_filters(app: web.Application) -> AsyncIterator[None]:
         yield
-        readiness.ready = False
-        await canary.stop()  # before the filters it uses are closed
-        LOOP_WATCH.stop(observe_lag)
-        gc_pauses.stop()
-        await handler.upstream.close()
-        await observer.drain(OBSERVE_GRACE_S)
-        if access_log is not None:
-            access_log.close()
-        OFFLOAD.close()
         await runtime.aclose()
 
+    async def offload_pool(app: web.Application) -> AsyncIterator[None]:
+        yield
+        OFFLOAD.close()
+
+    async def access_log_file(app: web.Application) -> AsyncIterator[None]:
+        yield
+        if access_log is not None:
+            access_log.close()  # after the deferred observations that write to it
+
+    async def deferred_observations(app: web.Application) -> AsyncIterator[None]:
+        yield
+        await observer.drain(OBSERVE_GRACE_S)
+
+    async def upstream_pool(app: web.Application) -> AsyncIterator[None]:
+        pool = UpstreamPool(upstream_url, config.upstream, reachability=reachability)
+        handler.upstream = pool
+        yield
+        await pool.close()
+
+    async def gc_watch(app: web.Application) -> AsyncIterator[None]:
+        gc_pauses.start()
+        yield
+        gc_pauses.stop()
+
+    async def loop_watch(app: web.Application) -> AsyncIterator[None]:
+        observe_lag = metrics.loop_lag.observe
+        LOOP_WATCH.start(observe_lag)
+        yield
+        LOOP_WATCH.stop(observe_lag)
+
+    async def canary_runs(app: web.Application) -> AsyncIterator[None]:
+        canary.start()
+        yield
+        await canary.stop()
+
+    async def ready(app: web.Application) -> AsyncIterator[None]:
+        readiness.ready = True
+        yield
+        readiness.ready = False
+
     proxy_app = web.Application(client_max_size=config.max_body_bytes)
-    proxy_app.cleanup_ctx.append(upstream_session)
+    proxy_app.cleanup_ctx.extend(
+        (
+            runtime_filters,
+            offload_pool,
+            access_log_file,
+            deferred_observations,
+            upstream_pool,
+            gc_watch,
+            loop_watch,
+            canary_runs,
+            ready,
+        )
+    )
     proxy_app[REJECTIONS] = rejections
     proxy_app[CLIENT_LIMITS] = ClientLimits.from_config(config)  # read by proxy.server.wire
     proxy_app.router.add_route("*", "/{tail:.*}", handler.handle)
