@@ -26,7 +26,9 @@ method they accept; any other method there is refused (405, ``Allow: POST``,
 :attr:`Route.allow`), so a body sent with another method never reaches the
 model unjudged, except a CORS preflight (OPTIONS without a body), passed on
 unjudged; a stored answer (``GET */responses/{id}``) its answer, on a GET
-or a POST (an update's or a cancel's answer is the stored answer).
+or a POST (an update's or a cancel's answer is the stored answer); a HEAD
+or a DELETE there passes unjudged (no answer, a receipt), and any other
+method is refused too (``Allow: GET, HEAD, POST, DELETE``).
 The label is one of :data:`ROUTE_LABELS`, never a value taken from the
 request. See docs/surfaces.md, "Routes".
 """
@@ -61,6 +63,13 @@ ACCEPTED = "POST"
 # The methods whose answer on a stored answer's path is that answer (DELETE's is
 # a deletion's receipt, HEAD's and a preflight's have none).
 _HANDS_BACK = frozenset({"GET", "POST"})
+# What each kind of path accepts, in its Allow header; any other method is refused
+# (a preflight without a body aside), so no answer leaves such a path unjudged.
+_ACCEPTS: dict[Use, tuple[str, ...]] = {
+    "create": (ACCEPTED,),
+    "count": (ACCEPTED,),
+    "read": ("GET", "HEAD", "POST", "DELETE"),
+}
 
 _NAME_CHARS = frozenset(string.ascii_letters + string.digits + "_")
 _KEPT_PATHS = 4096  # the matcher's results kept, per route table
@@ -229,7 +238,7 @@ class RouteTable:
         path = split_query(target)
         canonical, rule = self.spell(path)
         judged = rule is not None and _judged(rule.use, method)
-        allow = ACCEPTED if rule is not None and _refused(rule.use, method, has_body) else None
+        allow = _refused(rule.use, method, has_body) if rule is not None else None
         label = rule.label if rule is not None and (judged or allow) else "other"
         if path != canonical or "#" in raw_target:
             problem = path_problem(path) or (
@@ -278,11 +287,12 @@ def _judged(use: Use, method: str) -> bool:
     return method == ACCEPTED
 
 
-def _refused(use: Use, method: str, has_body: bool) -> bool:
-    """A method a create or count path does not accept (a preflight aside)."""
-    if use not in ("create", "count") or method == ACCEPTED:
-        return False
-    return has_body or method != "OPTIONS"
+def _refused(use: Use, method: str, has_body: bool) -> str | None:
+    """The Allow header of a path that does not accept ``method`` (a preflight aside)."""
+    accepted = _ACCEPTS.get(use)
+    if accepted is None or method in accepted or (method == "OPTIONS" and not has_body):
+        return None
+    return ", ".join(accepted)
 
 
 # -- the routes: key --------------------------------------------------------------

@@ -133,3 +133,17 @@ async def test_a_method_override_is_refused_and_never_forwarded(
     status, _, _ = await raw_request(proxy.url, "OPTIONS", "/v1/chat/completions")
     assert status == 200
     assert [m for m, _, _ in recorder.seen] == ["OPTIONS"]
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "PROPFIND"])
+async def test_a_stored_answer_path_refuses_the_methods_its_api_does_not_define(
+    start_proxy: ProxyFactory, recorder: Recorder, method: str
+) -> None:
+    # Forwarded as route "other", their answer (a stored answer, from a server that
+    # reads them as an update) would have reached the client unjudged.
+    proxy = await start_proxy(FILTERS, upstream=recorder.url)
+    target = "/v1/chat/completions/chatcmpl-1"
+    status, headers, answer = await raw_request(proxy.url, method, target, {"metadata": {}})
+    assert (status, headers.get("allow")) == (405, "GET, HEAD, POST, DELETE")
+    assert orjson.loads(answer)["error"]["code"] == "method_not_allowed"
+    assert recorder.seen == []
