@@ -202,7 +202,7 @@ def describe(table: RouteTable, unjudged: str) -> list[str]:
 
 def _shown(rule: Rule) -> str:
     if rule.use == "read":
-        return f"GET {rule.pattern}"
+        return f"GET/POST {rule.pattern}"  # each hands the stored answer back
     if rule.use == "count":
         return f"{rule.pattern} (input only)"
     return rule.pattern

@@ -428,7 +428,7 @@ async def test_serve_prints_the_judged_routes(config_file: Path) -> None:
         if line.startswith("taxmeter: judged")
     }
     assert judged["chat_completions"] == (
-        "/api/generate/chat, */chat/completions, GET */chat/completions/{completion_id}"
+        "/api/generate/chat, */chat/completions, GET/POST */chat/completions/{completion_id}"
     )
     assert judged["completions"] == "*/completions"
     assert judged["embeddings"] == "*/embeddings"
