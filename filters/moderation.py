@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -48,6 +49,10 @@ _DEFAULT_MODEL = {"openai": "omni-moderation-latest", "judge": "llama-guard"}
 # instead of following the format should not cost a whole completion.
 _JUDGE_SAMPLING = {"max_tokens": 32, "temperature": 0}
 _QUOTE_CHARS = 80  # of a judge reply or a service's error quoted in an error message
+# What a hazard code looks like (Llama Guard's S1..S14, O1..O6). The judge is a
+# model reading the prompt: anything else on its codes line may be the prompt's
+# own words, and a reason goes to traces even with telemetry.trace_content off.
+_HAZARD_CODE = re.compile(r"[A-Za-z]{1,3}[0-9]{1,3}")
 
 # Llama Guard 3's hazard taxonomy (MLCommons), as its model card lists it.
 HAZARDS = {
@@ -286,7 +291,8 @@ class Moderation:
             raise ModerationError(
                 f"the judge answered neither safe nor unsafe: {verdict[:_QUOTE_CHARS]!r}"
             )
-        codes = [c.strip() for c in lines[1].split(",") if c.strip()] if len(lines) > 1 else []
+        listed = lines[1].split(",") if len(lines) > 1 else []
+        codes = [c.strip() for c in listed if _HAZARD_CODE.fullmatch(c.strip())]
         if not codes:
             return Verdict.block("moderation: unsafe")
         if self._categories is not None:

@@ -2,12 +2,15 @@
 
 A ``type`` is resolved, in order, as a built-in name (``pii``), an entry
 point in the ``taxmeter.filters`` group (installed plugins), or an import
-path ``package.module:Class``.
+path ``package.module:Class``, imported from the installed packages or,
+failing those, from the current directory (as uvicorn and gunicorn do).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -26,7 +29,7 @@ def resolve_filter_class(type_name: str) -> type[Any]:
     if type_name in BUILTIN_FILTERS:
         cls = _import(BUILTIN_FILTERS[type_name])
     elif ":" in type_name:
-        cls = _import(type_name)
+        cls = _import_from_here_too(type_name)
     else:
         matches = entry_points(group=ENTRY_POINT_GROUP, name=type_name)
         if not matches:
@@ -42,6 +45,25 @@ def resolve_filter_class(type_name: str) -> type[Any]:
     _check_shape(type_name, cls)
     assert isinstance(cls, type)
     return cls
+
+
+def _import_from_here_too(path: str) -> object:
+    """A config's import path: the installed packages first, then the current directory
+    (the console script's sys.path has its own bin directory, not that one).
+
+    The directory is on sys.path only while that module is imported (with what it
+    imports then). Left there, every later import of an optional module that is not
+    installed (aiohttp's ``aiodns`` and ``brotli``, ``onnxruntime``) would run a file
+    of that name from wherever taxmeter was started, a shared directory too.
+    """
+    here = os.getcwd()
+    if here in sys.path or "" in sys.path:
+        return _import(path)
+    sys.path.append(here)  # appended: a file here never shadows an installed module
+    try:
+        return _import(path)
+    finally:
+        sys.path.remove(here)
 
 
 def _import(path: str) -> object:

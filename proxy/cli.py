@@ -17,7 +17,8 @@ cannot be listened on (one line on stderr, never a traceback); ``report`` exits 
 when its source is unreachable or has no data (see proxy.commands.report.command).
 
 Import paths in a config (a custom filter's ``type: acme_guard:AcmeGuard``)
-resolve from the current directory too, as uvicorn's and gunicorn's do.
+resolve from the current directory too, as uvicorn's and gunicorn's do, and
+only they (see filters.registry).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -154,7 +154,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The top level has options only, so its first other word is the command.
     chosen = next((w for w in words if not w.startswith("-")), None)
     args = _parser(chosen if chosen in COMMANDS else None).parse_args(words)
-    _import_from_cwd()
     try:
         if args.command == "serve":
             return _serve(args)
@@ -170,15 +169,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ListenError as exc:
         print(f"taxmeter: {exc}", file=sys.stderr)
         return 2
-
-
-def _import_from_cwd() -> None:
-    # The console script's sys.path[0] is its own bin directory, not the current one,
-    # so `type: acme_guard:AcmeGuard` beside the config would not import; appended,
-    # not prepended, so a file here never shadows an installed module.
-    here = os.getcwd()
-    if here not in sys.path and "" not in sys.path:
-        sys.path.append(here)
 
 
 def _notice(line: str) -> None:

@@ -25,7 +25,10 @@ prompt and the answer) and a token count (its prompt) on a POST, the one
 method they accept; any other method there is refused (405, ``Allow: POST``,
 :attr:`Route.allow`), so a body sent with another method never reaches the
 model unjudged, except a CORS preflight (OPTIONS without a body), passed on
-unjudged; a stored answer (``GET */responses/{id}``) its answer, on a GET.
+unjudged; a stored answer (``GET */responses/{id}``) its answer, on a GET
+or a POST (an update's or a cancel's answer is the stored answer); a HEAD
+or a DELETE there passes unjudged (no answer, a receipt), and any other
+method is refused too (``Allow: GET, HEAD, POST, DELETE``).
 The label is one of :data:`ROUTE_LABELS`, never a value taken from the
 request. See docs/surfaces.md, "Routes".
 """
@@ -57,6 +60,16 @@ Use = Literal["create", "read", "count", "none"]
 
 # What a create or count path accepts: the one method its API defines there.
 ACCEPTED = "POST"
+# The methods whose answer on a stored answer's path is that answer (DELETE's is
+# a deletion's receipt, HEAD's and a preflight's have none).
+_HANDS_BACK = frozenset({"GET", "POST"})
+# What each kind of path accepts, in its Allow header; any other method is refused
+# (a preflight without a body aside), so no answer leaves such a path unjudged.
+_ACCEPTS: dict[Use, tuple[str, ...]] = {
+    "create": (ACCEPTED,),
+    "count": (ACCEPTED,),
+    "read": ("GET", "HEAD", "POST", "DELETE"),
+}
 
 _NAME_CHARS = frozenset(string.ascii_letters + string.digits + "_")
 _KEPT_PATHS = 4096  # the matcher's results kept, per route table
@@ -139,9 +152,12 @@ SUFFIXES: tuple[Rule, ...] = (
     compile_rule("*/embeddings", "embeddings"),
     compile_rule("*/responses", "responses"),
     compile_rule("*/messages", "messages"),
-    # Stored answers, read back: the answer is judged as output.
+    # Stored answers, handed back: the answer is judged as output. A GET reads
+    # one; a POST there answers it too (OpenAI's update of a stored completion's
+    # metadata, the cancel of a background response).
     compile_rule("*/chat/completions/{completion_id}", "chat_completions", "read"),
     compile_rule("*/responses/{response_id}", "responses", "read"),
+    compile_rule("*/responses/{response_id}/cancel", "responses", "read"),
     # The prompt is judged (a count is of what the model would read, after
     # redaction); the answer is a number or a compaction, passed through.
     compile_rule("*/messages/count_tokens", "messages", "count"),
@@ -162,6 +178,8 @@ class Route:
 
     label: str  # one of ROUTE_LABELS: "other" when nothing is judged
     judge_answer: bool = True  # False: the answer is passed through (a token count)
+    # False: a body is passed on as sent, no prompt (an update of a stored answer's metadata)
+    judge_prompt: bool = True
     problem: str | None = None  # why the path is not canonical: 400 invalid_path
     path: str = "/"  # the path in its canonical spelling (the query apart)
     # The methods the path accepts, when the request's is not one of them (405);
@@ -220,7 +238,7 @@ class RouteTable:
         path = split_query(target)
         canonical, rule = self.spell(path)
         judged = rule is not None and _judged(rule.use, method)
-        allow = ACCEPTED if rule is not None and _refused(rule.use, method, has_body) else None
+        allow = _refused(rule.use, method, has_body) if rule is not None else None
         label = rule.label if rule is not None and (judged or allow) else "other"
         if path != canonical or "#" in raw_target:
             problem = path_problem(path) or (
@@ -229,7 +247,14 @@ class RouteTable:
                 else "a fragment ('#') in the request target"
             )
             return Route(label, problem=problem, path=canonical)  # the route it would be
-        return Route(label, rule is None or rule.use != "count", path=path, allow=allow)
+        updates = rule is not None and rule.use == "read" and method == "POST"
+        return Route(
+            label,
+            rule is None or rule.use != "count",
+            path=path,
+            allow=allow,
+            judge_prompt=not updates,
+        )
 
     def patterns(self, label: str) -> list[Rule]:
         """The rules that judge ``label``: the config's, then the last-segment ones."""
@@ -256,17 +281,18 @@ def _by_last(ranked: list[tuple[int, Rule]], size: Callable[[Rule], int]) -> _In
 
 def _judged(use: Use, method: str) -> bool:
     if use == "read":
-        return method == "GET"
+        return method in _HANDS_BACK
     if use == "none":
         return False
     return method == ACCEPTED
 
 
-def _refused(use: Use, method: str, has_body: bool) -> bool:
-    """A method a create or count path does not accept (a preflight aside)."""
-    if use not in ("create", "count") or method == ACCEPTED:
-        return False
-    return has_body or method != "OPTIONS"
+def _refused(use: Use, method: str, has_body: bool) -> str | None:
+    """The Allow header of a path that does not accept ``method`` (a preflight aside)."""
+    accepted = _ACCEPTS.get(use)
+    if accepted is None or method in accepted or (method == "OPTIONS" and not has_body):
+        return None
+    return ", ".join(accepted)
 
 
 # -- the routes: key --------------------------------------------------------------

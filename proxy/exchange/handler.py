@@ -94,7 +94,7 @@ class ProxyHandler:
         try:
             if route.refusal is not None:  # before any body is read: never forwarded
                 return await refuse(request, ex, route.refusal)
-            return await self._serve(request, ex, chain)
+            return await self._serve(request, ex, chain, route.judge_prompt)
         except asyncio.CancelledError:
             ex.disconnected()
             raise
@@ -113,9 +113,11 @@ class ProxyHandler:
                 self._runtime.release(snapshot)
                 self._record(ex)
 
-    async def _serve(self, request: web.Request, ex: Exchange, chain: Chain) -> web.StreamResponse:
+    async def _serve(
+        self, request: web.Request, ex: Exchange, chain: Chain, judge_prompt: bool
+    ) -> web.StreamResponse:
         """Read the body: the prompt judged when the surface's is read, else passed on."""
-        reads_prompt = bool(
+        reads_prompt = judge_prompt and bool(
             chain.input or chain.input_parallel or chain.later_input or self._refuse_uninspected
         )
         if ex.surface is not None and reads_prompt and request.body_exists:

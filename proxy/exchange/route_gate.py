@@ -1,6 +1,11 @@
 """The gate at a request's route: its surface, or why it is refused before any body is read.
 
-Three refusals, each never forwarded: a path not in canonical form (400
+Four refusals, each never forwarded: a request that names another method
+than its own (400 ``method_override``: a method-override header or a
+``_method`` query parameter, by which some servers and frameworks take the
+method from the request, so the model server would answer a method the
+filters did not judge, such as a GET of a stored answer sent as an unjudged
+POST), a path not in canonical form (400
 ``invalid_path``, in the error shape of the surface it would have been), a
 method a surface's path does not accept (405 ``method_not_allowed`` with
 ``Allow``, in that surface's shape; with ``unjudged_routes: pass_all`` one
@@ -72,6 +77,7 @@ class Gate:
     surface: Surface | None
     judge_answer: bool
     refusal: Refusal | None = None
+    judge_prompt: bool = True  # False: a body is passed on, no prompt (see Route.judge_prompt)
 
 
 # Gates already decided, by (table, policy, method, target, has a body): most
@@ -89,7 +95,34 @@ def gate(request: web.BaseRequest, table: RouteTable, unjudged: str) -> Gate:
         if len(_DECIDED) >= _KEPT_GATES:
             _DECIDED.clear()
         decided = _DECIDED[key] = _decide(table, unjudged, *key[2:])
+    if decided.refusal is None and _names_another_method(request):
+        return Gate(decided.label, decided.surface, False, _OVERRIDE_REFUSAL)
     return decided
+
+
+# Where servers and frameworks read a method that replaces the request line's
+# (Express's method-override, Rack, Symfony, Laravel, ASP.NET Core, Google's APIs).
+METHOD_OVERRIDE_HEADERS = ("X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override")
+METHOD_OVERRIDE_PARAMETER = "_method"
+_OVERRIDE_REFUSAL = Refusal(
+    400,
+    "method_override",
+    "the request names another method than its own (a method-override header or a"
+    " _method parameter); taxmeter judges a request by its method: send that method itself",
+    "client_error",
+)
+
+
+def _names_another_method(request: web.BaseRequest) -> bool:
+    headers = request.headers
+    for name in METHOD_OVERRIDE_HEADERS:
+        if name in headers:
+            return True
+    query = request.raw_path.partition("?")[2]
+    # Cheap first: the name, percent-encoded or not, has "method" in it.
+    if "method" not in query.lower():
+        return False
+    return any(k == METHOD_OVERRIDE_PARAMETER for k in request.rel_url.query)
 
 
 def _decide(table: RouteTable, unjudged: str, method: str, target: str, has_body: bool) -> Gate:
@@ -123,7 +156,7 @@ def _decide(table: RouteTable, unjudged: str, method: str, target: str, has_body
             " this path to a surface with routes:, or set unjudged_routes: pass_all"
         )
         return Gate(label, None, False, Refusal(403, "unjudged_route", message, "blocked"))
-    return Gate(label, surface, route.judge_answer)
+    return Gate(label, surface, route.judge_answer, judge_prompt=route.judge_prompt)
 
 
 def _model_route(path: str) -> bool:
@@ -170,7 +203,7 @@ def describe(table: RouteTable, unjudged: str) -> list[str]:
 
 def _shown(rule: Rule) -> str:
     if rule.use == "read":
-        return f"GET {rule.pattern}"
+        return f"GET/POST {rule.pattern}"  # each hands the stored answer back
     if rule.use == "count":
         return f"{rule.pattern} (input only)"
     return rule.pattern

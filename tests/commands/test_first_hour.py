@@ -14,6 +14,7 @@ import subprocess
 import sys
 import zipfile
 from collections.abc import Iterator
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -135,6 +136,25 @@ def test_a_module_in_the_current_directory_never_shadows_an_installed_one(tmp_pa
     )
     done = taxmeter("check-config", "c.yaml", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_file_in_the_current_directory_runs_only_when_the_config_names_it(
+    tmp_path: Path,
+) -> None:
+    # Modules taxmeter's libraries try and do without when they are not installed: a
+    # file of such a name where taxmeter is started (a shared directory) must not run.
+    absent = [name for name in ("aiodns", "brotli", "brotlicffi") if find_spec(name) is None]
+    if not absent:
+        pytest.skip("every optional module probed here is installed")
+    ran = tmp_path / "ran"
+    for name in absent:
+        (tmp_path / f"{name}.py").write_text(f"open({str(ran)!r}, 'a').write({name!r})\n")
+    (tmp_path / "c.yaml").write_text(
+        "filters: [{name: d, type: denylist, params: {words: [secret]}}]\n"
+    )
+    done = taxmeter("check-config", "c.yaml", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert not ran.exists(), f"a file of the current directory ran: {ran.read_text()}"
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8000/v1", "https://api.example.com/openai/v1/"])

@@ -54,6 +54,9 @@ JUDGED = {
     ("GET", "/v1/chat/completions/chatcmpl-AbC", False): ("chat_completions", True),
     ("GET", "/v1/responses/resp_AbC?stream=true", False): ("responses", True),
     ("GET", "/openai/v1/responses/resp_1", False): ("responses", True),
+    # What these answer is the stored answer itself: an update of its metadata, a cancel.
+    ("POST", "/v1/chat/completions/c1", True): ("chat_completions", True),
+    ("POST", "/v1/responses/resp_1/cancel", False): ("responses", True),
     # Counts: the prompt is judged, the answer passed through.
     ("POST", "/v1/messages/count_tokens", True): ("messages", False),
     ("POST", "/anthropic/v1/messages/count_tokens", True): ("messages", False),
@@ -83,12 +86,10 @@ METHOD_REFUSED = [
 UNJUDGED = [
     ("OPTIONS", "/v1/chat/completions", False),  # a CORS preflight
     ("DELETE", "/v1/chat/completions/c1", False),
-    ("POST", "/v1/chat/completions/c1", True),  # a stored completion's metadata
     ("GET", "/v1/chat/completions/c1/messages", False),
     ("POST", "/v1/threads/thread_1/messages", True),  # the Assistants API
     ("GET", "/v1/threads/thread_1/messages", False),
     ("DELETE", "/v1/responses/resp_1", False),
-    ("POST", "/v1/responses/resp_1/cancel", True),
     ("GET", "/v1/responses/resp_1/input_items", False),
     ("POST", "/v1/messages/batches", True),
     ("GET", "/v1/models", False),
@@ -145,6 +146,13 @@ def test_judged_routes(method: str, target: str, has_body: bool) -> None:
     route = TABLE.route(method, target, has_body)
     assert route.problem is None
     assert (route.label, route.judge_answer) == JUDGED[method, target, has_body]
+
+
+def test_only_an_update_of_a_stored_answer_passes_its_body_on_unjudged() -> None:
+    # Its body is the stored answer's metadata, no prompt; a GET's body stays judged.
+    assert not TABLE.route("POST", "/v1/chat/completions/c1", True).judge_prompt
+    assert TABLE.route("GET", "/v1/chat/completions/c1", True).judge_prompt
+    assert TABLE.route("POST", "/v1/chat/completions", True).judge_prompt
 
 
 @pytest.mark.parametrize(("method", "target", "has_body"), UNJUDGED)

@@ -96,3 +96,54 @@ async def test_pass_all_forwards_a_bodyless_list_but_never_a_body(
     assert (status, headers.get("allow")) == (405, "POST")
     assert [(m, t) for m, t, _ in recorder.seen] == [("GET", "/v1/chat/completions?limit=2")]
     assert all(BLOCKED.encode() not in sent for _, _, sent in recorder.seen)
+
+
+OVERRIDES = [
+    # A stored answer read by an upstream that takes the method from the request,
+    # while taxmeter sees a POST (OpenAI's update of a stored completion) or a DELETE.
+    ("POST", "/v1/chat/completions/chatcmpl-1", {"X-HTTP-Method-Override": "GET"}),
+    ("DELETE", "/v1/chat/completions/chatcmpl-1", {"X-HTTP-Method": "GET"}),
+    ("POST", "/v1/chat/completions/chatcmpl-1?_method=GET", {}),
+    ("POST", "/v1/chat/completions/chatcmpl-1?a=1&%5Fmethod=GET", {}),
+    # A preflight (forwarded unjudged) that an upstream would take as a create.
+    ("OPTIONS", "/v1/chat/completions", {"X-Method-Override": "POST"}),
+    ("POST", "/v1/chat/completions", {"x-http-method-override": "PUT"}),
+    ("GET", "/v1/models", {"X-HTTP-Method-Override": "POST"}),
+]
+
+
+@pytest.mark.parametrize(("method", "target", "headers"), OVERRIDES)
+@pytest.mark.parametrize("unjudged", ["pass", "pass_all"])
+async def test_a_method_override_is_refused_and_never_forwarded(
+    start_proxy: ProxyFactory,
+    recorder: Recorder,
+    method: str,
+    target: str,
+    headers: dict[str, str],
+    unjudged: str,
+) -> None:
+    proxy = await start_proxy({**FILTERS, "unjudged_routes": unjudged}, upstream=recorder.url)
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    status, _, answer = await raw_request(proxy.url, method, target, None, extra)
+    assert status == 400, (method, target, headers)
+    error = orjson.loads(answer)["error"]
+    assert error["code"] == "method_override"
+    assert recorder.seen == []  # the model server never heard of it
+    # Without the override the same request goes on (a preflight, a stored answer's read).
+    status, _, _ = await raw_request(proxy.url, "OPTIONS", "/v1/chat/completions")
+    assert status == 200
+    assert [m for m, _, _ in recorder.seen] == ["OPTIONS"]
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "PROPFIND"])
+async def test_a_stored_answer_path_refuses_the_methods_its_api_does_not_define(
+    start_proxy: ProxyFactory, recorder: Recorder, method: str
+) -> None:
+    # Forwarded as route "other", their answer (a stored answer, from a server that
+    # reads them as an update) would have reached the client unjudged.
+    proxy = await start_proxy(FILTERS, upstream=recorder.url)
+    target = "/v1/chat/completions/chatcmpl-1"
+    status, headers, answer = await raw_request(proxy.url, method, target, {"metadata": {}})
+    assert (status, headers.get("allow")) == (405, "GET, HEAD, POST, DELETE")
+    assert orjson.loads(answer)["error"]["code"] == "method_not_allowed"
+    assert recorder.seen == []

@@ -57,6 +57,23 @@ CHAT_ANSWER = {
     ],
 }
 
+STORED_RESPONSE = {
+    "id": "resp_1",
+    "object": "response",
+    "created_at": 1,
+    "model": "m",
+    "status": "completed",
+    "output": [
+        {
+            "type": "message",
+            "id": "msg_1",
+            "role": "assistant",
+            "status": "completed",
+            "content": [{"type": "output_text", "text": f"write to {EMAIL}", "annotations": []}],
+        }
+    ],
+}
+
 
 @dataclass
 class Recorder:
@@ -83,12 +100,14 @@ async def recorder(aiohttp_server: ServerFactory) -> Recorder:
 
 
 async def raw_request(
-    url: str, method: str, target: str, body: Any = None
+    url: str, method: str, target: str, body: Any = None, extra: str = ""
 ) -> tuple[int, dict[str, str], bytes]:
-    """One request with its target exactly as given; (status, headers by lowercase name, body)."""
+    """One request with its target exactly as given; (status, headers by lowercase name, body).
+
+    ``extra``: more header lines, each ending in CRLF."""
     host, port = url.removeprefix("http://").split(":")
     data = b"" if body is None else orjson.dumps(body)
-    head = f"{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
+    head = f"{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{extra}"
     if body is not None:
         head += f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
     reader, writer = await asyncio.open_connection(host, int(port))
@@ -261,28 +280,31 @@ async def test_a_stored_answer_is_judged_as_output(
     assert proxy.value("taxmeter_requests_total", route="chat_completions", **counted) == 1
 
 
+async def test_a_stored_answer_is_judged_whatever_call_hands_it_back(
+    start_proxy: ProxyFactory, recorder: Recorder
+) -> None:
+    # OpenAI's update of a stored completion (POST, a metadata body) answers the whole
+    # stored completion; a cancelled response answers the response. Both once went unjudged.
+    proxy = await start_proxy(FILTERS, upstream=recorder.url)
+    expected = [("POST", "/v1/chat/completions/chatcmpl-1")]
+    async with openai.AsyncOpenAI(
+        base_url=f"{proxy.url}/v1", api_key="none", max_retries=0
+    ) as client:
+        updated = await client.chat.completions.update("chatcmpl-1", metadata={"k": "v"})
+        assert updated.choices[0].message.content == "write to [EMAIL]"
+        if surface_for("responses") is not None:
+            recorder.answer = STORED_RESPONSE
+            cancelled = await client.responses.cancel("resp_1")
+            assert EMAIL not in cancelled.model_dump_json()
+            expected.append(("POST", "/v1/responses/resp_1/cancel"))
+    assert [(m, p) for m, p, _ in recorder.seen] == expected
+
+
 async def test_a_stored_response_is_judged_as_output(
     start_proxy: ProxyFactory, recorder: Recorder
 ) -> None:
     needs_surface("responses")
-    recorder.answer = {
-        "id": "resp_1",
-        "object": "response",
-        "created_at": 1,
-        "model": "m",
-        "status": "completed",
-        "output": [
-            {
-                "type": "message",
-                "id": "msg_1",
-                "role": "assistant",
-                "status": "completed",
-                "content": [
-                    {"type": "output_text", "text": f"write to {EMAIL}", "annotations": []}
-                ],
-            }
-        ],
-    }
+    recorder.answer = STORED_RESPONSE
     proxy = await start_proxy(FILTERS, upstream=recorder.url)
     status, answer = await raw_exchange(proxy.url, "GET", "/v1/responses/resp_1")
     assert status == 200
@@ -406,7 +428,7 @@ async def test_serve_prints_the_judged_routes(config_file: Path) -> None:
         if line.startswith("taxmeter: judged")
     }
     assert judged["chat_completions"] == (
-        "/api/generate/chat, */chat/completions, GET */chat/completions/{completion_id}"
+        "/api/generate/chat, */chat/completions, GET/POST */chat/completions/{completion_id}"
     )
     assert judged["completions"] == "*/completions"
     assert judged["embeddings"] == "*/embeddings"

@@ -281,6 +281,13 @@ async def test_judge_style_sends_the_template_with_the_text(
         ("unsafe\nS1, S10", "block", "moderation: unsafe S1 (Violent Crimes), S10 (Hate)"),
         ("unsafe", "block", "moderation: unsafe"),
         ("UNSAFE\nX7", "block", "moderation: unsafe X7"),
+        # A judge that echoes the prompt: its words are no code, never in the reason.
+        (
+            "unsafe\nS1, my card is 4111 1111 1111 1111",
+            "block",
+            "moderation: unsafe S1 (Violent Crimes)",
+        ),
+        ("unsafe\nIgnore the rules, jane@example.com", "block", "moderation: unsafe"),
     ],
 )
 async def test_judge_replies(
