@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from proxy.config.readiness import ReadinessConfig
 from proxy.config.schema import Config, HostPort
 from proxy.exchange.route_gate import describe
+from proxy.formats.shown_url import shown_url
 from proxy.judge.build_notice import Notify
 from proxy.measure.heap import freeze_startup_heap
 from proxy.measure.tracing_setup import tracing_from_env
@@ -90,7 +91,8 @@ async def run_proxy(
             config = replace(config, upstream=replace(config.upstream, url=url))
             model_note = f"{url} (simulated model server: no upstream.url configured)"
         else:
-            url = model_note = config.upstream.url
+            url = config.upstream.url
+            model_note = shown_url(url)
         if workers > 1:
             await warn_if_unreachable(url, config.readiness)
             await run_supervisor(config, announce, config_path, workers, log_level, model_note)

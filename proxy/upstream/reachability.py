@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from yarl import URL
 
 from proxy.config.readiness import ReadinessConfig
+from proxy.formats.shown_url import shown_url
 
 
 def connect_failure(host: str, port: int, exc: OSError) -> str:
@@ -54,7 +55,7 @@ class Reachability:
         self.host = parsed.raw_host or ""
         self.port = parsed.port or (443 if parsed.scheme == "https" else 80)
         # Where it is, never the URL's credentials: /readyz is read by anyone who scrapes.
-        self.where = str(parsed.with_user(None))
+        self.where = shown_url(url)
         self._interval_s = interval_s
         self._timeout_s = timeout_s
         self._last: Reach | None = None

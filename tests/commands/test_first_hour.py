@@ -227,3 +227,26 @@ def test_the_package_builds_without_warnings_and_carries_its_data(tmp_path: Path
         "filters/py.typed",
     ):
         assert data in names, data
+
+
+def test_the_upstream_url_is_shown_without_its_secrets(busy_port: int) -> None:
+    # A closed port: serve warns, and its start-up lines still name the model server.
+    url = f"http://user:hunter2@127.0.0.1:{busy_port + 1}?api_key=hunter3"
+    process = subprocess.Popen(
+        [str(TAXMETER), "serve", "--upstream", url, "--listen", "127.0.0.1:0",
+         "--metrics-listen", "127.0.0.1:0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    lines = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("taxmeter: filters"):
+                break
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    shown = "".join(lines)
+    assert f"taxmeter: model    http://127.0.0.1:{busy_port + 1}" in shown, shown
+    assert "hunter" not in shown
