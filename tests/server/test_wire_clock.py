@@ -171,11 +171,11 @@ async def plain_traffic(proxy: RunningProxy, hogs: int) -> tuple[float, float]:
 
 
 # The share of what the plain clients saw that the proxy may miss or add. Measured
-# on a 2-core host, |reported - seen| / seen: 0.1-5% with the host otherwise idle;
-# beside three other test runs (load 4-7) 1-41%, five of eight attempts under 15%,
-# the misses all the proxy seeing less than the client process, which the host
-# delayed too.
-AGREEMENT = 0.15
+# on a 2-core host beside three other test runs (load 3-7), |reported - seen| / seen
+# over fourteen attempts: 0.2-41%, seven under 16%, eleven under 25%; each miss the proxy
+# seeing less than the client process, which the host delayed too. On a host with
+# nothing else running this could be tightened; it was not measured there.
+AGREEMENT = 0.25
 
 
 async def test_a_filter_blocking_the_loop_raises_the_overhead_of_other_requests(
