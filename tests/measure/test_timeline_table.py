@@ -40,8 +40,8 @@ class MarksMs:
     upstream: tuple[float, float] | None = None  # request written, answer's last byte
     calls: tuple[Call, ...] = ()
     parallel_done: float | None = None
-    first_content: float | None = None  # upstream, and client + ``client_delay``
-    client_first_content: float | None = None
+    first_content: float | None = None  # the upstream's first content (a stream)
+    client_first_content: float | None = None  # the client's first content
     upstream_wait: float = 0.0  # the read answer waited this long for the loop
     streamed: bool = False
 
