@@ -38,8 +38,8 @@ CONNECTION_LINES = {
 }
 
 
-def request_head(body: bytes) -> bytes:
-    lines = [b"POST /v1/anything HTTP/1.1", b"Host: x", b"Content-Length: %d" % len(body)]
+def request_head(body: bytes, route: str = "/v1/anything") -> bytes:
+    lines = [b"POST %b HTTP/1.1" % route.encode(), b"Host: x", b"Content-Length: %d" % len(body)]
     lines += [f"{name}: {value}".encode() for name, value in HOP_BY_HOP.items()]
     for line, value in CONNECTION_LINES.items():
         lines.append(f"Connection: {line}".encode())
@@ -62,10 +62,20 @@ async def exchange(port: int, data: bytes) -> bytes:
     return head
 
 
-async def test_no_hop_by_hop_header_reaches_the_model(start_proxy: ProxyFactory) -> None:
+CHAT = b'{"model": "m", "messages": [{"role": "user", "content": "hi"}]}'
+# Unjudged (forwarded as sent) and judged (read whole, by the filter chain).
+ROUTES = {"/v1/anything": b"{}", "/v1/chat/completions": CHAT}
+
+
+@pytest.mark.parametrize("route", ROUTES)
+async def test_no_hop_by_hop_header_reaches_the_model(
+    start_proxy: ProxyFactory, route: str
+) -> None:
     async with recording_upstream() as upstream:
-        proxy = await start_proxy(upstream=upstream.url)
-        head = await exchange(proxy.server.port, request_head(b"{}"))
+        proxy = await start_proxy(
+            {"filters": [{"name": "pii", "type": "pii"}]}, upstream=upstream.url
+        )
+        head = await exchange(proxy.server.port, request_head(ROUTES[route], route))
         assert head.startswith(b"HTTP/1.1 200")
         (seen,) = upstream.seen
     for name in [*HOP_BY_HOP, *NAMED]:

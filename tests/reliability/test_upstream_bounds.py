@@ -10,18 +10,15 @@ and the next request is served (docs/reliability.md, "Bounded upstream answers")
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import signal
-import sys
 import zlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import orjson
 import pytest
 
+from tests.fresh_serve import fresh_serve, peak_rss_bytes
 from tests.reliability.fault_upstream import chunked, completion
 from tests.upstream.raw_upstream import raw_server, response
 
@@ -84,32 +81,8 @@ async def served(json_bomb: bytes, sse_bomb: bytes) -> AsyncIterator[tuple[int, 
     async def answer(head: bytes, writer: asyncio.StreamWriter) -> bool:
         return await upstream_answer(head, writer, bombs)
 
-    async with raw_server(answer) as (_, upstream):
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "proxy", "serve", "--upstream", upstream,
-            "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
-            "--log-level", "critical",
-            stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
-        assert process.stdout is not None
-        url = None
-        while url is None:
-            line = (await process.stdout.readline()).decode()
-            assert line, "serve exited before it was listening"
-            found = re.match(r"taxmeter: proxy\s+(http://127\.0\.0\.1:\d+)", line)
-            url = found.group(1) if found else None
-        try:
-            yield process.pid, url
-        finally:
-            process.send_signal(signal.SIGTERM)
-            assert await asyncio.wait_for(process.wait(), 30) == 0
-
-
-def peak_rss_bytes(pid: int) -> int:
-    status = Path(f"/proc/{pid}/status").read_text()
-    found = re.search(r"VmHWM:\s+(\d+) kB", status)
-    assert found is not None
-    return int(found.group(1)) * 1024
+    async with raw_server(answer) as (_, upstream), fresh_serve(upstream) as served:
+        yield served
 
 
 async def chat(url: str, answer: str = "", stream: bool = False) -> tuple[int, bytes]:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
+from collections.abc import Callable
 
 import aiohttp
 import orjson
-import pytest
 
 from proxy.measure.metrics import OVERHEAD_PARTS
 from tests.loopback import CHOOSABLE, ProxyFactory, RunningProxy, post_json, variant_headers
@@ -58,6 +59,31 @@ async def test_the_clock_starts_when_the_first_byte_arrives(start_proxy: ProxyFa
     assert figure(proxy, "request_duration_seconds") >= 0.1
     assert part(proxy, "ingress") >= 0.095
     assert figure(proxy, "proxy_overhead_seconds") >= 0.095
+
+
+async def test_ingress_the_client_held_back_is_in_the_tax(start_proxy: ProxyFactory) -> None:
+    """A head sent in two parts: the gap, on the client's clock, is tax the model never saw."""
+    proxy = await start_proxy()
+    reader, writer = await asyncio.open_connection(proxy.server.host, proxy.server.port)
+    start = time.perf_counter()
+    writer.write(HEAD[:20])
+    await writer.drain()
+    await asyncio.sleep(0.05)
+    held = time.perf_counter() - start  # the first byte was written no later than start
+    writer.write(HEAD[20:] + BODY)
+    assert b" 200 " in (await read_response(reader)).split(b"\r\n", 1)[0]
+    writer.close()
+    await proxy.settle()
+
+    tax = figure(proxy, "latency_tax_seconds")
+    # The first byte reaches the proxy a little after it was written, and the rest is
+    # parsed after it arrived: measured, the ingress is the gap plus 0.37-0.52 ms.
+    # 1 ms of room below the gap, for a first byte read late.
+    assert part(proxy, "ingress") >= held - 0.001, (part(proxy, "ingress"), held)
+    assert tax >= held - 0.001, (tax, held)
+    # And what is not ingress is this small request's usual tax: measured 1.1-1.4 ms,
+    # 5 ms once, beside three other test runs.
+    assert tax - part(proxy, "ingress") < 0.01, tax
 
 
 async def test_an_idle_keep_alive_connection_starts_no_clock(start_proxy: ProxyFactory) -> None:
@@ -144,22 +170,35 @@ async def plain_traffic(proxy: RunningProxy, hogs: int) -> tuple[float, float]:
     return seen["mean_s"], overhead / count
 
 
+# The share of what the plain clients saw that the proxy may miss or add. Measured
+# on a 2-core host beside three other test runs (load 3-7), |reported - seen| / seen
+# over fourteen attempts: 0.2-41%, seven under 16%, eleven under 25%; each miss the proxy
+# seeing less than the client process, which the host delayed too. On a host with
+# nothing else running this could be tightened; it was not measured there.
+AGREEMENT = 0.25
+
+
 async def test_a_filter_blocking_the_loop_raises_the_overhead_of_other_requests(
-    start_proxy: ProxyFactory,
+    start_proxy: ProxyFactory, record_property: Callable[[str, object], None]
 ) -> None:
     proxy = await start_proxy(hog_config())
     # The plain requests never ran the filter, yet their clients waited longer:
     # the proxy reports that wait as its overhead, about as much as they saw.
-    # Up to three attempts: other work on a small host delays the client process
-    # too, which its clock sees and the proxy's cannot.
+    # One retry, recorded (the test's "retries" property, and its output): other
+    # work on a small host delays the client process too, which its clock sees
+    # and the proxy's cannot. A second miss is a regression, not bad luck.
     attempts = []
-    for _ in range(3):
+    for _ in range(2):
         calm_latency, calm_overhead = await plain_traffic(proxy, hogs=0)
         hogged_latency, hogged_overhead = await plain_traffic(proxy, hogs=8)
         seen = hogged_latency - calm_latency
         reported = hogged_overhead - calm_overhead
         assert seen > 0.01, seen  # the stalls did delay them
         attempts.append((reported, seen))
-        if abs(reported - seen) <= 0.25 * seen:
-            return
-    pytest.fail(f"reported vs seen (s), never within 25%: {attempts}")
+        if abs(reported - seen) <= AGREEMENT * seen:
+            break
+    retries = len(attempts) - 1
+    record_property("retries", retries)
+    print(f"retries: {retries}; reported vs seen (s): {attempts}")
+    reported, seen = attempts[-1]
+    assert abs(reported - seen) <= AGREEMENT * seen, f"not within {AGREEMENT:.0%}: {attempts}"
