@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from filters.base import Filter
+from filters.base import Close, Filter, closer
 from proxy.config.schema import MODES, Config, ConfigError, load_config
 from proxy.control.variants import Assigner
 from proxy.judge.build import Built, build_chains, build_filters
@@ -199,7 +199,7 @@ class Runtime:
 
     def _close(self, built: Built) -> None:
         for instance, *_ in built.values():
-            close = getattr(instance, "aclose", None)
+            close = closer(instance)
             if close is not None:
                 task = asyncio.get_running_loop().create_task(_close_quietly(instance, close))
                 self._closing.add(task)
@@ -219,7 +219,7 @@ class Runtime:
         return len(self._retired)
 
 
-async def _close_quietly(instance: Filter, close: Callable[[], Awaitable[None]]) -> None:
+async def _close_quietly(instance: Filter, close: Close) -> None:
     try:
         await close()
     except Exception:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from filters.base import STAGES, Filter, Stage
+from filters.base import STAGES, Filter, Stage, declared
 from filters.registry import FilterLoadError, resolve_filter_class
 from proxy.config.filter_specs import stream_policy
 from proxy.config.schema import Config, ConfigError, FilterSpec, StreamPolicy
@@ -49,6 +49,7 @@ def build_chains(config: Config, filters: Built) -> dict[str, Chain]:
             if spec.name in variant.disable or mode == "off":
                 continue
             instance, filter_stages, policy = filters[spec.name]
+            optional = declared(instance)
             bound = BoundFilter(
                 spec.name,
                 mode,
@@ -56,8 +57,8 @@ def build_chains(config: Config, filters: Built) -> dict[str, Chain]:
                 spec.on_error == "closed",
                 instance,
                 policy,
-                getattr(instance, "cpu_bound", False) is True,
-                _max_match_chars(instance),
+                optional.cpu_bound,
+                optional.max_match_chars,
             )
             # An observing filter changes nothing, so by default it runs after the
             # response, where it costs the client nothing.
@@ -73,11 +74,6 @@ def build_chains(config: Config, filters: Built) -> dict[str, Chain]:
                     parts[f"{later}stream_end"].append(bound)
         chains[variant.name] = Chain(variant.name, parts)
     return chains
-
-
-def _max_match_chars(instance: Filter) -> int:
-    declared = getattr(instance, "max_match_chars", 0)
-    return declared if isinstance(declared, int) and not isinstance(declared, bool) else 0
 
 
 def _construct(key: str, spec: FilterSpec, notify: Notify | None) -> BuiltFilter:
@@ -104,7 +100,7 @@ def _construct(key: str, spec: FilterSpec, notify: Notify | None) -> BuiltFilter
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{key}.params", f"filter {spec.name!r}: {exc}") from exc
     policy = spec.stream
-    defaults = getattr(cls, "stream_defaults", None)
+    defaults = declared(cls).stream_defaults
     if not spec.stream_given and defaults is not None:
         # A filter too costly to call on every token says how often it runs by default.
         policy = stream_policy(f"{key}.stream (the filter's stream_defaults)", defaults)

@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from filters.base import Stage
+from filters.base import Stage, closer
 from proxy.config.schema import Config, VariantSpec
 from proxy.judge.build import Built, build_chains
 from proxy.judge.chain import BoundFilter, Chain, StageResult
@@ -157,7 +157,7 @@ async def close_filters(built: Built) -> None:
     """Release what the filters hold, as the proxy does at shutdown."""
     OFFLOAD.close()
     for instance, *_ in built.values():
-        close = getattr(instance, "aclose", None)
+        close = closer(instance)
         if close is not None:
             await close()
 
