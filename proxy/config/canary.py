@@ -22,12 +22,11 @@ from typing import Any
 from filters.base import Stage
 from proxy.config.checks import (
     ConfigError,
-    check_choice,
     check_known,
     check_mapping,
     check_positive,
+    check_stages,
     check_str,
-    check_str_list,
 )
 from proxy.config.labelled import DatasetError, read_lines
 from proxy.config.sections import Check, given, keys_of
@@ -68,12 +67,7 @@ def parse_canary(raw: Any) -> CanaryConfig | None:
 
 
 def _stages(key: str, value: Any) -> tuple[Stage, ...]:
-    named = check_str_list(key, value)
-    if not named:
-        raise ConfigError(key, "expected at least one stage")
-    for stage in named:
-        check_choice(key, stage, CANARY_STAGES)
-    return tuple(s for s in CANARY_STAGES if s in named)
+    return check_stages(key, value, CANARY_STAGES)
 
 
 CANARY_KEYS = keys_of(CanaryConfig, leave_out=("items", "labels"))
