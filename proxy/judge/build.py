@@ -14,6 +14,7 @@ from proxy.config.filter_specs import stream_policy
 from proxy.config.schema import Config, ConfigError, FilterSpec, StreamPolicy
 from proxy.judge.build_notice import Notify, describe, noticed_if_slow
 from proxy.judge.chain import CHAIN_PARTS, BoundFilter, Chain
+from proxy.judge.offload import ThreadOffload
 
 
 class BuiltFilter(NamedTuple):
@@ -39,8 +40,16 @@ def build_filters(config: Config, notify: Notify | None = None) -> Built:
     return built
 
 
-def build_chains(config: Config, filters: Built) -> dict[str, Chain]:
-    """One frozen chain per variant, sharing the filter instances."""
+def build_chains(
+    config: Config, filters: Built, offload: ThreadOffload | None = None
+) -> dict[str, Chain]:
+    """One frozen chain per variant, sharing the filter instances.
+
+    ``offload``: the worker threads the cpu_bound filters are called on, the
+    caller's to close; None, a pool of this build's own, left to the
+    interpreter's exit (for a build that never runs its chains, or a test).
+    """
+    offload = ThreadOffload() if offload is None else offload
     chains: dict[str, Chain] = {}
     for variant in config.variants:
         parts: dict[str, list[BoundFilter]] = {k: [] for k in CHAIN_PARTS}
@@ -57,7 +66,7 @@ def build_chains(config: Config, filters: Built) -> dict[str, Chain]:
                 spec.on_error == "closed",
                 instance,
                 policy,
-                optional.cpu_bound,
+                offload if optional.cpu_bound else None,
                 optional.max_match_chars,
             )
             # An observing filter changes nothing, so by default it runs after the

@@ -18,12 +18,11 @@ from proxy.exchange.handler import ProxyHandler
 from proxy.exchange.limits import REJECTIONS, Admission, Rejections
 from proxy.judge.build_notice import Notify
 from proxy.judge.observe import Observer
-from proxy.judge.offload import OFFLOAD
 from proxy.measure.access_log import AccessLog
 from proxy.measure.canary_metrics import CanaryMetrics
 from proxy.measure.cost import Prices
 from proxy.measure.heap import GcPauses
-from proxy.measure.loop_watch import LOOP_WATCH
+from proxy.measure.loop_watch import LoopWatch
 from proxy.measure.metrics import Metrics
 from proxy.measure.process_gauges import register_process_gauges
 from proxy.measure.stats import Stats
@@ -32,6 +31,7 @@ from proxy.measure.tracing_metrics import register_trace_counts
 from proxy.measure.tracing_setup import TracingSetup
 from proxy.server.client_limits import CLIENT_LIMITS, ClientLimits
 from proxy.server.metrics_app import Readiness, build_metrics_app
+from proxy.server.wire import LOOP_WATCH
 from proxy.upstream.call import UpstreamPool
 from proxy.upstream.reachability import Reachability
 
@@ -105,7 +105,10 @@ def build_apps(
     upstream_url = config.upstream.url
     rejections = Rejections(registry)
     admission = Admission(config.max_concurrent_requests, rejections)
-    handler = ProxyHandler(runtime, metrics, stats, observer, admission, tracing, access_log)
+    loop_watch = LoopWatch()
+    handler = ProxyHandler(
+        runtime, metrics, stats, observer, admission, tracing, access_log, loop_watch
+    )
 
     gc_pauses = GcPauses(registry)
     canary = Canary(runtime, CanaryMetrics(registry))
@@ -113,26 +116,26 @@ def build_apps(
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         handler.upstream = UpstreamPool(upstream_url, config.upstream, reachability=reachability)
         observe_lag = metrics.loop_lag.observe
-        LOOP_WATCH.start(observe_lag)
+        loop_watch.start(observe_lag)
         gc_pauses.start()
         readiness.ready = True
         canary.start()
         yield
         readiness.ready = False
         await canary.stop()  # before the filters it uses are closed
-        LOOP_WATCH.stop(observe_lag)
+        loop_watch.stop(observe_lag)
         gc_pauses.stop()
         await handler.upstream.close()
         await observer.drain(OBSERVE_GRACE_S)
         if access_log is not None:
             access_log.close()
-        OFFLOAD.close()
-        await runtime.aclose()
+        await runtime.aclose()  # the filters, and their worker threads
 
     proxy_app = web.Application(client_max_size=config.max_body_bytes)
     proxy_app.cleanup_ctx.append(upstream_session)
     proxy_app[REJECTIONS] = rejections
     proxy_app[CLIENT_LIMITS] = ClientLimits.from_config(config)  # read by proxy.server.wire
+    proxy_app[LOOP_WATCH] = loop_watch  # and this
     proxy_app.router.add_route("*", "/{tail:.*}", handler.handle)
     register_process_gauges(registry)
 
