@@ -14,12 +14,13 @@ from collections.abc import Callable
 import orjson
 from multidict import CIMultiDict, CIMultiDictProxy
 from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 
 from proxy.exchange.exchange import Exchange
 from proxy.measure import tracing_wire as W
 from proxy.measure.timeline import Timeline
-from proxy.measure.tracing import Tracing, inject
+from proxy.measure.tracing import Tracing
 from proxy.measure.tracing_export import Batching, SpanExport
 from proxy.measure.tracing_finished import Finished
 from proxy.measure.tracing_setup import TracingSetup, resource_and_scope
@@ -61,17 +62,18 @@ def tracing_cases(t: Timeline) -> dict[str, Callable[[], object]]:
     export = SpanExport(_Discard(), envelope, Batching())
     tracing = Tracing(TracingSetup(export, ParentBased(ALWAYS_ON)), "http://127.0.0.1:8000", False)
     server = {"server.address": "127.0.0.1", "server.port": 8000}
+    ids = RandomIdGenerator()
     figures = t.breakdown(False)
     ex = _exchange(t, tracing)
     done = Finished(ex, figures, False)
 
     def on_path() -> None:
         start = tracing.begin(HEADERS, "chat_completions", "POST")
-        inject(start, CIMultiDict())
+        tracing.inject(start, CIMultiDict())
         Finished(ex, figures, False)
 
     def off_path() -> bytes:
-        return W.export_request(envelope, build_spans(done, server))
+        return W.export_request(envelope, build_spans(done, server, ids))
 
     def whole() -> None:
         on_path()

@@ -1,5 +1,29 @@
 """taxmeter's filter interface and built-in safety filters."""
 
-from filters.base import STAGES, Action, Edit, Filter, FilterContext, Stage, Verdict
+from filters.base import (
+    STAGES,
+    Action,
+    Declared,
+    Edit,
+    Filter,
+    FilterContext,
+    FilterOptions,
+    Stage,
+    Verdict,
+    closer,
+    declared,
+)
 
-__all__ = ["STAGES", "Action", "Edit", "Filter", "FilterContext", "Stage", "Verdict"]
+__all__ = [
+    "STAGES",
+    "Action",
+    "Declared",
+    "Edit",
+    "Filter",
+    "FilterContext",
+    "FilterOptions",
+    "Stage",
+    "Verdict",
+    "closer",
+    "declared",
+]

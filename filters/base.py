@@ -1,11 +1,24 @@
 """The filter interface: what a safety filter receives and what it returns.
 
-A filter is any class with:
+A filter is any class with (:class:`Filter`):
 
-    stages: tuple[str, ...]            # any of "input", "output", "stream"
+    stages: tuple[Stage, ...]          # any of "input", "output", "stream"
     def __init__(self, **params): ...  # params from the config; raise ValueError
                                        # or TypeError on a bad one
     async def check(self, ctx: FilterContext) -> Verdict: ...
+
+and, if it needs them, the optional members the runner reads once, when the
+filter is built (:class:`FilterOptions`, :func:`declared`, :func:`closer`):
+
+    cpu_bound: bool                        # call it on a worker thread
+    max_match_chars: int                   # the longest match it can make
+    stream_defaults: Mapping[str, object]  # its default ``stream`` policy
+    loads: str                             # what its constructor loads, said
+                                           # when the build is slow
+    async def aclose(self) -> None: ...    # release what it holds
+
+A class without them works as before: each has a default (False, 0, none,
+none, nothing to close), and one of the wrong type counts as left out.
 
 A filter judges ``ctx.text`` and returns a :class:`Verdict`. On the stream
 stage ``ctx.partial`` says more text may follow; a filter that knows how its
@@ -25,9 +38,9 @@ redaction without edits is asked again message by message.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, cast, runtime_checkable
 
 Stage = Literal["input", "output", "stream"]
 STAGES: tuple[Stage, ...] = ("input", "output", "stream")
@@ -122,8 +135,68 @@ class FilterContext:
 
 @runtime_checkable
 class Filter(Protocol):
-    """The one method a filter implements (plus a ``stages`` attribute)."""
+    """What every filter has: the stages it can judge, and the one method.
 
-    stages: tuple[str, ...]
+    ``stages`` is read-only here, so a class attribute of any tuple of
+    :data:`Stage` satisfies it (annotate it ``tuple[Stage, ...]``: a bare
+    ``("input",)`` is inferred as a tuple of ``str``).
+    """
+
+    @property
+    def stages(self) -> tuple[Stage, ...]: ...
 
     async def check(self, ctx: FilterContext) -> Verdict: ...
+
+
+class FilterOptions:
+    """The optional members with their defaults: a base class a filter may take.
+
+    Subclassing it is never required (the runner reads each member with
+    :func:`declared` and :func:`closer`, falling back to these defaults); it
+    documents the members' types and lets mypy check a filter that overrides
+    one. ``cpu_bound`` and ``max_match_chars`` may also be set per instance
+    (from a param); ``stream_defaults`` and ``loads`` belong to the class.
+    """
+
+    cpu_bound: bool = False
+    max_match_chars: int = 0
+    stream_defaults: ClassVar[Mapping[str, object] | None] = None
+    loads: ClassVar[str | None] = None
+
+
+@dataclass(frozen=True, slots=True)
+class Declared:
+    """The optional members a filter class or instance declares, checked (see :func:`declared`)."""
+
+    cpu_bound: bool = False
+    max_match_chars: int = 0
+    stream_defaults: Mapping[str, object] | None = None
+    loads: str | None = None
+
+
+def declared(of: object) -> Declared:
+    """The optional members of a filter class or instance; one of the wrong type is left out.
+
+    ``cpu_bound`` counts only when it is True itself (not merely truthy), so a
+    mistaken ``"no"`` never moves a filter to a worker thread.
+    """
+    cpu_bound = getattr(of, "cpu_bound", False) is True
+    longest = getattr(of, "max_match_chars", 0)
+    if not isinstance(longest, int) or isinstance(longest, bool):
+        longest = 0
+    defaults = getattr(of, "stream_defaults", None)
+    loads = getattr(of, "loads", None)
+    return Declared(
+        cpu_bound,
+        longest,
+        cast("Mapping[str, object] | None", defaults),
+        loads if isinstance(loads, str) and loads else None,
+    )
+
+
+Close = Callable[[], Awaitable[None]]
+
+
+def closer(instance: object) -> Close | None:
+    """The filter's ``aclose``, to await when it is retired; None when it has none."""
+    return cast("Close | None", getattr(instance, "aclose", None))

@@ -32,7 +32,7 @@ from dataclasses import replace
 
 import regex
 
-from filters.base import Edit, FilterContext, Verdict
+from filters.base import Edit, FilterContext, Stage, Verdict
 from filters.normal_text import (
     ASCII_VIEW,
     ASCII_VIEW_LOWER,
@@ -43,24 +43,10 @@ from filters.normal_text import (
     views,
     warm_up,
 )
+from filters.params import combinable_pattern, flag, one_of, string, strings
 
 _WORD_CHAR = re.compile(r"\w")
-# Entries are renumbered once combined, so a numbered reference would silently
-# point at another entry's group.
-_NUMBERED_REF = re.compile(r"(?<!\\)(?:\\\\)*\\[1-9]|\(\?\([0-9]")
 _GROUP_PREFIX = "_denylist_"
-
-
-def _strings(name: str, value: object) -> tuple[str, ...]:
-    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-        raise TypeError(f"{name}: expected a list of strings")
-    return tuple(value)
-
-
-def _flag(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name}: expected true or false, got {value!r}")
-    return value
 
 
 def _word_source(word: str, whole_word: bool) -> str:
@@ -77,19 +63,8 @@ def _word_source(word: str, whole_word: bool) -> str:
 
 
 def _pattern_source(pattern: str, flags: int) -> str:
-    try:
-        # Compiled wrapped, as it will be combined, so a global inline flag
-        # such as "(?i)" not at the start is reported against this pattern.
-        compiled = re.compile(f"(?:{pattern})", flags)
-    except re.error as exc:
-        raise ValueError(f"patterns: invalid regex {pattern!r}: {exc}") from None
-    if compiled.fullmatch(""):
-        raise ValueError(f"patterns: {pattern!r} matches the empty string")
-    if _NUMBERED_REF.search(pattern):
-        raise ValueError(
-            f"patterns: {pattern!r} uses a numbered group reference; "
-            "use a named group, (?P<name>...) with (?P=name)"
-        )
+    # Checked wrapped, as it will be combined.
+    combinable_pattern("patterns", pattern, f"(?:{pattern})", flags)
     return pattern
 
 
@@ -103,7 +78,7 @@ class Denylist:
     required.
     """
 
-    stages: tuple[str, ...] = ("input", "output", "stream")
+    stages: tuple[Stage, ...] = ("input", "output", "stream")
 
     def __init__(
         self,
@@ -116,15 +91,13 @@ class Denylist:
         replacement: str = "[REDACTED]",
         normalize: bool = True,
     ) -> None:
-        words = _strings("words", words)
-        patterns = _strings("patterns", patterns)
-        flags = 0 if _flag("case_sensitive", case_sensitive) else re.IGNORECASE
-        whole_word = _flag("whole_word", whole_word)
-        self._normalize = _flag("normalize", normalize)
-        if action not in ("block", "redact"):
-            raise ValueError(f'action: expected "block" or "redact", got {action!r}')
-        if not isinstance(replacement, str):
-            raise TypeError(f"replacement: expected a string, got {replacement!r}")
+        words = strings("words", words)
+        patterns = strings("patterns", patterns)
+        flags = 0 if flag("case_sensitive", case_sensitive) else re.IGNORECASE
+        whole_word = flag("whole_word", whole_word)
+        self._normalize = flag("normalize", normalize)
+        one_of("action", action, ("block", "redact"))
+        string("replacement", replacement)
         if not words and not patterns:
             raise ValueError("words, patterns: at least one word or pattern is required")
         if self._normalize:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from filters.base import FilterContext, Verdict
+from filters.base import FilterContext, Stage, Verdict
 from filters.heuristics_encoded import Payloads
 from filters.heuristics_rules import (
     FIRST_LINE,
@@ -44,20 +44,16 @@ from filters.heuristics_text import (
     strip_invisible,
     view,
 )
+from filters.params import combinable_pattern, integer, one_of, strings
 
 CHECKS = ("override", "role_tags", "encoded", "invisible", "homoglyphs")
 REPLACEMENT = "[REMOVED]"
 
 Span = tuple[int, int]
 
-# Extra phrases are combined into one regex and renumbered, so a numbered
-# reference would silently point at another phrase's group.
-_NUMBERED_REF = re.compile(r"(?<!\\)(?:\\\\)*\\[1-9]|\(\?\([0-9]")
-
 
 def _check_names(value: object) -> frozenset[str]:
-    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-        raise TypeError("checks: expected a list of strings")
+    value = strings("checks", value)
     for name in value:
         if name not in CHECKS:
             raise ValueError(f"checks: unknown check {name!r}; known: {', '.join(CHECKS)}")
@@ -66,29 +62,11 @@ def _check_names(value: object) -> frozenset[str]:
     return frozenset(value)
 
 
-def _count(name: str, value: object, minimum: int) -> int:
-    # bool is an int subclass; "max_invisible: true" is a config mistake, not 1.
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name}: expected an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name}: expected an integer of at least {minimum}, got {value}")
-    return value
-
-
 def _extra_regex(value: object) -> re.Pattern[str] | None:
-    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-        raise TypeError("extra_phrases: expected a list of strings")
     sources = []
-    for pattern in value:
-        try:
-            # Compiled as it will be combined, so a global flag is reported here.
-            compiled = re.compile(f"(?i:{pattern})")
-        except re.error as exc:
-            raise ValueError(f"extra_phrases: invalid regex {pattern!r}: {exc}") from None
-        if compiled.fullmatch(""):
-            raise ValueError(f"extra_phrases: {pattern!r} matches the empty string")
-        if _NUMBERED_REF.search(pattern):
-            raise ValueError(f"extra_phrases: {pattern!r} uses a numbered group reference")
+    for pattern in strings("extra_phrases", value):
+        # Checked as it will be combined.
+        combinable_pattern("extra_phrases", pattern, f"(?i:{pattern})")
         sources.append(f"(?i:{pattern})")
     if not sources:
         return None
@@ -141,7 +119,7 @@ class Heuristics:
     replaces phrases, tags and encoded payloads with ``[REMOVED]``.
     """
 
-    stages: tuple[str, ...] = ("input", "output", "stream")
+    stages: tuple[Stage, ...] = ("input", "output", "stream")
 
     def __init__(
         self,
@@ -153,11 +131,9 @@ class Heuristics:
         extra_phrases: Sequence[str] = (),
     ) -> None:
         self._checks = _check_names(checks)
-        if action not in ("block", "redact"):
-            raise ValueError(f'action: expected "block" or "redact", got {action!r}')
-        self._redact = action == "redact"
-        length = _count("min_encoded_length", min_encoded_length, 16)
-        self._max_invisible = _count("max_invisible", max_invisible, 0)
+        self._redact = one_of("action", action, ("block", "redact")) == "redact"
+        length = integer("min_encoded_length", min_encoded_length, 16)
+        self._max_invisible = integer("max_invisible", max_invisible, 0)
         self._extra = _extra_regex(extra_phrases)
         self._payloads = Payloads(length, self._injected)
 

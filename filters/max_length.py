@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from filters.base import FilterContext, Verdict
+from filters.base import FilterContext, Stage, Verdict
+from filters.params import integer
 
 # English text averages about four characters per token in BPE tokenizers;
 # code, non-Latin scripts and unusual text run denser, so this undercounts them.
@@ -12,12 +13,7 @@ _CHARS_PER_TOKEN = 4
 def _limit(name: str, value: object) -> int | None:
     if value is None:
         return None
-    # bool is an int subclass; "max_chars: true" is a config mistake, not 1.
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name}: expected a positive integer, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"{name}: expected a positive integer, got {value}")
-    return value
+    return integer(name, value, 1, expected="a positive integer")
 
 
 class MaxLength:
@@ -28,7 +24,7 @@ class MaxLength:
     The filter never redacts.
     """
 
-    stages: tuple[str, ...] = ("input", "output", "stream")
+    stages: tuple[Stage, ...] = ("input", "output", "stream")
 
     def __init__(self, *, max_chars: int | None = None, max_tokens: int | None = None) -> None:
         self._max_chars = _limit("max_chars", max_chars)

@@ -40,7 +40,8 @@ import aiohttp
 import orjson
 from yarl import URL
 
-from filters.base import FilterContext, Verdict
+from filters.base import FilterContext, Stage, Verdict
+from filters.params import non_empty, number, one_of
 
 STYLES = ("openai", "judge")
 _DEFAULT_PATH = {"openai": "/v1/moderations", "judge": "/v1/chat/completions"}
@@ -83,24 +84,15 @@ class ModerationError(Exception):
     """The moderation service answered, but not with a usable verdict."""
 
 
-def _string(name: str, value: object) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{name}: expected a string, got {value!r}")
-    if not value.strip():
-        raise ValueError(f"{name}: expected a non-empty string")
-    return value
-
-
 def _number(name: str, value: object, expected: str, high: float = math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name}: expected a number, got {value!r}")
+    value = number(name, value)
     if not (math.isfinite(value) and 0 < value <= high):
         raise ValueError(f"{name}: expected {expected}, got {value!r}")
     return float(value)
 
 
 def _endpoint(url: object, style: str) -> URL:
-    text = _string("url", url)
+    text = non_empty("url", url)
     try:
         parsed = URL(text)
     except ValueError as exc:
@@ -128,7 +120,7 @@ def _categories(value: object) -> tuple[str, ...] | None:
 def _auth_headers(api_key_env: object) -> dict[str, str]:
     if api_key_env is None:
         return {}
-    name = _string("api_key_env", api_key_env)
+    name = non_empty("api_key_env", api_key_env)
     token = os.environ.get(name, "").strip()
     if not token:
         # At start-up, not per call: with on_error open, a missing key would
@@ -159,7 +151,7 @@ class Moderation:
     default template their names: ``moderation: unsafe S1 (Violent Crimes)``.
     """
 
-    stages: tuple[str, ...] = ("input", "output", "stream")
+    stages: tuple[Stage, ...] = ("input", "output", "stream")
     # One call to the service per token would cost more than the answer: on a
     # stream it judges each sentence, unless the config says otherwise.
     stream_defaults: ClassVar[Mapping[str, object]] = MappingProxyType({"at_sentence_end": True})
@@ -177,11 +169,9 @@ class Moderation:
         connect_timeout_s: float = 2,
         read_timeout_s: float = 10,
     ) -> None:
-        if style not in STYLES:
-            raise ValueError(f'style: expected "openai" or "judge", got {style!r}')
-        self._style = style
+        self._style = one_of("style", style, STYLES)
         self._url = _endpoint(url, style)
-        self._model = _DEFAULT_MODEL[style] if model is None else _string("model", model)
+        self._model = _DEFAULT_MODEL[style] if model is None else non_empty("model", model)
         self._categories = _categories(categories)
         self._threshold = (
             None if threshold is None else _number("threshold", threshold, "a score in (0, 1]", 1)
@@ -191,7 +181,7 @@ class Moderation:
         if template is not None:
             if style != "judge":
                 raise ValueError("template: only used with style judge")
-            if "{text}" not in _string("template", template):
+            if "{text}" not in non_empty("template", template):
                 raise ValueError("template: must contain the {text} placeholder")
         self._template = DEFAULT_TEMPLATE if template is None else template
         # A custom template may define its own codes, so only ours get names.

@@ -21,8 +21,9 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Sequence
 
-from filters.base import Edit, FilterContext, Verdict
+from filters.base import Edit, FilterContext, Stage, Verdict
 from filters.normal_text import NormalText, as_written, views, warm_up
+from filters.params import flag, one_of, strings
 from filters.pii_scan import FINDERS, starts
 from filters.pii_tail import TAILS
 
@@ -40,23 +41,18 @@ class Pii:
     the normalised view of the text.
     """
 
-    stages: tuple[str, ...] = ("input", "output", "stream")
+    stages: tuple[Stage, ...] = ("input", "output", "stream")
 
     def __init__(
         self, *, action: str = "redact", types: Sequence[str] = PII_TYPES, normalize: bool = True
     ) -> None:
-        if action not in ("redact", "block"):
-            raise ValueError(f'action: expected "redact" or "block", got {action!r}')
-        if not isinstance(types, list | tuple) or not all(isinstance(t, str) for t in types):
-            raise TypeError("types: expected a list of strings")
-        for kind in types:
+        one_of("action", action, ("redact", "block"))
+        for kind in strings("types", types):
             if kind not in PII_TYPES:
                 raise ValueError(f"types: unknown type {kind!r}; known: {', '.join(PII_TYPES)}")
         if not types:
             raise ValueError("types: expected at least one type")
-        if not isinstance(normalize, bool):
-            raise TypeError(f"normalize: expected true or false, got {normalize!r}")
-        self._normalize = normalize
+        self._normalize = flag("normalize", normalize)
         if normalize:
             warm_up()
         self._block = action == "block"

@@ -30,8 +30,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, ClassVar
 
-from filters.base import FilterContext, Verdict
+from filters.base import FilterContext, Stage, Verdict
 from filters.microbatch import MicroBatcher
+from filters.params import integer
 from filters.semantic_params import (
     AUTO_CACHE,
     NEEDS_ML,
@@ -39,7 +40,6 @@ from filters.semantic_params import (
     RUNTIMES,
     cache_dir,
     choice,
-    integer,
     number,
     path,
     strings,
@@ -130,7 +130,7 @@ class SemanticGuard:
     which runtime embeds (``onnx/int8``, ``onnx/fp32`` or ``torch``).
     """
 
-    stages: tuple[str, ...] = ("input", "output", "stream")
+    stages: tuple[Stage, ...] = ("input", "output", "stream")
     # A forward pass per token would cost more than the answer: on a stream it
     # judges each sentence, unless the config says otherwise.
     stream_defaults: ClassVar[Mapping[str, object]] = MappingProxyType({"at_sentence_end": True})

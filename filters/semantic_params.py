@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from filters import params
+
 NEEDS_ML = "semantic_guard needs the ml extra: pip install torch==2.13.0 'taxmeter[ml]'"
 RUNTIMES = ("onnx", "torch")
 PRECISIONS = ("int8", "fp32")
@@ -10,25 +12,15 @@ AUTO_CACHE = "auto"
 
 
 def number(name: str, value: object, low: float, high: float, *, open_low: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name}: expected a number, got {value!r}")
+    value = params.number(name, value)
     if value < low or value > high or (open_low and value == low):
         span = f"({low}, {high}]" if open_low else f"[{low}, {high}]"
         raise ValueError(f"{name}: expected a number in {span}, got {value!r}")
     return float(value)
 
 
-def integer(name: str, value: object, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name}: expected an integer, got {value!r}")
-    if not low <= value <= high:
-        raise ValueError(f"{name}: expected an integer from {low} to {high}, got {value}")
-    return value
-
-
 def strings(name: str, value: object) -> list[str]:
-    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-        raise TypeError(f"{name}: expected a list of strings")
+    value = params.strings(name, value)
     if not all(v.strip() for v in value):
         raise ValueError(f"{name}: entries must not be empty or blank")
     return [v.strip() for v in value]

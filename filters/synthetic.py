@@ -12,7 +12,8 @@ import asyncio
 import math
 import time
 
-from filters.base import FilterContext, Verdict
+from filters.base import FilterContext, Stage, Verdict
+from filters.params import flag, number, one_of, string
 
 # uvloop timers have millisecond granularity and may fire up to a tick early
 # or late, so the last stretch before the deadline is spent yielding instead.
@@ -20,8 +21,7 @@ _SPIN_S = 0.0015
 
 
 def _duration_ms(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name}: expected a number of milliseconds, got {value!r}")
+    value = number(name, value, "a number of milliseconds")
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
     return float(value)
@@ -49,7 +49,7 @@ class Synthetic:
     returns ``action``: allow, block with ``reason``, or redact the whole text
     to ``[SYNTHETIC]``."""
 
-    stages: tuple[str, ...] = ("input", "output", "stream")
+    stages: tuple[Stage, ...] = ("input", "output", "stream")
 
     def __init__(
         self,
@@ -62,16 +62,12 @@ class Synthetic:
     ) -> None:
         self._wall_s = _duration_ms("wall_ms", wall_ms) / 1000
         self._cpu_s = _duration_ms("cpu_ms", cpu_ms) / 1000
-        if action not in ("allow", "block", "redact"):
-            raise ValueError(f'action: expected "allow", "block" or "redact", got {action!r}')
-        if not isinstance(reason, str):
-            raise TypeError(f"reason: expected a string, got {reason!r}")
-        if not reason:
+        one_of("action", action, ("allow", "block", "redact"))
+        # Any string but the empty one (white space too): the reason is the test's own.
+        if not string("reason", reason):
             raise ValueError("reason: expected a non-empty string")
-        if not isinstance(cpu_bound, bool):
-            raise TypeError(f"cpu_bound: expected true or false, got {cpu_bound!r}")
         # Declares itself CPU-bound: the runner then calls it on a worker thread.
-        self.cpu_bound = cpu_bound
+        self.cpu_bound = flag("cpu_bound", cpu_bound)
         self._verdict = {
             "allow": Verdict.allow(),
             "block": Verdict.block(reason),

@@ -22,16 +22,15 @@ from typing import Any
 from filters.base import Stage
 from proxy.config.checks import (
     ConfigError,
-    check_choice,
     check_known,
     check_mapping,
     check_positive,
+    check_stages,
     check_str,
-    check_str_list,
 )
 from proxy.config.labelled import DatasetError, read_lines
+from proxy.config.sections import Check, given, keys_of
 
-CANARY_KEYS = ("dataset", "interval_s", "stages")
 CANARY_STAGES: tuple[Stage, ...] = ("input", "output")
 BENIGN = "benign"
 MAX_LABELS = 20  # series per filter and variant: labels x actions
@@ -61,23 +60,22 @@ def parse_canary(raw: Any) -> CanaryConfig | None:
         return None
     section = check_mapping("canary", raw)
     check_known("canary", section, CANARY_KEYS)
-    interval = 10.0
-    if "interval_s" in section:
-        interval = check_positive("canary.interval_s", section["interval_s"])
-    stages: tuple[Stage, ...] = ("input",)
-    if "stages" in section:
-        given = check_str_list("canary.stages", section["stages"])
-        if not given:
-            raise ConfigError("canary.stages", "expected at least one stage")
-        for stage in given:
-            check_choice("canary.stages", stage, CANARY_STAGES)
-        stages = tuple(s for s in CANARY_STAGES if s in given)
-    path = section.get("dataset")
-    if path is not None:
-        path = check_str("canary.dataset", path)
-    items = load_items(path)
+    values = given("canary.", section, _CHECKS, ("dataset",))
+    items = load_items(values.get("dataset"))
     labels = sorted({item.label for item in items}, key=lambda lb: (lb != BENIGN, lb))
-    return CanaryConfig(items, tuple(labels), path, interval, stages)
+    return CanaryConfig(items, tuple(labels), **values)
+
+
+def _stages(key: str, value: Any) -> tuple[Stage, ...]:
+    return check_stages(key, value, CANARY_STAGES)
+
+
+CANARY_KEYS = keys_of(CanaryConfig, leave_out=("items", "labels"))
+_CHECKS: dict[str, Check] = {
+    "interval_s": check_positive,
+    "stages": _stages,
+    "dataset": check_str,
+}
 
 
 def load_items(path: str | None) -> tuple[CanaryItem, ...]:

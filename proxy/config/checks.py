@@ -97,13 +97,16 @@ def check_choice(key: str, value: Any, allowed: tuple[str, ...]) -> str:
     return str(value)
 
 
-def check_stages(key: str, value: Any) -> tuple[Stage, ...]:
+def check_stages(
+    key: str, value: Any, allowed: tuple[Stage, ...] = SUPPORTED_STAGES
+) -> tuple[Stage, ...]:
+    """At least one of ``allowed``, given in any order; returned in ``allowed``'s."""
     stages = check_str_list(key, value)
     if not stages:
         raise ConfigError(key, "expected at least one stage")
     for stage in stages:
-        check_choice(key, stage, SUPPORTED_STAGES)
-    return tuple(s for s in SUPPORTED_STAGES if s in stages)
+        check_choice(key, stage, allowed)
+    return tuple(s for s in allowed if s in stages)
 
 
 def check_url(key: str, value: Any) -> str:

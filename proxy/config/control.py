@@ -12,6 +12,7 @@ from proxy.config.checks import (
     check_mapping,
     check_str,
 )
+from proxy.config.sections import Check, given, keys_of
 
 OVERRIDE_HEADER = "X-Taxmeter-Variant"
 # The admin token, on a proxied request: lets OVERRIDE_HEADER choose the arm.
@@ -57,34 +58,8 @@ class AdminConfig:
 
 def parse_assignment(raw: Any) -> AssignmentConfig:
     section = check_mapping("assignment", raw)
-    check_known(
-        "assignment",
-        section,
-        ("sticky", "allow_override", "expose", "salt_env", "allow_unsalted"),
-    )
-    assignment = AssignmentConfig()
-    sticky = section.get("sticky")
-    if sticky is not None:
-        text = check_str("assignment.sticky", sticky)
-        header = text.removeprefix("header:")
-        if text != "client_address" and (
-            not text.startswith("header:") or not header or not _is_token(header)
-        ):
-            raise ConfigError(
-                "assignment.sticky", f"expected header:NAME or client_address, got {text!r}"
-            )
-        assignment = replace(assignment, sticky=text)
-    if "allow_override" in section:
-        allow = check_bool("assignment.allow_override", section["allow_override"])
-        assignment = replace(assignment, allow_override=allow)
-    if "expose" in section:
-        assignment = replace(assignment, expose=check_bool("assignment.expose", section["expose"]))
-    if section.get("salt_env") is not None:
-        name = _check_variable_name("assignment.salt_env", section["salt_env"])
-        assignment = replace(assignment, salt_env=name)
-    if "allow_unsalted" in section:
-        allow = check_bool("assignment.allow_unsalted", section["allow_unsalted"])
-        assignment = replace(assignment, allow_unsalted=allow)
+    check_known("assignment", section, ASSIGNMENT_KEYS)
+    assignment = AssignmentConfig(**given("assignment.", section, _ASSIGNMENT_CHECKS, _NULLABLE))
     unsalted = assignment.salt_env is None and not assignment.allow_unsalted
     if assignment.sticky is not None and unsalted:
         raise ConfigError(
@@ -118,3 +93,24 @@ def _check_variable_name(key: str, value: Any) -> str:
 
 def _is_token(text: str) -> bool:
     return all(c.isascii() and (c.isalnum() or c in "-_.") for c in text)
+
+
+def _sticky(key: str, value: Any) -> str:
+    text = check_str(key, value)
+    header = text.removeprefix("header:")
+    if text != "client_address" and (
+        not text.startswith("header:") or not header or not _is_token(header)
+    ):
+        raise ConfigError(key, f"expected header:NAME or client_address, got {text!r}")
+    return text
+
+
+ASSIGNMENT_KEYS = keys_of(AssignmentConfig)
+_ASSIGNMENT_CHECKS: dict[str, Check] = {
+    "sticky": _sticky,
+    "allow_override": check_bool,
+    "expose": check_bool,
+    "salt_env": _check_variable_name,
+    "allow_unsalted": check_bool,
+}
+_NULLABLE = ("sticky", "salt_env")

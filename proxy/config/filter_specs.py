@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from filters.base import Stage
 from proxy.config.checks import (
@@ -22,13 +22,9 @@ from proxy.config.checks import (
     check_stages,
     check_str,
 )
+from proxy.config.sections import Check, choice, given, keys_of
 
 MODES = ("enforce", "observe", "off")
-FILTER_KEYS = (
-    "name", "type", "stages", "mode", "timeout_ms", "on_error", "params",
-    "parallel", "at_stream_end", "stream", "observe_inline", "budget_ms", "cost_per_call_usd",
-)  # fmt: skip
-STREAM_KEYS = ("every_tokens", "every_chars", "at_sentence_end", "window_chars", "holdback_chars")
 ON_ERROR = ("open", "closed")
 
 
@@ -88,52 +84,26 @@ def parse_filters(raw: Any) -> tuple[FilterSpec, ...]:
             raise ConfigError(f"{key}.name", f"duplicate filter name {name!r}")
         seen.add(name)
         spec = FilterSpec(name=name, type=check_str(f"{key}.type", entry.get("type", name)))
-        if "stages" in entry:
-            spec = replace(spec, stages=check_stages(f"{key}.stages", entry["stages"]))
-        if "mode" in entry:
-            spec = replace(spec, mode=check_choice(f"{key}.mode", entry["mode"], MODES))
-        if "timeout_ms" in entry:
-            spec = replace(
-                spec, timeout_ms=check_positive(f"{key}.timeout_ms", entry["timeout_ms"])
-            )
-        if "on_error" in entry:
-            spec = replace(
-                spec, on_error=check_choice(f"{key}.on_error", entry["on_error"], ON_ERROR)
-            )
-        if entry.get("params") is not None:
-            spec = replace(spec, params=dict(check_mapping(f"{key}.params", entry["params"])))
-        if "parallel" in entry:
-            spec = replace(spec, parallel=check_bool(f"{key}.parallel", entry["parallel"]))
-            if spec.parallel and spec.stages is not None and "input" not in spec.stages:
-                raise ConfigError(f"{key}.parallel", "applies to the input stage only")
-        if "at_stream_end" in entry:
-            spec = replace(
-                spec, at_stream_end=check_bool(f"{key}.at_stream_end", entry["at_stream_end"])
-            )
-            if spec.at_stream_end and spec.stages is not None and "output" not in spec.stages:
-                raise ConfigError(f"{key}.at_stream_end", "applies to the output stage only")
-        if "observe_inline" in entry:
-            inline = check_bool(f"{key}.observe_inline", entry["observe_inline"])
-            spec = replace(spec, observe_inline=inline)
-        if entry.get("stream") is not None:
-            spec = replace(
-                spec, stream=stream_policy(f"{key}.stream", entry["stream"]), stream_given=True
-            )
-        specs.append(_money(key, entry, spec))
+        values = given(f"{key}.", entry, _FILTER_CHECKS, _FILTER_NULLABLE)
+        spec = replace(spec, **values, stream_given="stream" in values)
+        if spec.parallel and spec.stages is not None and "input" not in spec.stages:
+            raise ConfigError(f"{key}.parallel", "applies to the input stage only")
+        if spec.at_stream_end and spec.stages is not None and "output" not in spec.stages:
+            raise ConfigError(f"{key}.at_stream_end", "applies to the output stage only")
+        specs.append(spec)
     return tuple(specs)
 
 
-def _money(key: str, entry: Mapping[str, Any], spec: FilterSpec) -> FilterSpec:
-    """The budget and the price: what the filter may take, and what each call costs."""
-    if entry.get("budget_ms") is not None:
-        budget = check_positive(f"{key}.budget_ms", entry["budget_ms"])
-        if not math.isfinite(budget):
-            raise ConfigError(f"{key}.budget_ms", f"expected a finite number > 0, got {budget}")
-        spec = replace(spec, budget_ms=budget)
-    if entry.get("cost_per_call_usd") is not None:
-        price = check_amount(f"{key}.cost_per_call_usd", entry["cost_per_call_usd"])
-        spec = replace(spec, cost_per_call_usd=price)
-    return spec
+def _budget(key: str, value: Any) -> float:
+    """A p99 target: what the filter may take per request."""
+    budget = check_positive(key, value)
+    if not math.isfinite(budget):
+        raise ConfigError(key, f"expected a finite number > 0, got {budget}")
+    return budget
+
+
+def _params(key: str, value: Any) -> dict[str, Any]:
+    return dict(check_mapping(key, value))
 
 
 def stream_policy(key: str, raw: Any) -> StreamPolicy:
@@ -144,30 +114,46 @@ def stream_policy(key: str, raw: Any) -> StreamPolicy:
         raise ConfigError(
             key, f"set one of every_tokens, every_chars, at_sentence_end, not {cadences}"
         )
-    policy = StreamPolicy()
+    policy = replace(StreamPolicy(), **given(f"{key}.", section, _STREAM_CHECKS))
+    # One cadence is set; the other two give way to it.
     if "every_chars" in section:
-        every = check_int(f"{key}.every_chars", section["every_chars"])
-        policy = replace(policy, every_chars=every, every_tokens=0)
-    if "every_tokens" in section:
-        policy = replace(
-            policy, every_tokens=check_int(f"{key}.every_tokens", section["every_tokens"])
-        )
+        policy = replace(policy, every_tokens=0)
     if "at_sentence_end" in section:
-        at_end = check_bool(f"{key}.at_sentence_end", section["at_sentence_end"])
-        policy = replace(policy, at_sentence_end=at_end, every_tokens=0 if at_end else 1)
-    if "window_chars" in section:
-        policy = replace(
-            policy, window_chars=check_int(f"{key}.window_chars", section["window_chars"])
-        )
-    if "holdback_chars" in section:
-        holdback = section["holdback_chars"]
-        number = isinstance(holdback, int) and not isinstance(holdback, bool)
-        if holdback != "auto" and not (number and holdback >= 0):
-            raise ConfigError(
-                f"{key}.holdback_chars",
-                f'expected "auto" or a whole number >= 0, got {check_kind(holdback)}',
-            )
-        policy = replace(policy, holdback_chars=holdback)
+        policy = replace(policy, every_tokens=0 if policy.at_sentence_end else 1)
     if policy.holdback_chars != "auto" and policy.holdback_chars >= policy.window_chars:
         raise ConfigError(f"{key}.holdback_chars", "must be smaller than window_chars")
     return policy
+
+
+def _holdback(key: str, value: Any) -> int | Literal["auto"]:
+    number = isinstance(value, int) and not isinstance(value, bool)
+    if value != "auto" and not (number and value >= 0):
+        raise ConfigError(key, f'expected "auto" or a whole number >= 0, got {check_kind(value)}')
+    return cast('int | Literal["auto"]', value)
+
+
+# What each key's value is checked as (see proxy.config.sections); name and
+# type are read first, on their own.
+FILTER_KEYS = keys_of(FilterSpec, leave_out=("stream_given",))
+_FILTER_CHECKS: dict[str, Check] = {
+    "stages": check_stages,
+    "mode": choice(check_choice, MODES),
+    "timeout_ms": check_positive,
+    "on_error": choice(check_choice, ON_ERROR),
+    "params": _params,
+    "parallel": check_bool,
+    "at_stream_end": check_bool,
+    "observe_inline": check_bool,
+    "stream": stream_policy,
+    "budget_ms": _budget,  # what the filter may take,
+    "cost_per_call_usd": check_amount,  # and what each call costs
+}
+_FILTER_NULLABLE = ("params", "stream", "budget_ms", "cost_per_call_usd")
+STREAM_KEYS = keys_of(StreamPolicy)
+_STREAM_CHECKS: dict[str, Check] = {
+    "every_tokens": check_int,
+    "every_chars": check_int,
+    "at_sentence_end": check_bool,
+    "window_chars": check_int,
+    "holdback_chars": _holdback,
+}

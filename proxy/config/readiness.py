@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxy.config.checks import check_bool, check_known, check_mapping, check_positive
-
-READINESS_KEYS = ("upstream", "interval_s", "timeout_s")
+from proxy.config.sections import Check, given, keys_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,10 +29,12 @@ class ReadinessConfig:
 def parse_readiness(raw: Any) -> ReadinessConfig:
     section = check_mapping("readiness", {} if raw is None else raw)
     check_known("readiness", section, READINESS_KEYS)
-    default = ReadinessConfig()
-    given = {key: section.get(key, getattr(default, key)) for key in READINESS_KEYS}
-    return ReadinessConfig(
-        upstream=check_bool("readiness.upstream", given["upstream"]),
-        interval_s=check_positive("readiness.interval_s", given["interval_s"]),
-        timeout_s=check_positive("readiness.timeout_s", given["timeout_s"]),
-    )
+    return ReadinessConfig(**given("readiness.", section, _CHECKS))
+
+
+READINESS_KEYS = keys_of(ReadinessConfig)
+_CHECKS: dict[str, Check] = {
+    "upstream": check_bool,
+    "interval_s": check_positive,
+    "timeout_s": check_positive,
+}

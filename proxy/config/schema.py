@@ -42,21 +42,7 @@ from proxy.config.filter_specs import StreamPolicy as StreamPolicy
 from proxy.config.filter_specs import parse_filters
 from proxy.config.readiness import ReadinessConfig, parse_readiness
 from proxy.config.routes import RouteTable, parse_routes
-
-# The client side's timeouts and limits, named and sized as nginx's.
-CLIENT_KEYS = (
-    "client_header_timeout_s", "client_body_timeout_s", "keepalive_timeout_s",
-    "max_client_connections",
-)  # fmt: skip
-TOP_KEYS = (
-    "listen", "metrics_listen", "upstream", "filters", "variants", "assignment", "admin",
-    "max_body_bytes", "max_concurrent_requests", "stats_reservoir_size", "telemetry",
-    "uninspected", "routes", "unjudged_routes", *CLIENT_KEYS, "cpu_usd_per_core_hour",
-    "canary", "ablation", "readiness",
-)  # fmt: skip
-TELEMETRY_KEYS = (
-    "metrics", "trace_content", "access_log", "access_log_sample", "access_log_content",
-)  # fmt: skip
+from proxy.config.sections import Check, choice, given, keys_of, or_none, whole
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,50 +164,7 @@ def load_config(path: str | Path | None) -> Config:
 def parse_config(raw: Any) -> Config:
     top = check_mapping("", raw)
     check_known("", top, TOP_KEYS)
-    config = Config()
-    if "listen" in top:
-        config = replace(config, listen=parse_host_port("listen", top["listen"]))
-    if "metrics_listen" in top:
-        config = replace(
-            config, metrics_listen=parse_host_port("metrics_listen", top["metrics_listen"])
-        )
-    if "upstream" in top:
-        config = replace(config, upstream=_upstream(top["upstream"]))
-    if "max_body_bytes" in top:
-        config = replace(config, max_body_bytes=check_int("max_body_bytes", top["max_body_bytes"]))
-    if "max_concurrent_requests" in top:
-        limit = top["max_concurrent_requests"]
-        if limit is not None:
-            limit = check_int("max_concurrent_requests", limit)
-        config = replace(config, max_concurrent_requests=limit)
-    config = _client_limits(config, top)
-    if "uninspected" in top:
-        policy = check_choice("uninspected", top["uninspected"], ("allow", "block"))
-        config = replace(config, uninspected=policy)
-    if "routes" in top:
-        config = replace(config, routes=parse_routes(top["routes"]))
-    if "unjudged_routes" in top:
-        policy = check_choice(
-            "unjudged_routes", top["unjudged_routes"], ("pass", "block", "pass_all")
-        )
-        config = replace(config, unjudged_routes=policy)
-    if top.get("cpu_usd_per_core_hour") is not None:
-        rate = check_amount("cpu_usd_per_core_hour", top["cpu_usd_per_core_hour"])
-        config = replace(config, cpu_usd_per_core_hour=rate)
-    if "stats_reservoir_size" in top:
-        size = check_int("stats_reservoir_size", top["stats_reservoir_size"])
-        config = replace(config, stats_reservoir_size=size)
-    if top.get("telemetry") is not None:
-        section = check_mapping("telemetry", top["telemetry"])
-        config = replace(config, telemetry=_telemetry(section))
-    if top.get("assignment") is not None:
-        config = replace(config, assignment=parse_assignment(top["assignment"]))
-    if "admin" in top:
-        config = replace(config, admin=parse_admin(top["admin"], parse_host_port))
-    if "canary" in top:
-        config = replace(config, canary=parse_canary(top["canary"]))
-    if "readiness" in top:
-        config = replace(config, readiness=parse_readiness(top["readiness"]))
+    config = replace(Config(), **given("", top, _TOP_CHECKS, _TOP_NULLABLE))
     filters = parse_filters(top.get("filters"))
     variants = _variants(top.get("variants"), {f.name for f in filters})
     variants += tuple(
@@ -231,44 +174,17 @@ def parse_config(raw: Any) -> Config:
     return replace(config, filters=filters, variants=variants)
 
 
-def _client_limits(config: Config, top: Mapping[str, Any]) -> Config:
-    timeouts = {key: check_positive(key, top[key]) for key in CLIENT_KEYS[:3] if key in top}
-    config = replace(
-        config,
-        client_header_timeout_s=timeouts.get(
-            "client_header_timeout_s", config.client_header_timeout_s
-        ),
-        client_body_timeout_s=timeouts.get("client_body_timeout_s", config.client_body_timeout_s),
-        keepalive_timeout_s=timeouts.get("keepalive_timeout_s", config.keepalive_timeout_s),
-    )
-    if "max_client_connections" in top:
-        most = check_int("max_client_connections", top["max_client_connections"])
-        config = replace(config, max_client_connections=most)
-    return config
+def _telemetry(key: str, raw: Any) -> TelemetryConfig:
+    section = check_mapping(key, raw)
+    check_known(key, section, TELEMETRY_KEYS)
+    return replace(TelemetryConfig(), **given(f"{key}.", section, _TELEMETRY_CHECKS))
 
 
-def _telemetry(section: Mapping[str, Any]) -> TelemetryConfig:
-    check_known("telemetry", section, TELEMETRY_KEYS)
-    telemetry = TelemetryConfig()
-    flags = {
-        key: check_bool(f"telemetry.{key}", section.get(key, getattr(telemetry, key)))
-        for key in ("metrics", "trace_content", "access_log_content")
-    }
-    telemetry = replace(
-        telemetry,
-        metrics=flags["metrics"],
-        trace_content=flags["trace_content"],
-        access_log_content=flags["access_log_content"],
-    )
-    if "access_log" in section:
-        target = check_str("telemetry.access_log", section["access_log"])
-        telemetry = replace(telemetry, access_log=target)
-    if "access_log_sample" in section:
-        share = check_number("telemetry.access_log_sample", section["access_log_sample"])
-        if not 0 <= share <= 1:
-            raise ConfigError("telemetry.access_log_sample", f"expected 0 to 1, got {share}")
-        telemetry = replace(telemetry, access_log_sample=share)
-    return telemetry
+def _share(key: str, value: Any) -> float:
+    share = check_number(key, value)
+    if not 0 <= share <= 1:
+        raise ConfigError(key, f"expected 0 to 1, got {share}")
+    return share
 
 
 def parse_host_port(key: str, value: Any) -> HostPort:
@@ -283,37 +199,8 @@ def parse_host_port(key: str, value: Any) -> HostPort:
 
 def _upstream(raw: Any) -> UpstreamConfig:
     section = check_mapping("upstream", raw)
-    check_known(
-        "upstream",
-        section,
-        (
-            "url", "connect_timeout_s", "read_timeout_s", "total_timeout_s", "max_connections",
-            "max_response_bytes",
-        ),
-    )  # fmt: skip
-    upstream = UpstreamConfig()
-    if "url" in section and section["url"] is not None:
-        upstream = replace(upstream, url=check_upstream_url("upstream.url", section["url"]))
-    timeouts = {
-        key: check_positive(f"upstream.{key}", section[key])
-        for key in ("connect_timeout_s", "read_timeout_s", "total_timeout_s")
-        if key in section
-    }
-    upstream = replace(
-        upstream,
-        connect_timeout_s=timeouts.get("connect_timeout_s", upstream.connect_timeout_s),
-        read_timeout_s=timeouts.get("read_timeout_s", upstream.read_timeout_s),
-        total_timeout_s=timeouts.get("total_timeout_s", upstream.total_timeout_s),
-    )
-    if "max_connections" in section:
-        upstream = replace(
-            upstream,
-            max_connections=check_int("upstream.max_connections", section["max_connections"]),
-        )
-    if "max_response_bytes" in section:
-        most = check_int("upstream.max_response_bytes", section["max_response_bytes"])
-        upstream = replace(upstream, max_response_bytes=most)
-    return upstream
+    check_known("upstream", section, UPSTREAM_KEYS)
+    return replace(UpstreamConfig(), **given("upstream.", section, _UPSTREAM_CHECKS, ("url",)))
 
 
 def _variants(raw: Any, filter_names: set[str]) -> tuple[VariantSpec, ...]:
@@ -322,32 +209,86 @@ def _variants(raw: Any, filter_names: set[str]) -> tuple[VariantSpec, ...]:
     section = check_mapping("variants", raw)
     if not section:
         raise ConfigError("variants", "expected at least one variant")
+    checks = _variant_checks(filter_names)
     variants: list[VariantSpec] = []
     for name, item in section.items():
         key = f"variants.{name}"
         check_identifier(key, name)
         entry = check_mapping(key, {} if item is None else item)
-        check_known(key, entry, ("weight", "disable", "modes"))
-        variant = VariantSpec(name=name)
-        if "weight" in entry:
-            weight = check_number(f"{key}.weight", entry["weight"])
-            if weight < 0:
-                raise ConfigError(f"{key}.weight", f"expected a number >= 0, got {weight}")
-            variant = replace(variant, weight=weight)
-        if "disable" in entry:
-            disabled = check_str_list(f"{key}.disable", entry["disable"])
-            for filter_name in disabled:
-                if filter_name not in filter_names:
-                    raise ConfigError(f"{key}.disable", f"no filter named {filter_name!r}")
-            variant = replace(variant, disable=frozenset(disabled))
-        if "modes" in entry:
-            modes = check_mapping(f"{key}.modes", entry["modes"])
-            for filter_name, mode in modes.items():
-                if filter_name not in filter_names:
-                    raise ConfigError(f"{key}.modes", f"no filter named {filter_name!r}")
-                check_choice(f"{key}.modes.{filter_name}", mode, MODES)
-            variant = replace(variant, modes=dict(modes))
-        variants.append(variant)
+        check_known(key, entry, VARIANT_KEYS)
+        variants.append(VariantSpec(name, **given(f"{key}.", entry, checks)))
     if sum(v.weight for v in variants) <= 0:
         raise ConfigError("variants", "the weights add up to 0; at least one must be > 0")
     return tuple(variants)
+
+
+def _variant_checks(filter_names: set[str]) -> dict[str, Check]:
+    def weight(key: str, value: Any) -> float:
+        weight = check_number(key, value)
+        if weight < 0:
+            raise ConfigError(key, f"expected a number >= 0, got {weight}")
+        return weight
+
+    def disable(key: str, value: Any) -> frozenset[str]:
+        disabled = check_str_list(key, value)
+        for filter_name in disabled:
+            if filter_name not in filter_names:
+                raise ConfigError(key, f"no filter named {filter_name!r}")
+        return frozenset(disabled)
+
+    def modes(key: str, value: Any) -> dict[str, str]:
+        modes = check_mapping(key, value)
+        for filter_name, mode in modes.items():
+            if filter_name not in filter_names:
+                raise ConfigError(key, f"no filter named {filter_name!r}")
+            check_choice(f"{key}.{filter_name}", mode, MODES)
+        return dict(modes)
+
+    return {"weight": weight, "disable": disable, "modes": modes}
+
+
+# What each key's value is checked as, in the order they are checked; a key
+# the section leaves out keeps its default, and so does a null one in the
+# *_NULLABLE sections (see proxy.config.sections).
+TOP_KEYS = keys_of(Config, leave_out=("sha256",), more=("ablation",))
+_TOP_CHECKS: dict[str, Check] = {
+    "listen": parse_host_port,
+    "metrics_listen": parse_host_port,
+    "upstream": whole(_upstream),
+    "max_body_bytes": check_int,
+    "max_concurrent_requests": or_none(check_int),
+    # The client side's timeouts and limits, named and sized as nginx's.
+    "client_header_timeout_s": check_positive,
+    "client_body_timeout_s": check_positive,
+    "keepalive_timeout_s": check_positive,
+    "max_client_connections": check_int,
+    "uninspected": choice(check_choice, ("allow", "block")),
+    "routes": whole(parse_routes),
+    "unjudged_routes": choice(check_choice, ("pass", "block", "pass_all")),
+    "cpu_usd_per_core_hour": check_amount,
+    "stats_reservoir_size": check_int,
+    "telemetry": _telemetry,
+    "assignment": whole(parse_assignment),
+    "admin": whole(lambda raw: parse_admin(raw, parse_host_port)),
+    "canary": whole(parse_canary),
+    "readiness": whole(parse_readiness),
+}
+_TOP_NULLABLE = ("cpu_usd_per_core_hour", "telemetry", "assignment")
+TELEMETRY_KEYS = keys_of(TelemetryConfig)
+_TELEMETRY_CHECKS: dict[str, Check] = {
+    "metrics": check_bool,
+    "trace_content": check_bool,
+    "access_log_content": check_bool,
+    "access_log": check_str,
+    "access_log_sample": _share,
+}
+UPSTREAM_KEYS = keys_of(UpstreamConfig)
+VARIANT_KEYS = keys_of(VariantSpec, leave_out=("name", "ablates"))
+_UPSTREAM_CHECKS: dict[str, Check] = {
+    "url": check_upstream_url,
+    "connect_timeout_s": check_positive,
+    "read_timeout_s": check_positive,
+    "total_timeout_s": check_positive,
+    "max_connections": check_int,
+    "max_response_bytes": check_int,
+}

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from filters.base import Filter
+from filters.base import Close, Filter, closer
 from proxy.config.schema import MODES, Config, ConfigError, load_config
 from proxy.control.variants import Assigner
 from proxy.judge.build import Built, build_chains, build_filters
 from proxy.judge.build_notice import Notify
 from proxy.judge.chain import Chain
+from proxy.judge.offload import ThreadOffload
 
 log = logging.getLogger("taxmeter.runtime")
 
@@ -30,11 +31,6 @@ class Snapshot:
     filters: Built
     chains: dict[str, Chain]
     assigner: Assigner
-
-
-def _snapshot(config: Config, filters: Built, environ: Mapping[str, str]) -> Snapshot:
-    chains = build_chains(config, filters)
-    return Snapshot(config, filters, chains, Assigner(config, environ))
 
 
 class Runtime:
@@ -51,7 +47,9 @@ class Runtime:
         ``notify``: hears of a filter slow to build at start-up (proxy.judge.build_notice)."""
         self.config_path = config_path
         self._environ: Mapping[str, str] = {} if environ is None else environ
-        self.current = _snapshot(config, build_filters(config, notify), self._environ)
+        # The worker threads of cpu_bound filters: every snapshot's chains share them.
+        self._offload = ThreadOffload()
+        self.current = self._snapshot(config, build_filters(config, notify))
         # Filters replaced by a reload are closed when the last request using them
         # ends: requests in flight (and their deferred observers) keep their snapshot.
         self._users: dict[int, int] = {}  # id of a Built -> requests using it
@@ -60,6 +58,10 @@ class Runtime:
         self._reloading = asyncio.Lock()  # one reload at a time, in the order asked
         self._signalled: set[asyncio.Task[None]] = set()  # reloads asked for by SIGHUP
         self._listeners: list[Callable[[Config], None]] = []
+
+    def _snapshot(self, config: Config, filters: Built) -> Snapshot:
+        chains = build_chains(config, filters, self._offload)
+        return Snapshot(config, filters, chains, Assigner(config, self._environ))
 
     def on_change(self, listener: Callable[[Config], None]) -> None:
         """Call ``listener`` with the new config after every change (a mode, weights, a
@@ -101,9 +103,7 @@ class Runtime:
             raise KeyError(name)
         new_specs = tuple(replace(f, mode=mode) if f.name == name else f for f in specs)
         old = next(f.mode for f in specs if f.name == name)
-        self.current = _snapshot(
-            replace(self.config, filters=new_specs), self.current.filters, self._environ
-        )
+        self.current = self._snapshot(replace(self.config, filters=new_specs), self.current.filters)
         self._changed()
         log.warning("filter %s: mode %s -> %s", name, old, mode)
 
@@ -119,9 +119,7 @@ class Runtime:
         new = tuple(replace(v, weight=float(weights.get(v.name, v.weight))) for v in variants)
         if sum(v.weight for v in new) <= 0:
             raise ValueError("the weights add up to 0; at least one must be > 0")
-        self.current = _snapshot(
-            replace(self.config, variants=new), self.current.filters, self._environ
-        )
+        self.current = self._snapshot(replace(self.config, variants=new), self.current.filters)
         self._changed()
         log.warning("variant weights: %s", {v.name: v.weight for v in new})
 
@@ -166,7 +164,7 @@ class Runtime:
     def _apply(self, new: Config, filters: Built) -> Config:
         old = self.current.filters
         try:
-            snapshot = _snapshot(new, filters, self._environ)
+            snapshot = self._snapshot(new, filters)
         except ConfigError:
             self._close(filters)  # built for nothing: the running config stays
             raise
@@ -199,14 +197,16 @@ class Runtime:
 
     def _close(self, built: Built) -> None:
         for instance, *_ in built.values():
-            close = getattr(instance, "aclose", None)
+            close = closer(instance)
             if close is not None:
                 task = asyncio.get_running_loop().create_task(_close_quietly(instance, close))
                 self._closing.add(task)
                 task.add_done_callback(self._closing.discard)
 
     async def aclose(self) -> None:
-        """At shutdown: close every filter still open, current and retired."""
+        """At shutdown: close every filter still open, current and retired, and the
+        worker threads of the cpu_bound ones."""
+        self._offload.close()
         for built in [*self._retired.values(), self.current.filters]:
             self._close(built)
         self._retired.clear()
@@ -219,7 +219,7 @@ class Runtime:
         return len(self._retired)
 
 
-async def _close_quietly(instance: Filter, close: Callable[[], Awaitable[None]]) -> None:
+async def _close_quietly(instance: Filter, close: Close) -> None:
     try:
         await close()
     except Exception:

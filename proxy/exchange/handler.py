@@ -27,7 +27,7 @@ from proxy.exchange.limits import Admission
 from proxy.exchange.prompt_judge import judge_prompt
 from proxy.exchange.refusals import blocked, internal_error, refused_body, refused_busy
 from proxy.exchange.request_body import BodyError, BodyTimeout, decoded, passed_body, read_body
-from proxy.exchange.request_id import request_id
+from proxy.exchange.request_id import RequestIds
 from proxy.exchange.respond import pass_through, send_error, send_upstream_failure
 from proxy.exchange.route_gate import gate, refuse
 from proxy.formats.json_exact import TooDeep, parse
@@ -37,10 +37,11 @@ from proxy.judge.observe import Later, Observer, observe
 from proxy.measure.access_log import AccessLog
 from proxy.measure.arrival import request_done, take_arrival
 from proxy.measure.capability import answer_of, capability_of
+from proxy.measure.loop_watch import LoopWatch
 from proxy.measure.metrics import Metrics
 from proxy.measure.stats import Stats
 from proxy.measure.timeline import Timeline
-from proxy.measure.tracing import Tracing, inject
+from proxy.measure.tracing import Tracing
 from proxy.upstream.call import Fetched, UpstreamError, UpstreamPool, fetch, upstream_target
 
 # The longest relayed answer kept to read its usage and finish reasons for the
@@ -60,6 +61,7 @@ class ProxyHandler:
         admission: Admission,
         tracing: Tracing | None = None,
         access_log: AccessLog | None = None,
+        loop_watch: LoopWatch | None = None,
     ) -> None:
         self._runtime = runtime
         self._admission = admission
@@ -72,16 +74,18 @@ class ProxyHandler:
         self._refuse_uninspected = runtime.config.uninspected == "block"
         self._tracing = tracing
         self._access_log = access_log
+        self._loop_watch = loop_watch
+        self._ids = RequestIds()
         self.upstream: UpstreamPool | None = None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        timeline = Timeline(take_arrival(request))
+        timeline = Timeline(take_arrival(request), self._loop_watch)
         snapshot = self._runtime.acquire()  # this request's config, to its end
         variant = snapshot.assigner.assign(request)
         chain = snapshot.chains[variant]
         config = snapshot.config
         route = gate(request, config.routes, config.unjudged_routes)
-        ex = Exchange(timeline, route.label, variant, request_id(request), surface=route.surface)
+        ex = Exchange(timeline, route.label, variant, self._ids.of(request), surface=route.surface)
         ex.judge_answer = route.judge_answer
         ex.expose_variant = snapshot.assigner.expose
         ex.method = request.method
@@ -193,8 +197,8 @@ class ProxyHandler:
             # Streamed as it arrives: the client's own length (the pool checks
             # the count against it), or chunked when the client sent it chunked.
             headers["Content-Length"] = str(request.content_length)
-        if ex.trace is not None:
-            inject(ex.trace, headers)
+        if ex.trace is not None and self._tracing is not None:
+            self._tracing.inject(ex.trace, headers)
         target = upstream_target(request)
         # Read whole when output filters judge it, or when parallel input filters
         # may hold it (its marks then say when it arrived, not when it was let go).

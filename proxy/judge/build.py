@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from filters.base import STAGES, Filter, Stage
+from filters.base import STAGES, Filter, Stage, declared
 from filters.registry import FilterLoadError, resolve_filter_class
 from proxy.config.filter_specs import stream_policy
 from proxy.config.schema import Config, ConfigError, FilterSpec, StreamPolicy
 from proxy.judge.build_notice import Notify, describe, noticed_if_slow
 from proxy.judge.chain import CHAIN_PARTS, BoundFilter, Chain
+from proxy.judge.offload import ThreadOffload
 
 
 class BuiltFilter(NamedTuple):
@@ -39,8 +40,16 @@ def build_filters(config: Config, notify: Notify | None = None) -> Built:
     return built
 
 
-def build_chains(config: Config, filters: Built) -> dict[str, Chain]:
-    """One frozen chain per variant, sharing the filter instances."""
+def build_chains(
+    config: Config, filters: Built, offload: ThreadOffload | None = None
+) -> dict[str, Chain]:
+    """One frozen chain per variant, sharing the filter instances.
+
+    ``offload``: the worker threads the cpu_bound filters are called on, the
+    caller's to close; None, a pool of this build's own, left to the
+    interpreter's exit (for a build that never runs its chains, or a test).
+    """
+    offload = ThreadOffload() if offload is None else offload
     chains: dict[str, Chain] = {}
     for variant in config.variants:
         parts: dict[str, list[BoundFilter]] = {k: [] for k in CHAIN_PARTS}
@@ -49,6 +58,7 @@ def build_chains(config: Config, filters: Built) -> dict[str, Chain]:
             if spec.name in variant.disable or mode == "off":
                 continue
             instance, filter_stages, policy = filters[spec.name]
+            optional = declared(instance)
             bound = BoundFilter(
                 spec.name,
                 mode,
@@ -56,8 +66,8 @@ def build_chains(config: Config, filters: Built) -> dict[str, Chain]:
                 spec.on_error == "closed",
                 instance,
                 policy,
-                getattr(instance, "cpu_bound", False) is True,
-                _max_match_chars(instance),
+                offload if optional.cpu_bound else None,
+                optional.max_match_chars,
             )
             # An observing filter changes nothing, so by default it runs after the
             # response, where it costs the client nothing.
@@ -73,11 +83,6 @@ def build_chains(config: Config, filters: Built) -> dict[str, Chain]:
                     parts[f"{later}stream_end"].append(bound)
         chains[variant.name] = Chain(variant.name, parts)
     return chains
-
-
-def _max_match_chars(instance: Filter) -> int:
-    declared = getattr(instance, "max_match_chars", 0)
-    return declared if isinstance(declared, int) and not isinstance(declared, bool) else 0
 
 
 def _construct(key: str, spec: FilterSpec, notify: Notify | None) -> BuiltFilter:
@@ -104,7 +109,7 @@ def _construct(key: str, spec: FilterSpec, notify: Notify | None) -> BuiltFilter
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{key}.params", f"filter {spec.name!r}: {exc}") from exc
     policy = spec.stream
-    defaults = getattr(cls, "stream_defaults", None)
+    defaults = declared(cls).stream_defaults
     if not spec.stream_given and defaults is not None:
         # A filter too costly to call on every token says how often it runs by default.
         policy = stream_policy(f"{key}.stream (the filter's stream_defaults)", defaults)

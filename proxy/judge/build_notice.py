@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from filters.base import declared
+
 # Long enough that a filter that builds at once never speaks, short enough
 # that nobody wonders whether the command hangs.
 SLOW_BUILD_S = 0.5
@@ -25,8 +27,8 @@ Notify = Callable[[str], None]
 
 def describe(name: str, type_name: str, cls: type) -> str:
     """``filter 'sg' (semantic_guard: the all-MiniLM-L6-v2 sentence model)``."""
-    loads = getattr(cls, "loads", None)
-    detail = f"{type_name}: {loads}" if isinstance(loads, str) and loads else type_name
+    loads = declared(cls).loads
+    detail = f"{type_name}: {loads}" if loads else type_name
     return f"filter {name!r} ({detail})"
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from filters.base import Filter, FilterContext, Stage, Verdict
 from proxy.config.schema import StreamPolicy
 from proxy.judge.cpu_time import cpu_timed
-from proxy.judge.offload import OFFLOAD
+from proxy.judge.offload import ThreadOffload
 from proxy.judge.segments import SEGMENT_SEPARATOR, place_edits
 from proxy.measure.marks import FilterCall
 from proxy.measure.timeline import Timeline
@@ -51,7 +51,8 @@ class BoundFilter:
     fail_closed: bool
     instance: Filter
     stream: StreamPolicy
-    cpu_bound: bool = False  # called on a worker thread (see proxy.judge.offload)
+    # A cpu_bound filter's: the worker threads it is called on (see proxy.judge.offload).
+    offload: ThreadOffload | None = None
     max_match_chars: int = 0  # the longest match it makes, if it declares one
 
     @property
@@ -246,8 +247,8 @@ async def _call(
 
 async def _check(bound: BoundFilter, ctx: FilterContext, call: FilterCall) -> Verdict:
     """One check of the filter, its CPU added to ``call`` (see proxy.judge.cpu_time)."""
-    if bound.cpu_bound:
-        verdict, cpu_ns = await OFFLOAD.check(bound.instance, ctx)
+    if bound.offload is not None:
+        verdict, cpu_ns = await bound.offload.check(bound.instance, ctx)
         call.cpu_ns += cpu_ns
         return verdict
     return await cpu_timed(bound.instance.check(ctx), call)

@@ -25,7 +25,13 @@ from filters.base import Filter, FilterContext, Verdict
 
 
 class ThreadOffload:
-    """A small pool of threads, each running filter coroutines on its own loop."""
+    """A small pool of threads, each running filter coroutines on its own loop.
+
+    Its owner makes one and shares it among all the chains it builds (the
+    proxy's :class:`proxy.control.runtime.Runtime`, across reloads; the
+    ``evaluate`` command), and closes it when done. Its threads start at the
+    first offloaded call.
+    """
 
     def __init__(self, workers: int | None = None) -> None:
         self._workers = workers or min(4, os.cpu_count() or 1)
@@ -65,6 +71,3 @@ class ThreadOffload:
             # One still running a call that outlived its timeout is left to it.
             if not loop.is_running():
                 loop.close()
-
-
-OFFLOAD = ThreadOffload()  # one per process: the filters of every chain share it

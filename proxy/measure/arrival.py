@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from aiohttp import web
 
-from proxy.measure.loop_watch import LOOP_WATCH
+from proxy.measure.loop_watch import LoopWatch
 
 
 class Arrival(NamedTuple):
@@ -25,14 +25,15 @@ class Arrival(NamedTuple):
     waited_ns: int
 
 
-def arrival_now(idle_since_ns: int) -> Arrival:
+def arrival_now(idle_since_ns: int, loop_watch: LoopWatch | None) -> Arrival:
     """The arrival of a request whose first byte is being read now.
 
     ``idle_since_ns``: when its connection was last idle (no byte of this
-    request can have arrived before), which bounds the wait charged.
+    request can have arrived before), which bounds the wait charged;
+    ``loop_watch``: the app's, which says how late the loop ran (None: on time).
     """
     now = perf_counter_ns()
-    return Arrival(now, LOOP_WATCH.waited(now, idle_since_ns))
+    return Arrival(now, 0 if loop_watch is None else loop_watch.waited(now, idle_since_ns))
 
 
 class ConnectionClock:

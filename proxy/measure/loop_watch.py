@@ -30,7 +30,8 @@ class LoopWatch:
     metric). The last late wake-up is kept, so that an event handled right
     after the loop was blocked or saturated (a request's first byte, an
     upstream answer) can be charged the time it waited for the loop: see
-    :meth:`waited`. One per process; every proxy app on the loop shares it.
+    :meth:`waited`. One per proxy app, made where the app is built and
+    handed to what reads it (its connections' clocks, its requests' timelines).
     """
 
     def __init__(self) -> None:
@@ -77,6 +78,3 @@ class LoopWatch:
         else:
             return 0
         return max(0, end - max(start, since_ns))
-
-
-LOOP_WATCH = LoopWatch()

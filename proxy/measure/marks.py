@@ -10,7 +10,7 @@ from time import perf_counter_ns, time_ns
 
 from filters.base import Stage
 from proxy.measure.arrival import Arrival
-from proxy.measure.loop_watch import LOOP_WATCH
+from proxy.measure.loop_watch import LoopWatch
 
 
 class FilterCall:
@@ -50,6 +50,7 @@ class Marks:
         "epoch_offset_ns",
         "filter_calls",
         "holdback_ns",
+        "loop_watch",
         "parallel_done_ns",
         "received_ns",
         "started_ns",
@@ -62,9 +63,12 @@ class Marks:
         "upstream_written_ns",
     )
 
-    def __init__(self, arrival: Arrival | None = None) -> None:
-        """``arrival``: the request's first byte on the wire; None, the handler starts now."""
+    def __init__(self, arrival: Arrival | None = None, loop_watch: LoopWatch | None = None) -> None:
+        """``arrival``: the request's first byte on the wire; None, the handler starts now.
+        ``loop_watch``: the app's (see proxy.measure.loop_watch); None, the loop is
+        taken to be on time."""
         self.started_ns = perf_counter_ns()
+        self.loop_watch = loop_watch
         if arrival is None:
             self.received_ns = self.started_ns
         else:
@@ -143,7 +147,8 @@ class Marks:
             read = now if read_ns is None or not start <= read_ns <= now else read_ns
             # Bytes that sat unread because the loop was late, and a read answer
             # waiting for the handler to resume, are ours, not the model's.
-            self.upstream_wait_ns = now - read + LOOP_WATCH.waited(read, start)
+            late = 0 if self.loop_watch is None else self.loop_watch.waited(read, start)
+            self.upstream_wait_ns = now - read + late
 
     def mark_parallel_done(self) -> None:
         self.parallel_done_ns = perf_counter_ns()

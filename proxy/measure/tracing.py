@@ -4,7 +4,7 @@ On the request's path there is only propagation and the sampling decision:
 :meth:`Tracing.begin` continues the client's W3C trace context
 (``traceparent``, ``tracestate``, ``baggage``), chooses the ids of the server
 span and of the upstream call's span and asks the configured sampler once;
-:func:`inject` puts the upstream span's context in the upstream request, so
+:meth:`Tracing.inject` puts the upstream span's context in the upstream request, so
 the model server's spans join the trace. When the request is recorded,
 :meth:`Tracing.export` hands a sampled one to the exporter thread
 (:mod:`proxy.measure.tracing_export`), which writes its spans as OTLP
@@ -45,21 +45,7 @@ from proxy.measure.trace_start import TraceStart
 from proxy.measure.tracing_finished import Finished
 from proxy.measure.tracing_setup import TracingSetup
 
-PROPAGATOR = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
 _NO_CONTEXT = Context()  # what extracting headers without trace context gives (never changed)
-_IDS = RandomIdGenerator()
-
-
-def inject(start: TraceStart, headers: CIMultiDict[str]) -> None:
-    """Put the upstream span's context (and the client's baggage) in the upstream headers."""
-    if start.context is _NO_CONTEXT:
-        # The propagators would write this one header: no client state, no baggage.
-        flags = "01" if start.sampled else "00"
-        headers["traceparent"] = f"00-{start.trace_id:032x}-{start.upstream_span_id:016x}-{flags}"
-        return
-    flags_ = TraceFlags(TraceFlags.SAMPLED if start.sampled else TraceFlags.DEFAULT)
-    span_context = SpanContext(start.trace_id, start.upstream_span_id, False, flags_)
-    PROPAGATOR.inject(headers, set_span_in_context(NonRecordingSpan(span_context), start.context))
 
 
 class Tracing:
@@ -68,6 +54,10 @@ class Tracing:
     def __init__(self, setup: TracingSetup, upstream_url: str, content: bool) -> None:
         self._export = setup.export
         self._sampler = setup.sampler
+        self._propagator = CompositePropagator(
+            [TraceContextTextMapPropagator(), W3CBaggagePropagator()]
+        )
+        self._ids = RandomIdGenerator()
         self._content = content
         url = URL(upstream_url)
         self._server: dict[str, Any] = {
@@ -78,16 +68,16 @@ class Tracing:
     def begin(self, headers: CIMultiDictProxy[str], route: str, method: str) -> TraceStart:
         """At the request's start: continue the client's trace, or start one."""
         if "traceparent" in headers or "baggage" in headers:
-            context = PROPAGATOR.extract(headers)
+            context = self._propagator.extract(headers)
         else:
             context = _NO_CONTEXT
         parent = get_current_span(context).get_span_context()
-        trace_id = parent.trace_id if parent.is_valid else _IDS.generate_trace_id()
+        trace_id = parent.trace_id if parent.is_valid else self._ids.generate_trace_id()
         operation = A.OPERATIONS.get(route)
         name = f"{operation} {route}" if operation else f"{method} {route}"
         result = self._sampler.should_sample(context, trace_id, name, SpanKind.SERVER)
         sampled = result.decision is Decision.RECORD_AND_SAMPLE
-        ids = (_IDS.generate_span_id(), _IDS.generate_span_id())
+        ids = (self._ids.generate_span_id(), self._ids.generate_span_id())
         start = TraceStart(context, trace_id, ids, name, method, sampled)
         if sampled:
             if parent.is_valid:
@@ -98,6 +88,19 @@ class Tracing:
             if result.attributes:
                 start.sampler_attributes = dict(result.attributes)
         return start
+
+    def inject(self, start: TraceStart, headers: CIMultiDict[str]) -> None:
+        """Put the upstream span's context (and the client's baggage) in the upstream headers."""
+        if start.context is _NO_CONTEXT:
+            # The propagators would write this one header: no client state, no baggage.
+            flags = "01" if start.sampled else "00"
+            span = f"{start.trace_id:032x}-{start.upstream_span_id:016x}"
+            headers["traceparent"] = f"00-{span}-{flags}"
+            return
+        flags_ = TraceFlags(TraceFlags.SAMPLED if start.sampled else TraceFlags.DEFAULT)
+        span_context = SpanContext(start.trace_id, start.upstream_span_id, False, flags_)
+        upstream = set_span_in_context(NonRecordingSpan(span_context), start.context)
+        self._propagator.inject(headers, upstream)
 
     def export(self, ex: Served, figures: Breakdown) -> str | None:
         """Hand the request's trace to the exporter; its trace id (hex) when it was sampled."""

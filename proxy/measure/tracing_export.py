@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from time import perf_counter_ns
 from typing import Any, Protocol
 
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
 from proxy.measure import tracing_wire as W
 from proxy.measure.tracing_finished import Finished
 from proxy.measure.tracing_spans import build_spans
@@ -71,6 +73,7 @@ class SpanExport:
     ) -> None:
         self._sender = sender
         self._envelope = resource_and_scope
+        self._ids = RandomIdGenerator()  # the child spans' own ids (the SDK's, thread-safe)
         self._batching = batching
         self._queue: deque[tuple[Finished, dict[str, Any]]] = deque()
         # Spans put on the queue (written by the loop only) and taken (by the thread
@@ -150,7 +153,7 @@ class SpanExport:
         while self._queue:
             done, server_address = self._queue.popleft()
             try:
-                carried += build_spans(done, server_address)
+                carried += build_spans(done, server_address, self._ids)
             except Exception:  # a bug of ours: that trace is lost, never the thread
                 LOG.exception("could not write a request's spans")
             self._taken += done.spans

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 
 from proxy.measure import genai_attrs as A
 from proxy.measure import tracing_wire as W
@@ -38,7 +38,6 @@ from proxy.measure.tracing_finished import Finished
 # Outcomes that are the server's failure (5xx): the span's status is ERROR.
 _SERVER_FAILURES = frozenset({"upstream_error", "timeout"})
 _GUARDRAIL_FAILURES = frozenset({"error", "timeout"})
-_IDS = RandomIdGenerator()  # the spans' own ids (the SDK's, thread-safe)
 _NAMES: dict[str, bytes] = {}  # span names, encoded once each (bounded by routes and models)
 
 
@@ -116,8 +115,11 @@ def _evaluation(call: FilterCall, offset: int) -> bytes:
     return W.event(_EVENT_EVALUATION, call.end_ns + offset, attributes)
 
 
-def build_spans(done: Finished, server_address: dict[str, Any]) -> list[bytes]:
-    """The request's spans, encoded; ``server_address``: the upstream's host and port."""
+def build_spans(
+    done: Finished, server_address: dict[str, Any], id_source: IdGenerator
+) -> list[bytes]:
+    """The request's spans, encoded; ``server_address``: the upstream's host and port;
+    ``id_source``: where the spans that have no id yet get theirs (the exporter's)."""
     ex, figures = done, done.figures
     start = ex.trace
     assert start is not None
@@ -136,7 +138,7 @@ def build_spans(done: Finished, server_address: dict[str, Any]) -> list[bytes]:
         )
         spans.append(
             W.span(
-                child_ids(trace_id, _IDS.generate_span_id(), state, server_id),
+                child_ids(trace_id, id_source.generate_span_id(), state, server_id),
                 name,
                 W.KIND_INTERNAL,
                 call.start_ns + offset,
@@ -153,7 +155,7 @@ def build_spans(done: Finished, server_address: dict[str, Any]) -> list[bytes]:
         spans.append(_upstream_span(done, request, upstream_ids, server_address))
     holdback = _holdback_span(tl, figures)
     if holdback is not None:
-        ids = child_ids(trace_id, _IDS.generate_span_id(), state, server_id)
+        ids = child_ids(trace_id, id_source.generate_span_id(), state, server_id)
         spans.append(ids + holdback)
     response = done.response if done.response is not None else response_facts(ex)
     server_attrs = {

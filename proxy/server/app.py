@@ -18,12 +18,11 @@ from proxy.exchange.handler import ProxyHandler
 from proxy.exchange.limits import REJECTIONS, Admission, Rejections
 from proxy.judge.build_notice import Notify
 from proxy.judge.observe import Observer
-from proxy.judge.offload import OFFLOAD
 from proxy.measure.access_log import AccessLog
 from proxy.measure.canary_metrics import CanaryMetrics
 from proxy.measure.cost import Prices
 from proxy.measure.heap import GcPauses
-from proxy.measure.loop_watch import LOOP_WATCH
+from proxy.measure.loop_watch import LoopWatch
 from proxy.measure.metrics import Metrics
 from proxy.measure.process_gauges import register_process_gauges
 from proxy.measure.stats import Stats
@@ -32,6 +31,7 @@ from proxy.measure.tracing_metrics import register_trace_counts
 from proxy.measure.tracing_setup import TracingSetup
 from proxy.server.client_limits import CLIENT_LIMITS, ClientLimits
 from proxy.server.metrics_app import Readiness, build_metrics_app
+from proxy.server.wire import LOOP_WATCH
 from proxy.upstream.call import UpstreamPool
 from proxy.upstream.reachability import Reachability
 
@@ -105,7 +105,10 @@ def build_apps(
     upstream_url = config.upstream.url
     rejections = Rejections(registry)
     admission = Admission(config.max_concurrent_requests, rejections)
-    handler = ProxyHandler(runtime, metrics, stats, observer, admission, tracing, access_log)
+    loop_watch = LoopWatch()
+    handler = ProxyHandler(
+        runtime, metrics, stats, observer, admission, tracing, access_log, loop_watch
+    )
 
     gc_pauses = GcPauses(registry)
     canary = Canary(runtime, CanaryMetrics(registry))
@@ -116,11 +119,7 @@ def build_apps(
     # sending), the canary before the filters it uses, the filters last.
     async def runtime_filters(app: web.Application) -> AsyncIterator[None]:
         yield
-        await runtime.aclose()
-
-    async def offload_pool(app: web.Application) -> AsyncIterator[None]:
-        yield
-        OFFLOAD.close()
+        await runtime.aclose()  # the filters, and their worker threads (the offload pool)
 
     async def access_log_file(app: web.Application) -> AsyncIterator[None]:
         yield
@@ -142,11 +141,11 @@ def build_apps(
         yield
         gc_pauses.stop()
 
-    async def loop_watch(app: web.Application) -> AsyncIterator[None]:
+    async def loop_watching(app: web.Application) -> AsyncIterator[None]:
         observe_lag = metrics.loop_lag.observe
-        LOOP_WATCH.start(observe_lag)
+        loop_watch.start(observe_lag)
         yield
-        LOOP_WATCH.stop(observe_lag)
+        loop_watch.stop(observe_lag)
 
     async def canary_runs(app: web.Application) -> AsyncIterator[None]:
         canary.start()
@@ -162,18 +161,18 @@ def build_apps(
     proxy_app.cleanup_ctx.extend(
         (
             runtime_filters,
-            offload_pool,
             access_log_file,
             deferred_observations,
             upstream_pool,
             gc_watch,
-            loop_watch,
+            loop_watching,
             canary_runs,
             ready,
         )
     )
     proxy_app[REJECTIONS] = rejections
     proxy_app[CLIENT_LIMITS] = ClientLimits.from_config(config)  # read by proxy.server.wire
+    proxy_app[LOOP_WATCH] = loop_watch  # and this
     proxy_app.router.add_route("*", "/{tail:.*}", handler.handle)
     register_process_gauges(registry)
 

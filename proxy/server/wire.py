@@ -32,6 +32,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from proxy.exchange.limits import REJECTIONS
 from proxy.measure.arrival import ConnectionClock, arrival_now
+from proxy.measure.loop_watch import LoopWatch
 from proxy.measure.timeline import Timeline
 from proxy.server.client_limits import (
     CLIENT_LIMITS,
@@ -44,6 +45,9 @@ from proxy.server.http_errors import CleanErrors, new_handler
 from proxy.server.server_header import AnonymousRequest
 
 log = logging.getLogger("taxmeter.http")
+
+# The app's loop watch, which the connections' clocks read (none: the loop is on time).
+LOOP_WATCH = web.AppKey("loop_watch", LoopWatch)
 
 # Loop timers have millisecond resolution: one due sooner is waited for this long.
 _MIN_WAIT_NS = 1_000_000
@@ -91,7 +95,7 @@ class WireTap(ConnectionClock, asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.arrival is None:
-            self.arrival = arrival_now(self.idle_since_ns)
+            self.arrival = arrival_now(self.idle_since_ns, self._listener.loop_watch)
         self.handler.data_received(data)
 
     def eof_received(self) -> None:
@@ -162,6 +166,7 @@ class _Listener:
         self.app = app
         self.limits = limits
         self.rejections = app.get(REJECTIONS)
+        self.loop_watch = app.get(LOOP_WATCH)
         self.open = 0
         self.header_ns = limits.header_ns
         self.keepalive_ns = limits.keepalive_ns

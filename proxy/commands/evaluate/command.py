@@ -40,6 +40,7 @@ from proxy.commands.report.stats import summarize
 from proxy.config.labelled import DatasetError, read_lines
 from proxy.config.schema import Config, ConfigError, load_config
 from proxy.judge.build import build_filters
+from proxy.judge.offload import ThreadOffload
 
 BENIGN = "benign"
 Targets = dict[str, tuple[str, ...]]
@@ -152,11 +153,12 @@ async def _evaluate(
 ) -> tuple[dict[str, Any], dict[str, str]]:
     # Built on the running loop, as in the proxy, for filters that bind to it.
     built = build_filters(config)
+    offload = ThreadOffload()
     failures = FirstFailures()
     chain_log = logging.getLogger("taxmeter.chain")
     propagate = chain_log.propagate
     try:
-        the_plan = plan(config, built, stage)
+        the_plan = plan(config, built, stage, offload)
         if not the_plan.solo:
             raise EvaluateError(f"no configured filter runs on the {stage} stage")
         _check_targets(wanted, the_plan, dataset, stage)
@@ -166,7 +168,7 @@ async def _evaluate(
     finally:
         chain_log.removeHandler(failures)
         chain_log.propagate = propagate
-        await close_filters(built)
+        await close_filters(built, offload)
     default = tuple(lb for lb in dataset.counts if lb != BENIGN)
     modes = {spec.name: spec.mode for spec in config.filters}
     filters = {

@@ -22,11 +22,11 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from filters.base import Stage
+from filters.base import Stage, closer
 from proxy.config.schema import Config, VariantSpec
 from proxy.judge.build import Built, build_chains
 from proxy.judge.chain import BoundFilter, Chain, StageResult
-from proxy.judge.offload import OFFLOAD
+from proxy.judge.offload import ThreadOffload
 from proxy.measure.timeline import NS_PER_S, Timeline
 
 FAILED = ("error", "timeout")
@@ -59,7 +59,9 @@ def heaviest_variant(config: Config) -> VariantSpec:
     return max(config.variants, key=lambda v: v.weight)
 
 
-def plan(config: Config, built: Built, stage: Stage) -> Plan:
+def plan(config: Config, built: Built, stage: Stage, offload: ThreadOffload) -> Plan:
+    """The chains to run: each filter alone, and all together; ``offload``: the
+    worker threads of the cpu_bound ones."""
     base = heaviest_variant(config)
     names = [spec.name for spec in config.filters]
     solo: dict[str, Chain] = {}
@@ -73,13 +75,13 @@ def plan(config: Config, built: Built, stage: Stage) -> Plan:
             disable=frozenset(n for n in names if n != name),
             modes={name: "enforce"},
         )
-        solo[name] = build_chains(replace(config, variants=(alone,)), built)[base.name]
+        solo[name] = build_chains(replace(config, variants=(alone,)), built, offload)[base.name]
     modes = dict(base.modes)
     for spec in config.filters:
         if modes.get(spec.name, spec.mode) == "observe":
             modes[spec.name] = "enforce"
     whole = replace(base, modes=modes)
-    chain = build_chains(replace(config, variants=(whole,)), built)[base.name]
+    chain = build_chains(replace(config, variants=(whole,)), built, offload)[base.name]
     order = tuple(b.name for b in (*chain.input, *chain.input_parallel))
     return Plan(base, solo, chain, order, tuple(skipped))
 
@@ -153,11 +155,11 @@ async def measure(
     return solo, whole
 
 
-async def close_filters(built: Built) -> None:
+async def close_filters(built: Built, offload: ThreadOffload) -> None:
     """Release what the filters hold, as the proxy does at shutdown."""
-    OFFLOAD.close()
+    offload.close()
     for instance, *_ in built.values():
-        close = getattr(instance, "aclose", None)
+        close = closer(instance)
         if close is not None:
             await close()
 
