@@ -6,6 +6,7 @@ Done when the config is loaded (and again on a reload), never per request;
 
 from __future__ import annotations
 
+import logging
 from typing import NamedTuple
 
 from filters.base import STAGES, Filter, Stage, declared
@@ -15,6 +16,8 @@ from proxy.config.schema import Config, ConfigError, FilterSpec, StreamPolicy
 from proxy.judge.build_notice import Notify, describe, noticed_if_slow
 from proxy.judge.chain import CHAIN_PARTS, BoundFilter, Chain
 from proxy.judge.offload import ThreadOffload
+
+log = logging.getLogger("taxmeter.build")
 
 
 class BuiltFilter(NamedTuple):
@@ -108,6 +111,14 @@ def _construct(key: str, spec: FilterSpec, notify: Notify | None) -> BuiltFilter
             instance = cls(**spec.params)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{key}.params", f"filter {spec.name!r}: {exc}") from exc
+    except Exception as exc:
+        # Anything else (a file it cannot open, a model it cannot load) still stops
+        # start-up as a config error naming the filter, not as a traceback; the
+        # traceback goes to the log at debug level, for the filter's author.
+        log.debug("filter %r failed to build", spec.name, exc_info=True)
+        raise ConfigError(
+            key, f"filter {spec.name!r} could not be built: {type(exc).__name__}: {exc}"
+        ) from exc
     policy = spec.stream
     defaults = declared(cls).stream_defaults
     if not spec.stream_given and defaults is not None:

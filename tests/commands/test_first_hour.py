@@ -250,3 +250,32 @@ def test_the_upstream_url_is_shown_without_its_secrets(busy_port: int) -> None:
     shown = "".join(lines)
     assert f"taxmeter: model    http://127.0.0.1:{busy_port + 1}" in shown, shown
     assert "hunter" not in shown
+
+
+def test_a_filter_that_fails_to_build_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "needs_file.py").write_text(
+        "class NeedsFile:\n"
+        "    stages = ('input',)\n"
+        "    def __init__(self, path: str = 'absent.txt') -> None:\n"
+        "        open(path)\n"
+        "    async def check(self, ctx):\n"
+        "        raise AssertionError\n"
+    )
+    (tmp_path / "c.yaml").write_text("filters: [{name: nf, type: 'needs_file:NeedsFile'}]\n")
+    for command in (
+        ("check-config", "c.yaml"),
+        (
+            "serve",
+            "--config",
+            "c.yaml",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ),
+    ):
+        line = one_clean_line(taxmeter(*command, cwd=tmp_path))
+        assert line == (
+            "taxmeter: config error: filters[0]: filter 'nf' could not be built: "
+            "FileNotFoundError: [Errno 2] No such file or directory: 'absent.txt'"
+        ), line

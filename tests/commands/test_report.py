@@ -193,20 +193,21 @@ async def test_report_from_the_proxy_finds_the_20ms_filter(
     # bookkeeping, the timer's last tick), and 100 requests a variant pin the
     # p50 down to well under a millisecond: the interval need not hold 20.000 ms
     # itself, but it must lie around the estimate, from 18 ms (a sleep never
-    # ends early) to 24 ms: the sleep shares the test's loop, and on a loaded
-    # two-core host (load 5) its wake-ups came late, to 22.06 ms.
-    assert 0.018 <= lo <= tax_p50["difference"] <= hi <= 0.024, tax_p50
+    # ends early) to 28 ms: the sleep shares the test's loop, and on a loaded
+    # two-core host (load 5) its wake-ups came late, to 22.7 ms. Counted twice,
+    # the filter would read 40 ms.
+    assert 0.018 <= lo <= tax_p50["difference"] <= hi <= 0.028, tax_p50
     # Tax and total latency at four statistics; no TTFT to compare.
     assert len(document["comparisons"]) == 8
     assert comparison(document, "with_slow", "request_duration_seconds", "mean")["ci95"][0] > 0
 
     slow = document["filters"]["slow"]
     assert slow["requests"] == variants["with_slow"]["requests"]
-    assert 0.0199 <= slow["mean_cost_seconds"] <= 0.0235, slow  # a mean: a busy host adds
+    assert 0.0199 <= slow["mean_cost_seconds"] <= 0.028, slow  # a mean: a busy host adds
     assert (slow["block_rate"], slow["redact_rate"], slow["error_rate"]) == (0.0, 0.0, 0.0)
     assert (slow["observed_block"], slow["observed_redact"]) == (0, 0)
     # One call a request (input only): the calls' percentiles, from /stats' recent calls.
-    assert 0.0199 <= slow["latency_per_call"]["p50"] <= 0.0235, slow
+    assert 0.0199 <= slow["latency_per_call"]["p50"] <= 0.028, slow
     assert (slow["canary_checks"], slow["catch_rate"], slow["false_positive_rate"]) == (
         0, None, None
     )  # fmt: skip
@@ -224,7 +225,7 @@ async def test_report_from_the_proxy_finds_the_20ms_filter(
     # The filters table, then the table of its calls and canaries.
     filter_row, calls_row = [line.split() for line in table.splitlines()
                              if line.split()[:1] == ["slow"]]  # fmt: skip
-    assert abs(float(filter_row[2]) - 20.0) <= 2.0, filter_row
+    assert 19.9 <= float(filter_row[2]) <= 28.0, filter_row  # late wake-ups: 22.7 seen
     assert calls_row[1:] == [f"{slow['latency_per_call'][s] * 1e3:.3f}" for s in ("p50", "p99")] \
         + ["0", "-", "-"]  # fmt: skip
 
@@ -260,7 +261,7 @@ async def test_report_from_prometheus_reads_the_histograms(
     assert 0.005 <= lo <= tax_p50["difference"] <= hi <= 0.030, tax_p50
     slow = document["filters"]["slow"]
     assert slow["requests"] == counts["with_slow"]
-    assert 0.0199 <= slow["mean_cost_seconds"] <= 0.0235, slow  # a mean: a busy host adds
+    assert 0.0199 <= slow["mean_cost_seconds"] <= 0.028, slow  # a mean: a busy host adds
     # The calls' p50 from taxmeter_filter_duration_seconds: inside the 10-25 ms bucket.
     assert 0.010 <= slow["latency_per_call"]["p50"] <= 0.025, slow
 
@@ -294,9 +295,9 @@ async def test_routes_streams_and_the_default_baseline(
     # Only the streamed requests have a time to first token; the input filter delays it.
     ttft_tax = comparison(document, "without", "ttft_tax_seconds", "p50")
     lo, hi = ttft_tax["ci95"]
-    # A 20 ms filter; 5 ms of slack for a busy host delaying some wake-ups
-    # (seen to 24.1 ms at load 5 on two cores), 3 ms below.
-    assert -0.025 <= lo <= ttft_tax["difference"] <= hi <= -0.017, ttft_tax
+    # A 20 ms filter; 10 ms of slack for a busy host delaying some wake-ups
+    # (seen to 28.2 ms at load 5 on two cores), 3 ms below.
+    assert -0.030 <= lo <= ttft_tax["difference"] <= hi <= -0.017, ttft_tax
 
 
 async def test_errors_exit_1_naming_the_url_or_2_for_an_unknown_baseline(
