@@ -53,7 +53,7 @@ from proxy.commands.report.sources import (
     read_proxy,
 )
 from proxy.commands.report.stats import STATISTICS, Summary, summarize, summarize_buckets
-from proxy.commands.report.text import render
+from proxy.commands.report.text import Asked, render
 from proxy.config.routes import ROUTE_LABELS
 
 # The routes that generate text (embeddings and unjudged routes are apart).
@@ -169,11 +169,11 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         out.write(json.dumps(report, indent=2) + "\n")
         return 0
     routes = "all" if args.route is None else ", ".join(args.route)
-    context = (routes, args.window or DEFAULT_WINDOW, args.baseline is not None, args.resamples)
+    asked = Asked(routes, args.window or DEFAULT_WINDOW, args.baseline is not None, args.resamples)
     if args.html is None:
-        out.write(render(report, snapshot, *context))
+        out.write(render(report, snapshot, asked))
         return 0
-    page = render_html(report, snapshot, *context)
+    page = render_html(report, snapshot, asked)
     if args.html == "-":
         out.write(page)
         return 0

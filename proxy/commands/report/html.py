@@ -29,6 +29,7 @@ from proxy.commands.report.text import (
     MARGINAL_TITLES,
     NO_DATA_WHY,
     TITLES,
+    Asked,
     heading,
     ms,
     percent,
@@ -83,16 +84,9 @@ def _swatch(index: int, name: str) -> str:
     return f'<span class="swatch" style="background:{svg.colour(index)}"></span>{escape(name)}'
 
 
-def _heading(
-    report: dict[str, Any],
-    snapshot: Snapshot,
-    routes: str,
-    window: str,
-    baseline_given: bool,
-    resamples: int,
-) -> str:
+def _heading(report: dict[str, Any], snapshot: Snapshot, asked: Asked) -> str:
     # The text report's heading, line for line: the same words in both.
-    lines = heading(report, snapshot, routes, window, baseline_given, resamples)
+    lines = heading(report, snapshot, asked)
     items = "".join(f"<li>{escape(' '.join(line.split()))}</li>" for line in lines[1:])
     return f"<h1>{escape(lines[0])}</h1><ul class='heading'>{items}</ul>"
 
@@ -344,19 +338,12 @@ def _filters(report: dict[str, Any], source: str) -> str:
     return "".join(out)
 
 
-def render_html(
-    report: dict[str, Any],
-    snapshot: Snapshot,
-    routes: str,
-    window: str,
-    baseline_given: bool,
-    resamples: int,
-) -> str:
+def render_html(report: dict[str, Any], snapshot: Snapshot, asked: Asked) -> str:
     """The report as one HTML page (times in milliseconds)."""
     title = escape(f"taxmeter report: {snapshot.url}")
     body = "".join(
         [
-            _heading(report, snapshot, routes, window, baseline_given, resamples),
+            _heading(report, snapshot, asked),
             _requests(report, snapshot),
             _distributions(report, snapshot),
             _filters(report, snapshot.source),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from proxy.commands.report.sources import Snapshot
 from proxy.commands.report.stats import STATISTICS
@@ -58,15 +58,17 @@ def percent(rate: float | None) -> str:
     return "-" if rate is None else f"{rate * 100:.1f}%"
 
 
-def heading(
-    report: dict[str, Any],
-    snapshot: Snapshot,
-    routes: str,
-    window: str,
-    baseline_given: bool,
-    resamples: int,
-) -> list[str]:
-    lines = [f"taxmeter report: {snapshot.url}", f"  routes: {routes}"]
+class Asked(NamedTuple):
+    """What the command line asked for, as the report's heading says it."""
+
+    routes: str
+    window: str
+    baseline_given: bool
+    resamples: int
+
+
+def heading(report: dict[str, Any], snapshot: Snapshot, asked: Asked) -> list[str]:
+    lines = [f"taxmeter report: {snapshot.url}", f"  routes: {asked.routes}"]
     if snapshot.source == "proxy":
         lines.append("  figures: the most recent requests of each variant (the proxy's reservoir)")
         why = "the highest weight"
@@ -76,16 +78,16 @@ def heading(
         if snapshot.evaluated_at is not None:
             when = datetime.fromtimestamp(snapshot.evaluated_at, UTC)
             end = when.strftime("%Y-%m-%d %H:%M:%S UTC, the newest scrape")
-        lines.append(f"  figures: Prometheus histograms over {window} ending {end}")
+        lines.append(f"  figures: Prometheus histograms over {asked.window} ending {end}")
         why = "the most requests; Prometheus does not know the weights"
         method = (
             "histogram-bootstrap (resampled bucket counts).\n"
             "    APPROXIMATE: computed from histogram buckets, so percentiles and intervals\n"
             "    are no finer than the bucket around them (e.g. 10 ms to 25 ms)"
         )
-    chosen = "chosen with --baseline" if baseline_given else why
+    chosen = "chosen with --baseline" if asked.baseline_given else why
     lines.append(f"  baseline: {report['baseline']} ({chosen})")
-    lines.append(f"  95% confidence intervals, {resamples} resamples: {method}")
+    lines.append(f"  95% confidence intervals, {asked.resamples} resamples: {method}")
     return lines
 
 
@@ -167,16 +169,9 @@ def _capability(report: dict[str, Any]) -> list[str]:
     return [*lines, "  (no other variant has data to compare)"]
 
 
-def render(
-    report: dict[str, Any],
-    snapshot: Snapshot,
-    routes: str,
-    window: str,
-    baseline_given: bool,
-    resamples: int,
-) -> str:
+def render(report: dict[str, Any], snapshot: Snapshot, asked: Asked) -> str:
     """The report as tables for people (times in milliseconds)."""
-    lines = heading(report, snapshot, routes, window, baseline_given, resamples)
+    lines = heading(report, snapshot, asked)
     variants = report["variants"]
     weights = {name: v.weight for name, v in snapshot.variants.items()}
     lines += ["", "requests"]
