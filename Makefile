@@ -9,8 +9,11 @@ ARGS   ?=
 # of, in a venv of its own: its pins must not decide ours.
 LITELLM_VENV ?= .venv-litellm
 LITELLM      := litellm[proxy]==1.108.7
+# Mutation testing (docs/testing.md): not in CI, an hour and more on two cores.
+MUTMUT       := mutmut==3.8.1
+MUTANTS      ?=
 
-.PHONY: run test lint clean
+.PHONY: run test lint mutate clean
 
 run: $(VENV)/.installed
 	$(BIN)/taxmeter serve $(ARGS)
@@ -44,5 +47,15 @@ $(LITELLM_VENV)/.installed: Makefile
 	$(LITELLM_VENV)/bin/pip install -q '$(LITELLM)'
 	touch $@
 
+# Configured in pyproject.toml [tool.mutmut]; MUTANTS='proxy.exchange.headers*' runs
+# one module's. Results stay in mutants/, so a second run only runs what changed.
+mutate: $(VENV)/.installed-mutate
+	$(BIN)/mutmut run --max-children 2 $(MUTANTS)
+	$(BIN)/mutmut results
+
+$(VENV)/.installed-mutate: $(VENV)/.installed-test Makefile
+	$(BIN)/pip install -q '$(MUTMUT)'
+	touch $@
+
 clean:
-	rm -rf $(VENV) $(LITELLM_VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
+	rm -rf $(VENV) $(LITELLM_VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info mutants

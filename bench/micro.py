@@ -67,7 +67,7 @@ def timeline(filter_calls: int, streamed: bool) -> Timeline:
         t.mark_body_read()
     for name, stage in calls:
         if stage == "input":
-            t.end_filter(t.start_filter(name, stage, "enforce"), "allow")
+            t.end_filter(t.start_filter(name, stage, "enforce", True), "allow")
     t.mark_upstream_sent()
     t.mark_upstream_headers()
     t.mark_upstream_first_byte()
@@ -78,7 +78,7 @@ def timeline(filter_calls: int, streamed: bool) -> Timeline:
     t.mark_upstream_last_byte()
     for name, stage in calls:
         if stage == "output":
-            t.end_filter(t.start_filter(name, stage, "enforce"), "allow")
+            t.end_filter(t.start_filter(name, stage, "enforce", True), "allow")
     t.mark_client_last_byte()
     return t
 

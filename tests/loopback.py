@@ -91,9 +91,16 @@ class RunningProxy:
         return str(self.metrics_server.make_url("")).rstrip("/")
 
     async def settle(self) -> None:
-        """Wait for the deferred observations of requests already answered."""
+        """Wait for the deferred observations of requests already answered.
+
+        A client may have its whole answer before the handler's ``finally``
+        hands the observation over, so the handlers are waited for too (the
+        in-flight gauge falls in the same step as the hand-over).
+        """
         async with asyncio.timeout(5):
-            while self.apps.observer.pending:  # noqa: ASYNC110 - a set of tasks, no event
+            while (  # noqa: ASYNC110 - a gauge and a set of tasks, no event
+                self.value("taxmeter_inflight_requests") or self.apps.observer.pending
+            ):
                 await asyncio.sleep(0.005)
 
     def value(self, name: str, **labels: str) -> float:

@@ -50,7 +50,7 @@ async def judge_answer(chain: Chain, surface: Surface, raw: bytes, ex: Exchange)
             chain.output,
             "output",
             texts,
-            body=document,
+            body=ex.body,  # the request's, as at every stage (not the answer)
             route=ex.route,
             request_id=ex.request_id,
             timeline=ex.timeline,

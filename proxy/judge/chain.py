@@ -192,7 +192,7 @@ class Chain:
         route: str,
         request_id: str,
         timeline: Timeline,
-        critical: bool = True,
+        critical: bool,  # no default: each caller says whether the client waits for it
         partial: bool = False,
     ) -> Decision:
         """One timed call of one filter on one text (the stream stage's unit of work)."""

@@ -167,9 +167,7 @@ class Marks:
             self.client_first_byte_ns = now
         self.client_last_byte_ns = now
 
-    def start_filter(
-        self, filter_name: str, stage: Stage, mode: str, critical: bool = True
-    ) -> FilterCall:
+    def start_filter(self, filter_name: str, stage: Stage, mode: str, critical: bool) -> FilterCall:
         call = FilterCall(filter_name, stage, mode, critical)
         self.filter_calls.append(call)
         return call

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import re
 from collections import Counter
 from typing import Any
 
@@ -78,6 +80,47 @@ async def test_sticky_by_header_keeps_a_key_in_one_variant(start_proxy: ProxyFac
     assert set(first) == {"a", "b"}  # the keys spread over both
     # Without the header, requests are assigned at random: both variants appear.
     assert set(await variants_of(proxy, 60)) == {"a", "b"}
+
+
+async def raw_variant(proxy: RunningProxy, header: bytes) -> tuple[int, str]:
+    """One request with a header line of raw bytes: (status, the variant that served it)."""
+    body = orjson.dumps(CHAT)
+    head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n%s\r\n\r\n")  # fmt: skip
+    reader, writer = await asyncio.open_connection(proxy.server.host, proxy.server.port)
+    writer.write(head % (len(body), header) + body)
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    variant = re.search(rb"\r\nX-Taxmeter-Variant: (\w+)\r\n", rest)
+    return int(status_line.split()[1]), variant.group(1).decode() if variant else ""
+
+
+async def test_a_sticky_key_that_is_not_utf_8_is_hashed_as_its_bytes(
+    start_proxy: ProxyFactory,
+) -> None:
+    # HTTP allows any octet in a field value; the key is the client's bytes, so
+    # a key of Latin-1 (or random) bytes is as sticky as any and never a 500.
+    proxy = await start_proxy(config(sticky="header:x-user-id"), environ=SALT)
+    keys = [b"x-user-id: caf\xe9-%d" % i for i in range(20)]
+    first = [await raw_variant(proxy, key) for key in keys]
+    assert {status for status, _ in first} == {200}
+    assert [await raw_variant(proxy, key) for key in keys] == first
+    assert {variant for _, variant in first} == {"a", "b"}
+
+
+async def test_an_admin_token_that_is_not_utf_8_is_refused_not_a_500(
+    start_proxy: ProxyFactory,
+) -> None:
+    proxy = await start_proxy(
+        {**config(allow_override=True), **ADMIN}, environ={"TAXMETER_TEST_ADMIN": ADMIN_TOKEN}
+    )
+    chosen = [
+        await raw_variant(proxy, b"X-Taxmeter-Variant: b\r\nX-Taxmeter-Admin-Token: \xff%d" % i)
+        for i in range(30)
+    ]
+    assert {status for status, _ in chosen} == {200}
+    assert {variant for _, variant in chosen} == {"a", "b"}  # not forced
 
 
 async def test_sticky_by_client_address(start_proxy: ProxyFactory) -> None:

@@ -62,7 +62,13 @@ def assert_trailer_is_what_was_recorded(proxy: RunningProxy, answer: Answer) -> 
             filter_name, stage = name.removeprefix("filter-").split("/")
             labels = {"filter": filter_name, "stage": stage, "variant": "default"}
             expected[name] = ms(proxy, "taxmeter_filter_duration_seconds", **labels)
+        elif name.startswith("holdback-"):
+            labels = {"filter": name.removeprefix("holdback-"), "variant": "default"}
+            expected[name] = ms(proxy, "taxmeter_stream_holdback_seconds", **labels)
     assert {k: trailer[k] for k in expected} == expected
+    # The tax's two parts: what is not overhead is filter time (each rounded to 1 µs).
+    filters_ms = float(trailer["tax"]) - float(trailer["overhead"])
+    assert float(trailer["filters"]) == pytest.approx(filters_ms, abs=0.0015)
     return trailer
 
 
@@ -116,6 +122,19 @@ async def test_the_trailer_carries_the_figures_the_metrics_recorded(
     else:
         answer_text = orjson.loads(answer.body)["choices"][0]["message"]["content"]
         assert answer_text == ("mail [EMAIL]" if config else "hi")
+
+
+async def test_a_20ms_filter_is_20ms_in_the_trailer_and_in_the_tax_s_filter_part(
+    start_proxy: ProxyFactory,
+) -> None:
+    # Long enough that a unit slip of 0.1% shows in the third decimal.
+    slow = {"name": "slow", "type": "synthetic", "stages": ["input"], "params": {"wall_ms": 20}}
+    proxy = await start_proxy({"filters": [slow]})
+    [answer] = await send_raw(proxy, request_bytes("POST", CHAT, chat("echo: hi"), TRAILERS))
+    assert answer.status == 200
+    await recorded(proxy)
+    trailer = assert_trailer_is_what_was_recorded(proxy, answer)
+    assert 20.0 <= float(trailer["filter-slow/input"]) <= float(trailer["filters"])
 
 
 async def test_a_blocked_answer_has_a_tax_entry_and_its_trailer_the_final_figures(

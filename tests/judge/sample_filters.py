@@ -131,3 +131,33 @@ class WrongEdits:
 
     async def check(self, ctx: FilterContext) -> Verdict:
         return Verdict("redact", "wrong", "something else", edits=(Edit(0, 1, "X"),))
+
+
+class Recording:
+    """Remembers every context it is called with; redacts without edits (so a prompt of
+    several messages is asked again message by message): "secret" in a prompt, "shh"
+    in an answer."""
+
+    stages = ("input", "output", "stream")
+    seen: ClassVar[list[FilterContext]] = []
+
+    async def check(self, ctx: FilterContext) -> Verdict:
+        Recording.seen.append(ctx)
+        text = ctx.text.replace("secret" if ctx.stage == "input" else "shh", "[S]")
+        return Verdict.allow() if text == ctx.text else Verdict.redact(text, "recorded")
+
+
+class PerMessage:
+    """Judges one message at a time: on a prompt of several it redacts without edits,
+    so it is asked again per message; then "forbidden" blocks and "erase" empties one."""
+
+    stages = ("input",)
+
+    async def check(self, ctx: FilterContext) -> Verdict:
+        if "\n\n" in ctx.text:
+            return Verdict.redact(ctx.text + " ", "per message")
+        if "forbidden" in ctx.text:
+            return Verdict.block("a forbidden message")
+        if "erase" in ctx.text:
+            return Verdict.redact("", "erased")
+        return Verdict.allow()

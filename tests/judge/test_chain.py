@@ -121,6 +121,33 @@ async def test_per_message_redaction_keeps_each_message_in_place(
     assert [m["content"] for m in forwarded["messages"]] == ["A\n\n", "\nB"]
 
 
+async def test_a_message_redacted_to_nothing_is_forwarded_empty(
+    start_proxy: ProxyFactory, echo_server: TestServer
+) -> None:
+    proxy = await start_proxy(
+        one_filter(f"{PLUGINS}:PerMessage"), upstream=str(echo_server.make_url(""))
+    )
+    body = {"model": "m", "messages": [{"role": "system", "content": "erase this"},
+                                       {"role": "user", "content": "hi"}]}  # fmt: skip
+    status, _, raw = await post_json(f"{proxy.url}/v1/chat/completions", body)
+    assert status == 200
+    forwarded = orjson.loads(echoed_body(orjson.loads(raw)))
+    assert [m["content"] for m in forwarded["messages"]] == ["", "hi"]
+
+
+async def test_a_message_blocked_when_asked_again_blocks_the_request(
+    start_proxy: ProxyFactory,
+) -> None:
+    proxy = await start_proxy(one_filter(f"{PLUGINS}:PerMessage"))
+    body = {"model": "m", "messages": [{"role": "user", "content": "forbidden"},
+                                       {"role": "user", "content": "echo: hi"}]}  # fmt: skip
+    got, payload = await chat(proxy, body)
+    assert got == 400
+    assert payload["error"]["code"] == "content_filter"
+    assert "a forbidden message" in payload["error"]["message"]
+    assert (decisions(proxy, "block"), decisions(proxy, "error")) == (1, 0)
+
+
 async def test_a_redaction_without_edits_that_spans_two_messages_is_a_block(
     start_proxy: ProxyFactory,
 ) -> None:

@@ -9,6 +9,8 @@ import aiohttp
 import orjson
 
 from proxy.judge.observe import Observer
+from proxy.measure import genai_attrs as A
+from tests.in_memory_spans import InMemory
 from tests.loopback import CHOOSABLE, ProxyFactory, RunningProxy, variant_headers
 
 SLOW_BLOCKER = {"name": "blocker", "type": "synthetic", "mode": "observe",
@@ -71,6 +73,22 @@ async def test_an_observing_stream_filter_is_replayed_with_its_cadence(
     await proxy.settle()
     # "a b c" arrives as three content events: three calls, each a would-be block.
     assert decisions(proxy, "stream", "block") == 3
+
+
+async def test_a_replayed_stream_observer_is_no_filter_time_on_the_client_s_path(
+    start_proxy: ProxyFactory, in_memory: InMemory
+) -> None:
+    # 20 ms a call, three calls: all of it after the answer was sent, none of it tax.
+    proxy = await start_proxy(
+        {"filters": [{**SLOW_BLOCKER, "stages": ["stream"]}]}, tracing=in_memory.setup
+    )
+    await chat(proxy, "default", stream=True)
+    (server,) = await in_memory.server_spans()
+    attributes = server.attributes or {}
+    assert attributes[A.FILTER_CRITICAL_S] == 0.0
+    spent = proxy.value("taxmeter_filter_duration_seconds_sum", filter="blocker", stage="stream",
+                        variant="default")  # fmt: skip
+    assert spent > 0.055
 
 
 async def test_inline_observers_run_on_the_path(start_proxy: ProxyFactory) -> None:

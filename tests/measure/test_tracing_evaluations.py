@@ -55,6 +55,27 @@ async def test_each_verdict_is_an_evaluation_event_on_the_request_span(
     assert server.start_time <= times[0] <= times[1] <= server.end_time
 
 
+async def test_a_stream_block_is_an_evaluation_event_with_its_reason(
+    start_proxy: ProxyFactory, in_memory: InMemory
+) -> None:
+    deny = {**DENY, "stages": ["stream"], "stream": {"every_tokens": 1}}
+    proxy = await start_proxy({"filters": [deny]}, tracing=in_memory.setup)
+    body = {**chat("echo: a forbidden word"), "stream": True}
+    status, _, answer = await post_json(f"{proxy.url}/v1/chat/completions", body)
+    assert status == 200
+    assert b"content_filter" in answer
+    (server,) = await in_memory.server_spans()
+    found = evaluations(server)
+    assert found[-1] == {
+        A.EVALUATION_NAME: "deny",
+        A.EVALUATION_SCORE_LABEL: "block",
+        A.EVALUATION_EXPLANATION: 'denylist: matched "forbidden"',
+        A.GUARDRAIL_STAGE: "stream",
+        A.GUARDRAIL_MODE: "enforce",
+    }
+    assert {e[A.EVALUATION_SCORE_LABEL] for e in found[:-1]} <= {"allow"}
+
+
 async def test_a_redaction_names_what_it_found_not_the_text(
     start_proxy: ProxyFactory, in_memory: InMemory
 ) -> None:

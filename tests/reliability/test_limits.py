@@ -37,6 +37,25 @@ async def test_beyond_the_concurrency_limit_a_clear_429_with_retry_after(
     assert status == 200
 
 
+async def test_a_429_on_a_path_of_no_api_is_in_openai_s_error_shape(
+    start_proxy: ProxyFactory,
+) -> None:
+    proxy = await start_proxy({"max_concurrent_requests": 1})
+    slow = asyncio.ensure_future(post_json(f"{proxy.url}/v1/chat/completions", CHAT, SLOW))
+    async with asyncio.timeout(5):
+        while proxy.value("taxmeter_inflight_requests") < 1:  # noqa: ASYNC110 - another server
+            await asyncio.sleep(0.01)
+    status, headers, body = await post_json(f"{proxy.url}/anything", {"x": 1})
+    assert status == 429
+    assert headers["Content-Type"] == "application/json"
+    assert headers["Retry-After"] == "1"
+    message = "taxmeter is serving its maximum of 1 concurrent requests; retry shortly"
+    assert orjson.loads(body) == {"error": {
+        "message": message, "type": "rate_limit_error", "code": "concurrency_limit", "param": None,
+    }}  # fmt: skip
+    assert (await slow)[0] == 200
+
+
 async def test_without_a_limit_nothing_is_turned_away(start_proxy: ProxyFactory) -> None:
     proxy = await start_proxy({"max_concurrent_requests": None})
     url = f"{proxy.url}/v1/chat/completions"
