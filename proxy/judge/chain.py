@@ -66,16 +66,14 @@ class StageResult:
     segments: list[str]
     changed: bool = False
     reason: str | None = None
-    blocked_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What one filter call means for the request."""
+    """What one filter call means for the request (its action is on its FilterCall)."""
 
-    action: str  # allow, block, redact, error, timeout
     blocks: bool  # an enforcing block, or a failure of a fail-closed filter
-    reason: str | None = None
+    reason: str | None = None  # why it blocks
     text: str | None = None  # the redacted text, when an enforcing filter redacted
     unsettled: int | None = None  # stream stage: the tail that may still become a match
 
@@ -152,7 +150,7 @@ class Chain:
                 critical=critical,
             )
             if called.decision.blocks:
-                return StageResult(True, segments, changed, called.decision.reason, bound.name)
+                return StageResult(True, segments, changed, called.decision.reason)
             if called.decision.text is not None:
                 segments = called.segments
                 changed = True
@@ -206,17 +204,17 @@ class Chain:
 def _decide(bound: BoundFilter, action: str, verdict: Verdict | None) -> Decision:
     unsettled = verdict.unsettled if verdict is not None else None
     if not bound.enforcing:
-        return Decision(action, False, unsettled=unsettled)
+        return Decision(False, unsettled=unsettled)
     if action in ("error", "timeout"):
         if bound.fail_closed:
-            return Decision(action, True, f"{bound.name}: filter {action} (on_error: closed)")
-        return Decision(action, False)
+            return Decision(True, f"{bound.name}: filter {action} (on_error: closed)")
+        return Decision(False)
     assert verdict is not None
     if action == "block":
-        return Decision(action, True, verdict.reason)
+        return Decision(True, verdict.reason)
     if action == "redact":
-        return Decision(action, False, verdict.reason, verdict.text or "", unsettled)
-    return Decision(action, False, unsettled=unsettled)
+        return Decision(False, text=verdict.text or "", unsettled=unsettled)
+    return Decision(False, unsettled=unsettled)
 
 
 async def _call(

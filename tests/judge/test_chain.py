@@ -133,6 +133,12 @@ async def test_a_message_redacted_to_nothing_is_forwarded_empty(
     assert status == 200
     forwarded = orjson.loads(echoed_body(orjson.loads(raw)))
     assert [m["content"] for m in forwarded["messages"]] == ["", "hi"]
+    # One message: redacted whole, at the first ask.
+    body["messages"] = body["messages"][:1]
+    status, _, raw = await post_json(f"{proxy.url}/v1/chat/completions", body)
+    assert status == 200
+    forwarded = orjson.loads(echoed_body(orjson.loads(raw)))
+    assert [m["content"] for m in forwarded["messages"]] == [""]
 
 
 async def test_a_message_blocked_when_asked_again_blocks_the_request(
