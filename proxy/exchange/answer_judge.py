@@ -54,6 +54,7 @@ async def judge_answer(chain: Chain, surface: Surface, raw: bytes, ex: Exchange)
             route=ex.route,
             request_id=ex.request_id,
             timeline=ex.timeline,
+            critical=True,
         )
         if result.blocked:
             ex.blocked()

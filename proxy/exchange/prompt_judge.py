@@ -63,6 +63,7 @@ async def judge_prompt(
             route=ex.route,
             request_id=ex.request_id,
             timeline=ex.timeline,
+            critical=True,
         )
         if result.blocked:
             return await blocked(request, ex, result.reason)

@@ -124,6 +124,8 @@ class Chain:
             self.later_input or self.later_output or self.later_stream or self.later_stream_end
         )
 
+    # ``critical`` has no default in run, call and judge: each caller says
+    # whether the client waits for the filter, which decides what is tax.
     async def run(
         self,
         filters: tuple[BoundFilter, ...],
@@ -134,7 +136,7 @@ class Chain:
         route: str,
         request_id: str,
         timeline: Timeline,
-        critical: bool = True,
+        critical: bool,
     ) -> StageResult:
         """Run ``filters`` one after another; the first enforcing block ends the run."""
         changed = False
@@ -166,7 +168,7 @@ class Chain:
         route: str,
         request_id: str,
         timeline: Timeline,
-        critical: bool = True,
+        critical: bool,
     ) -> Called:
         """One timed call of one filter on a stage's texts: one step of :meth:`run`."""
         ctx = FilterContext(
@@ -190,7 +192,7 @@ class Chain:
         route: str,
         request_id: str,
         timeline: Timeline,
-        critical: bool,  # no default: each caller says whether the client waits for it
+        critical: bool,
         partial: bool = False,
     ) -> Decision:
         """One timed call of one filter on one text (the stream stage's unit of work)."""

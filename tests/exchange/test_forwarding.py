@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 import uvloop
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -238,6 +239,44 @@ async def test_judged_response_is_asked_for_uncompressed(
         payload = await response.json()
     assert payload["choices"][0]["text"] == "fine"
     assert seen == [None]
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [[{"name": "pii", "type": "pii"}], [{"name": "pii", "type": "pii", "stages": ["input"]}]],
+    ids=["judged-whole", "relayed"],
+)
+async def test_an_answer_compressed_anyway_is_labelled_as_it_reaches_the_client(
+    start_proxy: ProxyFactory, aiohttp_server: ServerFactory, filters: list[dict[str, Any]]
+) -> None:
+    # A model server that compresses though it was not asked to: what the
+    # client is told of the encoding must be true of the bytes it gets.
+    answer = {"choices": [{"index": 0, "text": "fine", "finish_reason": "stop"}]}
+
+    async def completion(request: web.Request) -> web.Response:
+        return web.Response(
+            body=gzip.compress(orjson.dumps(answer)),
+            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+        )
+
+    app = web.Application()
+    app.router.add_post("/v1/completions", completion)
+    upstream = await aiohttp_server(app)
+    proxy = await start_proxy({"filters": filters}, upstream=str(upstream.make_url("")))
+    async with (
+        aiohttp.ClientSession(auto_decompress=False) as session,
+        session.post(f"{proxy.url}/v1/completions", json={"model": "m", "prompt": "x"}) as response,
+    ):
+        raw = await response.read()
+        assert response.status == 200
+        encoding = response.headers.get("Content-Encoding")
+    # Read whole to judge it: inflated and unlabelled. Relayed: as it came, labelled.
+    if len(filters[0].get("stages", ())) == 1:
+        assert encoding == "gzip"
+        raw = gzip.decompress(raw)
+    else:
+        assert encoding is None
+    assert orjson.loads(raw) == answer
 
 
 async def test_upstream_status_and_error_bodies_pass_through(

@@ -70,6 +70,24 @@ class Hanging:
         return Verdict.allow()
 
 
+class OwnTimeout:
+    """Its own client timed out (a moderation call, say): an error, not its timeout_ms."""
+
+    stages = ("input",)
+
+    async def check(self, ctx: FilterContext) -> Verdict:
+        raise TimeoutError("the moderation model did not answer")
+
+
+class RedactsToNothingSaid:
+    """A redact verdict without the new text: malformed."""
+
+    stages = ("input",)
+
+    async def check(self, ctx: FilterContext) -> Verdict:
+        return Verdict("redact", "forgot the text", None)
+
+
 class WrongReturn:
     stages = ("input",)
 

@@ -54,6 +54,20 @@ async def test_a_wrong_return_value_counts_as_error(start_proxy: ProxyFactory) -
     assert decisions(proxy, "error") == 1
 
 
+@pytest.mark.parametrize("plugin", ["OwnTimeout", "RedactsToNothingSaid"])
+async def test_a_filter_s_own_timeout_or_a_redaction_without_text_is_an_error(
+    start_proxy: ProxyFactory, echo_server: TestServer, plugin: str
+) -> None:
+    proxy = await start_proxy(
+        one_filter(f"{PLUGINS}:{plugin}"), upstream=str(echo_server.make_url(""))
+    )
+    status, _, raw = await post_json(f"{proxy.url}/v1/chat/completions", CHAT)
+    assert status == 200  # on_error: open
+    forwarded = orjson.loads(echoed_body(orjson.loads(raw)))
+    assert forwarded["messages"] == CHAT["messages"]  # as sent: nothing erased
+    assert (decisions(proxy, "error"), decisions(proxy, "timeout")) == (1, 0)
+
+
 @pytest.mark.parametrize(("on_error", "status"), [("open", 200), ("closed", 400)])
 async def test_a_hanging_filter_times_out_at_its_timeout(
     start_proxy: ProxyFactory, on_error: str, status: int

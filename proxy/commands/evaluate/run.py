@@ -102,6 +102,7 @@ async def judge(chain: Chain, prompt: str, request_id: str) -> tuple[bool, Timel
             route=ROUTE,
             request_id=request_id,
             timeline=timeline,
+            critical=True,
         )
 
     if chain.input:
