@@ -56,7 +56,7 @@ def upstream_request_headers(
     scheme: str,
     request_id: str,
     judge_response: bool,
-    body_inflated: bool = False,
+    body_inflated: bool,
 ) -> CIMultiDict[str]:
     """The headers sent upstream: end-to-end ones, X-Forwarded-*, X-Request-Id.
 

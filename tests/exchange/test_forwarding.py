@@ -154,6 +154,8 @@ async def test_request_id_generated_when_absent_or_unfit(
             payload = await response.json()
             ids.append(response.headers["X-Request-Id"])
             assert echoed_headers(payload)["x-request-id"] == ids[-1]
+            # No X-Forwarded-For from the client: the proxy's is its address alone.
+            assert echoed_headers(payload)["x-forwarded-for"] == "127.0.0.1"
     assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
     assert ids[0] != ids[1]
 

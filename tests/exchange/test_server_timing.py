@@ -29,9 +29,9 @@ STREAM_RECORDED = {
 }
 
 
-def chat(content: str, stream: bool = False) -> bytes:
+def chat(content: str, stream: bool = False, n: int = 1) -> bytes:
     messages = [{"role": "user", "content": content}]
-    return orjson.dumps({"model": "m", "stream": stream, "messages": messages})
+    return orjson.dumps({"model": "m", "stream": stream, "messages": messages, "n": n})
 
 
 async def recorded(proxy: RunningProxy) -> None:
@@ -76,8 +76,10 @@ async def test_the_header_names_its_figures_as_taken_when_the_headers_were_writt
     start_proxy: ProxyFactory,
 ) -> None:
     proxy = await start_proxy(PII)
-    [answer] = await send_raw(proxy, request_bytes("POST", CHAT, chat("echo: a@b.org")))
+    # Two choices: the output filter is called once for each, and its entry is both.
+    [answer] = await send_raw(proxy, request_bytes("POST", CHAT, chat("echo: a@b.org", n=2)))
     assert answer.status == 200
+    assert len(orjson.loads(answer.body)["choices"]) == 2
     assert not answer.chunked  # no TE: trailers
     assert "Trailer" not in answer.headers
     entries = server_timing(answer.headers["Server-Timing"])

@@ -35,6 +35,14 @@ async def test_beyond_the_concurrency_limit_a_clear_429_with_retry_after(
     assert [s for s, _, _ in await asyncio.gather(*slow)] == [200, 200]
     status, _, _ = await post_json(url, CHAT)  # slots free again
     assert status == 200
+    # Every slot given back once, no more: the limit holds as it did at first.
+    slow = [asyncio.ensure_future(post_json(url, CHAT, SLOW)) for _ in range(2)]
+    async with asyncio.timeout(5):
+        while proxy.value("taxmeter_inflight_requests") < 2:  # noqa: ASYNC110 - another server
+            await asyncio.sleep(0.01)
+    status, _, _ = await post_json(url, CHAT)
+    assert status == 429
+    assert [s for s, _, _ in await asyncio.gather(*slow)] == [200, 200]
 
 
 async def test_a_429_on_a_path_of_no_api_is_in_openai_s_error_shape(
