@@ -100,6 +100,21 @@ async def test_the_header_names_its_figures_as_taken_when_the_headers_were_writt
         assert 0 < so_far <= float(ms(proxy, metric, **ROUTE)), name
 
 
+async def test_a_stream_s_header_has_the_model_s_time_to_its_headers_not_its_whole_time(
+    start_proxy: ProxyFactory,
+) -> None:
+    proxy = await start_proxy(PII)
+    body = chat("echo: a b c", stream=True)
+    [answer] = await send_raw(proxy, request_bytes("POST", CHAT, body, TRAILERS))
+    assert answer.status == 200
+    header = durations(answer.headers["Server-Timing"])
+    assert "upstream" not in header  # the model was still answering
+    assert 0 < float(header["upstream-headers"]) < float(header["total-until-headers"])
+    await recorded(proxy)
+    trailer = assert_trailer_is_what_was_recorded(proxy, answer)
+    assert float(header["upstream-headers"]) <= float(trailer["upstream"])
+
+
 @pytest.mark.parametrize(
     ("config", "body"),
     [

@@ -179,3 +179,14 @@ class PerMessage:
         if "erase" in ctx.text:
             return Verdict.redact("", "erased")
         return Verdict.allow()
+
+
+class Unsettled:
+    """Says the last two characters of every partial window may still become a match."""
+
+    stages = ("stream",)
+    seen: ClassVar[list[FilterContext]] = []
+
+    async def check(self, ctx: FilterContext) -> Verdict:
+        Unsettled.seen.append(ctx)
+        return Verdict.allow(unsettled=2 if ctx.partial else None)

@@ -8,7 +8,7 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.judge.sample_filters import Recording
+from tests.judge.sample_filters import Recording, Unsettled
 from tests.loopback import ProxyFactory, RunningProxy
 
 RECORDING = {"name": "rec", "type": "tests.judge.sample_filters:Recording"}
@@ -19,8 +19,10 @@ TREATED = {"variants": {"treated": {"weight": 1}}}
 @pytest.fixture(autouse=True)
 def forget() -> Iterator[None]:
     Recording.seen.clear()
+    Unsettled.seen.clear()
     yield
     Recording.seen.clear()
+    Unsettled.seen.clear()
 
 
 async def chat(proxy: RunningProxy, stream: bool, *contents: str) -> tuple[str, str]:
@@ -106,3 +108,17 @@ async def test_an_output_filter_on_a_whole_answer_is_handed_the_request_not_the_
         ("input", "echo: a shh b"), ("output", "a shh b")
     ]  # fmt: skip
     assert_same_request(request_id, prompt_read=True)
+
+
+@pytest.mark.parametrize("mode", ["enforce", "observe"])
+async def test_a_tail_said_to_be_unsettled_is_judged_again_at_the_end_in_either_mode(
+    start_proxy: ProxyFactory, mode: str
+) -> None:
+    # An inline observer runs as an enforcing filter would, holdback included,
+    # so that what it costs is what enforcing it would cost.
+    unsettled = {"name": "u", "type": "tests.judge.sample_filters:Unsettled", "mode": mode,
+                 "observe_inline": mode == "observe", "stream": {"every_tokens": 1}}  # fmt: skip
+    proxy = await start_proxy({"filters": [unsettled]})
+    await chat(proxy, True, "echo: a b c")
+    assert [ctx.partial for ctx in Unsettled.seen][-1] is False  # the tail, as final
+    assert len(Unsettled.seen) >= 2
