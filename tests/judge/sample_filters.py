@@ -190,3 +190,25 @@ class Unsettled:
     async def check(self, ctx: FilterContext) -> Verdict:
         Unsettled.seen.append(ctx)
         return Verdict.allow(unsettled=2 if ctx.partial else None)
+
+
+class SpinningPerMessage:
+    """cpu_bound: spins 5 ms of its thread's CPU on every ask, and redacts "secret"
+    without edits (so a prompt of two messages is asked three times), on a worker thread."""
+
+    stages = ("input",)
+    cpu_bound = True
+    threads: ClassVar[list[str]] = []
+
+    def check_sync(self, ctx: FilterContext) -> Verdict:
+        SpinningPerMessage.threads.append(threading.current_thread().name)
+        until = time.thread_time() + 0.005
+        while time.thread_time() < until:
+            pass
+        if "forbidden" in ctx.text:
+            return Verdict.block("forbidden")
+        text = ctx.text.replace("secret", "[S]")
+        return Verdict.allow() if text == ctx.text else Verdict.redact(text, "secret")
+
+    async def check(self, ctx: FilterContext) -> Verdict:
+        return self.check_sync(ctx)

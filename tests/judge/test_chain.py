@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestServer
 
 from filters.base import Edit, Verdict
 from proxy.judge.segments import SEGMENT_SEPARATOR, place_edits
+from tests.judge.sample_filters import SpinningPerMessage
 from tests.loopback import ProxyFactory, RunningProxy, echoed_body, post_json
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "echo: hello"}]}
@@ -260,6 +261,31 @@ async def test_entry_point_plugins_are_found(
     got, _payload = await chat(proxy)
     assert got == 200
     assert decisions(proxy, "redact") == 1
+
+
+async def test_a_cpu_bound_filter_judges_the_text_on_a_thread_and_each_ask_s_cpu_counts(
+    start_proxy: ProxyFactory, echo_server: TestServer
+) -> None:
+    SpinningPerMessage.threads.clear()
+    proxy = await start_proxy(
+        one_filter(f"{PLUGINS}:SpinningPerMessage"), upstream=str(echo_server.make_url(""))
+    )
+    body = {"model": "m", "messages": [{"role": "user", "content": "my secret"},
+                                       {"role": "user", "content": "hi"}]}  # fmt: skip
+    status, _, raw = await post_json(f"{proxy.url}/v1/chat/completions", body)
+    assert status == 200
+    forwarded = orjson.loads(echoed_body(orjson.loads(raw)))
+    assert [m["content"] for m in forwarded["messages"]] == ["my [S]", "hi"]
+    # Asked three times (the prompt, then each message), each 5 ms of CPU: all counted.
+    assert len(SpinningPerMessage.threads) == 3
+    assert "MainThread" not in SpinningPerMessage.threads
+    cpu = proxy.value("taxmeter_filter_cpu_seconds_sum", filter="f", stage="input",
+                      variant="default")  # fmt: skip
+    assert cpu >= 0.015
+    got, payload = await chat(proxy, {"model": "m", "messages": [
+        {"role": "user", "content": "forbidden"}]})  # fmt: skip
+    assert got == 400
+    assert payload["error"]["code"] == "content_filter"
 
 
 async def test_a_cpu_bound_filter_runs_off_the_event_loop(start_proxy: ProxyFactory) -> None:
