@@ -115,7 +115,7 @@ class Timeline(Marks):
             return self.upstream_first_content_ns or self.upstream_first_byte_ns
         return self.upstream_last_byte_ns
 
-    def filter_critical_ns(self, streamed: bool = False) -> int:
+    def filter_critical_ns(self, streamed: bool) -> int:
         intervals = [(c.start_ns, c.end_ns) for c in self.filter_calls if c.critical]
         ready = self._ready_ns(streamed)
         if (
@@ -135,7 +135,7 @@ class Timeline(Marks):
                 cur_end = end
         return covered + _outside(cur_start, cur_end, upstream)
 
-    def breakdown(self, streamed: bool = False) -> Breakdown:
+    def breakdown(self, streamed: bool) -> Breakdown:
         end = self.client_last_byte_ns
         if end is None:
             end = perf_counter_ns()

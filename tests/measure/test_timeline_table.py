@@ -42,6 +42,8 @@ class MarksMs:
     parallel_done: float | None = None
     first_content: float | None = None  # the upstream's first content (a stream)
     client_first_content: float | None = None  # the client's first content
+    first_byte: float | None = None  # the upstream's first byte, when before its first content
+    client_first_byte: float | None = None  # the client's, likewise (a role-only event)
     upstream_wait: float = 0.0  # the read answer waited this long for the loop
     streamed: bool = False
 
@@ -67,14 +69,16 @@ def timeline_of(marks: MarksMs) -> Timeline:
     if marks.upstream is not None:
         sent, last = marks.upstream
         timeline.upstream_sent_ns = timeline.upstream_written_ns = ms(sent)
-        timeline.upstream_first_byte_ns = ms(marks.first_content or last)
+        timeline.upstream_first_byte_ns = ms(marks.first_byte or marks.first_content or last)
         timeline.upstream_last_byte_ns = ms(last)
         timeline.upstream_wait_ns = ms(marks.upstream_wait)
     if marks.first_content is not None:
         timeline.upstream_first_content_ns = ms(marks.first_content)
     if marks.client_first_content is not None:
         timeline.client_first_content_ns = ms(marks.client_first_content)
-    timeline.client_first_byte_ns = ms(marks.client_first_content or marks.last)
+    timeline.client_first_byte_ns = ms(
+        marks.client_first_byte or marks.client_first_content or marks.last
+    )
     timeline.client_last_byte_ns = ms(marks.last)
     if marks.parallel_done is not None:
         timeline.parallel_done_ns = ms(marks.parallel_done)
@@ -116,6 +120,11 @@ ROWS = [
         id="two filters one after the other: both",
     ),
     pytest.param(
+        MarksMs(last=125, upstream=(22, 122), calls=(Call(1, 10), Call(5, 21, name="g"))),
+        Figures(total=125, upstream=100, tax=25, filter_critical=20, overhead=5),
+        id="a second filter outlasting the first it overlaps: their union",
+    ),
+    pytest.param(
         MarksMs(
             last=155, upstream=(2, 100), calls=(Call(1, 150, critical=False),), parallel_done=150
         ),
@@ -148,6 +157,26 @@ ROWS = [
             extra={"ttft": 31, "upstream_ttft": 18, "ttft_tax": 13},
         ),
         id="a stream held for parallel filters while the model generates: ttft tax, not tax",
+    ),
+    pytest.param(
+        MarksMs(
+            last=105,
+            upstream=(2, 100),
+            first_byte=4,
+            first_content=20,
+            client_first_byte=5,
+            client_first_content=31,
+            streamed=True,
+        ),
+        Figures(
+            total=105,
+            upstream=98,
+            tax=7,
+            filter_critical=0,
+            overhead=7,
+            extra={"ttft": 31, "upstream_ttft": 18, "ttft_tax": 13},
+        ),
+        id="a stream whose first event has no text: time to first token is to the first text",
     ),
     pytest.param(
         MarksMs(
@@ -223,7 +252,7 @@ def test_the_breakdown_of_hand_set_marks(marks: MarksMs, expected: Figures) -> N
 def test_each_filter_is_summed_over_its_calls_whatever_overlapped() -> None:
     marks = MarksMs(last=125, upstream=(20, 120),
                   calls=(Call(1, 11), Call(15, 25), Call(30, 40, stage="output")))  # fmt: skip
-    got = timeline_of(marks).breakdown()
+    got = timeline_of(marks).breakdown(streamed=False)
     # Per filter, what each cost, overlap or not; only the tax is cut to the critical path.
     assert {k: v * 1e3 for k, v in got.filters.items()} == pytest.approx(
         {("f", "input"): 20.0, ("f", "output"): 10.0}, abs=1e-9

@@ -152,7 +152,8 @@ async def measure(
             _count(solo[name], label, flagged, timeline, ns / NS_PER_S)
         flagged, timeline = await judge(the_plan.chain, prompt, request_id)
         # The union of the chain's calls: what the prompt waited for in all.
-        _count(whole, label, flagged, timeline, timeline.filter_critical_ns() / NS_PER_S)
+        waited_s = timeline.filter_critical_ns(streamed=False) / NS_PER_S
+        _count(whole, label, flagged, timeline, waited_s)
     return solo, whole
 
 
