@@ -45,6 +45,7 @@ class MarksMs:
     first_byte: float | None = None  # the upstream's first byte, when before its first content
     client_first_byte: float | None = None  # the client's, likewise (a role-only event)
     upstream_wait: float = 0.0  # the read answer waited this long for the loop
+    egress: float | None = None  # the last byte handed to the client's socket
     streamed: bool = False
 
 
@@ -82,6 +83,8 @@ def timeline_of(marks: MarksMs) -> Timeline:
     timeline.client_last_byte_ns = ms(marks.last)
     if marks.parallel_done is not None:
         timeline.parallel_done_ns = ms(marks.parallel_done)
+    if marks.egress is not None:
+        timeline.egress_ns = ms(marks.egress)
     for call in marks.calls:
         made = timeline.start_filter(call.name, call.stage, "enforce", call.critical)
         made.start_ns, made.end_ns = ms(call.start), ms(call.end)
@@ -219,6 +222,18 @@ ROWS = [
             total=125, upstream=100, tax=25, filter_critical=15, overhead=10, extra={"ingress": 5}
         ),
         id="ingress before the handler ran: tax, in the overhead",
+    ),
+    pytest.param(
+        MarksMs(last=125, upstream=(22, 122), egress=123, calls=(Call(1, 21),)),
+        Figures(
+            total=125,
+            upstream=100,
+            tax=25,
+            filter_critical=20,
+            overhead=5,
+            extra={"egress": 2, "proxy_work": 3},
+        ),
+        id="egress, the response's last writes: in the overhead",
     ),
     pytest.param(
         MarksMs(last=125, upstream=(22, 122), upstream_wait=3, calls=(Call(1, 21),)),
