@@ -123,6 +123,17 @@ async def test_an_admin_token_that_is_not_utf_8_is_refused_not_a_500(
     assert {variant for _, variant in chosen} == {"a", "b"}  # not forced
 
 
+async def test_without_an_admin_token_in_the_environment_no_guess_chooses_the_arm(
+    start_proxy: ProxyFactory,
+) -> None:
+    # The override is allowed by the config, but the token's variable is unset:
+    # there is no token, so no value of the header (a default's, an empty one) is it.
+    proxy = await start_proxy({**config(allow_override=True), **ADMIN}, environ={})
+    for guess in ("", "XXXX", "None", ADMIN_TOKEN):
+        headers = [{"X-Taxmeter-Variant": "b", "X-Taxmeter-Admin-Token": guess}]
+        assert set(await variants_of(proxy, 30, headers)) == {"a", "b"}, guess
+
+
 async def test_sticky_by_client_address(start_proxy: ProxyFactory) -> None:
     proxy = await start_proxy(config(sticky="client_address"), environ=SALT)
     assert len(set(await variants_of(proxy, 30))) == 1  # every request comes from 127.0.0.1
