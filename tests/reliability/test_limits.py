@@ -9,13 +9,25 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp import web
+from multidict import CIMultiDict
 
 from proxy.config.schema import ConfigError, parse_config
 from tests.fresh_serve import fresh_serve, peak_rss_bytes
-from tests.loopback import ProxyFactory, ServerFactory, post_json
+from tests.loopback import ProxyFactory, RunningProxy, ServerFactory, post_json
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 SLOW = {"x-mock-ttft-ms": "1000"}
+Answer = tuple[int, CIMultiDict[str], bytes]
+
+
+async def hold_slots(proxy: RunningProxy, n: int) -> list[asyncio.Task[Answer]]:
+    """n slow chat requests, returned once the proxy counts all n in flight."""
+    url = f"{proxy.url}/v1/chat/completions"
+    slow = [asyncio.create_task(post_json(url, CHAT, SLOW)) for _ in range(n)]
+    async with asyncio.timeout(5):
+        while proxy.value("taxmeter_inflight_requests") < n:  # noqa: ASYNC110 - another server
+            await asyncio.sleep(0.01)
+    return slow
 
 
 async def test_beyond_the_concurrency_limit_a_clear_429_with_retry_after(
@@ -23,10 +35,7 @@ async def test_beyond_the_concurrency_limit_a_clear_429_with_retry_after(
 ) -> None:
     proxy = await start_proxy({"max_concurrent_requests": 2})
     url = f"{proxy.url}/v1/chat/completions"
-    slow = [asyncio.ensure_future(post_json(url, CHAT, SLOW)) for _ in range(2)]
-    async with asyncio.timeout(5):
-        while proxy.value("taxmeter_inflight_requests") < 2:  # noqa: ASYNC110 - another server
-            await asyncio.sleep(0.01)
+    slow = await hold_slots(proxy, 2)
     status, headers, body = await post_json(url, CHAT)
     assert status == 429
     assert headers["Retry-After"] == "1"
@@ -36,10 +45,7 @@ async def test_beyond_the_concurrency_limit_a_clear_429_with_retry_after(
     status, _, _ = await post_json(url, CHAT)  # slots free again
     assert status == 200
     # Every slot given back once, no more: the limit holds as it did at first.
-    slow = [asyncio.ensure_future(post_json(url, CHAT, SLOW)) for _ in range(2)]
-    async with asyncio.timeout(5):
-        while proxy.value("taxmeter_inflight_requests") < 2:  # noqa: ASYNC110 - another server
-            await asyncio.sleep(0.01)
+    slow = await hold_slots(proxy, 2)
     status, _, _ = await post_json(url, CHAT)
     assert status == 429
     assert [s for s, _, _ in await asyncio.gather(*slow)] == [200, 200]
@@ -49,10 +55,7 @@ async def test_a_429_on_a_path_of_no_api_is_in_openai_s_error_shape(
     start_proxy: ProxyFactory,
 ) -> None:
     proxy = await start_proxy({"max_concurrent_requests": 1})
-    slow = asyncio.ensure_future(post_json(f"{proxy.url}/v1/chat/completions", CHAT, SLOW))
-    async with asyncio.timeout(5):
-        while proxy.value("taxmeter_inflight_requests") < 1:  # noqa: ASYNC110 - another server
-            await asyncio.sleep(0.01)
+    (slow,) = await hold_slots(proxy, 1)
     status, headers, body = await post_json(f"{proxy.url}/anything", {"x": 1})
     assert status == 429
     assert headers["Content-Type"] == "application/json"
