@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 from typing import Any
@@ -13,6 +14,7 @@ import aiohttp
 from aiohttp.test_utils import TestServer
 
 from proxy.sim.model_server import make_mock_app
+from proxy.upstream.reachability import Reachability
 from tests.loopback import FAST_MODEL, ProxyFactory, RawServer, ServerFactory, post_json
 from tests.upstream.test_failures import free_port
 
@@ -117,3 +119,43 @@ async def test_readyz_answers_within_its_timeout_when_connects_hang(
         async with asyncio.timeout(10):  # a hang fails here, however slow the host
             status, body = await get(f"{proxy.metrics_url}/readyz")
     assert (status, body["error"]) == (503, f"cannot connect to 127.0.0.1:{port}: timed out")
+
+
+@contextlib.contextmanager
+def listening(host: str = "127.0.0.1") -> Iterator[int]:
+    """A port that accepts connects (the kernel completes them; nobody need accept)."""
+    with socket.socket() as listener:
+        listener.bind((host, 0))
+        listener.listen(8)
+        port: int = listener.getsockname()[1]
+        yield port
+
+
+async def test_what_the_pool_heard_is_the_answer_until_the_interval_ends() -> None:
+    with listening() as port:
+        reachability = Reachability(f"http://127.0.0.1:{port}", interval_s=3600, timeout_s=1)
+        reachability.refused("cannot connect to 127.0.0.1: Connection refused")
+        # The port accepts: a probe would find it up. The pool's word stands instead.
+        first = await reachability.check()
+        assert (first.reachable, first.error) == (
+            False,
+            "cannot connect to 127.0.0.1: Connection refused",
+        )
+        assert abs(first.since - time.time()) < 60
+        reachability.refused("cannot connect to 127.0.0.1: No route to host")
+        again = await reachability.check()
+        # The latest failure says why; the outage is dated from its first.
+        assert (again.error, again.since) == (
+            "cannot connect to 127.0.0.1: No route to host",
+            first.since,
+        )
+    # The port refuses now, and a probe would say so; the pool's connect stands.
+    reachability.connected()
+    assert (await reachability.check()).reachable
+
+
+async def test_the_probe_connects_to_the_model_server_s_own_host() -> None:
+    # 127.0.0.2 is loopback too, but nothing listens on 127.0.0.1 at this port.
+    with listening("127.0.0.2") as port:
+        reachability = Reachability(f"http://127.0.0.2:{port}", interval_s=3600, timeout_s=1)
+        assert (await reachability.check()).reachable

@@ -229,7 +229,11 @@ async def test_an_unread_answer_is_held_back_not_buffered() -> None:
         answer = await get(pool)
         await asyncio.sleep(0.3)  # the server writes as fast as the proxy lets it
         assert answer.buffered <= 1024 * 1024
-        assert len(await answer.read()) == len(big)
+        # Taking what is held resumes reading; the next high mark pauses it again.
+        taken = len(await answer.read_chunk())
+        await asyncio.sleep(0.3)
+        assert 0 < answer.buffered <= 1024 * 1024
+        assert taken + len(await answer.read()) == len(big)
         answer.close()
         await pool.close()
 
@@ -476,3 +480,20 @@ async def test_a_live_answer_longer_than_the_read_timeout_is_not_cut() -> None:
         for _ in range(2):  # the second on the same connection, its timer reused
             assert await read_all(pool) == (200, b"z" * 10)
         await pool.close()
+
+
+async def test_a_read_timer_that_fires_after_its_wait_ended_does_nothing() -> None:
+    """The timer is moved lazily (proxy.upstream.timer): it fires on idle connections too."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    try:
+        async with raw_server(ok) as (_, url):
+            pool = pool_for(url, read_timeout_s=0.05)
+            assert await read_all(pool) == (200, b"hello")
+            await asyncio.sleep(0.15)  # past the read timeout, the connection idle
+            assert await read_all(pool) == (200, b"hello")
+            await pool.close()
+    finally:
+        loop.set_exception_handler(None)
+    assert errors == []

@@ -11,6 +11,15 @@ import orjson
 import pytest
 from aiohttp import web
 
+from proxy.upstream.call import classify_failure
+from proxy.upstream.pool import BodyLengthMismatch
+from proxy.upstream.response import (
+    UpstreamError,
+    UpstreamMalformed,
+    UpstreamReset,
+    UpstreamTooLarge,
+    UpstreamUnreachable,
+)
 from tests.loopback import (
     ProxyFactory,
     RawServer,
@@ -33,7 +42,8 @@ def free_port() -> int:
 
 async def assert_error(
     proxy: RunningProxy, status: int, code: str, outcome: str, route_path: str = "chat/completions"
-) -> None:
+) -> str:
+    """Checks the error's status, shape, request id and outcome; returns its message."""
     got_status, headers, body = await post_json(f"{proxy.url}/v1/{route_path}", CHAT)
     assert got_status == status, body
     assert headers["Content-Type"].startswith("application/json")
@@ -44,6 +54,8 @@ async def assert_error(
     route = "chat_completions" if route_path == "chat/completions" else "other"
     assert proxy.value("taxmeter_requests_total", route=route, variant="default",
                        outcome=outcome) == 1  # fmt: skip
+    message: str = error["message"]
+    return message
 
 
 async def test_refused_is_502_upstream_unreachable(start_proxy: ProxyFactory) -> None:
@@ -104,7 +116,8 @@ async def test_hang_is_504_upstream_timeout(
     server = await raw_server(hang)
     proxy = await start_proxy({"upstream": {"read_timeout_s": 0.2}}, upstream=server.url)
     started = asyncio.get_running_loop().time()
-    await assert_error(proxy, 504, "upstream_timeout", "timeout")
+    message = await assert_error(proxy, 504, "upstream_timeout", "timeout")
+    assert message == "the model server timed out"
     assert asyncio.get_running_loop().time() - started < 2
 
 
@@ -199,3 +212,63 @@ async def test_connect_timeout_is_504(start_proxy: ProxyFactory) -> None:
         started = asyncio.get_running_loop().time()
         await assert_error(proxy, 504, "upstream_timeout", "timeout")
         assert asyncio.get_running_loop().time() - started < 2
+
+
+TOO_LARGE = (
+    "the model server's response is too large, or inflates like a compression bomb"
+    " (upstream.max_response_bytes)"
+)
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (TimeoutError(), (504, "upstream_timeout", "timeout", "the model server timed out")),
+        (
+            UpstreamUnreachable("refused"),
+            (502, "upstream_unreachable", "upstream_error", "cannot connect to the model server"),
+        ),
+        (
+            UpstreamReset("reset"),
+            (502, "upstream_reset", "upstream_error", "the model server closed the connection"),
+        ),
+        (
+            UpstreamMalformed("junk"),
+            (
+                502,
+                "upstream_malformed",
+                "upstream_error",
+                "the model server sent a malformed response",
+            ),
+        ),
+        (
+            BodyLengthMismatch("short"),
+            (
+                400,
+                "invalid_body",
+                "client_error",
+                "the request body does not match its Content-Length",
+            ),
+        ),
+        (
+            UpstreamTooLarge("big"),
+            (502, "upstream_response_too_large", "upstream_error", TOO_LARGE),
+        ),
+        # Any other failure of the call, ours included, is the model server's 502
+        # with nothing of the exception's text (that goes to the log).
+        (
+            UpstreamError("odd"),
+            (502, "upstream_error", "upstream_error", "the model server failed"),
+        ),
+        (
+            RuntimeError("a re-encoded body was 3 bytes, not 2"),
+            (502, "upstream_error", "upstream_error", "the model server failed"),
+        ),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else "",
+)
+def test_each_failure_of_an_upstream_call_is_one_status_code_outcome_and_message(
+    error: BaseException, expected: tuple[int, str, str, str]
+) -> None:
+    failure = classify_failure(error)
+    assert (failure.status, failure.code, failure.outcome, failure.message) == expected

@@ -1,0 +1,154 @@
+"""Every kind of request body the pool sends reaches the upstream whole, however slowly it reads.
+
+A body is sent one of four ways (proxy.upstream.pool): small bytes with the
+head, large bytes in slices, a re-encoded document in pieces, or a body
+streamed as the client sends it. Here the upstream reads nothing for a while,
+so the kernel's buffers fill and the writes pause (``pause_writing``) and
+resume; the answer is compressed, and each way must still ask for it to be
+read inflated when the proxy reads it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import hashlib
+from collections.abc import AsyncIterator
+
+import pytest
+from multidict import CIMultiDict
+
+from proxy.formats.json_pieces import EncodedDocument
+from proxy.upstream.pool import UpstreamPool, _declared_length
+from tests.upstream.raw_upstream import RawServer, get, pool_for, response
+
+# Past what loopback's socket buffers hold (a few MiB each way), so the
+# writer has to wait for the reader.
+LARGE = 24 * 1024 * 1024
+ANSWER = b'{"text": "' + b"an answer " * 500 + b'"}'
+
+
+async def gzipped(head: bytes, writer: asyncio.StreamWriter) -> bool:
+    writer.write(response("200 OK", gzip.compress(ANSWER), "Content-Encoding: gzip"))
+    return True
+
+
+@contextlib.asynccontextmanager
+async def slow_reader(wait_s: float = 0.3) -> AsyncIterator[tuple[RawServer, UpstreamPool]]:
+    """An upstream that reads nothing for ``wait_s`` after each connect, then reads all."""
+    state = RawServer(gzipped)
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(wait_s)
+        await state.serve(reader, writer)
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = pool_for(f"http://127.0.0.1:{port}")
+    try:
+        yield state, pool
+    finally:
+        await pool.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def chunks(data: bytes, size: int = 1024 * 1024) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        await asyncio.sleep(0)
+        yield data[start : start + size]
+
+
+def sent_body(request: bytes) -> bytes:
+    return request.split(b"\r\n\r\n", 1)[1]
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()  # 24 MiB compared without a 24 MiB diff
+
+
+def body_of_kind(kind: str) -> tuple[bytes | EncodedDocument, bytes]:
+    """What the pool is given, and the bytes the upstream must receive."""
+    if kind == "small bytes":
+        return b'{"a": 1}', b'{"a": 1}'
+    if kind == "large bytes":
+        large = bytes(range(256)) * (LARGE // 256)
+        return large, large
+    encoded = EncodedDocument({"messages": [{"role": "user", "content": "z" * LARGE}]})
+    return encoded, b"".join(encoded)
+
+
+@pytest.mark.parametrize("kind", ["small bytes", "large bytes", "re-encoded document"])
+async def test_a_body_reaches_a_slow_upstream_whole_and_its_answer_is_inflated(kind: str) -> None:
+    body, expected = body_of_kind(kind)
+    async with slow_reader() as (server, pool):
+        answer = await get(pool, method="POST", body=body, decode=True)  # type: ignore[arg-type]
+        assert (answer.status, await answer.read()) == (200, ANSWER)
+        answer.close()
+        assert digest(sent_body(server.requests[0])) == digest(expected)
+        assert f"Content-Length: {len(expected)}\r\n".encode() in server.requests[0]
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["with its length", "chunked"])
+async def test_a_streamed_body_reaches_a_slow_upstream_whole_and_its_answer_is_inflated(
+    declared: bool,
+) -> None:
+    data = bytes(range(256)) * (LARGE // 256)
+    headers = CIMultiDict([("Content-Length", str(len(data)))] if declared else [])
+    async with slow_reader() as (server, pool):
+        answer = await get(pool, method="POST", body=chunks(data), headers=headers, decode=True)
+        assert (answer.status, await answer.read()) == (200, ANSWER)
+        answer.close()
+        # The raw server reassembles chunks: what it kept is the body itself.
+        assert digest(sent_body(server.requests[0])) == digest(data)
+
+
+async def test_an_empty_streamed_body_of_length_zero_is_sent_as_such() -> None:
+    async def nothing() -> AsyncIterator[bytes]:
+        for piece in (b"",):
+            yield piece
+
+    async with slow_reader(wait_s=0) as (server, pool):
+        headers = CIMultiDict([("Content-Length", "0")])
+        answer = await get(pool, method="POST", body=nothing(), headers=headers, decode=True)
+        assert (answer.status, await answer.read()) == (200, ANSWER)
+        answer.close()
+        assert server.requests[0].endswith(b"Content-Length: 0\r\n\r\n")
+
+
+@pytest.mark.parametrize("change", ["grew", "shrank"])
+async def test_a_document_that_changed_after_it_was_counted_is_not_sent(change: str) -> None:
+    """A bug of ours, not the client's: the upstream must not read a body of a wrong length."""
+    document = {"messages": [{"role": "user", "content": "z" * LARGE}]}
+    encoded = EncodedDocument(document)
+    document["messages"][0]["content"] = "z" * (LARGE + 1 if change == "grew" else LARGE - 1)
+    async with slow_reader(wait_s=0) as (server, pool):
+        with pytest.raises(RuntimeError, match=r"a re-encoded body was \d+ bytes, not \d+"):
+            await get(pool, method="POST", body=encoded)  # type: ignore[arg-type]
+        await asyncio.sleep(0.1)
+        assert server.requests == []  # the connection closed before the body was whole
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([], None),
+        (["0"], 0),
+        (["1234"], 1234),
+        (["12", "12"], ValueError),  # two lengths, even equal ones
+        (["١٢"], ValueError),  # digits, but not ASCII ones (int() would take them)
+        (["12a"], ValueError),
+        ([" 12"], ValueError),
+        (["-1"], ValueError),
+    ],
+)
+def test_a_streamed_body_s_length_is_one_ascii_number(
+    values: list[str], expected: int | type[ValueError] | None
+) -> None:
+    headers = CIMultiDict([("Content-Length", value) for value in values])
+    if expected is ValueError:
+        with pytest.raises(ValueError, match="is not one number"):
+            _declared_length(headers)
+    else:
+        assert _declared_length(headers) == expected
