@@ -10,7 +10,7 @@ an upstream that goes on, or never ends, has its connection closed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import orjson
@@ -92,8 +92,20 @@ async def until(condition: Callable[[], bool], within_s: float) -> None:
             await asyncio.sleep(0.01)
 
 
+@pytest.fixture
+async def loop_errors() -> AsyncIterator[list[dict[str, object]]]:
+    """What reached the loop's exception handler: a background task that failed unseen."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    yield errors
+    loop.set_exception_handler(None)
+
+
 async def test_an_end_that_comes_soon_after_done_is_read_and_the_connection_reused(
-    start_proxy: ProxyFactory, raw_server: Callable[..., Awaitable[RawServer]]
+    start_proxy: ProxyFactory,
+    raw_server: Callable[..., Awaitable[RawServer]],
+    loop_errors: list[dict[str, object]],
 ) -> None:
     async def a_moment(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await asyncio.sleep(0.1)
@@ -104,6 +116,7 @@ async def test_an_end_that_comes_soon_after_done_is_read_and_the_connection_reus
     await stream_twice(proxy.url)
     assert server.connections == 1
     assert upstream.closed_at == []
+    assert loop_errors == []
 
 
 @pytest.mark.parametrize("after", ["never ends", "goes on past 64 KiB"])

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import gzip
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from multidict import CIMultiDict
@@ -35,12 +35,16 @@ async def gzipped(head: bytes, writer: asyncio.StreamWriter) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def slow_reader(wait_s: float = 0.3) -> AsyncIterator[tuple[RawServer, UpstreamPool]]:
-    """An upstream that reads nothing for ``wait_s`` after each connect, then reads all."""
+async def slow_reader(
+    wait_s: float = 0.3, reading: Callable[[], None] = lambda: None
+) -> AsyncIterator[tuple[RawServer, UpstreamPool]]:
+    """An upstream that reads nothing for ``wait_s`` after each connect, then (after
+    calling ``reading``) reads all."""
     state = RawServer(gzipped)
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await asyncio.sleep(wait_s)
+        reading()
         await state.serve(reader, writer)
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
@@ -54,10 +58,19 @@ async def slow_reader(wait_s: float = 0.3) -> AsyncIterator[tuple[RawServer, Ups
         await server.wait_closed()
 
 
-async def chunks(data: bytes, size: int = 1024 * 1024) -> AsyncIterator[bytes]:
-    for start in range(0, len(data), size):
-        await asyncio.sleep(0)
-        yield data[start : start + size]
+class Chunks:
+    """A body streamed in 1 MiB chunks, counting what the pool has taken of it."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.taken = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for start in range(0, len(self.data), 1024 * 1024):
+            await asyncio.sleep(0)
+            chunk = self.data[start : start + 1024 * 1024]
+            self.taken += len(chunk)
+            yield chunk
 
 
 def sent_body(request: bytes) -> bytes:
@@ -96,12 +109,17 @@ async def test_a_streamed_body_reaches_a_slow_upstream_whole_and_its_answer_is_i
 ) -> None:
     data = bytes(range(256)) * (LARGE // 256)
     headers = CIMultiDict([("Content-Length", str(len(data)))] if declared else [])
-    async with slow_reader() as (server, pool):
-        answer = await get(pool, method="POST", body=chunks(data), headers=headers, decode=True)
+    body = Chunks(data)
+    taken_unread: list[int] = []
+    async with slow_reader(reading=lambda: taken_unread.append(body.taken)) as (server, pool):
+        answer = await get(pool, method="POST", body=body, headers=headers, decode=True)
         assert (answer.status, await answer.read()) == (200, ANSWER)
         answer.close()
         # The raw server reassembles chunks: what it kept is the body itself.
         assert digest(sent_body(server.requests[0])) == digest(data)
+    # Held back while nobody read: no more taken than the socket buffers hold
+    # (5 MiB of the 24 on a 2-core host), not the whole body into the proxy's memory.
+    assert taken_unread[0] < LARGE // 2
 
 
 async def test_an_empty_streamed_body_of_length_zero_is_sent_as_such() -> None:
