@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from multidict import CIMultiDict
@@ -106,7 +106,7 @@ async def get(
     pool: UpstreamPool,
     target: str = "/v1/models",
     method: str = "GET",
-    body: bytes | AsyncIterator[bytes] | None = None,
+    body: bytes | AsyncIterable[bytes] | None = None,
     headers: CIMultiDict[str] | None = None,
     decode: bool = False,
 ) -> UpstreamResponse:
