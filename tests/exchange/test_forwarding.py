@@ -292,6 +292,32 @@ async def test_upstream_status_and_error_bodies_pass_through(
                        variant="default", outcome="client_error") == 1  # fmt: skip
 
 
+@pytest.mark.parametrize("status", [300, 304, 404])
+async def test_an_answer_outside_2xx_is_relayed_as_it_came_on_a_judged_route(
+    start_proxy: ProxyFactory, aiohttp_server: ServerFactory, status: int
+) -> None:
+    """Only a 2xx is an answer to judge; 3xx and the rest are the model server's own."""
+    document = {"error": {"message": f"answered {status}", "type": "upstream"}}
+
+    async def answer(request: web.Request) -> web.Response:
+        if status == 304:
+            return web.Response(status=304)
+        return web.Response(
+            body=orjson.dumps(document), status=status, content_type="application/json"
+        )
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", answer)
+    upstream = await aiohttp_server(app)
+    proxy = await start_proxy(
+        {"filters": [{"name": "pii", "type": "pii"}]}, upstream=str(upstream.make_url(""))
+    )
+    chat = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    got, _, body = await post_json(f"{proxy.url}/v1/chat/completions", chat)
+    assert got == status
+    assert body == (b"" if status == 304 else orjson.dumps(document))
+
+
 async def test_invalid_json_to_a_judged_route_is_a_clear_400(start_proxy: ProxyFactory) -> None:
     proxy = await start_proxy({"filters": [{"name": "pii", "type": "pii"}]})
     for raw, code in ((b"{not json", "invalid_json"), (b'{"messages": "hi"}', "invalid_body")):

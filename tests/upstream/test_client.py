@@ -218,10 +218,12 @@ async def test_a_streamed_body_goes_chunked_or_with_the_clients_length() -> None
 
 async def test_an_unread_answer_is_held_back_not_buffered() -> None:
     big = b"x" * (16 * 1024 * 1024)
+    written = asyncio.Event()
 
     async def huge(head: bytes, writer: asyncio.StreamWriter) -> bool:
         writer.write(response("200 OK", big))
         await writer.drain()
+        written.set()
         return True
 
     async with raw_server(huge) as (_, url):
@@ -229,10 +231,12 @@ async def test_an_unread_answer_is_held_back_not_buffered() -> None:
         answer = await get(pool)
         await asyncio.sleep(0.3)  # the server writes as fast as the proxy lets it
         assert answer.buffered <= 1024 * 1024
+        assert not written.is_set()  # held back at the model server, not read on
         # Taking what is held resumes reading; the next high mark pauses it again.
         taken = len(await answer.read_chunk())
         await asyncio.sleep(0.3)
         assert 0 < answer.buffered <= 1024 * 1024
+        assert not written.is_set()
         assert taken + len(await answer.read()) == len(big)
         answer.close()
         await pool.close()
