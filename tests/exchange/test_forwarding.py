@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -17,11 +18,16 @@ from yarl import URL
 
 from tests.loopback import (
     ProxyFactory,
+    RawServer,
     ServerFactory,
     echoed_body,
     echoed_headers,
     post_json,
+    read_request_head,
 )
+
+RawFactory = Callable[..., Awaitable[RawServer]]
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
 # Echo-server tests judge the prompt only: an echo is not a completion to judge.
 PII_INPUT = {"filters": [{"name": "pii", "type": "pii", "stages": ["input"]}]}
@@ -316,6 +322,56 @@ async def test_an_answer_outside_2xx_is_relayed_as_it_came_on_a_judged_route(
     got, _, body = await post_json(f"{proxy.url}/v1/chat/completions", chat)
     assert got == status
     assert body == (b"" if status == 304 else orjson.dumps(document))
+
+
+ANSWER = b'{"id":"c","object":"chat.completion","choices":[]}'
+
+
+def raw_answer(
+    head: str,
+) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+    """A model server answering every request with ``head`` and ANSWER."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                request = await read_request_head(reader)
+            except asyncio.IncompleteReadError:
+                return  # the proxy closed the connection
+            length = re.search(rb"(?i)content-length: *(\d+)", request)
+            await reader.readexactly(int(length.group(1)) if length else 0)
+            writer.write(f"{head}\r\nContent-Length: {len(ANSWER)}\r\n\r\n".encode() + ANSWER)
+            await writer.drain()
+
+    return answer
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [[], PII_INPUT["filters"], [{"name": "pii", "type": "pii"}]],
+    ids=["relayed", "judged on the way in", "judged both ways"],
+)
+async def test_the_model_server_s_reason_phrase_reaches_the_client(
+    start_proxy: ProxyFactory, raw_server: RawFactory, filters: list[object]
+) -> None:
+    server = await raw_server(
+        raw_answer("HTTP/1.1 200 Fine By Me\r\nContent-Type: application/json")
+    )
+    proxy = await start_proxy({"filters": filters}, upstream=server.url)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{proxy.url}/v1/chat/completions", json=CHAT) as response,
+    ):
+        assert (response.status, response.reason) == (200, "Fine By Me")
+
+
+async def test_an_answer_without_a_content_type_is_relayed_when_no_output_filter_reads_it(
+    start_proxy: ProxyFactory, raw_server: RawFactory
+) -> None:
+    server = await raw_server(raw_answer("HTTP/1.1 200 OK"))
+    proxy = await start_proxy(PII_INPUT, upstream=server.url)
+    status, _, body = await post_json(f"{proxy.url}/v1/chat/completions", CHAT)
+    assert (status, body) == (200, ANSWER)
 
 
 async def test_invalid_json_to_a_judged_route_is_a_clear_400(start_proxy: ProxyFactory) -> None:
