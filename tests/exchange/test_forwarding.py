@@ -298,18 +298,26 @@ async def test_upstream_status_and_error_bodies_pass_through(
                        variant="default", outcome="client_error") == 1  # fmt: skip
 
 
-@pytest.mark.parametrize("status", [300, 304, 404])
+@pytest.mark.parametrize(
+    ("status", "encoding"), [(300, None), (304, None), (404, None), (404, "gzip")]
+)
 async def test_an_answer_outside_2xx_is_relayed_as_it_came_on_a_judged_route(
-    start_proxy: ProxyFactory, aiohttp_server: ServerFactory, status: int
+    start_proxy: ProxyFactory, aiohttp_server: ServerFactory, status: int, encoding: str | None
 ) -> None:
-    """Only a 2xx is an answer to judge; 3xx and the rest are the model server's own."""
+    """Only a 2xx is an answer to judge; 3xx and the rest are the model server's own
+    (inflated, when compressed, as any answer the proxy reads, and labelled so)."""
     document = {"error": {"message": f"answered {status}", "type": "upstream"}}
 
     async def answer(request: web.Request) -> web.Response:
         if status == 304:
             return web.Response(status=304)
+        body = orjson.dumps(document)
+        headers = {"Content-Encoding": encoding} if encoding else {}
         return web.Response(
-            body=orjson.dumps(document), status=status, content_type="application/json"
+            body=gzip.compress(body) if encoding else body,
+            status=status,
+            content_type="application/json",
+            headers=headers,
         )
 
     app = web.Application()

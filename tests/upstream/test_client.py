@@ -455,6 +455,23 @@ async def test_an_endless_head_is_malformed(head: bytes) -> None:
         await pool.close()
 
 
+async def test_a_head_of_exactly_the_limit_still_incomplete_is_read_on() -> None:
+    start = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Pad: "
+    pad = start + b"a" * (MAX_HEAD_BYTES - len(start))  # all of the limit, not yet a head
+
+    async def at_the_limit(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(pad)
+        await writer.drain()
+        await asyncio.sleep(0.1)  # read apart from its end
+        writer.write(b"\r\n\r\nok")
+        return True
+
+    async with raw_server(at_the_limit) as (_, url):
+        pool = pool_for(url)
+        assert await read_all(pool) == (200, b"ok")
+        await pool.close()
+
+
 async def test_a_large_body_read_at_once_with_its_head_is_fine() -> None:
     big = b"y" * (4 * MAX_HEAD_BYTES)
 
