@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from multidict import CIMultiDict
 
 from proxy.config.schema import UpstreamConfig
+from proxy.formats.json_pieces import EncodedDocument
 from proxy.measure.timeline import Timeline
 from proxy.upstream.pool import UpstreamPool
 from proxy.upstream.response import UpstreamResponse
@@ -106,7 +107,7 @@ async def get(
     pool: UpstreamPool,
     target: str = "/v1/models",
     method: str = "GET",
-    body: bytes | AsyncIterable[bytes] | None = None,
+    body: bytes | EncodedDocument | AsyncIterable[bytes] | None = None,
     headers: CIMultiDict[str] | None = None,
     decode: bool = False,
 ) -> UpstreamResponse:

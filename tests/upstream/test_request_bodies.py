@@ -96,7 +96,7 @@ def body_of_kind(kind: str) -> tuple[bytes | EncodedDocument, bytes]:
 async def test_a_body_reaches_a_slow_upstream_whole_and_its_answer_is_inflated(kind: str) -> None:
     body, expected = body_of_kind(kind)
     async with slow_reader() as (server, pool):
-        answer = await get(pool, method="POST", body=body, decode=True)  # type: ignore[arg-type]
+        answer = await get(pool, method="POST", body=body, decode=True)
         assert (answer.status, await answer.read()) == (200, ANSWER)
         answer.close()
         assert digest(sent_body(server.requests[0])) == digest(expected)
@@ -143,7 +143,7 @@ async def test_a_document_that_changed_after_it_was_counted_is_not_sent(change: 
     document["messages"][0]["content"] = "z" * (LARGE + 1 if change == "grew" else LARGE - 1)
     async with slow_reader(wait_s=0) as (server, pool):
         with pytest.raises(RuntimeError, match=r"a re-encoded body was \d+ bytes, not \d+"):
-            await get(pool, method="POST", body=encoded)  # type: ignore[arg-type]
+            await get(pool, method="POST", body=encoded)
         await asyncio.sleep(0.1)
         assert server.requests == []  # the connection closed before the body was whole
 
@@ -170,3 +170,41 @@ def test_a_streamed_body_s_length_is_one_ascii_number(
             _declared_length(headers)
     else:
         assert _declared_length(headers) == expected
+
+
+@pytest.mark.parametrize("kind", ["large bytes", "re-encoded document", "streamed"])
+async def test_a_body_the_upstream_never_reads_fails_at_the_total_timeout(kind: str) -> None:
+    body: bytes | EncodedDocument | Chunks = (
+        Chunks(bytes(LARGE)) if kind == "streamed" else body_of_kind(kind)[0]
+    )
+
+    # The upstream reads nothing for 30 s; the exchange's deadline is 0.3 s away.
+    async def stuck(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(30)
+
+    server = await asyncio.start_server(stuck, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = pool_for(f"http://127.0.0.1:{port}", total_timeout_s=0.3)
+    try:
+        async with asyncio.timeout(5):  # a missing deadline fails here, not in 30 s
+            with pytest.raises(TimeoutError):
+                await get(pool, method="POST", body=body)
+    finally:
+        await pool.close()
+        server.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "length"), [("POST", "0"), ("PUT", "0"), ("PATCH", "0"), ("GET", None)]
+)
+async def test_a_request_without_a_body_states_a_length_only_where_one_is_due(
+    method: str, length: str | None
+) -> None:
+    """A method with a body by definition says ``Content-Length: 0``, as aiohttp's client did."""
+    async with slow_reader(wait_s=0) as (server, pool):
+        answer = await get(pool, method=method)
+        await answer.read()
+        answer.close()
+        head = server.requests[0].decode()
+        stated = [line for line in head.split("\r\n") if line.startswith("Content-Length:")]
+        assert stated == ([f"Content-Length: {length}"] if length else [])
