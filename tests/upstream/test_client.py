@@ -518,3 +518,39 @@ async def test_a_read_timer_that_fires_after_its_wait_ended_does_nothing() -> No
     finally:
         loop.set_exception_handler(None)
     assert errors == []
+
+
+async def test_the_connection_limit_holds_after_connections_were_made_and_reused() -> None:
+    async def slow(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        await asyncio.sleep(0.02)
+        writer.write(response("200 OK", b"x"))
+        return True
+
+    async with raw_server(slow) as (server, url):
+        pool = pool_for(url, max_connections=2)
+        for round_size in (2, 6, 6):  # the first round opens both; the later ones reuse them
+            answers = await asyncio.gather(*(read_all(pool) for _ in range(round_size)))
+            assert answers == [(200, b"x")] * round_size
+        assert (server.most_open, server.connections) == (2, 2)
+        await pool.close()
+
+
+async def test_a_connection_that_closed_or_failed_to_open_frees_its_place() -> None:
+    async def close_after(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(response("200 OK", b"x"))
+        return False  # the server closes the connection
+
+    async with raw_server(close_after) as (server, url):
+        port = int(url.rsplit(":", 1)[1])
+        pool = pool_for(url, max_connections=1, total_timeout_s=2)
+        for _ in range(3):
+            assert await read_all(pool) == (200, b"x")
+            await asyncio.sleep(0.05)  # the close reaches the pool
+        assert server.connections == 3
+        await pool.close()
+    # Nothing listens there now: each connect fails, and gives its place back.
+    refused = pool_for(f"http://127.0.0.1:{port}", max_connections=1, total_timeout_s=2)
+    for _ in range(3):
+        with pytest.raises(UpstreamUnreachable, match=f"cannot connect to 127.0.0.1:{port}: "):
+            await get(refused)
+    await refused.close()
