@@ -99,6 +99,22 @@ async def raw_server(
         await server.wait_closed()
 
 
+@contextlib.asynccontextmanager
+async def pool_serving(
+    serve: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    **config: float,
+) -> AsyncIterator[UpstreamPool]:
+    """A pool to a loopback server that runs ``serve`` on each connection; both closed after."""
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    pool = pool_for(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", **config)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+        server.close()
+        await server.wait_closed()
+
+
 def pool_for(url: str, **config: float) -> UpstreamPool:
     return UpstreamPool(url, UpstreamConfig(url=url, **config))  # type: ignore[arg-type]
 

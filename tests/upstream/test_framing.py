@@ -21,7 +21,7 @@ from multidict import CIMultiDict
 from proxy.measure.timeline import Timeline
 from proxy.upstream.call import classify_failure
 from proxy.upstream.pool import BodyLengthMismatch, UpstreamPool
-from tests.upstream.raw_upstream import pool_for
+from tests.upstream.raw_upstream import pool_serving
 
 SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: upstream\r\n\r\n"
 
@@ -61,15 +61,8 @@ def _length(head: bytes) -> int:
 @contextlib.asynccontextmanager
 async def recording() -> AsyncIterator[tuple[Recorder, UpstreamPool]]:
     recorder = Recorder()
-    server = await asyncio.start_server(recorder.serve, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    pool = pool_for(url, read_timeout_s=2)
-    try:
+    async with pool_serving(recorder.serve, read_timeout_s=2) as pool:
         yield recorder, pool
-    finally:
-        await pool.close()
-        server.close()
-        await server.wait_closed()
 
 
 async def pieces(*parts: bytes) -> AsyncIterator[bytes]:

@@ -21,7 +21,7 @@ from multidict import CIMultiDict
 
 from proxy.formats.json_pieces import EncodedDocument
 from proxy.upstream.pool import UpstreamPool, _declared_length
-from tests.upstream.raw_upstream import RawServer, get, pool_for, response
+from tests.upstream.raw_upstream import RawServer, get, pool_serving, response
 
 # Past what loopback's socket buffers hold (a few MiB each way), so the
 # writer has to wait for the reader.
@@ -47,15 +47,8 @@ async def slow_reader(
         reading()
         await state.serve(reader, writer)
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    pool = pool_for(f"http://127.0.0.1:{port}")
-    try:
+    async with pool_serving(serve) as pool:
         yield state, pool
-    finally:
-        await pool.close()
-        server.close()
-        await server.wait_closed()
 
 
 class Chunks:
@@ -182,16 +175,10 @@ async def test_a_body_the_upstream_never_reads_fails_at_the_total_timeout(kind: 
     async def stuck(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await asyncio.sleep(30)
 
-    server = await asyncio.start_server(stuck, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    pool = pool_for(f"http://127.0.0.1:{port}", total_timeout_s=0.3)
-    try:
+    async with pool_serving(stuck, total_timeout_s=0.3) as pool:
         async with asyncio.timeout(5):  # a missing deadline fails here, not in 30 s
             with pytest.raises(TimeoutError):
                 await get(pool, method="POST", body=body)
-    finally:
-        await pool.close()
-        server.close()
 
 
 @pytest.mark.parametrize(
