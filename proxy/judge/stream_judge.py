@@ -103,6 +103,8 @@ class StreamJudge:
             self.usage = step.usage
         out = bytearray()
         changed = await self._deltas(step, arrived_ns)
+        if self.blocked is None and step.wholes:
+            changed = await self._wholes(step, arrived_ns) or changed
         if self.blocked is not None:
             return self._block_bytes()
         for group in step.ends:
@@ -150,7 +152,7 @@ class StreamJudge:
                 state.text += piece
                 sentence_end = bool(_SENTENCE_ENDS & set(piece))
                 await self._judge_due(state, final=False, sentence_end=sentence_end)
-            await self._judge_due(state, final=True)
+            await self._judge_to_end(state)
             await self._blocked_at_end(state)
 
     # -- channels -----------------------------------------------------------
@@ -176,6 +178,24 @@ class StreamJudge:
                 changed = True
         return changed
 
+    async def _wholes(self, step: StreamStep, arrived_ns: int) -> bool:
+        """Texts given whole: each judged as a channel that ends where it begins."""
+        changed = False
+        for whole in step.wholes:
+            state = self._channel(whole.channel)
+            if whole.text:
+                self._timeline.mark_upstream_first_content(arrived_ns)
+                if self.pieces is not None:
+                    self.pieces.setdefault(whole.channel, []).append(whole.text)
+                state.append(whole.text, arrived_ns)
+            out = await self._close(whole.channel)
+            if self.blocked is not None:
+                return True
+            if out != whole.text:
+                whole.put(out)
+                changed = True
+        return changed
+
     def _channel(self, channel: Hashable) -> ChoiceText:
         state = self._channels.get(channel)
         if state is None:
@@ -190,7 +210,7 @@ class StreamJudge:
         if state.closed:
             return ""
         state.closed = True
-        await self._judge_due(state, final=True)
+        await self._judge_to_end(state)
         if self.blocked is not None:
             self._blocked_channel = channel
             return ""
@@ -203,6 +223,18 @@ class StreamJudge:
             self.blocked_at_end = True
             return True
         return False
+
+    async def _judge_to_end(self, state: ChoiceText) -> None:
+        """A channel's end: every filter judges the text as it finally is. A
+        redaction by one filter is new text to those that judged before it, so
+        they judge again; past a pass per filter what is still unjudged stays
+        unreleased (redactions that undo each other)."""
+        for _ in range(len(state.filters) + 1):
+            await self._judge_due(state, final=True)
+            if self.blocked is not None:
+                return
+            if all(fs.judged_end >= len(state.text) for fs in state.filters):
+                return
 
     async def _judge_due(self, state: ChoiceText, final: bool, sentence_end: bool = False) -> None:
         for fs in state.filters:
@@ -278,7 +310,7 @@ class StreamJudge:
             state = self._channels[channel]
             if state.closed or state.released >= len(state.text):
                 continue
-            await self._judge_due(state, final=True)
+            await self._judge_to_end(state)
             if self.blocked is not None:
                 self._blocked_channel = channel
                 return bytes(out)

@@ -1,7 +1,7 @@
 """Finding text in Anthropic content blocks, for the Messages surface (both ways).
 
 A block's text is where its ``type`` says: ``text.text``, ``thinking.thinking``,
-every string inside a ``tool_use``'s (or ``server_tool_use``'s) ``input`` at
+every string and key inside a ``tool_use``'s (or ``server_tool_use``'s) ``input`` at
 any depth, a ``tool_result``'s content (a string or blocks), a ``document``'s
 text source (``data``) or content source, its ``title`` and ``context``, a
 ``search_result``'s ``title``, ``source`` and content. A block type the
@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from proxy.surfaces.base import Prompt, TextRef, content_at
+from proxy.surfaces.base import Prompt, TextRef, content_at, written_out
 
 # Keys of a block that are never text a model or client reads as prose.
 _NOT_TEXT = frozenset(
@@ -57,16 +57,9 @@ def block_texts(block: Any, found: Prompt, depth: int = 0) -> None:
 
 
 def strings_in(value: Any, found: Prompt) -> None:
-    """Every string inside a JSON value, at any depth (a tool's input)."""
-    stack = [value]
-    while stack:
-        node = stack.pop()
-        items = node.items() if isinstance(node, dict) else enumerate(node)
-        for key, item in items:
-            if isinstance(item, str):
-                found.texts.append(TextRef(node, key))
-            elif isinstance(item, dict | list):
-                stack.append(item)
+    """Every string inside a JSON value, at any depth, and every key (a tool's
+    input: written out as JSON for the model, parsed by the client, keys and all)."""
+    written_out(value, found)
 
 
 def _string(block: dict[str, Any], key: str, found: Prompt) -> None:

@@ -38,6 +38,33 @@ class TextRef:
         self.container[self.key] = text
 
 
+@dataclass(frozen=True, slots=True)
+class KeyRef(TextRef):
+    """A key of ``container`` that is itself text the model reads (a schema's
+    property name: a template writes the definition out whole).
+
+    Writing it back renames the key in place, keeping the order of the keys and
+    the value. A new name another key already has is told apart by a number, so
+    that no property is lost. A value of ``container`` judged as a text must be
+    written back before its key is renamed (the prompt lists it first).
+    """
+
+    def get(self) -> str:
+        name: str = self.key
+        return name
+
+    def set(self, text: str) -> None:
+        mapping: dict[str, Any] = self.container
+        if text == self.key or self.key not in mapping:
+            return
+        name, n = text, 2
+        while name in mapping:
+            name, n = f"{text} ({n})", n + 1
+        items = [(name if key == self.key else key, value) for key, value in mapping.items()]
+        mapping.clear()
+        mapping.update(items)
+
+
 @dataclass(slots=True)
 class Prompt:
     """Every text of a request the model reads, and the parts no text filter can."""
@@ -79,10 +106,14 @@ class StreamStep:
     channel's whole text (a ``.done`` event), given the text as released;
     ``terminal``: the surface's last event; ``rebuild``: encode the event
     from ``document`` even when no text in it changed (the codec edited it).
+    ``wholes``: texts that arrive whole in this event and go out in it (a
+    server tool's result given in its block's start), each its own channel,
+    judged to its end before the event goes out.
     """
 
     document: Any = None
     deltas: list[Delta] = field(default_factory=list)
+    wholes: list[Delta] = field(default_factory=list)
     ends: list[Hashable] = field(default_factory=list)
     fills: list[tuple[Hashable, Callable[[str], None]]] = field(default_factory=list)
     terminal: bool = False
@@ -265,3 +296,23 @@ def content_at(
         part(value)
     elif value is not None:
         found.uninspected.append("other")
+
+
+def written_out(value: Any, prompt: Prompt) -> None:
+    """Every string in a JSON value a template writes out whole, at any depth, and
+    every key: a tool's definition, a schema, a document.
+
+    A node's values are listed before its keys, so that a redacted value is
+    written back before its key is renamed (see :class:`KeyRef`).
+    """
+    stack = [value] if isinstance(value, dict | list) else []
+    while stack:
+        node = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, item in items:
+            if isinstance(item, str):
+                prompt.texts.append(TextRef(node, key))
+            elif isinstance(item, dict | list):
+                stack.append(item)
+        if isinstance(node, dict):
+            prompt.texts.extend(KeyRef(node, key) for key in node if isinstance(key, str))

@@ -28,15 +28,15 @@ from proxy.surfaces.base import (
     StreamMalformed,
     StreamStep,
     Surface,
-    TextRef,
     Usage,
     encode_sse,
     may_say,
     parse_event,
     usage_of,
+    written_out,
 )
 from proxy.surfaces.json_escapes import ArgumentStreams
-from proxy.surfaces.openai_text import arguments_at, content_texts, schema_texts, string_at
+from proxy.surfaces.openai_text import arguments_at, content_texts, string_at
 
 DONE = b"data: [DONE]\n\n"
 # A finish_reason that is a string, not null (a text's own quotes are escaped: \").
@@ -62,21 +62,11 @@ class Chat(Surface):
             if not isinstance(message, dict):
                 return None
             message_texts(message, prompt)
-        for tool in _list(body.get("tools")):
-            function = tool.get("function") if isinstance(tool, dict) else None
-            string_at(function, "description", prompt)
-            if isinstance(function, dict):
-                schema_texts(function.get("parameters"), prompt)
-        for function in _list(body.get("functions")):
-            string_at(function, "description", prompt)
-            if isinstance(function, dict):
-                schema_texts(function.get("parameters"), prompt)
+        # A template writes tools and documents out whole: every string and key.
+        written_out(_list(body.get("tools")), prompt)
+        written_out(_list(body.get("functions")), prompt)
+        written_out(_list(body.get("documents")), prompt)
         string_at(body, "chat_template", prompt)
-        for document in _list(body.get("documents")):
-            if isinstance(document, dict):
-                for key, value in document.items():
-                    if isinstance(value, str):
-                        prompt.texts.append(TextRef(document, key))
         return prompt
 
     def answer(self, body: Any) -> list[AnswerPart] | None:

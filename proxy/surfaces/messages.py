@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from proxy.formats.errors import STATUS
-from proxy.surfaces.anthropic_text import block_texts, content_texts, strings_in
+from proxy.surfaces.anthropic_text import block_texts, content_texts
 from proxy.surfaces.base import (
     AnswerPart,
     Prompt,
@@ -35,9 +35,9 @@ from proxy.surfaces.base import (
     Usage,
     encode_sse,
     usage_of,
+    written_out,
 )
 from proxy.surfaces.messages_stream import REFUSAL_DETAILS, MessagesStream
-from proxy.surfaces.openai_text import schema_texts, string_at
 
 # Anthropic's error type for each HTTP status the proxy answers with.
 ERROR_TYPES = {
@@ -70,18 +70,12 @@ class Messages(Surface):
                 return None
             content_texts(message, "content", prompt)
         tools = body.get("tools")
-        for tool in tools if isinstance(tools, list) else ():
-            if not isinstance(tool, dict):
-                continue
-            string_at(tool, "description", prompt)
-            schema_texts(tool.get("input_schema"), prompt)
-            examples = tool.get("input_examples")
-            if isinstance(examples, list):
-                strings_in(examples, prompt)
+        # A tool's whole definition: every string and key (its examples too).
+        written_out(tools if isinstance(tools, list) else [], prompt)
         config = body.get("output_config")
         output_format = config.get("format") if isinstance(config, dict) else None
         if isinstance(output_format, dict):
-            schema_texts(output_format.get("schema"), prompt)
+            written_out(output_format.get("schema"), prompt)
         return prompt
 
     def answer(self, body: Any) -> list[AnswerPart] | None:

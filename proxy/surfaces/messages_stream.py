@@ -33,8 +33,10 @@ from typing import Any
 import orjson
 
 from proxy.formats.sse import SseEvent
+from proxy.surfaces.anthropic_text import block_texts
 from proxy.surfaces.base import (
     Delta,
+    Prompt,
     StreamCodec,
     StreamMalformed,
     StreamStep,
@@ -209,6 +211,13 @@ class MessagesStream(StreamCodec):
             self._start_inputs[index] = text
             step.deltas.append(Delta((index, "input"), text, self._start_input(index)))
             step.rebuild = True
+        elif kind not in ("text", "thinking") and kind not in _TOOL_BLOCKS:
+            # A server tool's result (or a block not heard of) comes whole in its
+            # start, no delta follows: each of its texts is judged there and then.
+            found = Prompt()
+            block_texts(block, found)
+            for n, ref in enumerate(found.texts):
+                step.wholes.append(Delta((index, "block", n), ref.get(), ref.set))
 
     def _message_start(self, document: dict[str, Any], step: StreamStep) -> None:
         message = document.get("message")

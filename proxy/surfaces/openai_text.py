@@ -13,7 +13,7 @@ import json
 import re
 from typing import Any
 
-from proxy.surfaces.base import Prompt, TextRef, content_at, part_kind
+from proxy.surfaces.base import Prompt, TextRef, content_at, part_kind, written_out
 
 TEXT_KEYS = ("text", "refusal")
 
@@ -73,21 +73,9 @@ def string_at(holder: Any, key: str, prompt: Prompt) -> None:
 
 # Keys whose value is a JSON schema. A chat template writes a tool out whole
 # (``{{ tools | tojson }}``), so every string of its schema is text the model
-# reads: descriptions, and enum members, titles, defaults and examples too.
+# reads: descriptions, and enum members, titles, defaults and examples too,
+# and its keys (a property's name is free text).
 SCHEMA_KEYS = frozenset({"parameters", "input_schema", "schema"})
-
-
-def schema_texts(schema: Any, prompt: Prompt) -> None:
-    """Every string value in a JSON schema, at any depth (its keys aside)."""
-    stack = [schema] if isinstance(schema, dict | list) else []
-    while stack:
-        node = stack.pop()
-        items = node.items() if isinstance(node, dict) else enumerate(node)
-        for key, value in items:
-            if isinstance(value, str):
-                prompt.texts.append(TextRef(node, key))
-            elif isinstance(value, dict | list):
-                stack.append(value)
 
 
 def descriptions(value: Any, prompt: Prompt) -> None:
@@ -105,6 +93,6 @@ def descriptions(value: Any, prompt: Prompt) -> None:
             if key == "description" and isinstance(inner, str):
                 prompt.texts.append(TextRef(node, key))
             elif key in SCHEMA_KEYS and isinstance(inner, dict):
-                schema_texts(inner, prompt)
+                written_out(inner, prompt)
             elif isinstance(inner, dict | list):
                 stack.append(inner)

@@ -27,6 +27,7 @@ from proxy.surfaces.base import (
     TextRef,
     Usage,
     usage_of,
+    written_out,
 )
 from proxy.surfaces.openai_text import descriptions, part_texts, string_at
 from proxy.surfaces.responses_items import (
@@ -39,6 +40,13 @@ from proxy.surfaces.responses_items import (
     unescape_arguments,
 )
 from proxy.surfaces.responses_stream import ResponsesStream
+
+# Tools the model server runs itself, configured by their settings.
+HOSTED_TOOLS = frozenset(
+    {"file_search", "web_search", "web_search_preview", "web_search_2025_08_26",
+     "web_search_preview_2025_03_11", "code_interpreter", "image_generation", "mcp",
+     "computer_use_preview", "computer_use", "local_shell", "shell", "apply_patch"}
+)  # fmt: skip
 
 
 class Responses(Surface):
@@ -59,10 +67,16 @@ class Responses(Surface):
             elif value is not None:
                 return None
         for tool in _list(body.get("tools")):
-            # A function's or custom tool's description, every string of its
-            # schema, a namespace's tools: all the model is shown of them.
-            descriptions(tool, prompt)
-            string_at(tool, "server_description", prompt)
+            kind = tool.get("type") if isinstance(tool, dict) else None
+            if kind in HOSTED_TOOLS:
+                # Settings the server acts on (an MCP server's headers among
+                # them); the model is shown the descriptions.
+                descriptions(tool, prompt)
+                string_at(tool, "server_description", prompt)
+            else:
+                # A function, a custom tool, a namespace, a type not heard of:
+                # written out whole, every string and key.
+                written_out(tool, prompt)
         text = body.get("text")
         if isinstance(text, dict):
             descriptions(text.get("format"), prompt)

@@ -102,6 +102,23 @@ async def test_a_match_at_the_very_end_of_a_stream_is_decided_there(holdback: An
     assert await judged_stream(config, ["no jane.doe", "@example.com"]) == "no [EMAIL]"
 
 
+@pytest.mark.parametrize("parts", [["no jane.doe@example.com"], ["no jane", ".doe@example.com"]])
+async def test_a_redaction_at_the_end_after_another_filter_goes_out_whole(
+    parts: list[str],
+) -> None:
+    """The denylist judged the tail before pii redacted it: the redacted text is new
+    to the denylist, judged again, and released (it was held back for good)."""
+    config = {"filters": [
+        {"name": "deny", "type": "denylist", "params": {"words": ["open sesame"]}},
+        {"name": "pii", "type": "pii"},
+    ]}  # fmt: skip
+    assert await judged_stream(config, parts) == "no [EMAIL]"
+    mixed = {"filters": [*config["filters"],
+                         {"name": "deny2", "type": "denylist",
+                          "params": {"words": ["plan"], "action": "redact"}}]}  # fmt: skip
+    assert await judged_stream(mixed, [*parts, " plan"]) == "no [EMAIL] [REDACTED]"
+
+
 async def test_a_denylisted_phrase_opening_at_the_end_is_held_until_it_is_decided() -> None:
     config = {"filters": [{"name": "deny", "type": "denylist",
                            "params": {"words": ["secret plan"], "action": "redact"}}]}  # fmt: skip

@@ -250,46 +250,109 @@ async def test_a_json_escape_in_streamed_tool_call_arguments_does_not_hide_an_em
     assert EMAIL not in str(orjson.loads(sent))
 
 
-@pytest.mark.xfail(strict=True, reason=OPEN)
-async def test_a_streamed_server_tool_result_block_is_judged(
+MESSAGES_ASK = {"model": "m", "max_tokens": 8,
+                "messages": [{"role": "user", "content": "call it"}]}  # fmt: skip
+
+
+async def test_a_key_of_an_answered_tool_input_is_redacted_and_its_value_kept(
     start_proxy: ProxyFactory, scripted: Scripted
 ) -> None:
-    """A Messages stream's server tool results arrive whole in their content_block_start
-    and pass as they come (judged only in non-streamed answers)."""
-    message: dict[str, Any] = {
-        "id": "msg",
-        "type": "message",
-        "role": "assistant",
-        "model": "m",
-        "content": [],
-        "stop_reason": None,
-        "usage": {"input_tokens": 1, "output_tokens": 0},
-    }
-    fetched = {
-        "type": "web_fetch_tool_result",
-        "tool_use_id": "srvtoolu_1",
-        "content": {
-            "type": "web_fetch_result",
-            "url": "https://example.com/staff",
-            "content": {
-                "type": "document",
-                "title": "Staff",
-                "source": {"type": "text", "media_type": "text/plain", "data": f"Jane: {EMAIL}"},
-            },
-        },
-    }
-    events: list[dict[str, Any]] = [
-        {"type": "message_start", "message": message},
-        {"type": "content_block_start", "index": 0, "content_block": fetched},
-        {"type": "content_block_stop", "index": 0},
-        {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-         "usage": {"output_tokens": 3}},
-        {"type": "message_stop"},
-    ]  # fmt: skip
-    scripted.script = [sse(event, event["type"]) for event in events]
+    """The client parses the input keys and all (the SDK hands them to the tool)."""
+    tool_use = {"type": "tool_use", "id": "t", "name": "f",
+                "input": {f"cc {EMAIL}": {"note": f"for {EMAIL}"}, "n": 1}}  # fmt: skip
+    scripted.answer = {"id": "msg", "type": "message", "role": "assistant", "model": "m",
+                       "content": [tool_use], "stop_reason": "tool_use",
+                       "usage": {"input_tokens": 1, "output_tokens": 1}}  # fmt: skip
     proxy = await start_proxy(FILTERS, upstream=scripted.url)
-    body = {"model": "m", "max_tokens": 8, "stream": True,
-            "messages": [{"role": "user", "content": "fetch it"}]}  # fmt: skip
-    raw = await streamed(f"{proxy.url}/v1/messages", body)
+    status, _, got = await post_json(f"{proxy.url}/v1/messages", MESSAGES_ASK)
+    assert status == 200, got
+    (block,) = orjson.loads(got)["content"]
+    assert block["input"] == {"cc [EMAIL]": {"note": "for [EMAIL]"}, "n": 1}
+
+
+STREAMED_MESSAGE: dict[str, Any] = {
+    "id": "msg", "type": "message", "role": "assistant", "model": "m", "content": [],
+    "stop_reason": None, "usage": {"input_tokens": 1, "output_tokens": 0},
+}  # fmt: skip
+# Blocks a Messages stream gives whole in their start, no delta following.
+WHOLE_BLOCKS: dict[str, dict[str, Any]] = {
+    "a web fetch's document": {
+        "type": "web_fetch_tool_result", "tool_use_id": "srvtoolu_1",
+        "content": {"type": "web_fetch_result", "url": "https://example.com/staff",
+                    "content": {"type": "document", "title": "Staff",
+                                "source": {"type": "text", "media_type": "text/plain",
+                                           "data": f"Jane: {EMAIL}"}}}},
+    "a web search's result title": {
+        "type": "web_search_tool_result", "tool_use_id": "srvtoolu_1",
+        "content": [{"type": "web_search_result", "url": "https://example.com",
+                     "title": f"Jane {EMAIL}", "encrypted_content": "EqgfCioIARgBIiQ"}]},
+    "a code execution's output": {
+        "type": "code_execution_tool_result", "tool_use_id": "srvtoolu_1",
+        "content": {"type": "code_execution_result", "stdout": f"{EMAIL}\n",
+                    "stderr": "", "return_code": 0}},
+    "an MCP tool's result": {
+        "type": "mcp_tool_result", "tool_use_id": "mcptoolu_1", "is_error": False,
+        "content": [{"type": "text", "text": f"owner: {EMAIL}"}]},
+    "a block not heard of": {"type": "x_note", "note": f"mail {EMAIL}"},
+}  # fmt: skip
+
+
+def whole_block_stream(block: dict[str, Any], in_message_start: bool) -> list[bytes | float]:
+    """A stream whose one block comes whole: in its content_block_start, or already
+    in message_start's content."""
+    events: list[dict[str, Any]] = (
+        [
+            {"type": "message_start", "message": {**STREAMED_MESSAGE, "content": [block]}},
+        ]
+        if in_message_start
+        else [
+            {"type": "message_start", "message": STREAMED_MESSAGE},
+            {"type": "content_block_start", "index": 0, "content_block": block},
+        ]
+    )
+    events += [
+        {"type": "content_block_stop", "index": 0},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+            "usage": {"output_tokens": 3},
+        },
+        {"type": "message_stop"},
+    ]
+    return [sse(event, event["type"]) for event in events]  # fmt: skip
+
+
+STREAMED_ASK = {"model": "m", "max_tokens": 8, "stream": True,
+                "messages": [{"role": "user", "content": "fetch it"}]}  # fmt: skip
+
+
+@pytest.mark.parametrize("in_message_start", [False, True], ids=["block start", "message start"])
+@pytest.mark.parametrize("kind", WHOLE_BLOCKS)
+async def test_a_streamed_server_tool_result_block_is_judged(
+    start_proxy: ProxyFactory, scripted: Scripted, kind: str, in_message_start: bool
+) -> None:
+    """A Messages stream's server tool results arrive whole in their block's start
+    and are judged there, as the same block is in a non-streamed answer."""
+    scripted.script = whole_block_stream(WHOLE_BLOCKS[kind], in_message_start)
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    raw = await streamed(f"{proxy.url}/v1/messages", STREAMED_ASK)
     assert b"message_stop" in raw
     assert EMAIL.encode() not in raw
+    assert b"[EMAIL]" in raw
+    started = [e for e in data_events(raw) if e["type"] in ("content_block_start", "message_start")]
+    blocks = [e.get("content_block") or e["message"]["content"][0] for e in started[-1:]]
+    assert blocks[0]["type"] == WHOLE_BLOCKS[kind]["type"]  # the block itself, redacted
+
+
+async def test_a_denylisted_phrase_in_a_streamed_server_tool_result_ends_the_stream(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    block = {"type": "mcp_tool_result", "tool_use_id": "mcptoolu_1",
+             "content": [{"type": "text", "text": "say open sesame"}]}  # fmt: skip
+    scripted.script = whole_block_stream(block, in_message_start=False)
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    raw = await streamed(f"{proxy.url}/v1/messages", STREAMED_ASK)
+    assert b"open sesame" not in raw
+    (delta,) = [e for e in data_events(raw) if e["type"] == "message_delta"]
+    assert delta["delta"]["stop_reason"] == "refusal"
+    assert data_events(raw)[-1] == {"type": "message_stop"}

@@ -45,6 +45,8 @@ DEEP = nested(20, {"type": "string", "description": f"mail {EMAIL}"})  # 40 leve
 ENUM = {"type": "object", "properties": {"to": {"type": "string", "enum": [EMAIL, "nobody"]}}}
 TITLE = {"type": "object", "title": f"Mail {EMAIL}", "properties": {}}
 DEFAULT = {"type": "object", "properties": {"to": {"type": "string", "default": EMAIL}}}
+NAMED = {"type": "object", "properties": {f"reply to {EMAIL}": {"type": "string"}},
+         "required": [f"reply to {EMAIL}"]}  # fmt: skip
 
 # (path, body, answer): an e-mail in a place of the prompt the adapter did not read.
 CASES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
@@ -73,6 +75,61 @@ CASES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
         "/v1/messages",
         {"model": "m", "max_tokens": 8, "messages": USER,
          "tools": [{"name": "f", "description": "send", "input_schema": ENUM}]}, MESSAGE),
+    # A template writes keys out too: a property's name is free text.
+    "chat: a property name": (
+        CHAT, {"model": "m", "messages": USER, "tools": [chat_tool(NAMED)]}, CHAT_ANSWER),
+    "chat: a property name of a legacy function": (
+        CHAT, {"model": "m", "messages": USER,
+               "functions": [{"name": "f", "parameters": NAMED}]}, CHAT_ANSWER),
+    "responses: a property name": (
+        "/v1/responses",
+        {"model": "m", "input": "hi",
+         "tools": [{"type": "function", "name": "f", "parameters": NAMED}]}, RESPONSE),
+    "responses: a property name of the text format": (
+        "/v1/responses",
+        {"model": "m", "input": "hi",
+         "text": {"format": {"type": "json_schema", "name": "o", "schema": NAMED}}}, RESPONSE),
+    "messages: a property name": (
+        "/v1/messages",
+        {"model": "m", "max_tokens": 8, "messages": USER,
+         "tools": [{"name": "f", "input_schema": NAMED}]}, MESSAGE),
+    "messages: a property name of the output format": (
+        "/v1/messages",
+        {"model": "m", "max_tokens": 8, "messages": USER,
+         "output_config": {"format": {"type": "json_schema", "schema": NAMED}}}, MESSAGE),
+    # A definition is written out whole (vLLM keeps a tool's extra fields), so
+    # a field the proxy has not heard of is read as well, its key and its value.
+    "chat: a function's field not heard of": (
+        CHAT, {"model": "m", "messages": USER,
+               "tools": [{"type": "function",
+                          "function": {"name": "f", "summary": f"mail {EMAIL}"}}]},
+        CHAT_ANSWER),
+    "chat: a tool's field not heard of, beside its function": (
+        CHAT, {"model": "m", "messages": USER,
+               "tools": [{"type": "function", "function": {"name": "f"},
+                          "notes": [{"text": EMAIL}]}]}, CHAT_ANSWER),
+    "chat: a document's key": (
+        CHAT, {"model": "m", "messages": USER,
+               "documents": [{"title": "t", f"from {EMAIL}": "text"}]}, CHAT_ANSWER),
+    "responses: a function's field not heard of": (
+        "/v1/responses",
+        {"model": "m", "input": "hi",
+         "tools": [{"type": "function", "name": "f", "summary": f"mail {EMAIL}"}]}, RESPONSE),
+    "responses: a tool of a type not heard of": (
+        "/v1/responses",
+        {"model": "m", "input": "hi",
+         "tools": [{"type": "x_tool", "name": "f", "guide": {"text": EMAIL}}]}, RESPONSE),
+    "messages: a key of an assistant's tool input": (
+        "/v1/messages",
+        {"model": "m", "max_tokens": 8,
+         "messages": [*USER, {"role": "assistant", "content": [
+             {"type": "tool_use", "id": "t", "name": "f", "input": {f"to {EMAIL}": 1}}]}]},
+        MESSAGE),
+    "messages: a tool's field not heard of": (
+        "/v1/messages",
+        {"model": "m", "max_tokens": 8, "messages": USER,
+         "tools": [{"name": "f", "input_schema": {"type": "object"},
+                    "usage_notes": f"mail {EMAIL}"}]}, MESSAGE),
 }  # fmt: skip
 
 
@@ -148,18 +205,65 @@ async def test_a_json_escape_in_responses_function_call_arguments_is_judged(
     assert scripted.bodies == []
 
 
-OPEN = "open finding: not fixed in this change (see the review's findings)"
-
-
-@pytest.mark.xfail(strict=True, reason=OPEN)
-async def test_a_schema_property_name_reaches_the_model_judged(
+async def test_a_redacted_property_name_is_renamed_in_place_and_keeps_its_schema(
     start_proxy: ProxyFactory, scripted: Scripted
 ) -> None:
-    """Keys are not judged (a redaction has no key to write back to), but a template
-    writes them out: a property name is free text the model reads."""
+    """The key is renamed where it stood, its value (redacted too) kept; a name
+    the redaction makes equal to another's is told apart, so no property is lost."""
     scripted.answer = CHAT_ANSWER
-    schema = {"type": "object", "properties": {f"reply to {EMAIL}": {"type": "string"}}}
+    properties = {
+        "first": {"type": "string"},
+        f"to {EMAIL}": {"type": "string", "description": f"mail {EMAIL}"},
+        "to [EMAIL]": {"type": "integer"},
+        f"to {EMAIL.replace('jane', 'john')}": {"type": "boolean"},
+        "last": {"type": "string"},
+    }
+    schema = {"type": "object", "properties": properties, "required": [f"to {EMAIL}"]}
     body = {"model": "m", "messages": USER, "tools": [chat_tool(schema)]}
     proxy = await start_proxy(FILTERS, upstream=scripted.url)
-    await post_json(f"{proxy.url}{CHAT}", body)
-    assert all(EMAIL.encode() not in sent for sent in scripted.bodies)
+    status, _, got = await post_json(f"{proxy.url}{CHAT}", body)
+    assert status == 200, got
+    (sent,) = scripted.bodies
+    parameters = orjson.loads(sent)["tools"][0]["function"]["parameters"]
+    assert parameters["properties"] == {
+        "first": {"type": "string"},
+        "to [EMAIL] (2)": {"type": "string", "description": "mail [EMAIL]"},
+        "to [EMAIL]": {"type": "integer"},
+        "to [EMAIL] (3)": {"type": "boolean"},
+        "last": {"type": "string"},
+    }
+    assert list(parameters["properties"]) == [
+        "first",
+        "to [EMAIL] (2)",
+        "to [EMAIL]",
+        "to [EMAIL] (3)",
+        "last",
+    ]
+    assert parameters["required"] == ["to [EMAIL]"]
+
+
+async def test_a_string_under_a_redacted_key_is_redacted_and_the_old_key_does_not_come_back(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    """A value is written back before its key is renamed: the other order would
+    write the redacted value under the old name, and the name would reach the model."""
+    scripted.answer = CHAT_ANSWER
+    document = {f"from {EMAIL}": f"reply to {EMAIL}"}
+    body = {"model": "m", "messages": USER, "documents": [document]}
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    status, _, got = await post_json(f"{proxy.url}{CHAT}", body)
+    assert status == 200, got
+    (sent,) = scripted.bodies
+    assert orjson.loads(sent)["documents"] == [{"from [EMAIL]": "reply to [EMAIL]"}]
+
+
+async def test_a_denylisted_phrase_in_a_property_name_blocks_the_request(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    scripted.answer = CHAT_ANSWER
+    schema = {"type": "object", "properties": {"say open sesame": {"type": "string"}}}
+    body = {"model": "m", "messages": USER, "tools": [chat_tool(schema)]}
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    status, _, got = await post_json(f"{proxy.url}{CHAT}", body)
+    assert status == 400, got
+    assert scripted.bodies == []
