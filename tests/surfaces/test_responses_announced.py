@@ -1,0 +1,118 @@
+"""Text a Responses stream announces in an item's start, with no delta naming its kind.
+
+An item (or a part) may arrive with text already in it (``output_item.added``,
+``content_part.added``); the stream judge reads it as the part's first delta.
+What the judge holds back of it goes out at the part's end as one more delta,
+and with no delta event of the part's own to copy, its event type comes from
+the part's kind (and, for arguments, the item's type).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from proxy.config.schema import parse_config
+from proxy.formats.sse import SseParser
+from proxy.judge.build import build_chains, build_filters
+from proxy.judge.stream_judge import StreamJudge
+from proxy.measure.timeline import Timeline
+from proxy.surfaces.responses_stream import ResponsesStream
+
+# Held back when it arrives: an address that could still grow (".community").
+HELD = "see jane.doe@example.com"
+PII = {"filters": [{"name": "pii", "type": "pii"}]}
+
+
+def item(kind: str, **fields: Any) -> dict[str, Any]:
+    return {"type": kind, "id": "it_1", "status": "in_progress", **fields}
+
+
+# What was announced -> (the delta event the rest goes out in, its index key or None).
+CASES: dict[str, tuple[dict[str, Any], str, str | None]] = {
+    "a message's output text": (
+        item("message", role="assistant", content=[{"type": "output_text", "text": HELD}]),
+        "response.output_text.delta", "content_index"),
+    "a reasoning text": (
+        item("reasoning", summary=[], content=[{"type": "reasoning_text", "text": HELD}]),
+        "response.reasoning_text.delta", "content_index"),
+    "a reasoning summary": (
+        item("reasoning", summary=[{"type": "summary_text", "text": HELD}]),
+        "response.reasoning_summary_text.delta", "summary_index"),
+    "a function call's arguments": (
+        item("function_call", call_id="c", name="f", arguments='{"to": "' + HELD),
+        "response.function_call_arguments.delta", None),
+    "an MCP call's arguments": (
+        item("mcp_call", server_label="s", name="f", arguments='{"to": "' + HELD),
+        "response.mcp_call_arguments.delta", None),
+    "a custom tool's input": (
+        item("custom_tool_call", call_id="c", name="f", input=HELD),
+        "response.custom_tool_call_input.delta", None),
+    "a code interpreter's code": (
+        item("code_interpreter_call", container_id="x", code=f"# {HELD}", outputs=None),
+        "response.code_interpreter_call_code.delta", None),
+}  # fmt: skip
+
+
+async def judged(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events a client receives (the real judge, chain and codec)."""
+    parsed = parse_config(PII)
+    chain = build_chains(parsed, build_filters(parsed))["default"]
+    judge = StreamJudge(chain, chain.stream, chain.stream_end, ResponsesStream(), "responses",
+                        {}, "r", Timeline())  # fmt: skip
+    wire = b"".join(
+        b"event: " + e["type"].encode() + b"\ndata: " + orjson.dumps(e) + b"\n\n" for e in events
+    )
+    out = b""
+    for event in SseParser().feed(wire):
+        out += await judge.on_event(event, 0)
+    return [orjson.loads(e.data) for e in SseParser().feed(out) if e.data]
+
+
+@pytest.mark.parametrize("case", CASES)
+async def test_a_held_tail_of_announced_text_goes_out_as_a_delta_of_its_kind(case: str) -> None:
+    announced, delta_type, index_key = CASES[case]
+    done = {**orjson.loads(orjson.dumps(announced)), "status": "completed"}
+    events = [
+        {"type": "response.output_item.added", "output_index": 0, "item": announced},
+        {"type": "response.output_item.done", "output_index": 0, "item": done},
+    ]
+    for n, event in enumerate(events):
+        event["sequence_number"] = n
+    got = await judged(events)
+    released = [e for e in got if e["type"].endswith(".delta")]
+    assert [e["type"] for e in released] == [delta_type], got
+    (delta,) = released
+    assert "[EMAIL]" in delta["delta"]
+    assert "jane" not in orjson.dumps(got).decode()
+    assert delta["item_id"] == "it_1"
+    assert delta["output_index"] == 0
+    assert delta.get("content_index") == (0 if index_key == "content_index" else None)
+    assert delta.get("summary_index") == (0 if index_key == "summary_index" else None)
+    assert ("logprobs" in delta) == (delta_type == "response.output_text.delta")
+    assert [e["sequence_number"] for e in got] == list(range(len(got)))
+    assert got[1] is delta
+    assert got[-1]["type"] == "response.output_item.done"
+
+
+async def test_a_part_announced_before_any_item_is_released_the_same_way() -> None:
+    """A content part's start with text in it, its item never announced (an upstream
+    that skips ``output_item.added``): the rest still goes out, as output text."""
+    part = {"type": "output_text", "text": HELD, "annotations": []}
+    events = [
+        {"type": "response.content_part.added", "output_index": 0, "content_index": 0,
+         "part": part},
+        {"type": "response.content_part.done", "output_index": 0, "content_index": 0,
+         "part": part},
+    ]  # fmt: skip
+    for n, event in enumerate(events):
+        event["sequence_number"] = n
+    got = await judged(events)
+    assert [e["type"] for e in got] == [
+        "response.content_part.added", "response.output_text.delta", "response.content_part.done"
+    ]  # fmt: skip
+    assert got[1]["delta"] == "[EMAIL]"
+    assert "item_id" not in got[1]
+    assert got[2]["part"]["text"] == "see [EMAIL]"
