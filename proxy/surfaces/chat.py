@@ -67,6 +67,8 @@ class Chat(Surface):
         written_out(_list(body.get("functions")), prompt)
         written_out(_list(body.get("documents")), prompt)
         string_at(body, "chat_template", prompt)
+        # vLLM's template variables, merged over tools and documents: text it renders.
+        written_out(body.get("chat_template_kwargs"), prompt)
         return prompt
 
     def answer(self, body: Any) -> list[AnswerPart] | None:

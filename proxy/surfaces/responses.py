@@ -80,6 +80,8 @@ class Responses(Surface):
         text = body.get("text")
         if isinstance(text, dict):
             descriptions(text.get("format"), prompt)
+        # vLLM's template variables, merged over tools: text it renders.
+        written_out(body.get("chat_template_kwargs"), prompt)
         template = body.get("prompt")
         variables = template.get("variables") if isinstance(template, dict) else None
         if isinstance(variables, dict):

@@ -125,6 +125,19 @@ CASES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
          "messages": [*USER, {"role": "assistant", "content": [
              {"type": "tool_use", "id": "t", "name": "f", "input": {f"to {EMAIL}": 1}}]}]},
         MESSAGE),
+    # vLLM merges its template variables over tools and documents, and renders them.
+    "chat: a tool given as a template variable": (
+        CHAT, {"model": "m", "messages": USER, "chat_template_kwargs": {
+            "tools": [{"type": "function", "function": {"name": "f",
+                                                        "description": f"mail {EMAIL}"}}]}},
+        CHAT_ANSWER),
+    "responses: a template variable": (
+        "/v1/responses",
+        {"model": "m", "input": "hi", "chat_template_kwargs": {"date_string": EMAIL}}, RESPONSE),
+    "messages: a template variable's name": (
+        "/v1/messages",
+        {"model": "m", "max_tokens": 8, "messages": USER,
+         "chat_template_kwargs": {f"to {EMAIL}": True}}, MESSAGE),
     "messages: a tool's field not heard of": (
         "/v1/messages",
         {"model": "m", "max_tokens": 8, "messages": USER,
