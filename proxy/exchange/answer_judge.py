@@ -77,6 +77,6 @@ async def judge_answer(chain: Chain, surface: Surface, raw: bytes, ex: Exchange)
         else:
             for ref, text in zip(part.texts, judged, strict=True):
                 ref.set(text)
-        part.drop_logprobs()
+        part.drop_tokens()
     ex.response_body = document
     return dumps(document)

@@ -129,8 +129,8 @@ class StreamJudge:
                 return bytes(out) + self._block_bytes()
             self.terminal = True
         if changed or step.rebuild:
-            if changed and step.drop_logprobs is not None:
-                step.drop_logprobs()  # they spell out text that was held or changed
+            if changed and step.drop_tokens is not None:
+                step.drop_tokens()  # they spell out text that was held or changed
             out += codec.encode(event, step) if step.document is not None else event.raw
         else:
             out += event.raw
@@ -162,10 +162,7 @@ class StreamJudge:
             state = self._channel(delta.channel)
             piece = delta.text
             if piece:
-                self._timeline.mark_upstream_first_content(arrived_ns)
-                if self.pieces is not None:
-                    self.pieces.setdefault(delta.channel, []).append(piece)
-                state.append(piece, arrived_ns)
+                self._arrived(delta.channel, state, piece, arrived_ns)
                 await self._judge_due(
                     state, final=False, sentence_end=bool(_SENTENCE_ENDS & set(piece))
                 )
@@ -184,10 +181,7 @@ class StreamJudge:
         for whole in step.wholes:
             state = self._channel(whole.channel)
             if whole.text:
-                self._timeline.mark_upstream_first_content(arrived_ns)
-                if self.pieces is not None:
-                    self.pieces.setdefault(whole.channel, []).append(whole.text)
-                state.append(whole.text, arrived_ns)
+                self._arrived(whole.channel, state, whole.text, arrived_ns)
             out = await self._close(whole.channel)
             if self.blocked is not None:
                 return True
@@ -195,6 +189,13 @@ class StreamJudge:
                 whole.put(out)
                 changed = True
         return changed
+
+    def _arrived(self, channel: Hashable, state: ChoiceText, piece: str, arrived_ns: int) -> None:
+        """New text on a channel: the first content's time, the piece kept, appended."""
+        self._timeline.mark_upstream_first_content(arrived_ns)
+        if self.pieces is not None:
+            self.pieces.setdefault(channel, []).append(piece)
+        state.append(piece, arrived_ns)
 
     def _channel(self, channel: Hashable) -> ChoiceText:
         state = self._channels.get(channel)

@@ -1,13 +1,16 @@
 """Finding text in Anthropic content blocks, for the Messages surface (both ways).
 
-A block's text is where its ``type`` says: ``text.text``, ``thinking.thinking``,
-every string and key inside a ``tool_use``'s (or ``server_tool_use``'s) ``input`` at
-any depth, a ``tool_result``'s content (a string or blocks), a ``document``'s
-text source (``data``) or content source, its ``title`` and ``context``, a
+A block's text is where its ``type`` says: ``text.text`` and its citations
+(a web page's or a document's text quoted, a title, a URL),
+``thinking.thinking``, a ``tool_use``'s (or ``server_tool_use``'s) ``name``
+and every string and key inside its ``input`` at any depth, a
+``tool_result``'s content (a string or blocks), a ``document``'s text
+source (``data``) or content source, its ``title`` and ``context``, a
 ``search_result``'s ``title``, ``source`` and content. A block type the
 proxy has not heard of is still read: every string in it, at any depth,
-except the keys that never hold prose (ids, signatures, media types,
-citations); a block nested in it goes by its own type.
+except the keys that never hold prose (ids, signatures, media types); a
+block nested in it goes by its own type, and its ``input`` is read as a
+tool's input (every string and key).
 
 What no text filter can read is counted by kind: ``image``, ``file`` (a PDF
 given as base64, a URL or a file id; a container upload) and ``encrypted``
@@ -24,7 +27,7 @@ from proxy.surfaces.base import Prompt, TextRef, content_at, written_out
 # Keys of a block that are never text a model or client reads as prose.
 _NOT_TEXT = frozenset(
     {"type", "id", "tool_use_id", "signature", "cache_control", "media_type", "file_id",
-     "citations", "caller", "name"}
+     "caller"}
 )  # fmt: skip
 # Keys whose value is text no filter can read (its kind counted instead).
 _ENCRYPTED = frozenset({"encrypted_content", "encrypted_index"})
@@ -69,6 +72,10 @@ def _string(block: dict[str, Any], key: str, found: Prompt) -> None:
 
 def _text(block: dict[str, Any], found: Prompt, depth: int) -> None:
     _string(block, "text", found)
+    citations = block.get("citations")
+    for citation in citations if isinstance(citations, list) else ():
+        if isinstance(citation, dict):
+            _nested(citation, found, depth)  # cited_text: a web page's words, quoted
 
 
 def _thinking(block: dict[str, Any], found: Prompt, depth: int) -> None:
@@ -76,6 +83,7 @@ def _thinking(block: dict[str, Any], found: Prompt, depth: int) -> None:
 
 
 def _tool_use(block: dict[str, Any], found: Prompt, depth: int) -> None:
+    _string(block, "name", found)  # written out for the model, read by the client
     value = block.get("input")
     if isinstance(value, dict | list):
         strings_in(value, found)
@@ -122,6 +130,8 @@ def _any_block(block: dict[str, Any], found: Prompt, depth: int) -> None:
             continue
         if key in _ENCRYPTED:
             found.uninspected.append("encrypted")
+        elif key == "input" and isinstance(value, dict | list):
+            strings_in(value, found)  # a tool's input, keys and all (not a block)
         elif isinstance(value, str):
             found.texts.append(TextRef(block, key))
         elif isinstance(value, dict):

@@ -79,7 +79,8 @@ class AnswerPart:
 
     texts: list[TextRef]
     withhold: Callable[[], None]  # the API's own way of saying the content was filtered
-    drop_logprobs: Callable[[], None] = lambda: None
+    # Drop what spells its text out again as tokens (logprobs, vLLM's token ids).
+    drop_tokens: Callable[[], None] = lambda: None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +122,7 @@ class StreamStep:
     finish_reason: str | None = None  # an end's reason, as the client gets it
     set_finish_reason: Callable[[str], None] | None = None
     rebuild: bool = False
-    drop_logprobs: Callable[[], None] | None = None
+    drop_tokens: Callable[[], None] | None = None
 
 
 class StreamMalformed(ValueError):

@@ -2,11 +2,12 @@
 
 The prompt is every text of every message, whatever its role: content in
 any shape, an assistant's refusal and reasoning (LiteLLM's thinking blocks
-too), its tool calls' arguments (and the legacy ``function_call``), tool
-results; and every tool's description and every string of its parameter
+too), its tool calls' names and arguments (and the legacy ``function_call``),
+a message's ``name``, tool results; and every tool's description and every string of its parameter
 schema, ``chat_template`` and ``documents`` (vLLM reads both into the
-prompt). The answer, per choice: content, refusal, reasoning and thinking
-blocks, tool-call arguments and an audio transcript. A stream's channels
+prompt), ``response_format`` and ``tool_choice``. The answer, per choice:
+content, refusal, reasoning and thinking blocks, tool-call names and
+arguments and an audio transcript. A stream's channels
 are the same fields of each choice's deltas (content given as parts
 too), a tool call's arguments one channel per call.
 """
@@ -28,6 +29,7 @@ from proxy.surfaces.base import (
     StreamMalformed,
     StreamStep,
     Surface,
+    TextRef,
     Usage,
     encode_sse,
     may_say,
@@ -62,10 +64,14 @@ class Chat(Surface):
             if not isinstance(message, dict):
                 return None
             message_texts(message, prompt)
+            string_at(message, "name", prompt)  # a speaker's name, rendered by some templates
         # A template writes tools and documents out whole: every string and key.
         written_out(_list(body.get("tools")), prompt)
         written_out(_list(body.get("functions")), prompt)
         written_out(_list(body.get("documents")), prompt)
+        # Rendered by some templates (a schema to answer in, the tool to call).
+        written_out(body.get("response_format"), prompt)
+        written_out(body.get("tool_choice"), prompt)
         string_at(body, "chat_template", prompt)
         # vLLM's template variables, merged over tools and documents: text it renders.
         written_out(body.get("chat_template_kwargs"), prompt)
@@ -81,9 +87,11 @@ class Chat(Surface):
                 return None
             found = Prompt()
             message_texts(choice["message"], found)
+            for holder, key in citation_texts(choice["message"]):
+                found.texts.append(TextRef(holder, key))
             audio = choice["message"].get("audio")
             string_at(audio, "transcript", found)
-            parts.append(AnswerPart(found.texts, _withhold(choice), _drop_logprobs(choice)))
+            parts.append(AnswerPart(found.texts, _withhold(choice), _tokens_dropper(choice)))
         return parts
 
     def stream(self, request_body: Any) -> StreamCodec:
@@ -109,14 +117,27 @@ def message_texts(message: dict[str, Any], prompt: Prompt) -> None:
     content_texts(message, "content", prompt)
     for key in _MESSAGE_TEXT:
         string_at(message, key, prompt)
-    for call in _list(message.get("tool_calls")):
-        arguments_at(call.get("function") if isinstance(call, dict) else None, "arguments", prompt)
-    arguments_at(message.get("function_call"), "arguments", prompt)
+    calls = [call.get("function") for call in _list(message.get("tool_calls"))
+             if isinstance(call, dict)]  # fmt: skip
+    for function in [*calls, message.get("function_call")]:
+        string_at(function, "name", prompt)  # the template writes the call's name out
+        arguments_at(function, "arguments", prompt)
     for _, holder in thinking_holders(message):
         for block in _list(holder.get("thinking_blocks")):
             string_at(block, "thinking", prompt)
             if isinstance(block, dict) and block.get("type") == "redacted_thinking":
                 prompt.uninspected.append("encrypted")
+
+
+def citation_texts(message: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+    """A cited page's title and URL, as OpenAI's search models annotate an answer."""
+    places = []
+    for note in _list(message.get("annotations")):
+        citation = note.get("url_citation") if isinstance(note, dict) else None
+        if isinstance(citation, dict):
+            places += [(citation, key) for key in ("title", "url")
+                       if isinstance(citation.get(key), str)]  # fmt: skip
+    return places
 
 
 def thinking_holders(message: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -153,12 +174,8 @@ def _withhold(choice: dict[str, Any]) -> Callable[[], None]:
     return withhold
 
 
-def _drop_logprobs(choice: dict[str, Any]) -> Callable[[], None]:
-    def drop() -> None:
-        if choice.get("logprobs") is not None:
-            choice["logprobs"] = None
-
-    return drop
+def _tokens_dropper(choice: dict[str, Any]) -> Callable[[], None]:
+    return lambda: _drop_tokens([choice])
 
 
 def _list(value: Any) -> list[Any]:
@@ -230,7 +247,7 @@ class ChoiceStream(StreamCodec):
                 step.ends.append(index)
                 step.finish_reason = str(reason)
                 step.set_finish_reason = _setter(choice, "finish_reason")
-        step.drop_logprobs = lambda: _strip_logprobs(choices)
+        step.drop_tokens = lambda: _drop_tokens(choices)
         return step
 
     def choice_deltas(self, index: int, choice: dict[str, Any], step: StreamStep) -> None:
@@ -265,6 +282,7 @@ class ChatStream(ChoiceStream):
     def __init__(self) -> None:
         super().__init__()
         self._arguments = ArgumentStreams()
+        self._notes = 0  # citations given whole, each its own channel
 
     def _arguments_at(self, holder: Any, channel: Hashable, step: StreamStep) -> None:
         """A call's streamed arguments, escapes written out (see proxy.surfaces.json_escapes)."""
@@ -285,9 +303,16 @@ class ChatStream(ChoiceStream):
                 if not isinstance(call, dict):
                     continue
                 number = call.get("index", position)
+                _delta_at(call.get("function"), "name", (index, "tool_name", number), step)
                 self._arguments_at(call.get("function"), (index, "tool", number), step)
+        _delta_at(delta.get("function_call"), "name", (index, "function_name"), step)
         self._arguments_at(delta.get("function_call"), (index, "function_call"), step)
         _delta_at(delta.get("audio"), "transcript", (index, "audio"), step)
+        for holder, key in citation_texts(delta):
+            self._notes += 1  # given once, whole: judged to its end before it goes out
+            step.wholes.append(
+                Delta((index, "note", self._notes), holder[key], _setter(holder, key))
+            )
         content = delta.get("content")
         if isinstance(content, list):  # parts, as Mistral streams them
             for part in content:
@@ -302,10 +327,11 @@ class ChatStream(ChoiceStream):
         assert isinstance(channel, tuple)
         index, key = channel[0], channel[1]
         delta: dict[str, Any]
-        if key == "tool":
-            delta = {"tool_calls": [{"index": channel[2], "function": {"arguments": text}}]}
-        elif key == "function_call":
-            delta = {"function_call": {"arguments": text}}
+        if key in ("tool", "tool_name"):
+            field = "arguments" if key == "tool" else "name"
+            delta = {"tool_calls": [{"index": channel[2], "function": {field: text}}]}
+        elif key in ("function_call", "function_name"):
+            delta = {"function_call": {"arguments" if key == "function_call" else "name": text}}
         elif key == "audio":
             delta = {"audio": {"transcript": text}}
         elif key in ("thinking_blocks", "provider_thinking_blocks"):
@@ -357,7 +383,11 @@ def _setter(holder: dict[str, Any], key: str) -> Callable[[str], None]:
     return put
 
 
-def _strip_logprobs(choices: list[Any]) -> None:
+def _drop_tokens(choices: list[Any]) -> None:
+    """What spells the choices' text out again: logprobs, and the token ids
+    vLLM's ``return_token_ids`` adds (a client decodes them)."""
     for choice in choices:
-        if isinstance(choice, dict) and choice.get("logprobs") is not None:
-            choice["logprobs"] = None
+        if isinstance(choice, dict):
+            for key in ("logprobs", "token_ids"):
+                if choice.get(key) is not None:
+                    choice[key] = None

@@ -19,7 +19,7 @@ from proxy.surfaces.base import (
     Usage,
     usage_of,
 )
-from proxy.surfaces.chat import ChoiceStream, _delta_at, _drop_logprobs, choice_finish_reasons
+from proxy.surfaces.chat import ChoiceStream, _delta_at, _tokens_dropper, choice_finish_reasons
 
 
 def _strings_or_tokens(holder: dict[str, Any], key: str, prompt: Prompt) -> bool:
@@ -71,7 +71,7 @@ class Completions(Surface):
             if not isinstance(choice, dict) or not isinstance(choice.get("text"), str):
                 return None
             parts.append(
-                AnswerPart([TextRef(choice, "text")], _withhold(choice), _drop_logprobs(choice))
+                AnswerPart([TextRef(choice, "text")], _withhold(choice), _tokens_dropper(choice))
             )
         return parts
 

@@ -15,8 +15,10 @@ streams). Text a block's start already carries is judged as a first delta
 what was held back goes out in a ``content_block_delta`` just before it.
 ``message_delta`` ends every block again, so that a block an ``at_stream_end``
 filter rejected turns the message's ``stop_reason`` into ``"refusal"``.
-Signatures and citations pass as they come (citations quote the request's
-own documents).
+Signatures pass as they come. What comes once, whole, is judged to its end
+in the event that carries it: a tool block's name, a block given whole in
+its start (a server tool's result), a citation delta, and the strings of
+a delta or an event not heard of (``ping`` aside).
 
 A block ends the stream as Anthropic's classifiers do: every block the
 client saw open is closed, then a ``message_delta`` with ``stop_reason:
@@ -78,6 +80,7 @@ class MessagesStream(StreamCodec):
         self._start_inputs: dict[int, str] = {}  # a tool's input given whole in its start
         self._input: int | None = None
         self._output: int | None = None
+        self._wholes = 0  # texts judged whole, each its own channel
 
     def is_terminal(self, event: SseEvent) -> bool:
         data = event.data
@@ -143,9 +146,22 @@ class MessagesStream(StreamCodec):
             self._message_delta(document, step)
         elif kind == "message_stop":
             step.terminal = True
+        elif kind == "ping":
+            return None
         else:
-            return None  # ping, error, events of later versions: relayed as they are
+            # An error, an event of a later version: every string in it but
+            # identifiers, each judged whole before it goes out.
+            self._read_whole(-1, document, step)
         return step
+
+    def _read_whole(self, index: int, value: dict[str, Any], step: StreamStep) -> None:
+        """Texts given once, whole (a server tool's result, a delta or an event not
+        heard of): each its own channel, judged to its end before the event goes out."""
+        found = Prompt()
+        block_texts(value, found)
+        for ref in found.texts:
+            self._wholes += 1
+            step.wholes.append(Delta((index, "whole", self._wholes), ref.get(), ref.set))
 
     def encode(self, event: SseEvent, step: StreamStep) -> bytes:
         document = step.document
@@ -186,7 +202,9 @@ class MessagesStream(StreamCodec):
             raise StreamMalformed("a content_block_delta has no delta")
         found = _delta_kind(delta)
         if found is None:
-            return  # a signature or a citation: no text of the answer's own
+            if delta.get("type") != "signature_delta":
+                self._read_whole(index, delta, step)  # a citation, a delta not heard of
+            return
         kind, key = found
         if isinstance(delta.get(key), str):
             text = delta[key]
@@ -204,20 +222,21 @@ class MessagesStream(StreamCodec):
             value = block.get(kind)
             if isinstance(value, str) and value:
                 step.deltas.append(Delta((index, kind), value, _setter(block, kind)))
-        elif kind in _TOOL_BLOCKS and block.get("input") not in (None, {}, ""):
-            given = block["input"]
-            text = given if isinstance(given, str) else orjson.dumps(given).decode()
-            block["input"] = {}  # sent on as a delta, as it was judged
-            self._start_inputs[index] = text
-            step.deltas.append(Delta((index, "input"), text, self._start_input(index)))
-            step.rebuild = True
-        elif kind not in ("text", "thinking") and kind not in _TOOL_BLOCKS:
+        elif kind in _TOOL_BLOCKS:
+            if isinstance(block.get("name"), str):
+                # The tool's name comes whole, once: judged to its end before the block goes out.
+                step.wholes.append(Delta((index, "name"), block["name"], _setter(block, "name")))
+            if block.get("input") not in (None, {}, ""):
+                given = block["input"]
+                text = given if isinstance(given, str) else orjson.dumps(given).decode()
+                block["input"] = {}  # sent on as a delta, as it was judged
+                self._start_inputs[index] = text
+                step.deltas.append(Delta((index, "input"), text, self._start_input(index)))
+                step.rebuild = True
+        else:
             # A server tool's result (or a block not heard of) comes whole in its
             # start, no delta follows: each of its texts is judged there and then.
-            found = Prompt()
-            block_texts(block, found)
-            for n, ref in enumerate(found.texts):
-                step.wholes.append(Delta((index, "block", n), ref.get(), ref.set))
+            self._read_whole(index, block, step)
 
     def _message_start(self, document: dict[str, Any], step: StreamStep) -> None:
         message = document.get("message")

@@ -29,9 +29,10 @@ from proxy.surfaces.base import (
     usage_of,
     written_out,
 )
-from proxy.surfaces.openai_text import descriptions, part_texts, string_at
+from proxy.surfaces.openai_text import descriptions, part_texts
 from proxy.surfaces.responses_items import (
-    drop_logprobs,
+    annotation_places,
+    drop_tokens,
     empty_item,
     finish_reason,
     items_texts,
@@ -40,13 +41,6 @@ from proxy.surfaces.responses_items import (
     unescape_arguments,
 )
 from proxy.surfaces.responses_stream import ResponsesStream
-
-# Tools the model server runs itself, configured by their settings.
-HOSTED_TOOLS = frozenset(
-    {"file_search", "web_search", "web_search_preview", "web_search_2025_08_26",
-     "web_search_preview_2025_03_11", "code_interpreter", "image_generation", "mcp",
-     "computer_use_preview", "computer_use", "local_shell", "shell", "apply_patch"}
-)  # fmt: skip
 
 
 class Responses(Surface):
@@ -66,17 +60,12 @@ class Responses(Surface):
                     return None
             elif value is not None:
                 return None
-        for tool in _list(body.get("tools")):
-            kind = tool.get("type") if isinstance(tool, dict) else None
-            if kind in HOSTED_TOOLS:
-                # Settings the server acts on (an MCP server's headers among
-                # them); the model is shown the descriptions.
-                descriptions(tool, prompt)
-                string_at(tool, "server_description", prompt)
-            else:
-                # A function, a custom tool, a namespace, a type not heard of:
-                # written out whole, every string and key.
-                written_out(tool, prompt)
+        # Every tool whole, every string and key: vLLM hands a model with no
+        # tool format of its own every tool, a hosted one's settings and all
+        # (an MCP server's), for its chat template to write out.
+        written_out(_list(body.get("tools")), prompt)
+        # vLLM (gpt-oss): the conversation so far, given back as the model's messages.
+        written_out(body.get("previous_input_messages"), prompt)
         text = body.get("text")
         if isinstance(text, dict):
             descriptions(text.get("format"), prompt)
@@ -101,8 +90,9 @@ class Responses(Surface):
             if not isinstance(item, dict):
                 return None
             unescape_arguments(item)
-            texts = [TextRef(holder, key) for _, _, holder, key in output_places(item)]
-            parts.append(AnswerPart(texts, _withhold(body, item), _dropper(item)))
+            places = output_places(item) + annotation_places(item)
+            texts = [TextRef(holder, key) for _, _, holder, key in places]
+            parts.append(AnswerPart(texts, _withhold(body, item), _dropper(body, item)))
         return parts
 
     def stream(self, request_body: Any) -> StreamCodec:
@@ -139,8 +129,8 @@ def _withhold(response: dict[str, Any], item: dict[str, Any]) -> Callable[[], No
     return withhold
 
 
-def _dropper(item: dict[str, Any]) -> Callable[[], None]:
-    return lambda: drop_logprobs(item)
+def _dropper(response: dict[str, Any], item: dict[str, Any]) -> Callable[[], None]:
+    return lambda: drop_tokens(response, item)
 
 
 def _list(value: Any) -> list[Any]:

@@ -24,10 +24,10 @@ from proxy.surfaces.openai_text import arguments_at, content_texts, string_at, u
 
 # Input items whose text is in these string fields.
 _STRING_FIELDS: dict[str, tuple[str, ...]] = {
-    "function_call": ("arguments",),
-    "custom_tool_call": ("input",),
-    "mcp_call": ("arguments", "output"),
-    "mcp_approval_request": ("arguments",),
+    "function_call": ("name", "arguments"),
+    "custom_tool_call": ("name", "input"),
+    "mcp_call": ("name", "arguments", "output"),
+    "mcp_approval_request": ("name", "arguments"),
     "local_shell_call_output": ("output",),
     "apply_patch_call_output": ("output",),
 }
@@ -45,17 +45,18 @@ _UNINSPECTED_ITEMS = {
     "image_generation_call": "image",
 }
 # Strings of an unlisted item that are not text: identifiers, states, sealed state.
+# (A name is text: the model reads the name of the tool it called.)
 _NOT_TEXT = frozenset({
-    "id", "type", "status", "role", "call_id", "name", "server_label", "approval_request_id",
+    "id", "type", "status", "role", "call_id", "server_label", "approval_request_id",
     "caller_id", "namespace", "encrypted_content", "fingerprint", "file_id", "container_id",
 })  # fmt: skip
 
 # Output item types whose text is in one string field, by the place's kind.
 _OUTPUT_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
-    "function_call": (("arguments", "arguments"),),
-    "custom_tool_call": (("input", "input"),),
-    "mcp_call": (("arguments", "arguments"), ("output", "output")),
-    "mcp_approval_request": (("arguments", "arguments"),),
+    "function_call": (("name", "name"), ("arguments", "arguments")),
+    "custom_tool_call": (("name", "name"), ("input", "input")),
+    "mcp_call": (("name", "name"), ("arguments", "arguments"), ("output", "output")),
+    "mcp_approval_request": (("name", "name"), ("arguments", "arguments")),
 }
 
 # (kind, index, holder, key): one text of an output item, at holder[key] (a
@@ -134,18 +135,17 @@ def unescape_arguments(item: dict[str, Any]) -> None:
 
 # Strings of an output item of another type that are no text to judge: a
 # generated image's base64 data, besides the identifiers of input items.
-_NOT_OUTPUT_TEXT = _NOT_TEXT | {"result", "partial_image_b64"}
+_NOT_OUTPUT_TEXT = _NOT_TEXT | {"result", "partial_image_b64", "item_id"}
 # Output item types read by their own places (all others are read whole).
 _KNOWN_OUTPUT = frozenset({"message", "reasoning", "code_interpreter_call", *_OUTPUT_FIELDS})
 
 
-def output_places(item: dict[str, Any], whole: bool = True) -> list[Place]:
+def output_places(item: dict[str, Any]) -> list[Place]:
     """Every text of an output item the client reads.
 
     An item of a type not known here (a file search's results, a shell
     call's commands...) is read whole: every string in it but identifiers,
-    each a place of kind ``other``; ``whole=False`` leaves those out (an
-    item as a stream announces it, before its strings are final).
+    each a place of kind ``other``.
     """
     kind = item.get("type")
     places: list[Place] = []
@@ -154,11 +154,7 @@ def output_places(item: dict[str, Any], whole: bool = True) -> list[Place]:
         if isinstance(content, str):
             places.append(("content", 0, item, "content"))
         for i, part in enumerate(_list(content)):
-            if isinstance(part, dict):
-                for key in ("text", "refusal"):
-                    if isinstance(part.get(key), str):
-                        places.append(("content", i, part, key))
-                        break  # one text per part: output_text's or refusal's
+            places += [(kind, i, part, key) for kind, key in part_keys(part)]
     elif kind == "reasoning":
         for kind_of_part, key in (("summary", "summary"), ("reasoning", "content")):
             for i, part in enumerate(_list(item.get(key))):
@@ -174,13 +170,43 @@ def output_places(item: dict[str, Any], whole: bool = True) -> list[Place]:
         for place_kind, key in _OUTPUT_FIELDS[kind]:
             if isinstance(item.get(key), str):
                 places.append((place_kind, 0, item, key))
-    elif whole:
-        places += _other_places(item)
+    else:
+        places += other_places(item)
     return places
 
 
-def _other_places(item: dict[str, Any]) -> list[Place]:
-    """Every string of an output item of an unknown type, but identifiers and images."""
+def annotation_places(item: dict[str, Any]) -> list[Place]:
+    """The strings of a message's annotations (a cited page's title and URL, a
+    file's name): text the client reads, given whole, not part of any delta."""
+    places: list[Place] = []
+    if item.get("type") == "message":
+        for part in _list(item.get("content")):
+            places += notes_places(part)
+    return places
+
+
+def notes_places(part: Any) -> list[Place]:
+    """The strings of one content part's annotations."""
+    places: list[Place] = []
+    for note in _list(part.get("annotations") if isinstance(part, dict) else None):
+        if isinstance(note, dict):
+            places += other_places(note)
+    return places
+
+
+def part_keys(part: Any) -> list[tuple[str, str]]:
+    """The texts of a message's content part, by place kind: its ``text`` (an
+    output_text's) or ``refusal`` (a refusal's), and the other too when a part
+    has both (kind ``also``): each is text the client reads."""
+    if not isinstance(part, dict):
+        return []
+    keys = [key for key in ("text", "refusal") if isinstance(part.get(key), str)]
+    return [("content" if n == 0 else "also", key) for n, key in enumerate(keys)]
+
+
+def other_places(item: dict[str, Any]) -> list[Place]:
+    """Every string of an output item of an unknown type (or of a stream's event
+    not heard of), but identifiers and images."""
     places: list[Place] = []
     stack: list[Any] = [item]
     while stack:
@@ -211,13 +237,22 @@ def empty_item(item: dict[str, Any]) -> None:
         item["status"] = "incomplete"
 
 
-def drop_logprobs(item: dict[str, Any]) -> None:
-    """Empty the logprobs of an item's output_text parts: tokens spell the text out."""
+def drop_tokens(response: dict[str, Any], item: dict[str, Any]) -> None:
+    """What spells an item's text out again: its output_text parts' logprobs
+    (emptied), and the Response's ``output_messages`` (vLLM's
+    ``enable_response_messages``: the answer as the model wrote it)."""
+    forget_written(response)
     if item.get("type") != "message":
         return
     for part in _list(item.get("content")):
         if isinstance(part, dict) and part.get("logprobs"):
             part["logprobs"] = []
+
+
+def forget_written(response: dict[str, Any]) -> None:
+    """Drop a Response's ``output_messages``: they repeat its text whole."""
+    if response.get("output_messages") is not None:
+        response["output_messages"] = None
 
 
 def mark_filtered(response: dict[str, Any], reason: str) -> None:

@@ -21,6 +21,7 @@ DELTAS = {
     "response.mcp_call_arguments.delta": "arguments",
     "response.custom_tool_call_input.delta": "input",
     "response.code_interpreter_call_code.delta": "code",
+    "response.audio.transcript.delta": "transcript",  # its done event repeats no text
 }
 # Done events: the kind of part they end and the field repeating its text.
 DONES = {
@@ -46,6 +47,9 @@ TERMINAL = frozenset({"response.completed", "response.incomplete", "response.fai
 TERMINAL_MARKS = tuple(f'"{name}"' for name in TERMINAL)
 # Events announcing the Response: its last announcement is a blocked stream's ending.
 LIFECYCLE = frozenset({"response.created", "response.queued", "response.in_progress"})
+# Events whose strings are no text: an audio answer's base64 data. (Every
+# other event not named here is read whole, but its identifiers.)
+OPAQUE = frozenset({"response.audio.delta"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,4 +74,5 @@ def default_delta(part: Part, added: dict[int, dict[str, Any]]) -> str | None:
         "summary": "response.reasoning_summary_text.delta",
         "input": "response.custom_tool_call_input.delta",
         "code": "response.code_interpreter_call_code.delta",
+        "transcript": "response.audio.transcript.delta",
     }.get(part.kind)

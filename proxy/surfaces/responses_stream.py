@@ -42,12 +42,23 @@ from proxy.surfaces.base import (
     usage_of,
 )
 from proxy.surfaces.json_escapes import ArgumentStreams
-from proxy.surfaces.responses_items import empty_item, finish_reason, mark_filtered, output_places
+from proxy.surfaces.responses_items import (
+    annotation_places,
+    empty_item,
+    finish_reason,
+    forget_written,
+    mark_filtered,
+    notes_places,
+    other_places,
+    output_places,
+    part_keys,
+)
 from proxy.surfaces.responses_numbers import Numbering
 from proxy.surfaces.responses_parts import (
     DELTAS,
     DONES,
     LIFECYCLE,
+    OPAQUE,
     PART_EVENTS,
     TERMINAL,
     TERMINAL_MARKS,
@@ -71,6 +82,7 @@ class ResponsesStream(StreamCodec):
         self._seen: set[Part] = set()
         self._fill_only: set[Part] = set()  # first seen where its text is repeated
         self._delta_type: dict[Part, str] = {}
+        self._announced = 0  # texts judged whole where they were announced
 
     # -- reading -------------------------------------------------------------
     def is_terminal(self, event: SseEvent) -> bool:
@@ -130,7 +142,7 @@ class ResponsesStream(StreamCodec):
                 self._delta_type[part] = kind
                 self._seen.add(part)
                 step.deltas.append(Delta(part, text, _setter(document, "delta")))
-                step.drop_logprobs = lambda: _empty_logprobs(document)
+                step.drop_tokens = lambda: _empty_logprobs(document)
         elif kind in DONES:
             part_kind, key = DONES[kind]
             self._place(step, self._part(document, part_kind), document, key, end=True)
@@ -140,9 +152,31 @@ class ResponsesStream(StreamCodec):
             self._item_event(step, document, end=kind == "response.output_item.done")
         elif kind in TERMINAL:
             self._terminal(step, document)
-        elif kind in LIFECYCLE and isinstance(document.get("response"), dict):
-            self._template = document["response"]
+        elif kind in LIFECYCLE:
+            response = document.get("response")
+            if isinstance(response, dict):
+                self._template = response
+                output = response.get("output")
+                for item in output if isinstance(output, list) else ():
+                    # Items announced with the Response: judged as they stand.
+                    if isinstance(item, dict):
+                        for _, _, holder, key in output_places(item) + annotation_places(item):
+                            self._announce(step, holder, key)
+        elif kind not in OPAQUE:
+            # An event not heard of (an annotation, a later version's): every
+            # string in it but identifiers, each judged whole before it goes out.
+            for _, _, holder, key in other_places(document):
+                self._announce(step, holder, key)
         return step
+
+    def _announce(self, step: StreamStep, holder: Any, key: Any) -> None:
+        """A text given once, whole, that no later event repeats as such: its own
+        channel, judged to its end before its event goes out."""
+        text = _at(holder, key)
+        if isinstance(text, str) and text:
+            self._announced += 1
+            channel = Part(-self._announced, "announced", 0)  # no output item's
+            step.wholes.append(Delta(channel, text, _setter(holder, key)))
 
     def _part(self, document: dict[str, Any], kind: str) -> Part:
         output = document.get("output_index", 0)
@@ -193,8 +227,14 @@ class ResponsesStream(StreamCodec):
         else:
             kind = "reasoning" if part_doc.get("type") == "reasoning_text" else "content"
         part = self._part(document, kind)
-        key = "refusal" if isinstance(part_doc.get("refusal"), str) else "text"
-        self._place(step, part, part_doc, key, end)
+        if kind != "content":
+            self._place(step, part, part_doc, "text", end)
+            return
+        for _, _, holder, key in notes_places(part_doc):
+            self._announce(step, holder, key)  # annotations: given whole, wherever repeated
+        for place_kind, key in part_keys(part_doc):
+            at = part if place_kind == "content" else self._part_at(part.output, "also", part.index)
+            self._place(step, at, part_doc, key, end)
 
     def _item_event(self, step: StreamStep, document: dict[str, Any], end: bool) -> None:
         item = document.get("item")
@@ -202,8 +242,22 @@ class ResponsesStream(StreamCodec):
         if not isinstance(item, dict) or not isinstance(output, int):
             return
         (self._done if end else self._added)[output] = item
-        for kind, index, holder, key in output_places(item, whole=end):
-            self._place(step, self._part_at(output, kind, index), holder, key, end)
+        for _, _, holder, key in annotation_places(item):
+            self._announce(step, holder, key)
+        for kind, index, holder, key in output_places(item):
+            part = self._part_at(output, kind, index)
+            if end:
+                self._place(step, part, holder, key, end=True)
+            elif kind == "other":
+                # An item not heard of, announced: its strings are judged as they
+                # stand, and again as the item is done (they may differ by then).
+                self._announce(step, holder, key)
+            elif kind == "name" and part not in self._seen and isinstance(holder[key], str):
+                # A call's name comes whole when it is announced: judged there, to its end.
+                self._seen.add(part)
+                step.wholes.append(Delta(part, holder[key], _setter(holder, key)))
+            else:
+                self._place(step, part, holder, key, end=False)
         if end:
             for part in self._parts.get(output, ()):
                 if part not in step.ends:
@@ -217,12 +271,15 @@ class ResponsesStream(StreamCodec):
         output = response.get("output")
         for position, item in enumerate(output if isinstance(output, list) else ()):
             if isinstance(item, dict):
+                for _, _, holder, key in annotation_places(item):
+                    self._announce(step, holder, key)
                 for kind, index, holder, key in output_places(item):
                     part = self._part_at(position, kind, index)
                     self._place(step, part, holder, key, end=True)
         for parts in self._parts.values():
             step.ends += [part for part in parts if part not in step.ends]
         step.usage = usage_of(response.get("usage"), "input_tokens", "output_tokens")
+        step.drop_tokens = lambda: forget_written(response)
         step.finish_reason = finish_reason(response)
 
         def set_reason(reason: str) -> None:

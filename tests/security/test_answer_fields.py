@@ -356,3 +356,78 @@ async def test_a_denylisted_phrase_in_a_streamed_server_tool_result_ends_the_str
     (delta,) = [e for e in data_events(raw) if e["type"] == "message_delta"]
     assert delta["delta"]["stop_reason"] == "refusal"
     assert data_events(raw)[-1] == {"type": "message_stop"}
+
+
+# Events of a Messages stream whose strings are judged whole where they come.
+WHOLE_EVENTS: dict[str, dict[str, Any]] = {
+    "a citation's cited text": {
+        "type": "content_block_delta", "index": 0,
+        "delta": {"type": "citations_delta", "citation": {
+            "type": "web_search_result_location", "url": "https://example.com/staff",
+            "title": "Staff", "encrypted_index": "RW5j", "cited_text": f"Jane: {EMAIL}"}}},
+    "a delta not heard of": {
+        "type": "content_block_delta", "index": 0, "delta": {"type": "x_delta", "note": EMAIL}},
+    "an event not heard of": {"type": "x_event", "note": {"text": f"mail {EMAIL}"}},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", WHOLE_EVENTS)
+async def test_a_streamed_event_not_of_the_answers_text_is_judged_whole(
+    start_proxy: ProxyFactory, scripted: Scripted, kind: str
+) -> None:
+    """They were relayed as they came: a web page's text quoted, a later version's event."""
+    script = whole_block_stream({"type": "text", "text": ""}, in_message_start=False)
+    script.insert(2, sse(WHOLE_EVENTS[kind], WHOLE_EVENTS[kind]["type"]))
+    scripted.script = script
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    raw = await streamed(f"{proxy.url}/v1/messages", STREAMED_ASK)
+    assert b"message_stop" in raw
+    assert EMAIL.encode() not in raw
+    assert b"[EMAIL]" in raw
+
+
+CITATION = {"type": "url_citation", "url_citation": {
+    "title": f"Staff: {EMAIL}", "url": "https://example.com/staff", "start_index": 0,
+    "end_index": 4}}  # fmt: skip
+
+
+async def test_a_cited_pages_title_in_a_chat_answer_is_judged_streamed_or_not(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    """OpenAI's search models annotate an answer with the pages they cite."""
+    scripted.answer = chat_answer({"role": "assistant", "content": "Done.",
+                                   "annotations": [CITATION]})  # fmt: skip
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    status, _, answer = await post_json(f"{proxy.url}{CHAT}", PROMPT)
+    assert status == 200
+    assert EMAIL.encode() not in answer
+    assert b"Staff: [EMAIL]" in answer
+    scripted.script = [
+        delta_chunk({"role": "assistant", "content": "Done."}),
+        delta_chunk({"annotations": [CITATION]}),
+        delta_chunk({}, "stop"),
+        b"data: [DONE]\n\n",
+    ]
+    raw = await streamed(f"{proxy.url}{CHAT}", {**PROMPT, "stream": True})
+    assert EMAIL.encode() not in raw
+    assert b"Staff: [EMAIL]" in raw
+
+
+async def test_a_web_pages_text_a_messages_answer_cites_is_judged(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    citation = {
+        "type": "web_search_result_location",
+        "url": "https://example.com/staff",
+        "title": "Staff",
+        "encrypted_index": "RW5j",
+        "cited_text": f"Jane: {EMAIL}",
+    }
+    scripted.answer = {**STREAMED_MESSAGE, "content": [
+        {"type": "text", "text": "Jane is on staff.", "citations": [citation]}]}  # fmt: skip
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    ask = {**STREAMED_ASK, "stream": False}
+    status, _, answer = await post_json(f"{proxy.url}/v1/messages", ask)
+    assert status == 200
+    assert EMAIL.encode() not in answer
+    assert b"Jane: [EMAIL]" in answer

@@ -138,6 +138,59 @@ CASES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
         "/v1/messages",
         {"model": "m", "max_tokens": 8, "messages": USER,
          "chat_template_kwargs": {f"to {EMAIL}": True}}, MESSAGE),
+    # A name is text the template writes out: a speaker's, a call's, a tool's.
+    "chat: a message's name": (
+        CHAT, {"model": "m", "messages": [{"role": "user", "name": f"to {EMAIL}",
+                                           "content": "hi"}]}, CHAT_ANSWER),
+    "chat: an assistant's tool call name": (
+        CHAT, {"model": "m", "messages": [*USER, {"role": "assistant", "tool_calls": [
+            {"id": "t", "type": "function",
+             "function": {"name": f"mail {EMAIL}", "arguments": "{}"}}]}]}, CHAT_ANSWER),
+    "chat: a legacy function_call name": (
+        CHAT, {"model": "m", "messages": [*USER, {"role": "assistant", "function_call": {
+            "name": f"mail {EMAIL}", "arguments": "{}"}}]}, CHAT_ANSWER),
+    "chat: a response_format schema": (
+        CHAT, {"model": "m", "messages": USER, "response_format": {
+            "type": "json_schema", "json_schema": {"name": "s", "schema": NAMED}}}, CHAT_ANSWER),
+    "chat: a tool_choice": (
+        CHAT, {"model": "m", "messages": USER,
+               "tool_choice": {"type": "function", "function": {"name": f"to {EMAIL}"}}},
+        CHAT_ANSWER),
+    "responses: a function_call item's name": (
+        "/v1/responses",
+        {"model": "m", "input": [{"type": "function_call", "call_id": "c",
+                                  "name": f"mail {EMAIL}", "arguments": "{}"}]}, RESPONSE),
+    "responses: the name of an item of a type not heard of": (
+        "/v1/responses",
+        {"model": "m", "input": [{"type": "x_call", "name": f"mail {EMAIL}"}]}, RESPONSE),
+    "messages: a tool_use block's name": (
+        "/v1/messages",
+        {"model": "m", "max_tokens": 8,
+         "messages": [*USER, {"role": "assistant", "content": [
+             {"type": "tool_use", "id": "t", "name": f"mail {EMAIL}", "input": {}}]}]},
+        MESSAGE),
+    "messages: a block not heard of, its name": (
+        "/v1/messages",
+        {"model": "m", "max_tokens": 8,
+         "messages": [*USER, {"role": "assistant", "content": [
+             {"type": "mcp_tool_use", "id": "t", "name": f"mail {EMAIL}",
+              "server_name": "s", "input": {}}]}]}, MESSAGE),
+    "messages: a block not heard of, a key of its input": (
+        "/v1/messages",
+        {"model": "m", "max_tokens": 8,
+         "messages": [*USER, {"role": "assistant", "content": [
+             {"type": "mcp_tool_use", "id": "t", "name": "f", "server_name": "s",
+              "input": {"type": "image", f"to {EMAIL}": 1}}]}]}, MESSAGE),
+    "responses: a hosted tool's setting": (
+        "/v1/responses",
+        {"model": "m", "input": "hi",
+         "tools": [{"type": "mcp", "server_label": "s", "server_url": "https://example.com",
+                    "allowed_tools": [f"mail {EMAIL}"]}]}, RESPONSE),
+    "responses: vLLM's previous_input_messages": (
+        "/v1/responses",
+        {"model": "m", "input": "hi", "previous_input_messages": [
+            {"author": {"role": "user"}, "content": [{"type": "text", "text": EMAIL}]}]},
+        RESPONSE),
     "messages: a tool's field not heard of": (
         "/v1/messages",
         {"model": "m", "max_tokens": 8, "messages": USER,

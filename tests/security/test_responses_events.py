@@ -1,0 +1,159 @@
+"""Text a Responses stream gives outside its text deltas, judged before it goes out.
+
+An item of a type not heard of, announced by ``output_item.added`` with its
+strings in it; a Response announced (``response.created``,
+``response.in_progress``) with output already in it; an event not heard of
+(an annotation, a later version's event); an audio answer's transcript,
+streamed in ``response.audio.transcript.delta``. Each went out before: the
+item and the Response were judged only where they were repeated, after the
+client had them, and the others never.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.loopback import ProxyFactory, post_json
+from tests.security.conftest import EMAIL, FILTERS, data_events, streamed
+from tests.surfaces.conftest import Scripted, sse
+
+RESPONSE = {"id": "resp_1", "object": "response", "created_at": 1, "model": "m",
+            "status": "completed", "usage": None}  # fmt: skip
+ASK = {"model": "m", "input": "hi", "stream": True}
+MESSAGE = {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+           "content": [{"type": "output_text", "text": "Done.", "annotations": []}]}  # fmt: skip
+
+
+def stream_of(events: list[dict[str, Any]]) -> list[bytes | float]:
+    """``events`` between a Response's creation and its completion (with ``MESSAGE``)."""
+    created = {"type": "response.created",
+               "response": {**RESPONSE, "status": "in_progress", "output": []}}  # fmt: skip
+    completed = {"type": "response.completed", "response": {**RESPONSE, "output": [MESSAGE]}}
+    every = [created, *events, completed]
+    return [sse({**e, "sequence_number": n}, e["type"]) for n, e in enumerate(every)]
+
+
+async def relayed(
+    start_proxy: ProxyFactory, scripted: Scripted, script: list[bytes | float]
+) -> bytes:
+    scripted.script = script
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    raw = await streamed(f"{proxy.url}/v1/responses", ASK)
+    assert data_events(raw)[-1]["type"] == "response.completed"
+    return raw
+
+
+async def test_an_announced_item_of_a_type_not_heard_of_is_judged_as_announced(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    item = {"type": "x_lookup_call", "id": "x_1", "status": "in_progress", "note": f"for {EMAIL}"}
+    raw = await relayed(start_proxy, scripted, stream_of([
+        {"type": "response.output_item.added", "output_index": 0, "item": item},
+        {"type": "response.output_item.done", "output_index": 0,
+         "item": {**item, "status": "completed"}},
+    ]))  # fmt: skip
+    assert EMAIL.encode() not in raw
+    added = next(e for e in data_events(raw) if e["type"] == "response.output_item.added")
+    assert added["item"]["note"] == "for [EMAIL]"
+    assert added["item"]["id"] == "x_1"  # identifiers are not text
+
+
+async def test_a_response_announced_with_output_in_it_is_judged(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    announced = {**MESSAGE, "content": [{"type": "output_text", "text": f"mail {EMAIL}"}]}
+    response = {**RESPONSE, "status": "in_progress", "output": [announced]}
+    in_progress = {"type": "response.in_progress", "response": response}
+    raw = await relayed(start_proxy, scripted, stream_of([in_progress]))
+    assert EMAIL.encode() not in raw
+    assert b"mail [EMAIL]" in raw
+
+
+async def test_an_event_not_heard_of_is_read_whole(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    annotation = {"type": "response.output_text.annotation.added", "item_id": "msg_1",
+                  "output_index": 0, "content_index": 0, "annotation_index": 0,
+                  "annotation": {"type": "url_citation", "title": f"Staff: {EMAIL}",
+                                 "url": "https://example.com/staff", "start_index": 0,
+                                 "end_index": 4}}  # fmt: skip
+    raw = await relayed(start_proxy, scripted, stream_of([annotation]))
+    assert EMAIL.encode() not in raw
+    added = next(e for e in data_events(raw) if e["type"] == annotation["type"])
+    assert added["annotation"]["title"] == "Staff: [EMAIL]"
+    assert added["item_id"] == "msg_1"
+
+
+async def test_a_streamed_audio_transcript_is_judged_across_its_deltas(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    text = f"Write to {EMAIL} today."
+    deltas = [{"type": "response.audio.transcript.delta", "delta": text[i : i + 4]}
+              for i in range(0, len(text), 4)]  # fmt: skip
+    audio = {"type": "response.audio.delta", "delta": "UklGRg=="}  # base64, not text
+    raw = await relayed(start_proxy, scripted, stream_of([
+        audio, *deltas, {"type": "response.audio.transcript.done"}]))  # fmt: skip
+    assert EMAIL.encode() not in raw
+    events = data_events(raw)
+    heard = "".join(e["delta"] for e in events if e["type"] == "response.audio.transcript.delta")
+    assert heard == "Write to [EMAIL] today."
+    assert next(e for e in events if e["type"] == "response.audio.delta")["delta"] == "UklGRg=="
+
+
+BOTH = {"type": "output_text", "text": "See below.", "refusal": f"No: {EMAIL}", "annotations": []}
+
+
+async def test_a_part_with_both_a_text_and_a_refusal_has_both_judged(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    """One text per part was read (the output_text's); the refusal beside it went out."""
+    item = {**MESSAGE, "content": [BOTH]}
+    where = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+    raw = await relayed(start_proxy, scripted, stream_of([
+        {"type": "response.output_item.added", "output_index": 0,
+         "item": {**MESSAGE, "status": "in_progress", "content": []}},
+        {"type": "response.content_part.done", **where, "part": BOTH},
+        {"type": "response.output_item.done", "output_index": 0, "item": item},
+    ]))  # fmt: skip
+    assert EMAIL.encode() not in raw
+    assert b"No: [EMAIL]" in raw
+    scripted.answer = {**RESPONSE, "output": [item]}
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    status, _, answer = await post_json(f"{proxy.url}/v1/responses", {"model": "m", "input": "x"})
+    assert status == 200
+    assert EMAIL.encode() not in answer
+    assert b"See below." in answer
+
+
+CITED = {"type": "url_citation", "title": f"Staff: {EMAIL}", "url": "https://example.com/staff",
+         "start_index": 0, "end_index": 4}  # fmt: skip
+
+
+async def test_an_annotation_is_judged_wherever_the_stream_repeats_it(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    """A cited page's title is given whole, in its event and again in every repetition
+    of its part: the repetitions went out as the model server wrote them."""
+    part = {"type": "output_text", "text": "Done.", "annotations": [CITED]}
+    item = {**MESSAGE, "content": [part]}
+    where = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+    completed: dict[str, Any] = {"type": "response.completed",
+                                 "response": {**RESPONSE, "output": [item]}}  # fmt: skip
+    script = stream_of([
+        {"type": "response.output_item.added", "output_index": 0,
+         "item": {**MESSAGE, "status": "in_progress", "content": []}},
+        {"type": "response.output_text.annotation.added", **where, "annotation_index": 0,
+         "annotation": CITED},
+        {"type": "response.content_part.done", **where, "part": part},
+        {"type": "response.output_item.done", "output_index": 0, "item": item},
+    ])  # fmt: skip
+    script[-1] = sse({**completed, "sequence_number": len(script) - 1}, completed["type"])
+    raw = await relayed(start_proxy, scripted, script)
+    assert EMAIL.encode() not in raw
+    assert raw.count(b"Staff: [EMAIL]") == 4
+    scripted.answer = {**RESPONSE, "output": [item]}
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    status, _, answer = await post_json(f"{proxy.url}/v1/responses", {"model": "m", "input": "x"})
+    assert status == 200
+    assert EMAIL.encode() not in answer
+    assert b"Staff: [EMAIL]" in answer
