@@ -117,11 +117,13 @@ def message_texts(message: dict[str, Any], prompt: Prompt) -> None:
     content_texts(message, "content", prompt)
     for key in _MESSAGE_TEXT:
         string_at(message, key, prompt)
-    calls = [call.get("function") for call in _list(message.get("tool_calls"))
-             if isinstance(call, dict)]  # fmt: skip
-    for function in [*calls, message.get("function_call")]:
+    calls = [call for call in _list(message.get("tool_calls")) if isinstance(call, dict)]
+    for function in [*(call.get("function") for call in calls), message.get("function_call")]:
         string_at(function, "name", prompt)  # the template writes the call's name out
         arguments_at(function, "arguments", prompt)
+    for call in calls:  # a custom tool's call: its name and its free-form input
+        string_at(call.get("custom"), "name", prompt)
+        string_at(call.get("custom"), "input", prompt)
     for _, holder in thinking_holders(message):
         for block in _list(holder.get("thinking_blocks")):
             string_at(block, "thinking", prompt)
@@ -282,7 +284,7 @@ class ChatStream(ChoiceStream):
     def __init__(self) -> None:
         super().__init__()
         self._arguments = ArgumentStreams()
-        self._notes = 0  # citations given whole, each its own channel
+        self._wholes = 0  # names and citations given whole, each its own channel
 
     def _arguments_at(self, holder: Any, channel: Hashable, step: StreamStep) -> None:
         """A call's streamed arguments, escapes written out (see proxy.surfaces.json_escapes)."""
@@ -290,6 +292,14 @@ class ChatStream(ChoiceStream):
             return
         text = self._arguments.decode(channel, holder, "arguments", step)
         step.deltas.append(Delta(channel, text, _setter(holder, "arguments")))
+
+    def _name_at(self, holder: Any, index: int, step: StreamStep) -> None:
+        """A call's name comes whole, in its first delta: judged to its end there, so
+        the client has it at once (an SDK reports each call by the name it began with)."""
+        if isinstance(holder, dict) and isinstance(holder.get("name"), str) and holder["name"]:
+            self._wholes += 1  # each its own channel: a name a server splits is judged piecewise
+            channel = (index, "name", self._wholes)
+            step.wholes.append(Delta(channel, holder["name"], _setter(holder, "name")))
 
     def choice_deltas(self, index: int, choice: dict[str, Any], step: StreamStep) -> None:
         delta = choice.get("delta")
@@ -303,16 +313,17 @@ class ChatStream(ChoiceStream):
                 if not isinstance(call, dict):
                     continue
                 number = call.get("index", position)
-                _delta_at(call.get("function"), "name", (index, "tool_name", number), step)
+                for holder in (call.get("function"), call.get("custom")):
+                    self._name_at(holder, index, step)
                 self._arguments_at(call.get("function"), (index, "tool", number), step)
-        _delta_at(delta.get("function_call"), "name", (index, "function_name"), step)
+                _delta_at(call.get("custom"), "input", (index, "custom", number), step)
+        self._name_at(delta.get("function_call"), index, step)
         self._arguments_at(delta.get("function_call"), (index, "function_call"), step)
         _delta_at(delta.get("audio"), "transcript", (index, "audio"), step)
         for holder, key in citation_texts(delta):
-            self._notes += 1  # given once, whole: judged to its end before it goes out
-            step.wholes.append(
-                Delta((index, "note", self._notes), holder[key], _setter(holder, key))
-            )
+            self._wholes += 1  # given once, whole: judged to its end before it goes out
+            channel = (index, "note", self._wholes)
+            step.wholes.append(Delta(channel, holder[key], _setter(holder, key)))
         content = delta.get("content")
         if isinstance(content, list):  # parts, as Mistral streams them
             for part in content:
@@ -327,11 +338,12 @@ class ChatStream(ChoiceStream):
         assert isinstance(channel, tuple)
         index, key = channel[0], channel[1]
         delta: dict[str, Any]
-        if key in ("tool", "tool_name"):
-            field = "arguments" if key == "tool" else "name"
-            delta = {"tool_calls": [{"index": channel[2], "function": {field: text}}]}
-        elif key in ("function_call", "function_name"):
-            delta = {"function_call": {"arguments" if key == "function_call" else "name": text}}
+        if key == "tool":
+            delta = {"tool_calls": [{"index": channel[2], "function": {"arguments": text}}]}
+        elif key == "custom":
+            delta = {"tool_calls": [{"index": channel[2], "custom": {"input": text}}]}
+        elif key == "function_call":
+            delta = {"function_call": {"arguments": text}}
         elif key == "audio":
             delta = {"audio": {"transcript": text}}
         elif key in ("thinking_blocks", "provider_thinking_blocks"):
@@ -367,7 +379,9 @@ def _call_says_more(call: Any) -> bool:
         return True
     if call.get("id") or call.get("type"):
         return True
-    function = call.get("function")
+    function, custom = call.get("function"), call.get("custom")
+    if isinstance(custom, dict) and (custom.get("name") or custom.get("input")):
+        return True
     return isinstance(function, dict) and bool(function.get("name") or function.get("arguments"))
 
 

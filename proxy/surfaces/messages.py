@@ -76,6 +76,7 @@ class Messages(Surface):
         output_format = config.get("format") if isinstance(config, dict) else None
         if isinstance(output_format, dict):
             written_out(output_format.get("schema"), prompt)
+        written_out(body.get("tool_choice"), prompt)  # the tool to call, by name
         # vLLM's template variables (its Messages route renders a chat template).
         written_out(body.get("chat_template_kwargs"), prompt)
         return prompt

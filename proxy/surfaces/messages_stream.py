@@ -81,6 +81,7 @@ class MessagesStream(StreamCodec):
         self._input: int | None = None
         self._output: int | None = None
         self._wholes = 0  # texts judged whole, each its own channel
+        self._unheard: dict[str, tuple[str, str]] = {}  # deltas not heard of: type, key
 
     def is_terminal(self, event: SseEvent) -> bool:
         data = event.data
@@ -154,6 +155,17 @@ class MessagesStream(StreamCodec):
             self._read_whole(-1, document, step)
         return step
 
+    def _unheard_kind(self, delta: dict[str, Any]) -> tuple[str, str] | None:
+        """A delta not heard of with one text in it (a later version's): a channel
+        of its own, as a text_delta's, so text split across its events is judged
+        joined; what is held back goes out as one more such delta."""
+        key = _unheard_key(delta)
+        if key is None:
+            return None
+        kind = f"{delta['type']}.{key}"
+        self._unheard[kind] = (delta["type"], key)
+        return kind, key
+
     def _read_whole(self, index: int, value: dict[str, Any], step: StreamStep) -> None:
         """Texts given once, whole (a server tool's result, a delta or an event not
         heard of): each its own channel, judged to its end before the event goes out."""
@@ -177,7 +189,7 @@ class MessagesStream(StreamCodec):
     def text_event(self, channel: Hashable, text: str) -> bytes:
         assert isinstance(channel, tuple)
         index, kind = channel
-        delta_type, key = _KINDS[kind]
+        delta_type, key = _KINDS.get(kind) or self._unheard[kind]
         delta = {"type": delta_type, key: text}
         return _event({"type": "content_block_delta", "index": index, "delta": delta})
 
@@ -200,10 +212,10 @@ class MessagesStream(StreamCodec):
         delta = document.get("delta")
         if not isinstance(delta, dict):
             raise StreamMalformed("a content_block_delta has no delta")
-        found = _delta_kind(delta)
+        found = _delta_kind(delta) or self._unheard_kind(delta)
         if found is None:
             if delta.get("type") != "signature_delta":
-                self._read_whole(index, delta, step)  # a citation, a delta not heard of
+                self._read_whole(index, delta, step)  # a citation, a delta of many texts
             return
         kind, key = found
         if isinstance(delta.get(key), str):
@@ -222,6 +234,10 @@ class MessagesStream(StreamCodec):
             value = block.get(kind)
             if isinstance(value, str) and value:
                 step.deltas.append(Delta((index, kind), value, _setter(block, kind)))
+            citations = block.get("citations")
+            for citation in citations if isinstance(citations, list) else ():
+                if isinstance(citation, dict):
+                    self._read_whole(index, citation, step)  # a page's text, quoted
         elif kind in _TOOL_BLOCKS:
             if isinstance(block.get("name"), str):
                 # The tool's name comes whole, once: judged to its end before the block goes out.
@@ -307,7 +323,17 @@ def _empty(delta: Any) -> bool:
     if not isinstance(delta, dict):
         return False
     found = _delta_kind(delta)
-    return found is not None and delta.get(found[1]) == ""
+    key = found[1] if found is not None else _unheard_key(delta)
+    return key is not None and delta.get(key) == ""
+
+
+def _unheard_key(delta: dict[str, Any]) -> str | None:
+    """The key of the one text of a delta of a type not heard of, if it has one."""
+    delta_type = delta.get("type")
+    if not isinstance(delta_type, str) or delta_type in _DELTAS or delta_type == "signature_delta":
+        return None
+    texts = [key for key, value in delta.items() if key != "type" and isinstance(value, str)]
+    return texts[0] if len(texts) == 1 else None
 
 
 def _delta_kind(delta: dict[str, Any]) -> tuple[str, str] | None:

@@ -29,12 +29,13 @@ from proxy.surfaces.base import (
     usage_of,
     written_out,
 )
-from proxy.surfaces.openai_text import descriptions, part_texts
+from proxy.surfaces.openai_text import part_texts
 from proxy.surfaces.responses_items import (
     annotation_places,
     drop_tokens,
     empty_item,
     finish_reason,
+    forget_written,
     items_texts,
     mark_filtered,
     output_places,
@@ -68,7 +69,8 @@ class Responses(Surface):
         written_out(body.get("previous_input_messages"), prompt)
         text = body.get("text")
         if isinstance(text, dict):
-            descriptions(text.get("format"), prompt)
+            written_out(text.get("format"), prompt)  # its name, description and schema
+        written_out(body.get("tool_choice"), prompt)  # the tool to call, by name
         # vLLM's template variables, merged over tools: text it renders.
         written_out(body.get("chat_template_kwargs"), prompt)
         template = body.get("prompt")
@@ -93,6 +95,10 @@ class Responses(Surface):
             places = output_places(item) + annotation_places(item)
             texts = [TextRef(holder, key) for _, _, holder, key in places]
             parts.append(AnswerPart(texts, _withhold(body, item), _dropper(body, item)))
+        written = Prompt()
+        written_out(body.get("output_messages"), written)  # vLLM: the answer as written
+        if written.texts:
+            parts.append(AnswerPart(written.texts, lambda: forget_written(body)))
         return parts
 
     def stream(self, request_body: Any) -> StreamCodec:

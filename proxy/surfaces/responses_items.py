@@ -135,7 +135,9 @@ def unescape_arguments(item: dict[str, Any]) -> None:
 
 # Strings of an output item of another type that are no text to judge: a
 # generated image's base64 data, besides the identifiers of input items.
-_NOT_OUTPUT_TEXT = _NOT_TEXT | {"result", "partial_image_b64", "item_id"}
+_NOT_OUTPUT_TEXT = _NOT_TEXT | {"partial_image_b64", "item_id"}
+# A content part's base64 audio, beside its transcript.
+PART_AUDIO = frozenset({"data"})
 # Output item types read by their own places (all others are read whole).
 _KNOWN_OUTPUT = frozenset({"message", "reasoning", "code_interpreter_call", *_OUTPUT_FIELDS})
 
@@ -154,7 +156,12 @@ def output_places(item: dict[str, Any]) -> list[Place]:
         if isinstance(content, str):
             places.append(("content", 0, item, "content"))
         for i, part in enumerate(_list(content)):
-            places += [(kind, i, part, key) for kind, key in part_keys(part)]
+            keys = part_keys(part)
+            if keys:
+                places += [(kind, i, part, key) for kind, key in keys]
+            elif isinstance(part, dict):  # a part not heard of: its strings, its audio not
+                found = other_places(part, skip=PART_AUDIO)
+                places += [("other", len(places) + n, *place[2:]) for n, place in enumerate(found)]
     elif kind == "reasoning":
         for kind_of_part, key in (("summary", "summary"), ("reasoning", "content")):
             for i, part in enumerate(_list(item.get(key))):
@@ -204,17 +211,20 @@ def part_keys(part: Any) -> list[tuple[str, str]]:
     return [("content" if n == 0 else "also", key) for n, key in enumerate(keys)]
 
 
-def other_places(item: dict[str, Any]) -> list[Place]:
+def other_places(item: dict[str, Any], skip: frozenset[str] = frozenset()) -> list[Place]:
     """Every string of an output item of an unknown type (or of a stream's event
-    not heard of), but identifiers and images."""
+    not heard of), but identifiers, images and the keys in ``skip``."""
     places: list[Place] = []
     stack: list[Any] = [item]
+    if item.get("type") == "image_generation_call":
+        skip = skip | {"result"}  # the image, base64
+    not_text = _NOT_OUTPUT_TEXT | skip
     while stack:
         node = stack.pop()
         items = node.items() if isinstance(node, dict) else enumerate(node)
         for key, inner in items:
             if isinstance(inner, str):
-                if not (isinstance(node, dict) and key in _NOT_OUTPUT_TEXT):
+                if not (isinstance(node, dict) and key in not_text):
                     places.append(("other", len(places), node, key))
             elif isinstance(inner, dict | list):
                 stack.append(inner)

@@ -43,6 +43,7 @@ from proxy.surfaces.base import (
 )
 from proxy.surfaces.json_escapes import ArgumentStreams
 from proxy.surfaces.responses_items import (
+    PART_AUDIO,
     annotation_places,
     empty_item,
     finish_reason,
@@ -83,6 +84,7 @@ class ResponsesStream(StreamCodec):
         self._fill_only: set[Part] = set()  # first seen where its text is repeated
         self._delta_type: dict[Part, str] = {}
         self._announced = 0  # texts judged whole where they were announced
+        self._unheard: dict[Part, dict[str, Any]] = {}  # deltas not heard of: their events
 
     # -- reading -------------------------------------------------------------
     def is_terminal(self, event: SseEvent) -> bool:
@@ -145,7 +147,10 @@ class ResponsesStream(StreamCodec):
                 step.drop_tokens = lambda: _empty_logprobs(document)
         elif kind in DONES:
             part_kind, key = DONES[kind]
-            self._place(step, self._part(document, part_kind), document, key, end=True)
+            part = self._part(document, part_kind)
+            self._place(step, part, document, key, end=True)
+            if part_kind == "arguments":  # OpenAI repeats the call's name here
+                self._place(step, self._part_at(part.output, "name", 0), document, "name", True)
         elif kind in PART_EVENTS:
             self._part_event(step, document, end=PART_EVENTS[kind])
         elif kind in ("response.output_item.added", "response.output_item.done"):
@@ -153,21 +158,46 @@ class ResponsesStream(StreamCodec):
         elif kind in TERMINAL:
             self._terminal(step, document)
         elif kind in LIFECYCLE:
-            response = document.get("response")
-            if isinstance(response, dict):
-                self._template = response
-                output = response.get("output")
-                for item in output if isinstance(output, list) else ():
-                    # Items announced with the Response: judged as they stand.
-                    if isinstance(item, dict):
-                        for _, _, holder, key in output_places(item) + annotation_places(item):
-                            self._announce(step, holder, key)
-        elif kind not in OPAQUE:
+            self._announced_response(step, document)
+        elif kind in OPAQUE:
+            pass  # audio, base64: no text to judge
+        elif isinstance(kind, str) and kind.endswith(".delta") and "delta" in document:
+            self._unheard_delta(step, document, kind)
+        else:
             # An event not heard of (an annotation, a later version's): every
             # string in it but identifiers, each judged whole before it goes out.
             for _, _, holder, key in other_places(document):
                 self._announce(step, holder, key)
         return step
+
+    def _announced_response(self, step: StreamStep, document: dict[str, Any]) -> None:
+        """The Response as announced: its last announcement is a blocked stream's
+        ending, and items announced in it are judged as they stand."""
+        response = document.get("response")
+        if not isinstance(response, dict):
+            return
+        self._template = response
+        output = response.get("output")
+        for item in output if isinstance(output, list) else ():
+            if isinstance(item, dict):
+                for _, _, holder, key in output_places(item) + annotation_places(item):
+                    self._announce(step, holder, key)
+
+    def _unheard_delta(self, step: StreamStep, document: dict[str, Any], kind: str) -> None:
+        """A delta not heard of (a shell command's, a later version's): a channel
+        of its own, as the deltas above, so text split across its events is judged
+        joined; held text goes out as one more event of its type. A delta that is
+        not a string is read whole, as any event not heard of."""
+        if not isinstance(document["delta"], str):
+            for _, _, holder, key in other_places(document):
+                self._announce(step, holder, key)
+            return
+        part = self._part_at(_output(document), kind, _first_index(document))
+        self._delta_type[part] = kind
+        identity = {k: v for k, v in document.items() if k not in ("delta", "sequence_number")}
+        self._unheard.setdefault(part, identity)
+        self._seen.add(part)
+        step.deltas.append(Delta(part, document["delta"], _setter(document, "delta")))
 
     def _announce(self, step: StreamStep, holder: Any, key: Any) -> None:
         """A text given once, whole, that no later event repeats as such: its own
@@ -179,7 +209,8 @@ class ResponsesStream(StreamCodec):
             step.wholes.append(Delta(channel, text, _setter(holder, key)))
 
     def _part(self, document: dict[str, Any], kind: str) -> Part:
-        output = document.get("output_index", 0)
+        # An audio transcript belongs to no output item: it ends with the Response.
+        output = -1 if kind == "transcript" else document.get("output_index", 0)
         index = document.get("summary_index" if kind == "summary" else "content_index", 0)
         if kind not in ("content", "reasoning", "summary"):
             index = 0
@@ -232,6 +263,9 @@ class ResponsesStream(StreamCodec):
             return
         for _, _, holder, key in notes_places(part_doc):
             self._announce(step, holder, key)  # annotations: given whole, wherever repeated
+        if not part_keys(part_doc):
+            for _, _, holder, key in other_places(part_doc, skip=PART_AUDIO):
+                self._announce(step, holder, key)  # a part not heard of: judged as it stands
         for place_kind, key in part_keys(part_doc):
             at = part if place_kind == "content" else self._part_at(part.output, "also", part.index)
             self._place(step, at, part_doc, key, end)
@@ -252,10 +286,12 @@ class ResponsesStream(StreamCodec):
                 # An item not heard of, announced: its strings are judged as they
                 # stand, and again as the item is done (they may differ by then).
                 self._announce(step, holder, key)
-            elif kind == "name" and part not in self._seen and isinstance(holder[key], str):
-                # A call's name comes whole when it is announced: judged there, to its end.
-                self._seen.add(part)
-                step.wholes.append(Delta(part, holder[key], _setter(holder, key)))
+            elif kind == "name":
+                # A call's name comes whole when it is announced: judged there, to
+                # its end (an empty one is no name yet: judged where it comes).
+                if holder[key] and part not in self._seen:
+                    self._seen.add(part)
+                    step.wholes.append(Delta(part, holder[key], _setter(holder, key)))
             else:
                 self._place(step, part, holder, key, end=False)
         if end:
@@ -310,6 +346,8 @@ class ResponsesStream(StreamCodec):
             step.rebuild = True
         else:
             number = self._numbers.after()  # the stream ended without its terminal event
+        if channel in self._unheard:
+            return self._event({**self._unheard[channel], "sequence_number": number, "delta": text})
         document: dict[str, Any] = {"type": kind, "sequence_number": number}
         item = self._added.get(channel.output) or self._done.get(channel.output) or {}
         if isinstance(item.get("id"), str):
@@ -365,6 +403,21 @@ def _filler(holder: Any, key: Any) -> Callable[[str], None]:
                 _empty_logprobs(holder)  # they would spell out what was changed
 
     return fill
+
+
+def _output(document: dict[str, Any]) -> int:
+    output = document.get("output_index", 0)
+    if not isinstance(output, int):
+        raise StreamMalformed("an event's output_index is not a number")
+    return output
+
+
+def _first_index(document: dict[str, Any]) -> int:
+    """A delta's place in its item beside its output_index (a command's index), or 0."""
+    for key, value in document.items():
+        if key.endswith("_index") and key != "output_index" and isinstance(value, int):
+            return value
+    return 0
 
 
 def _discard(value: str) -> None:

@@ -413,21 +413,47 @@ async def test_a_cited_pages_title_in_a_chat_answer_is_judged_streamed_or_not(
     assert b"Staff: [EMAIL]" in raw
 
 
+WEB_CITATION = {"type": "web_search_result_location", "url": "https://example.com/staff",
+                "title": "Staff", "encrypted_index": "RW5j",
+                "cited_text": f"Jane: {EMAIL}"}  # fmt: skip
+
+
 async def test_a_web_pages_text_a_messages_answer_cites_is_judged(
     start_proxy: ProxyFactory, scripted: Scripted
 ) -> None:
-    citation = {
-        "type": "web_search_result_location",
-        "url": "https://example.com/staff",
-        "title": "Staff",
-        "encrypted_index": "RW5j",
-        "cited_text": f"Jane: {EMAIL}",
-    }
     scripted.answer = {**STREAMED_MESSAGE, "content": [
-        {"type": "text", "text": "Jane is on staff.", "citations": [citation]}]}  # fmt: skip
+        {"type": "text", "text": "Jane is on staff.", "citations": [WEB_CITATION]}]}  # fmt: skip
     proxy = await start_proxy(FILTERS, upstream=scripted.url)
     ask = {**STREAMED_ASK, "stream": False}
     status, _, answer = await post_json(f"{proxy.url}/v1/messages", ask)
     assert status == 200
     assert EMAIL.encode() not in answer
     assert b"Jane: [EMAIL]" in answer
+
+
+@pytest.mark.parametrize("in_message_start", [False, True], ids=["block start", "message start"])
+async def test_citations_a_text_block_starts_with_are_judged(
+    start_proxy: ProxyFactory, scripted: Scripted, in_message_start: bool
+) -> None:
+    block = {"type": "text", "text": "", "citations": [WEB_CITATION]}
+    scripted.script = whole_block_stream(block, in_message_start)
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    raw = await streamed(f"{proxy.url}/v1/messages", STREAMED_ASK)
+    assert b"message_stop" in raw
+    assert EMAIL.encode() not in raw
+    assert b"Jane: [EMAIL]" in raw
+
+
+async def test_a_delta_not_heard_of_is_judged_across_its_events(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    script = whole_block_stream({"type": "text", "text": ""}, in_message_start=False)
+    pieces = [{"type": "content_block_delta", "index": 0, "delta": {"type": "x_delta", "text": p}}
+              for p in ("echo open ", "sesame")]  # fmt: skip
+    script[2:2] = [sse(piece, "content_block_delta") for piece in pieces]
+    scripted.script = script
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    raw = await streamed(f"{proxy.url}/v1/messages", STREAMED_ASK)
+    assert b"sesame" not in raw
+    (delta,) = [e for e in data_events(raw) if e["type"] == "message_delta"]
+    assert delta["delta"]["stop_reason"] == "refusal"

@@ -36,6 +36,13 @@ ANSWERS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
                      "function": {"name": NAME, "arguments": "{}"}}]}}]}),
     "responses: a function_call item": (
         "/v1/responses", {"model": "m", "input": "hi"}, {**RESPONSE, "output": [CALL_ITEM]}),
+    "chat: a custom tool call": (
+        "/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+        {"id": "c", "object": "chat.completion", "model": "m", "choices": [
+            {"index": 0, "finish_reason": "tool_calls", "message": {
+                "role": "assistant", "content": None, "tool_calls": [
+                    {"id": "t", "type": "custom",
+                     "custom": {"name": NAME, "input": f"to:{EMAIL}"}}]}}]}),
     "messages: a tool_use block": (
         "/v1/messages",
         {"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]},
@@ -78,7 +85,9 @@ def responses_stream() -> list[bytes | float]:
                                                   "output": []}},
         {"type": "response.output_item.added", "output_index": 0, "item": added},
         {"type": "response.function_call_arguments.delta", **where, "delta": "{}"},
-        {"type": "response.function_call_arguments.done", **where, "arguments": "{}"},
+        # OpenAI's schema repeats the call's name here.
+        {"type": "response.function_call_arguments.done", **where, "name": NAME,
+         "arguments": "{}"},
         {"type": "response.output_item.done", "output_index": 0, "item": CALL_ITEM},
         {"type": "response.completed", "response": {**RESPONSE, "output": [CALL_ITEM]}},
     ]  # fmt: skip
@@ -119,11 +128,11 @@ async def test_a_streamed_tool_calls_name_reaches_the_client_redacted(
     raw = await streamed(f"{proxy.url}{path}", request)
     assert EMAIL.encode() not in raw
     if surface == "chat":
-        # Held back, the rest of a name comes in a later delta; a client joins them.
+        # Judged whole in its first delta: an SDK reports a call by the name it began with.
         calls = [
             c for e in data_events(raw) for c in e["choices"][0]["delta"].get("tool_calls", [])
         ]
-        assert "".join(c["function"].get("name", "") for c in calls) == "to:[EMAIL]"
+        assert calls[0]["function"]["name"] == "to:[EMAIL]"
         assert raw.endswith(b"data: [DONE]\n\n")
     else:
         assert b"to:[EMAIL]" in raw
@@ -148,3 +157,45 @@ async def test_a_denylisted_name_in_a_stream_ends_it(
     raw = await streamed(f"{proxy.url}/v1/messages", STREAMS["messages"][2])
     assert b"open sesame" not in raw
     assert b'"stop_reason":"refusal"' in raw
+
+
+async def test_a_call_announced_with_no_name_yet_keeps_the_name_it_is_given_at_its_end(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    """An empty name judged as the whole name closed its channel: the name the item's
+    end gave was then replaced by what had been sent of it, nothing."""
+    done = {**CALL_ITEM, "name": "get_weather"}
+    events: list[dict[str, Any]] = [
+        {"type": "response.output_item.added", "output_index": 0,
+         "item": {**CALL_ITEM, "name": "", "arguments": "", "status": "in_progress"}},
+        {"type": "response.output_item.done", "output_index": 0, "item": done},
+        {"type": "response.completed", "response": {**RESPONSE, "output": [done]}},
+    ]  # fmt: skip
+    scripted.script = [sse({**e, "sequence_number": n}, e["type"]) for n, e in enumerate(events)]
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    raw = await streamed(f"{proxy.url}/v1/responses", STREAMS["responses"][2])
+    *_, item_done, completed = data_events(raw)
+    assert item_done["item"]["name"] == "get_weather"
+    assert completed["response"]["output"][0]["name"] == "get_weather"
+
+
+async def test_a_streamed_custom_tool_calls_input_is_judged_joined(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    def chunk(call: dict[str, Any], finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": {"tool_calls": [call]} if call else {},
+                  "finish_reason": finish}  # fmt: skip
+        return sse({"id": "c", "object": "chat.completion.chunk", "model": "m",
+                    "choices": [choice]})  # fmt: skip
+
+    scripted.script = [
+        chunk({"index": 0, "id": "t", "type": "custom", "custom": {"name": "shell", "input": ""}}),
+        chunk({"index": 0, "custom": {"input": "echo open "}}),
+        chunk({"index": 0, "custom": {"input": "sesame"}}),
+        chunk({}, "tool_calls"),
+        b"data: [DONE]\n\n",
+    ]
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    raw = await streamed(f"{proxy.url}/v1/chat/completions", STREAMS["chat"][2])
+    assert b"sesame" not in raw
+    assert data_events(raw)[-1]["choices"][0]["finish_reason"] == "content_filter"

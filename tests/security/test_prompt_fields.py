@@ -156,6 +156,20 @@ CASES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
         CHAT, {"model": "m", "messages": USER,
                "tool_choice": {"type": "function", "function": {"name": f"to {EMAIL}"}}},
         CHAT_ANSWER),
+    "chat: a custom tool call's name and input": (
+        CHAT, {"model": "m", "messages": [*USER, {"role": "assistant", "tool_calls": [
+            {"id": "t", "type": "custom",
+             "custom": {"name": "f", "input": f"mail {EMAIL}"}}]}]}, CHAT_ANSWER),
+    "responses: a tool_choice": (
+        "/v1/responses", {"model": "m", "input": "hi",
+                          "tool_choice": {"type": "function", "name": f"to {EMAIL}"}}, RESPONSE),
+    "responses: a text format's name": (
+        "/v1/responses", {"model": "m", "input": "hi", "text": {"format": {
+            "type": "json_schema", "name": f"to {EMAIL}", "schema": {"type": "object"}}}},
+        RESPONSE),
+    "messages: a tool_choice": (
+        "/v1/messages", {"model": "m", "max_tokens": 8, "messages": USER,
+                         "tool_choice": {"type": "tool", "name": f"to {EMAIL}"}}, MESSAGE),
     "responses: a function_call item's name": (
         "/v1/responses",
         {"model": "m", "input": [{"type": "function_call", "call_id": "c",

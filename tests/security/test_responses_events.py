@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from tests.loopback import ProxyFactory, post_json
 from tests.security.conftest import EMAIL, FILTERS, data_events, streamed
 from tests.surfaces.conftest import Scripted, sse
@@ -40,6 +42,7 @@ async def relayed(
     proxy = await start_proxy(FILTERS, upstream=scripted.url)
     raw = await streamed(f"{proxy.url}/v1/responses", ASK)
     assert data_events(raw)[-1]["type"] == "response.completed"
+    scripted.script = None  # the next request is answered with scripted.answer
     return raw
 
 
@@ -91,8 +94,11 @@ async def test_a_streamed_audio_transcript_is_judged_across_its_deltas(
     deltas = [{"type": "response.audio.transcript.delta", "delta": text[i : i + 4]}
               for i in range(0, len(text), 4)]  # fmt: skip
     audio = {"type": "response.audio.delta", "delta": "UklGRg=="}  # base64, not text
+    # An item's end before the transcript's: the transcript is no item's, it goes on.
+    item_done = {"type": "response.output_item.done", "output_index": 0, "item": MESSAGE}
     raw = await relayed(start_proxy, scripted, stream_of([
-        audio, *deltas, {"type": "response.audio.transcript.done"}]))  # fmt: skip
+        audio, *deltas[:2], item_done, *deltas[2:],
+        {"type": "response.audio.transcript.done"}]))  # fmt: skip
     assert EMAIL.encode() not in raw
     events = data_events(raw)
     heard = "".join(e["delta"] for e in events if e["type"] == "response.audio.transcript.delta")
@@ -157,3 +163,66 @@ async def test_an_annotation_is_judged_wherever_the_stream_repeats_it(
     assert status == 200
     assert EMAIL.encode() not in answer
     assert b"Staff: [EMAIL]" in answer
+
+
+async def test_a_delta_not_heard_of_is_judged_across_its_events(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    """Each judged alone, a phrase split across a shell command's deltas went out."""
+    where = {"item_id": "sh_1", "output_index": 0, "command_index": 0}
+    pieces = ["mail jane.doe@exa", "mple.com; echo ok"]
+    deltas = [{"type": "response.shell_call_command.delta", **where, "delta": p} for p in pieces]
+    raw = await relayed(start_proxy, scripted, stream_of(deltas))
+    assert EMAIL.encode() not in raw
+    sent = [e for e in data_events(raw) if e["type"] == "response.shell_call_command.delta"]
+    assert "".join(e["delta"] for e in sent) == "mail [EMAIL]; echo ok"
+    assert all(e["item_id"] == "sh_1" and e["command_index"] == 0 for e in sent)
+    scripted.script = stream_of(
+        [{**deltas[0], "delta": "echo open "}, {**deltas[1], "delta": "sesame"}]
+    )
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    raw = await streamed(f"{proxy.url}/v1/responses", ASK)
+    assert b"sesame" not in raw
+    assert data_events(raw)[-1]["type"] == "response.incomplete"
+
+
+AUDIO_PART = {"type": "output_audio", "data": "UklGRg==", "transcript": f"call {EMAIL}"}
+
+
+async def test_a_content_part_of_a_type_not_heard_of_is_read_whole(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    item = {**MESSAGE, "content": [AUDIO_PART]}
+    where = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+    raw = await relayed(start_proxy, scripted, stream_of([
+        {"type": "response.output_item.added", "output_index": 0,
+         "item": {**MESSAGE, "status": "in_progress", "content": []}},
+        {"type": "response.content_part.added", **where, "part": AUDIO_PART},
+        {"type": "response.content_part.done", **where, "part": AUDIO_PART},
+        {"type": "response.output_item.done", "output_index": 0, "item": item},
+    ]))  # fmt: skip
+    assert EMAIL.encode() not in raw
+    assert b"UklGRg==" in raw  # the audio is not text
+    scripted.answer = {**RESPONSE, "output": [item]}
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    status, _, answer = await post_json(f"{proxy.url}/v1/responses", {"model": "m", "input": "x"})
+    assert status == 200
+    part = orjson.loads(answer)["output"][0]["content"][0]
+    assert part == {**AUDIO_PART, "transcript": "call [EMAIL]"}
+
+
+async def test_a_program_outputs_result_is_text(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    """``result`` was skipped in every item, as an image's base64 is."""
+    item = {"type": "program_output", "id": "po_1", "call_id": "c", "status": "completed",
+            "result": f"found {EMAIL}"}  # fmt: skip
+    image = {"type": "image_generation_call", "id": "ig_1", "status": "completed",
+             "result": "aW1hZ2U="}  # fmt: skip
+    scripted.answer = {**RESPONSE, "output": [item, image]}
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    status, _, answer = await post_json(f"{proxy.url}/v1/responses", {"model": "m", "input": "x"})
+    assert status == 200
+    output = orjson.loads(answer)["output"]
+    assert output[0]["result"] == "found [EMAIL]"
+    assert output[1]["result"] == "aW1hZ2U="

@@ -138,3 +138,16 @@ async def test_a_streamed_response_loses_its_output_messages_at_its_end(
     assert data_events(raw)[-1]["type"] == "response.completed"
     assert b"[EMAIL]" in raw
     assert EMAIL.encode() not in raw
+
+
+async def test_output_messages_are_judged_when_the_output_has_no_text(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    """Dropped only when the output's text changed, they went out whole beside an
+    output the filters found nothing in."""
+    scripted.answer = {**RESPONSE, "output": [], "output_messages": WRITTEN}
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    status, _, answer = await post_json(f"{proxy.url}/v1/responses", {"model": "m", "input": "x"})
+    assert status == 200
+    assert EMAIL.encode() not in answer
+    assert b"mail [EMAIL]" in answer
