@@ -49,8 +49,9 @@ $(LITELLM_VENV)/.installed: Makefile
 
 # Configured in pyproject.toml [tool.mutmut]; MUTANTS='proxy.exchange.headers*' runs
 # one module's. Results stay in mutants/, so a second run only runs what changed.
+# Each of MUTANTS is quoted, so the shell does not expand it as a file glob.
 mutate: $(VENV)/.installed-mutate
-	$(BIN)/mutmut run --max-children 2 $(MUTANTS)
+	$(BIN)/mutmut run --max-children 2 $(foreach glob,$(MUTANTS),'$(glob)')
 	$(BIN)/mutmut results
 
 $(VENV)/.installed-mutate: $(VENV)/.installed-test Makefile

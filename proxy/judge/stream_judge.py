@@ -35,6 +35,10 @@ from proxy.surfaces.base import StreamCodec, StreamMalformed, StreamStep, Usage
 __all__ = ["StreamJudge", "StreamMalformed"]
 
 _SENTENCE_ENDS = frozenset(".!?\n")
+# How much of the texts before is judged with the next one of a family (events
+# not heard of): a match longer than this across two of them is not seen.
+_JOINED_TAIL = 512
+_ACROSS_EVENTS = "a filter's match across streamed events taxmeter does not know"
 
 
 class StreamJudge:
@@ -67,6 +71,7 @@ class StreamJudge:
         self._channels: dict[Hashable, ChoiceText] = {}
         self._groups: dict[Hashable, list[Hashable]] = {}
         self._sent: dict[Hashable, list[str]] | None = {} if codec.keeps_text else None
+        self._families: dict[Hashable, str] = {}  # events not heard of: their texts' tail
         # Past this, text every filter has judged and the client has received is
         # dropped, keeping the longest window, so a long answer costs no more.
         self._keep_chars = 4 * max((b.stream.window_chars for b in filters), default=512)
@@ -107,12 +112,20 @@ class StreamJudge:
             changed = await self._wholes(step, arrived_ns) or changed
         if self.blocked is not None:
             return self._block_bytes()
+        # What each delta of this event carries as released: a channel that ends
+        # here gives the rest of its text in its own delta, after what it carries
+        # (an event of its own would go before the event, the text out of order).
+        carried = {delta.channel: delta for delta in step.deltas}
         for group in step.ends:
             for channel in self._groups.get(group, ()):
                 rest = await self._close(channel)
                 if self.blocked is not None:
                     return bytes(out) + self._block_bytes()
-                if rest:
+                delta = carried.get(channel)
+                if rest and delta is not None:
+                    delta.put(delta.released + rest)
+                    changed = True
+                elif rest:
                     out += codec.text_event(channel, rest)
             if self._ended_filtered(group) and step.set_finish_reason is not None:
                 step.set_finish_reason("content_filter")
@@ -170,6 +183,7 @@ class StreamJudge:
                     self._blocked_channel = delta.channel
                     return True
             out = self._release(delta.channel, state, final=False)
+            delta.released = out
             if out != piece:
                 delta.put(out)
                 changed = True
@@ -188,7 +202,24 @@ class StreamJudge:
             if out != whole.text:
                 whole.put(out)
                 changed = True
+            if whole.family is not None:
+                await self._joined(whole.family, out)
+                if self.blocked is not None:
+                    return True
         return changed
+
+    async def _joined(self, family: Hashable, released: str) -> None:
+        """Texts given whole one event at a time (events not heard of) are judged
+        joined as well, the last of them with the tail of those before: a match
+        across them would change text already sent, which cannot be recalled, so
+        it ends the stream."""
+        text = self._families.get(family, "") + released
+        self._families[family] = text[-_JOINED_TAIL:]
+        state = ChoiceText(self._filters)
+        state.text = text
+        await self._judge_to_end(state)
+        if self.blocked is None and state.text != text:
+            self.blocked = Decision(blocks=True, reason=_ACROSS_EVENTS)
 
     def _arrived(self, channel: Hashable, state: ChoiceText, piece: str, arrived_ns: int) -> None:
         """New text on a channel: the first content's time, the piece kept, appended."""

@@ -73,7 +73,7 @@ def _string(block: dict[str, Any], key: str, found: Prompt) -> None:
 def _text(block: dict[str, Any], found: Prompt, depth: int) -> None:
     _string(block, "text", found)
     citations = block.get("citations")
-    for citation in citations if isinstance(citations, list) else ():
+    for citation in citations if isinstance(citations, list) else [citations]:
         if isinstance(citation, dict):
             _nested(citation, found, depth)  # cited_text: a web page's words, quoted
 

@@ -96,6 +96,10 @@ class Delta:
     channel: Hashable  # (group, field...): one text the stream filters judge
     text: str
     put: Callable[[str], None]
+    released: str = ""  # what the stream judge put there: the text that may go out now
+    # A whole text's family (the events not heard of of one item): their texts,
+    # as released, are judged joined too, so a match split across them is found.
+    family: Hashable = None
 
 
 @dataclass(slots=True)

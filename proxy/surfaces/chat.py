@@ -274,6 +274,8 @@ class ChoiceStream(StreamCodec):
 
     def blocked(self, channel: Hashable | None) -> bytes:
         index = channel[0] if isinstance(channel, tuple) else 0
+        if isinstance(index, tuple):  # a call's name: (choice, call)
+            index = index[0]
         return self.chunk(self.block_choice(index)) + DONE
 
     def block_choice(self, index: Any) -> dict[str, Any]:
@@ -284,7 +286,9 @@ class ChatStream(ChoiceStream):
     def __init__(self) -> None:
         super().__init__()
         self._arguments = ArgumentStreams()
-        self._wholes = 0  # names and citations given whole, each its own channel
+        self._wholes = 0  # citations given whole, each its own channel
+        self._names: dict[int, list[Hashable]] = {}  # per choice, its calls' name groups
+        self._kinds: dict[Hashable, str] = {}  # a call's: function, custom, function_call
 
     def _arguments_at(self, holder: Any, channel: Hashable, step: StreamStep) -> None:
         """A call's streamed arguments, escapes written out (see proxy.surfaces.json_escapes)."""
@@ -293,13 +297,21 @@ class ChatStream(ChoiceStream):
         text = self._arguments.decode(channel, holder, "arguments", step)
         step.deltas.append(Delta(channel, text, _setter(holder, "arguments")))
 
-    def _name_at(self, holder: Any, index: int, step: StreamStep) -> None:
-        """A call's name comes whole, in its first delta: judged to its end there, so
-        the client has it at once (an SDK reports each call by the name it began with)."""
-        if isinstance(holder, dict) and isinstance(holder.get("name"), str) and holder["name"]:
-            self._wholes += 1  # each its own channel: a name a server splits is judged piecewise
-            channel = (index, "name", self._wholes)
-            step.wholes.append(Delta(channel, holder["name"], _setter(holder, "name")))
+    def _name_at(self, holder: Any, call: tuple[int, Any], kind: str, step: StreamStep) -> None:
+        """A call's name: a channel of its own, a group of its own (``call`` is the
+        choice's index and the call's), so its pieces are judged joined and what is
+        held of it goes out before the call's arguments begin: an SDK reports the
+        call's arguments under the name it has by then."""
+        if not isinstance(holder, dict):
+            return
+        if isinstance(holder.get("name"), str):
+            calls = self._names.setdefault(call[0], [])
+            if call not in calls:
+                calls.append(call)
+                self._kinds[call] = kind
+            step.deltas.append(Delta((call, "name"), holder["name"], _setter(holder, "name")))
+        elif holder.get("arguments") or holder.get("input"):
+            step.ends.append(call)  # the name is complete: the rest of it goes out first
 
     def choice_deltas(self, index: int, choice: dict[str, Any], step: StreamStep) -> None:
         delta = choice.get("delta")
@@ -313,17 +325,21 @@ class ChatStream(ChoiceStream):
                 if not isinstance(call, dict):
                     continue
                 number = call.get("index", position)
-                for holder in (call.get("function"), call.get("custom")):
-                    self._name_at(holder, index, step)
+                if not isinstance(number, int):
+                    raise StreamMalformed("a tool call's index is not a number")
+                for kind in ("function", "custom"):
+                    self._name_at(call.get(kind), (index, number), kind, step)
                 self._arguments_at(call.get("function"), (index, "tool", number), step)
                 _delta_at(call.get("custom"), "input", (index, "custom", number), step)
-        self._name_at(delta.get("function_call"), index, step)
+        self._name_at(delta.get("function_call"), (index, "function_call"), "function_call", step)
         self._arguments_at(delta.get("function_call"), (index, "function_call"), step)
         _delta_at(delta.get("audio"), "transcript", (index, "audio"), step)
         for holder, key in citation_texts(delta):
             self._wholes += 1  # given once, whole: judged to its end before it goes out
             channel = (index, "note", self._wholes)
             step.wholes.append(Delta(channel, holder[key], _setter(holder, key)))
+        if choice.get("finish_reason") is not None:
+            step.ends += self._names.get(index, [])  # the choice's end ends its calls' names
         content = delta.get("content")
         if isinstance(content, list):  # parts, as Mistral streams them
             for part in content:
@@ -338,7 +354,15 @@ class ChatStream(ChoiceStream):
         assert isinstance(channel, tuple)
         index, key = channel[0], channel[1]
         delta: dict[str, Any]
-        if key == "tool":
+        if key == "name":  # a call's name: (choice, call), "name"
+            kind = self._kinds[index]
+            index, call = index
+            named = {"name": text}
+            if kind == "function_call":
+                delta = {"function_call": named}
+            else:
+                delta = {"tool_calls": [{"index": call, kind: named}]}
+        elif key == "tool":
             delta = {"tool_calls": [{"index": channel[2], "function": {"arguments": text}}]}
         elif key == "custom":
             delta = {"tool_calls": [{"index": channel[2], "custom": {"input": text}}]}

@@ -81,7 +81,6 @@ class MessagesStream(StreamCodec):
         self._input: int | None = None
         self._output: int | None = None
         self._wholes = 0  # texts judged whole, each its own channel
-        self._unheard: dict[str, tuple[str, str]] = {}  # deltas not heard of: type, key
 
     def is_terminal(self, event: SseEvent) -> bool:
         data = event.data
@@ -152,28 +151,20 @@ class MessagesStream(StreamCodec):
         else:
             # An error, an event of a later version: every string in it but
             # identifiers, each judged whole before it goes out.
-            self._read_whole(-1, document, step)
+            self._read_whole(-1, document, step, family=-1)
         return step
 
-    def _unheard_kind(self, delta: dict[str, Any]) -> tuple[str, str] | None:
-        """A delta not heard of with one text in it (a later version's): a channel
-        of its own, as a text_delta's, so text split across its events is judged
-        joined; what is held back goes out as one more such delta."""
-        key = _unheard_key(delta)
-        if key is None:
-            return None
-        kind = f"{delta['type']}.{key}"
-        self._unheard[kind] = (delta["type"], key)
-        return kind, key
-
-    def _read_whole(self, index: int, value: dict[str, Any], step: StreamStep) -> None:
+    def _read_whole(
+        self, index: int, value: dict[str, Any], step: StreamStep, family: int | None = None
+    ) -> None:
         """Texts given once, whole (a server tool's result, a delta or an event not
         heard of): each its own channel, judged to its end before the event goes out."""
         found = Prompt()
         block_texts(value, found)
         for ref in found.texts:
             self._wholes += 1
-            step.wholes.append(Delta((index, "whole", self._wholes), ref.get(), ref.set))
+            channel = (index, "whole", self._wholes)
+            step.wholes.append(Delta(channel, ref.get(), ref.set, family=family))
 
     def encode(self, event: SseEvent, step: StreamStep) -> bytes:
         document = step.document
@@ -189,7 +180,7 @@ class MessagesStream(StreamCodec):
     def text_event(self, channel: Hashable, text: str) -> bytes:
         assert isinstance(channel, tuple)
         index, kind = channel
-        delta_type, key = _KINDS.get(kind) or self._unheard[kind]
+        delta_type, key = _KINDS[kind]
         delta = {"type": delta_type, key: text}
         return _event({"type": "content_block_delta", "index": index, "delta": delta})
 
@@ -212,10 +203,10 @@ class MessagesStream(StreamCodec):
         delta = document.get("delta")
         if not isinstance(delta, dict):
             raise StreamMalformed("a content_block_delta has no delta")
-        found = _delta_kind(delta) or self._unheard_kind(delta)
+        found = _delta_kind(delta)
         if found is None:
             if delta.get("type") != "signature_delta":
-                self._read_whole(index, delta, step)  # a citation, a delta of many texts
+                self._read_whole(index, delta, step, family=index)  # a citation, a later delta
             return
         kind, key = found
         if isinstance(delta.get(key), str):
@@ -235,7 +226,7 @@ class MessagesStream(StreamCodec):
             if isinstance(value, str) and value:
                 step.deltas.append(Delta((index, kind), value, _setter(block, kind)))
             citations = block.get("citations")
-            for citation in citations if isinstance(citations, list) else ():
+            for citation in citations if isinstance(citations, list) else [citations]:
                 if isinstance(citation, dict):
                     self._read_whole(index, citation, step)  # a page's text, quoted
         elif kind in _TOOL_BLOCKS:
@@ -323,17 +314,7 @@ def _empty(delta: Any) -> bool:
     if not isinstance(delta, dict):
         return False
     found = _delta_kind(delta)
-    key = found[1] if found is not None else _unheard_key(delta)
-    return key is not None and delta.get(key) == ""
-
-
-def _unheard_key(delta: dict[str, Any]) -> str | None:
-    """The key of the one text of a delta of a type not heard of, if it has one."""
-    delta_type = delta.get("type")
-    if not isinstance(delta_type, str) or delta_type in _DELTAS or delta_type == "signature_delta":
-        return None
-    texts = [key for key, value in delta.items() if key != "type" and isinstance(value, str)]
-    return texts[0] if len(texts) == 1 else None
+    return found is not None and delta.get(found[1]) == ""
 
 
 def _delta_kind(delta: dict[str, Any]) -> tuple[str, str] | None:

@@ -213,15 +213,16 @@ def part_keys(part: Any) -> list[tuple[str, str]]:
 
 def other_places(item: dict[str, Any], skip: frozenset[str] = frozenset()) -> list[Place]:
     """Every string of an output item of an unknown type (or of a stream's event
-    not heard of), but identifiers, images and the keys in ``skip``."""
+    not heard of), but identifiers, images and the keys in ``skip`` (of the item
+    itself, not of what is nested in it)."""
     places: list[Place] = []
     stack: list[Any] = [item]
     if item.get("type") == "image_generation_call":
         skip = skip | {"result"}  # the image, base64
-    not_text = _NOT_OUTPUT_TEXT | skip
     while stack:
         node = stack.pop()
         items = node.items() if isinstance(node, dict) else enumerate(node)
+        not_text = _NOT_OUTPUT_TEXT | skip if node is item else _NOT_OUTPUT_TEXT
         for key, inner in items:
             if isinstance(inner, str):
                 if not (isinstance(node, dict) and key in not_text):

@@ -32,6 +32,7 @@ import orjson
 from proxy.formats.sse import DONE_DATA, SseEvent
 from proxy.surfaces.base import (
     Delta,
+    Prompt,
     StreamCodec,
     StreamMalformed,
     StreamStep,
@@ -40,6 +41,7 @@ from proxy.surfaces.base import (
     may_say,
     parse_event,
     usage_of,
+    written_out,
 )
 from proxy.surfaces.json_escapes import ArgumentStreams
 from proxy.surfaces.responses_items import (
@@ -84,7 +86,6 @@ class ResponsesStream(StreamCodec):
         self._fill_only: set[Part] = set()  # first seen where its text is repeated
         self._delta_type: dict[Part, str] = {}
         self._announced = 0  # texts judged whole where they were announced
-        self._unheard: dict[Part, dict[str, Any]] = {}  # deltas not heard of: their events
 
     # -- reading -------------------------------------------------------------
     def is_terminal(self, event: SseEvent) -> bool:
@@ -159,15 +160,16 @@ class ResponsesStream(StreamCodec):
             self._terminal(step, document)
         elif kind in LIFECYCLE:
             self._announced_response(step, document)
-        elif kind in OPAQUE:
-            pass  # audio, base64: no text to judge
-        elif isinstance(kind, str) and kind.endswith(".delta") and "delta" in document:
-            self._unheard_delta(step, document, kind)
-        else:
+        elif kind == "response.audio.transcript.done":
+            step.ends.append(self._part(document, "transcript"))
+        elif kind not in OPAQUE:
             # An event not heard of (an annotation, a later version's): every
-            # string in it but identifiers, each judged whole before it goes out.
+            # string in it but identifiers, each judged whole before it goes out,
+            # and joined with those of the events of the same place before it.
+            place = document.items()
+            family = tuple(v for k, v in place if k.endswith(("_index", "item_id")) and _key(v))
             for _, _, holder, key in other_places(document):
-                self._announce(step, holder, key)
+                self._announce(step, holder, key, family)
         return step
 
     def _announced_response(self, step: StreamStep, document: dict[str, Any]) -> None:
@@ -177,36 +179,32 @@ class ResponsesStream(StreamCodec):
         if not isinstance(response, dict):
             return
         self._template = response
+        self._announce_written(step, response)
         output = response.get("output")
         for item in output if isinstance(output, list) else ():
             if isinstance(item, dict):
                 for _, _, holder, key in output_places(item) + annotation_places(item):
                     self._announce(step, holder, key)
 
-    def _unheard_delta(self, step: StreamStep, document: dict[str, Any], kind: str) -> None:
-        """A delta not heard of (a shell command's, a later version's): a channel
-        of its own, as the deltas above, so text split across its events is judged
-        joined; held text goes out as one more event of its type. A delta that is
-        not a string is read whole, as any event not heard of."""
-        if not isinstance(document["delta"], str):
-            for _, _, holder, key in other_places(document):
-                self._announce(step, holder, key)
-            return
-        part = self._part_at(_output(document), kind, _first_index(document))
-        self._delta_type[part] = kind
-        identity = {k: v for k, v in document.items() if k not in ("delta", "sequence_number")}
-        self._unheard.setdefault(part, identity)
-        self._seen.add(part)
-        step.deltas.append(Delta(part, document["delta"], _setter(document, "delta")))
+    def _announce_written(self, step: StreamStep, response: dict[str, Any]) -> None:
+        """vLLM's ``output_messages`` (the answer as the model wrote it): every string
+        and key judged whole, as the answer's output is where it is given."""
+        found = Prompt()
+        written_out(response.get("output_messages"), found)
+        for ref in found.texts:
+            self._announced += 1
+            channel = Part(-self._announced, "announced", 0)
+            step.wholes.append(Delta(channel, ref.get(), ref.set))
 
-    def _announce(self, step: StreamStep, holder: Any, key: Any) -> None:
+    def _announce(self, step: StreamStep, holder: Any, key: Any, family: Any = None) -> None:
         """A text given once, whole, that no later event repeats as such: its own
-        channel, judged to its end before its event goes out."""
+        channel, judged to its end before its event goes out (and joined with the
+        texts of its ``family`` before it, see StreamJudge)."""
         text = _at(holder, key)
         if isinstance(text, str) and text:
             self._announced += 1
             channel = Part(-self._announced, "announced", 0)  # no output item's
-            step.wholes.append(Delta(channel, text, _setter(holder, key)))
+            step.wholes.append(Delta(channel, text, _setter(holder, key), family=family))
 
     def _part(self, document: dict[str, Any], kind: str) -> Part:
         # An audio transcript belongs to no output item: it ends with the Response.
@@ -304,6 +302,7 @@ class ResponsesStream(StreamCodec):
         response = document.get("response")
         if not isinstance(response, dict):
             return
+        self._announce_written(step, response)
         output = response.get("output")
         for position, item in enumerate(output if isinstance(output, list) else ()):
             if isinstance(item, dict):
@@ -346,13 +345,12 @@ class ResponsesStream(StreamCodec):
             step.rebuild = True
         else:
             number = self._numbers.after()  # the stream ended without its terminal event
-        if channel in self._unheard:
-            return self._event({**self._unheard[channel], "sequence_number": number, "delta": text})
         document: dict[str, Any] = {"type": kind, "sequence_number": number}
         item = self._added.get(channel.output) or self._done.get(channel.output) or {}
         if isinstance(item.get("id"), str):
             document["item_id"] = item["id"]
-        document["output_index"] = channel.output
+        if channel.output >= 0:  # an audio transcript is no output item's
+            document["output_index"] = channel.output
         if channel.kind in ("content", "reasoning"):
             document["content_index"] = channel.index
         elif channel.kind == "summary":
@@ -373,6 +371,7 @@ class ResponsesStream(StreamCodec):
                 item["status"] = "incomplete"
             output.append(item)
         response = {**self._template, "output": output, "usage": None}
+        forget_written(response)  # as announced, they may hold what was blocked
         mark_filtered(response, "content_filter")
         document = {"type": "response.incomplete", "sequence_number": self._numbers.after(),
                     "response": response}  # fmt: skip
@@ -405,19 +404,8 @@ def _filler(holder: Any, key: Any) -> Callable[[str], None]:
     return fill
 
 
-def _output(document: dict[str, Any]) -> int:
-    output = document.get("output_index", 0)
-    if not isinstance(output, int):
-        raise StreamMalformed("an event's output_index is not a number")
-    return output
-
-
-def _first_index(document: dict[str, Any]) -> int:
-    """A delta's place in its item beside its output_index (a command's index), or 0."""
-    for key, value in document.items():
-        if key.endswith("_index") and key != "output_index" and isinstance(value, int):
-            return value
-    return 0
+def _key(value: Any) -> bool:
+    return isinstance(value, int | str)
 
 
 def _discard(value: str) -> None:

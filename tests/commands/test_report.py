@@ -27,7 +27,15 @@ from tests.loopback import ProxyFactory, RunningProxy
 
 AB_CONFIG = {
     "filters": [
-        {"name": "slow", "type": "synthetic", "stages": ["input"], "params": {"wall_ms": 20}}
+        # A timeout well past its 20 ms: on a loaded host a call of the default
+        # 100 ms timed out (2 of 99 in one full run), an error the report counted.
+        {
+            "name": "slow",
+            "type": "synthetic",
+            "stages": ["input"],
+            "timeout_ms": 2000,
+            "params": {"wall_ms": 20},
+        }
     ],
     "variants": {"with_slow": {"weight": 50}, "without": {"weight": 50, "disable": ["slow"]}},
 }

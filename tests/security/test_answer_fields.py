@@ -431,11 +431,12 @@ async def test_a_web_pages_text_a_messages_answer_cites_is_judged(
     assert b"Jane: [EMAIL]" in answer
 
 
+@pytest.mark.parametrize("as_list", [True, False], ids=["a list", "one object"])
 @pytest.mark.parametrize("in_message_start", [False, True], ids=["block start", "message start"])
 async def test_citations_a_text_block_starts_with_are_judged(
-    start_proxy: ProxyFactory, scripted: Scripted, in_message_start: bool
+    start_proxy: ProxyFactory, scripted: Scripted, in_message_start: bool, as_list: bool
 ) -> None:
-    block = {"type": "text", "text": "", "citations": [WEB_CITATION]}
+    block = {"type": "text", "text": "", "citations": [WEB_CITATION] if as_list else WEB_CITATION}
     scripted.script = whole_block_stream(block, in_message_start)
     proxy = await start_proxy(FILTERS, upstream=scripted.url)
     raw = await streamed(f"{proxy.url}/v1/messages", STREAMED_ASK)

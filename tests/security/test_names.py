@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import openai
 import pytest
 
 from tests.loopback import ProxyFactory, post_json
@@ -128,11 +129,14 @@ async def test_a_streamed_tool_calls_name_reaches_the_client_redacted(
     raw = await streamed(f"{proxy.url}{path}", request)
     assert EMAIL.encode() not in raw
     if surface == "chat":
-        # Judged whole in its first delta: an SDK reports a call by the name it began with.
+        # A name is judged as its pieces come, joined; what is held of it goes out
+        # before the call's arguments begin.
         calls = [
             c for e in data_events(raw) for c in e["choices"][0]["delta"].get("tool_calls", [])
         ]
-        assert calls[0]["function"]["name"] == "to:[EMAIL]"
+        named = [c["function"].get("name", "") for c in calls]
+        arguments = [bool(c["function"].get("arguments")) for c in calls]
+        assert "".join(named[: arguments.index(True)]) == "to:[EMAIL]"
         assert raw.endswith(b"data: [DONE]\n\n")
     else:
         assert b"to:[EMAIL]" in raw
@@ -199,3 +203,69 @@ async def test_a_streamed_custom_tool_calls_input_is_judged_joined(
     raw = await streamed(f"{proxy.url}/v1/chat/completions", STREAMS["chat"][2])
     assert b"sesame" not in raw
     assert data_events(raw)[-1]["choices"][0]["finish_reason"] == "content_filter"
+
+
+def split_name_stream(pieces: list[str]) -> list[bytes | float]:
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        return sse({"id": "c", "object": "chat.completion.chunk", "model": "m",
+                    "choices": [choice]})  # fmt: skip
+
+    first = {"index": 0, "id": "t", "type": "function",
+             "function": {"name": pieces[0], "arguments": ""}}  # fmt: skip
+    rest = [{"index": 0, "function": {"name": piece}} for piece in pieces[1:]]
+    return [
+        chunk({"role": "assistant", "tool_calls": [first]}),
+        *(chunk({"tool_calls": [call]}) for call in rest),
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"city": "Paris"}'}}]}),
+        chunk({}, "tool_calls"),
+        b"data: [DONE]\n\n",
+    ]
+
+
+async def test_a_name_a_server_splits_is_judged_joined(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    scripted.script = split_name_stream(["open ", "sesame"])
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    raw = await streamed(f"{proxy.url}/v1/chat/completions", STREAMS["chat"][2])
+    assert b"sesame" not in raw
+    assert data_events(raw)[-1]["choices"][0]["finish_reason"] == "content_filter"
+
+
+async def test_the_sdk_reports_a_calls_arguments_under_its_whole_name(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    """The name was held to the choice's end (it could begin an e-mail address): the
+    SDK reported the call's arguments with no name, and parsed none."""
+    scripted.script = split_name_stream(["get_", "weather"])
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    client = openai.AsyncOpenAI(base_url=f"{proxy.url}/v1", api_key="k", max_retries=0)
+    async with (
+        client,
+        client.chat.completions.stream(
+            model="m", messages=[{"role": "user", "content": "weather?"}]
+        ) as stream,
+    ):
+        names = [
+            e.name
+            async for e in stream
+            if e.type == "tool_calls.function.arguments.delta" and e.arguments_delta
+        ]
+    assert names == ["get_weather"]
+
+
+@pytest.mark.parametrize("index", [[0], {"a": 1}, "0"])
+async def test_a_tool_call_whose_index_is_no_number_is_upstream_malformed(
+    start_proxy: ProxyFactory, scripted: Scripted, index: Any
+) -> None:
+    """A list or an object as the index raised TypeError inside the codec."""
+    call = {"index": index, "id": "t", "type": "custom", "custom": {"name": "f", "input": "x"}}
+    choice = {"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}
+    scripted.script = [sse({"id": "c", "object": "chat.completion.chunk", "choices": [choice]})]
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    raw = await streamed(f"{proxy.url}/v1/chat/completions", STREAMS["chat"][2])
+    assert b"upstream_malformed" in raw
+    await proxy.settle()
+    labels = {"route": "chat_completions", "variant": "default"}
+    assert proxy.value("taxmeter_requests_total", **labels, outcome="internal_error") == 0

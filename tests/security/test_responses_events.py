@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 
 from tests.loopback import ProxyFactory, post_json
 from tests.security.conftest import EMAIL, FILTERS, data_events, streamed
@@ -101,8 +102,12 @@ async def test_a_streamed_audio_transcript_is_judged_across_its_deltas(
         {"type": "response.audio.transcript.done"}]))  # fmt: skip
     assert EMAIL.encode() not in raw
     events = data_events(raw)
-    heard = "".join(e["delta"] for e in events if e["type"] == "response.audio.transcript.delta")
-    assert heard == "Write to [EMAIL] today."
+    heard = [e for e in events if e["type"] == "response.audio.transcript.delta"]
+    assert "".join(e["delta"] for e in heard) == "Write to [EMAIL] today."
+    # Its held tail goes out before its done event, as no item's.
+    kinds = [e["type"] for e in events]
+    assert kinds.index("response.audio.transcript.done") > events.index(heard[-1])
+    assert all("output_index" not in e for e in heard)
     assert next(e for e in events if e["type"] == "response.audio.delta")["delta"] == "UklGRg=="
 
 
@@ -165,25 +170,47 @@ async def test_an_annotation_is_judged_wherever_the_stream_repeats_it(
     assert b"Staff: [EMAIL]" in answer
 
 
-async def test_a_delta_not_heard_of_is_judged_across_its_events(
-    start_proxy: ProxyFactory, scripted: Scripted
+# (events not heard of, one place's, each whole, and what the client may never get)
+ACROSS: dict[str, tuple[list[dict[str, Any]], bytes]] = {
+    "a shell command's deltas": ([
+        {"type": "response.shell_call_command.delta", "item_id": "sh_1", "output_index": 0,
+         "command_index": 0, "delta": piece} for piece in ("echo open ", "sesame")],
+        b"sesame"),
+    "a shell's output, its deltas objects": ([
+        {"type": "response.shell_call_output_content.delta", "item_id": "sh_1",
+         "output_index": 0, "delta": {"stdout": piece}}
+        for piece in ("to jane.doe@exa", "mple.com; ok")], b"mple.com"),
+    "a command announced, then its delta": ([
+        {"type": "response.shell_call_command.added", "item_id": "sh_1", "output_index": 0,
+         "command_index": 0, "command": "mail jane.doe@exa"},
+        {"type": "response.shell_call_command.delta", "item_id": "sh_1", "output_index": 0,
+         "command_index": 0, "delta": "mple.com now"}], b"mple.com"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", ACROSS)
+async def test_a_match_across_events_not_heard_of_ends_the_stream(
+    start_proxy: ProxyFactory, scripted: Scripted, case: str
 ) -> None:
-    """Each judged alone, a phrase split across a shell command's deltas went out."""
-    where = {"item_id": "sh_1", "output_index": 0, "command_index": 0}
-    pieces = ["mail jane.doe@exa", "mple.com; echo ok"]
-    deltas = [{"type": "response.shell_call_command.delta", **where, "delta": p} for p in pieces]
-    raw = await relayed(start_proxy, scripted, stream_of(deltas))
-    assert EMAIL.encode() not in raw
-    sent = [e for e in data_events(raw) if e["type"] == "response.shell_call_command.delta"]
-    assert "".join(e["delta"] for e in sent) == "mail [EMAIL]; echo ok"
-    assert all(e["item_id"] == "sh_1" and e["command_index"] == 0 for e in sent)
-    scripted.script = stream_of(
-        [{**deltas[0], "delta": "echo open "}, {**deltas[1], "delta": "sesame"}]
-    )
+    """Each judged alone, a phrase split across them went out. Their texts are judged
+    joined too; what was sent before cannot be recalled, so the match ends the stream."""
+    events, never = ACROSS[case]
+    scripted.script = stream_of(events)
     proxy = await start_proxy(FILTERS, upstream=scripted.url)
     raw = await streamed(f"{proxy.url}/v1/responses", ASK)
-    assert b"sesame" not in raw
+    assert never not in raw
     assert data_events(raw)[-1]["type"] == "response.incomplete"
+
+
+async def test_events_not_heard_of_of_other_places_are_not_joined(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    where = {"type": "response.shell_call_command.delta", "item_id": "sh_1", "output_index": 0}
+    raw = await relayed(start_proxy, scripted, stream_of([
+        {**where, "command_index": 0, "delta": "echo open "},
+        {**where, "command_index": 1, "delta": "sesame"}]))  # fmt: skip
+    assert b"echo open " in raw
+    assert b"sesame" in raw
 
 
 AUDIO_PART = {"type": "output_audio", "data": "UklGRg==", "transcript": f"call {EMAIL}"}
@@ -226,3 +253,34 @@ async def test_a_program_outputs_result_is_text(
     output = orjson.loads(answer)["output"]
     assert output[0]["result"] == "found [EMAIL]"
     assert output[1]["result"] == "aW1hZ2U="
+
+
+async def test_a_blocked_streams_end_does_not_repeat_the_output_messages_announced(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    """A blocked stream ends with the Response as last announced: with vLLM's
+    output_messages in it, as the model wrote them."""
+    said = {"type": "text", "text": f"open sesame {EMAIL}"}
+    written = [{"author": {"role": "assistant"}, "content": [said]}]
+    created = {"type": "response.created", "sequence_number": 0, "response": {
+        **RESPONSE, "status": "in_progress", "output": [], "output_messages": written}}  # fmt: skip
+    scripted.script = [sse(created, "response.created")]
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    raw = await streamed(f"{proxy.url}/v1/responses", ASK)
+    assert b"sesame" not in raw
+    assert EMAIL.encode() not in raw
+    assert data_events(raw)[-1]["type"] == "response.incomplete"
+
+
+async def test_a_string_nested_in_a_part_not_heard_of_is_read_whatever_its_key(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    """The audio ``data`` of a part is not text; a ``data`` deeper in it may be."""
+    part = {**AUDIO_PART, "transcript": "hello", "segments": [{"data": f"said {EMAIL}"}]}
+    scripted.answer = {**RESPONSE, "output": [{**MESSAGE, "content": [part]}]}
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    status, _, answer = await post_json(f"{proxy.url}/v1/responses", {"model": "m", "input": "x"})
+    assert status == 200
+    got = orjson.loads(answer)["output"][0]["content"][0]
+    assert got["segments"] == [{"data": "said [EMAIL]"}]
+    assert got["data"] == "UklGRg=="

@@ -164,28 +164,44 @@ def chunks(raw: bytes) -> list[dict[str, Any]]:
     return [orjson.loads(line[6:]) for line in raw.split(b"\n\n") if line.startswith(b"data: {")]
 
 
-async def test_text_held_back_in_a_stream_is_released_in_a_chunk_of_its_own(
+async def test_text_held_back_goes_out_in_order_in_the_chunk_that_ends_it(
     start_proxy: ProxyFactory, scripted: Scripted
 ) -> None:
-    # The last piece comes with the end: held, it leaves a chunk with no text but its end.
-    scripted.script = [chunk("mail jane"), chunk(".doe@exam"), chunk("ple.com", "stop"),
-                       b"data: [DONE]\n\n"]  # fmt: skip
+    """The held rest went out in a chunk of its own before the end's chunk, whose
+    own text then followed it: "a" before "The end. Mail: "."""
     proxy = await start_proxy(FILTERS, upstream=scripted.url)
-    async with client(proxy) as c:
-        stream = await c.completions.create(model="m", prompt="x", stream=True)
-        texts = [piece.choices[0].text async for piece in stream]
-    assert "".join(texts) == "mail [EMAIL]"
+    for pieces, whole in (
+        (["Hello there. ", "The end. Mail: a"], "Hello there. The end. Mail: a"),
+        (["mail jane", ".doe@exam", "ple.com"], "mail [EMAIL]"),
+    ):
+        scripted.script = [*(chunk(p) for p in pieces[:-1]), chunk(pieces[-1], "stop"),
+                           b"data: [DONE]\n\n"]  # fmt: skip
+        async with client(proxy) as c:
+            stream = await c.completions.create(model="m", prompt="x", stream=True)
+            texts = [piece.choices[0].text async for piece in stream]
+        assert "".join(texts) == whole
     _, _, raw = await post_json(
         f"{proxy.url}/v1/completions", {"model": "m", "prompt": "x", "stream": True}
     )
     choices = [event["choices"] for event in chunks(raw)]
     assert all(len(c) == 1 for c in choices)  # a chunk whose text is all held back is dropped
-    released = [
-        c[0] for c in choices if c[0]["finish_reason"] is None and "[EMAIL]" in c[0]["text"]
-    ]
-    assert released == [{"index": 0, "text": "[EMAIL]", "finish_reason": None}]
-    assert all(c[0]["text"] or c[0]["finish_reason"] for c in choices)
-    assert choices[-1][0]["finish_reason"] == "stop"  # the end has no text, and goes out
+    assert choices[-1] == [{"index": 0, "text": "[EMAIL]", "finish_reason": "stop",
+                            "logprobs": None}]  # fmt: skip
+
+
+async def test_text_held_back_when_a_stream_has_no_end_goes_out_in_a_chunk_of_its_own(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    scripted.script = [chunk("mail jane"), chunk(".doe@exam"), chunk("ple.com"),
+                       b"data: [DONE]\n\n"]  # fmt: skip
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    _, _, raw = await post_json(
+        f"{proxy.url}/v1/completions", {"model": "m", "prompt": "x", "stream": True}
+    )
+    choices = [event["choices"] for event in chunks(raw)]
+    assert all(c[0]["text"] for c in choices)  # a chunk whose text is all held back is dropped
+    assert choices[-1] == [{"index": 0, "text": "[EMAIL]", "finish_reason": None}]
+    assert raw.endswith(b"data: [DONE]\n\n")
 
 
 async def test_a_blocked_stream_ends_with_a_filtered_choice(
@@ -206,3 +222,29 @@ async def test_a_blocked_stream_ends_with_a_filtered_choice(
     assert raw.endswith(b"data: [DONE]\n\n")
     last = chunks(raw)[-1]["choices"]
     assert last == [{"index": 0, "text": "", "finish_reason": "content_filter"}]
+
+
+async def test_a_choices_end_beside_another_choices_held_text_goes_out(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    """One chunk, two choices: the first's text held back (the chunk is written anew),
+    the second's end with no text: that end is no empty choice to drop."""
+
+    def both(*choices: dict[str, Any]) -> bytes:
+        return sse({"id": "c", "object": "text_completion", "created": 1, "model": "m",
+                    "choices": list(choices)})  # fmt: skip
+
+    scripted.script = [
+        both({"index": 0, "text": "mail jane", "finish_reason": None},
+             {"index": 1, "text": "", "finish_reason": "stop"}),
+        both({"index": 0, "text": ".doe@example.com", "finish_reason": "stop"}),
+        b"data: [DONE]\n\n",
+    ]  # fmt: skip
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    _, _, raw = await post_json(
+        f"{proxy.url}/v1/completions", {"model": "m", "prompt": "x", "stream": True, "n": 2}
+    )
+    ends = {c["index"]: c["finish_reason"] for e in chunks(raw) for c in e["choices"]
+            if c["finish_reason"] is not None}  # fmt: skip
+    assert ends == {0: "stop", 1: "stop"}
+    assert b"jane" not in raw
