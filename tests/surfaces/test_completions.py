@@ -248,3 +248,26 @@ async def test_a_choices_end_beside_another_choices_held_text_goes_out(
             if c["finish_reason"] is not None}  # fmt: skip
     assert ends == {0: "stop", 1: "stop"}
     assert b"jane" not in raw
+
+
+@pytest.mark.parametrize(
+    "content",
+    [5, True, [5], {"type": "x_part", "data": "AAAA"}, {"data": "AAAA"}, {"type": 5}, {"type": []}],
+)
+async def test_content_of_no_shape_a_text_filter_reads_is_counted_and_may_be_refused(
+    start_proxy: ProxyFactory, scripted: Scripted, content: Any
+) -> None:
+    """A message's content that is no string, list or text part: counted as ``other``."""
+    said = {"role": "assistant", "content": "ok"}
+    choice = {"index": 0, "finish_reason": "stop", "message": said}
+    scripted.answer = {"id": "c", "object": "chat.completion", "model": "m", "choices": [choice]}
+    body = {"model": "m", "messages": [{"role": "user", "content": content}]}
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    status, _, _ = await post_json(f"{proxy.url}/v1/chat/completions", body)
+    assert status == 200
+    counted = "taxmeter_uninspected_parts_total"
+    assert proxy.value(counted, route="chat_completions", kind="other") == 1
+    strict = await start_proxy({**FILTERS, "uninspected": "block"}, upstream=scripted.url)
+    status, _, answer = await post_json(f"{strict.url}/v1/chat/completions", body)
+    assert status == 400
+    assert orjson.loads(answer)["error"]["code"] == "uninspected_content"

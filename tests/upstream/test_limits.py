@@ -254,6 +254,7 @@ async def test_a_judged_stream_over_the_cap_ends_with_an_error_event(
         assert '"hello "' in events[0]
         last = orjson.loads(events[-1].removeprefix("data: "))
         assert last["error"]["code"] == "upstream_response_too_large"
+        assert isinstance(last["error"]["message"], str)  # says what happened, in words
         assert "[DONE]" not in text
         await asyncio.sleep(0.05)
         assert server.closed == 1  # the proxy hung up on the upstream
