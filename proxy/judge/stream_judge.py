@@ -115,7 +115,7 @@ class StreamJudge:
         # What each delta of this event carries as released: a channel that ends
         # here gives the rest of its text in its own delta, after what it carries
         # (an event of its own would go before the event, the text out of order).
-        carried = {delta.channel: delta for delta in step.deltas}
+        carried = {delta.channel: delta for delta in step.deltas} if step.ends else {}
         for group in step.ends:
             for channel in self._groups.get(group, ()):
                 rest = await self._close(channel)

@@ -287,8 +287,9 @@ class ChatStream(ChoiceStream):
         super().__init__()
         self._arguments = ArgumentStreams()
         self._wholes = 0  # citations given whole, each its own channel
-        self._names: dict[int, list[Hashable]] = {}  # per choice, its calls' name groups
-        self._kinds: dict[Hashable, str] = {}  # a call's: function, custom, function_call
+        # Each call whose name was seen, (choice, call), and its kind: function,
+        # custom or function_call.
+        self._kinds: dict[tuple[int, Any], str] = {}
 
     def _arguments_at(self, holder: Any, channel: Hashable, step: StreamStep) -> None:
         """A call's streamed arguments, escapes written out (see proxy.surfaces.json_escapes)."""
@@ -305,10 +306,7 @@ class ChatStream(ChoiceStream):
         if not isinstance(holder, dict):
             return
         if isinstance(holder.get("name"), str):
-            calls = self._names.setdefault(call[0], [])
-            if call not in calls:
-                calls.append(call)
-                self._kinds[call] = kind
+            self._kinds.setdefault(call, kind)
             step.deltas.append(Delta((call, "name"), holder["name"], _setter(holder, "name")))
         elif holder.get("arguments") or holder.get("input"):
             step.ends.append(call)  # the name is complete: the rest of it goes out first
@@ -339,7 +337,8 @@ class ChatStream(ChoiceStream):
             channel = (index, "note", self._wholes)
             step.wholes.append(Delta(channel, holder[key], _setter(holder, key)))
         if choice.get("finish_reason") is not None:
-            step.ends += self._names.get(index, [])  # the choice's end ends its calls' names
+            # The choice's end ends its calls' names.
+            step.ends += [call for call in self._kinds if call[0] == index]
         content = delta.get("content")
         if isinstance(content, list):  # parts, as Mistral streams them
             for part in content:

@@ -13,7 +13,7 @@ import json
 import re
 from typing import Any
 
-from proxy.surfaces.base import Prompt, TextRef, content_at, part_kind, written_out
+from proxy.surfaces.base import Prompt, TextRef, content_at, part_kind
 
 TEXT_KEYS = ("text", "refusal")
 
@@ -69,30 +69,3 @@ def unescaped(arguments: str) -> str:
 def string_at(holder: Any, key: str, prompt: Prompt) -> None:
     if isinstance(holder, dict) and isinstance(holder.get(key), str):
         prompt.texts.append(TextRef(holder, key))
-
-
-# Keys whose value is a JSON schema. A chat template writes a tool out whole
-# (``{{ tools | tojson }}``), so every string of its schema is text the model
-# reads: descriptions, and enum members, titles, defaults and examples too,
-# and its keys (a property's name is free text).
-SCHEMA_KEYS = frozenset({"parameters", "input_schema", "schema"})
-
-
-def descriptions(value: Any, prompt: Prompt) -> None:
-    """Every ``description`` in a tool's (or a format's) definition, at any depth, and
-    every string of the schemas in it: the model reads them."""
-    stack = [value]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, list):
-            stack += [item for item in node if isinstance(item, dict | list)]
-            continue
-        if not isinstance(node, dict):
-            continue
-        for key, inner in node.items():
-            if key == "description" and isinstance(inner, str):
-                prompt.texts.append(TextRef(node, key))
-            elif key in SCHEMA_KEYS and isinstance(inner, dict):
-                written_out(inner, prompt)
-            elif isinstance(inner, dict | list):
-                stack.append(inner)

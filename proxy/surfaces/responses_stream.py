@@ -261,10 +261,11 @@ class ResponsesStream(StreamCodec):
             return
         for _, _, holder, key in notes_places(part_doc):
             self._announce(step, holder, key)  # annotations: given whole, wherever repeated
-        if not part_keys(part_doc):
+        keys = part_keys(part_doc)
+        if not keys:
             for _, _, holder, key in other_places(part_doc, skip=PART_AUDIO):
                 self._announce(step, holder, key)  # a part not heard of: judged as it stands
-        for place_kind, key in part_keys(part_doc):
+        for place_kind, key in keys:
             at = part if place_kind == "content" else self._part_at(part.output, "also", part.index)
             self._place(step, at, part_doc, key, end)
 

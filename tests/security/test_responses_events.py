@@ -47,6 +47,30 @@ async def relayed(
     return raw
 
 
+async def answered(start_proxy: ProxyFactory, scripted: Scripted, output: list[Any]) -> bytes:
+    """The client's answer to a Response with ``output``, not streamed."""
+    scripted.answer = {**RESPONSE, "output": output}
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    status, _, answer = await post_json(f"{proxy.url}/v1/responses", {"model": "m", "input": "x"})
+    assert status == 200
+    return answer
+
+
+def part_stream(part: dict[str, Any], *, announced: bool) -> list[dict[str, Any]]:
+    """A message of one content part, its part's events between the item's two:
+    ``content_part.added`` (when ``announced``) and ``content_part.done``."""
+    where = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+    added = [{"type": "response.content_part.added", **where, "part": part}] if announced else []
+    return [
+        {"type": "response.output_item.added", "output_index": 0,
+         "item": {**MESSAGE, "status": "in_progress", "content": []}},
+        *added,
+        {"type": "response.content_part.done", **where, "part": part},
+        {"type": "response.output_item.done", "output_index": 0,
+         "item": {**MESSAGE, "content": [part]}},
+    ]  # fmt: skip
+
+
 async def test_an_announced_item_of_a_type_not_heard_of_is_judged_as_announced(
     start_proxy: ProxyFactory, scripted: Scripted
 ) -> None:
@@ -119,19 +143,10 @@ async def test_a_part_with_both_a_text_and_a_refusal_has_both_judged(
 ) -> None:
     """One text per part was read (the output_text's); the refusal beside it went out."""
     item = {**MESSAGE, "content": [BOTH]}
-    where = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
-    raw = await relayed(start_proxy, scripted, stream_of([
-        {"type": "response.output_item.added", "output_index": 0,
-         "item": {**MESSAGE, "status": "in_progress", "content": []}},
-        {"type": "response.content_part.done", **where, "part": BOTH},
-        {"type": "response.output_item.done", "output_index": 0, "item": item},
-    ]))  # fmt: skip
+    raw = await relayed(start_proxy, scripted, stream_of(part_stream(BOTH, announced=False)))
     assert EMAIL.encode() not in raw
     assert b"No: [EMAIL]" in raw
-    scripted.answer = {**RESPONSE, "output": [item]}
-    proxy = await start_proxy(FILTERS, upstream=scripted.url)
-    status, _, answer = await post_json(f"{proxy.url}/v1/responses", {"model": "m", "input": "x"})
-    assert status == 200
+    answer = await answered(start_proxy, scripted, [item])
     assert EMAIL.encode() not in answer
     assert b"See below." in answer
 
@@ -162,10 +177,7 @@ async def test_an_annotation_is_judged_wherever_the_stream_repeats_it(
     raw = await relayed(start_proxy, scripted, script)
     assert EMAIL.encode() not in raw
     assert raw.count(b"Staff: [EMAIL]") == 4
-    scripted.answer = {**RESPONSE, "output": [item]}
-    proxy = await start_proxy(FILTERS, upstream=scripted.url)
-    status, _, answer = await post_json(f"{proxy.url}/v1/responses", {"model": "m", "input": "x"})
-    assert status == 200
+    answer = await answered(start_proxy, scripted, [item])
     assert EMAIL.encode() not in answer
     assert b"Staff: [EMAIL]" in answer
 
@@ -220,20 +232,10 @@ async def test_a_content_part_of_a_type_not_heard_of_is_read_whole(
     start_proxy: ProxyFactory, scripted: Scripted
 ) -> None:
     item = {**MESSAGE, "content": [AUDIO_PART]}
-    where = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
-    raw = await relayed(start_proxy, scripted, stream_of([
-        {"type": "response.output_item.added", "output_index": 0,
-         "item": {**MESSAGE, "status": "in_progress", "content": []}},
-        {"type": "response.content_part.added", **where, "part": AUDIO_PART},
-        {"type": "response.content_part.done", **where, "part": AUDIO_PART},
-        {"type": "response.output_item.done", "output_index": 0, "item": item},
-    ]))  # fmt: skip
+    raw = await relayed(start_proxy, scripted, stream_of(part_stream(AUDIO_PART, announced=True)))
     assert EMAIL.encode() not in raw
     assert b"UklGRg==" in raw  # the audio is not text
-    scripted.answer = {**RESPONSE, "output": [item]}
-    proxy = await start_proxy(FILTERS, upstream=scripted.url)
-    status, _, answer = await post_json(f"{proxy.url}/v1/responses", {"model": "m", "input": "x"})
-    assert status == 200
+    answer = await answered(start_proxy, scripted, [item])
     part = orjson.loads(answer)["output"][0]["content"][0]
     assert part == {**AUDIO_PART, "transcript": "call [EMAIL]"}
 
@@ -246,10 +248,7 @@ async def test_a_program_outputs_result_is_text(
             "result": f"found {EMAIL}"}  # fmt: skip
     image = {"type": "image_generation_call", "id": "ig_1", "status": "completed",
              "result": "aW1hZ2U="}  # fmt: skip
-    scripted.answer = {**RESPONSE, "output": [item, image]}
-    proxy = await start_proxy(FILTERS, upstream=scripted.url)
-    status, _, answer = await post_json(f"{proxy.url}/v1/responses", {"model": "m", "input": "x"})
-    assert status == 200
+    answer = await answered(start_proxy, scripted, [item, image])
     output = orjson.loads(answer)["output"]
     assert output[0]["result"] == "found [EMAIL]"
     assert output[1]["result"] == "aW1hZ2U="
@@ -277,10 +276,7 @@ async def test_a_string_nested_in_a_part_not_heard_of_is_read_whatever_its_key(
 ) -> None:
     """The audio ``data`` of a part is not text; a ``data`` deeper in it may be."""
     part = {**AUDIO_PART, "transcript": "hello", "segments": [{"data": f"said {EMAIL}"}]}
-    scripted.answer = {**RESPONSE, "output": [{**MESSAGE, "content": [part]}]}
-    proxy = await start_proxy(FILTERS, upstream=scripted.url)
-    status, _, answer = await post_json(f"{proxy.url}/v1/responses", {"model": "m", "input": "x"})
-    assert status == 200
+    answer = await answered(start_proxy, scripted, [{**MESSAGE, "content": [part]}])
     got = orjson.loads(answer)["output"][0]["content"][0]
     assert got["segments"] == [{"data": "said [EMAIL]"}]
     assert got["data"] == "UklGRg=="
