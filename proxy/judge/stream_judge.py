@@ -154,7 +154,7 @@ class StreamJudge:
         out = await self._finish_all()
         if self.blocked is not None:
             return out + self._block_bytes()
-        return out + self._codec.closing()
+        return out  # no terminal event is made up: the client sees the stream end as it did
 
     async def replay(self, pieces: dict[Hashable, list[str]]) -> None:
         """Judge a finished stream's pieces as they had arrived (deferred observers)."""

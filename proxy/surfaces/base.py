@@ -152,10 +152,6 @@ class StreamCodec:
         """The events that end the stream when a filter blocks it."""
         raise NotImplementedError
 
-    def closing(self) -> bytes:
-        """Events to send when the upstream ended without the terminal event."""
-        return b""
-
     def is_terminal(self, event: SseEvent) -> bool:
         """Whether ``event`` is the stream's last (cheap: relayed streams ask it of every event)."""
         raise NotImplementedError
@@ -257,11 +253,12 @@ def parse_event(event: SseEvent) -> Any:
 def usage_of(usage: Any, input_key: str, output_key: str) -> Usage | None:
     if not isinstance(usage, dict):
         return None
-    given = usage.get(input_key)
-    taken = usage.get(output_key)
-    return Usage(
-        given if isinstance(given, int) else None, taken if isinstance(taken, int) else None
-    )
+    return Usage(_count(usage.get(input_key)), _count(usage.get(output_key)))
+
+
+def _count(value: Any) -> int | None:
+    # JSON true is a Python int too: a span must not read it as one token.
+    return value if type(value) is int and value >= 0 else None
 
 
 # Part types no text filter can read, by the kind they are counted as.

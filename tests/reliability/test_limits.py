@@ -39,7 +39,10 @@ async def test_beyond_the_concurrency_limit_a_clear_429_with_retry_after(
     status, headers, body = await post_json(url, CHAT)
     assert status == 429
     assert headers["Retry-After"] == "1"
-    assert orjson.loads(body)["error"]["code"] == "concurrency_limit"
+    message = "taxmeter is serving its maximum of 2 concurrent requests; retry shortly"
+    assert orjson.loads(body) == {"error": {  # the SDKs' RateLimitError reads the type
+        "message": message, "type": "rate_limit_error", "code": "concurrency_limit", "param": None,
+    }}  # fmt: skip
     assert proxy.value("taxmeter_rejected_requests_total", reason="concurrency") == 1
     assert [s for s, _, _ in await asyncio.gather(*slow)] == [200, 200]
     status, _, _ = await post_json(url, CHAT)  # slots free again

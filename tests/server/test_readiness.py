@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import aiohttp
+import uvloop
 from aiohttp.test_utils import TestServer
 
 from proxy.sim.model_server import make_mock_app
@@ -159,3 +160,19 @@ async def test_the_probe_connects_to_the_model_server_s_own_host() -> None:
     with listening("127.0.0.2") as port:
         reachability = Reachability(f"http://127.0.0.2:{port}", interval_s=3600, timeout_s=1)
         assert (await reachability.check()).reachable
+
+
+def test_a_probe_still_in_flight_when_the_loop_ends_goes_quietly() -> None:
+    # A proxy stopped while /readyz waits on a hanging connect: the loop's end
+    # cancels the probe, and what hears of its end must not fail on that.
+    errors: list[dict[str, Any]] = []
+
+    async def ask_and_give_up(port: int) -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _, context: errors.append(context))
+        reachability = Reachability(f"http://127.0.0.1:{port}", interval_s=3600, timeout_s=30)
+        with contextlib.suppress(TimeoutError):  # the caller gives up; the probe goes on
+            await asyncio.wait_for(reachability.check(), 0.1)
+
+    with black_hole() as port, asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(ask_and_give_up(port))
+    assert errors == []

@@ -76,6 +76,24 @@ async def test_embeddings_usage_and_input_reach_the_span(
     assert orjson.loads(str(attrs[A.INPUT_MESSAGES])) == ["mail [EMAIL]"]
 
 
+@pytest.mark.parametrize(
+    "count", ["7", True, 7.0, -1, None], ids=["a string", "true", "a float", "below 0", "null"]
+)
+async def test_a_count_that_is_not_a_whole_number_is_not_recorded(
+    start_proxy: ProxyFactory, scripted: Scripted, traced: Traced, count: Any
+) -> None:
+    # JSON true is a Python int: a span that recorded it would say 1 token.
+    scripted.answer = {**completion("hello"), "usage": {"prompt_tokens": count,
+                                                        "completion_tokens": 9}}  # fmt: skip
+    proxy = await start_proxy(FILTERS, upstream=scripted.url, tracing=traced.setup)
+    status, _, _ = await post_json(f"{proxy.url}/v1/completions", {"model": "m", "prompt": "hi"})
+    assert status == 200
+    (server,) = [s for s in await traced.spans() if s.kind == SpanKind.SERVER]
+    attrs = server.attributes
+    assert attrs is not None
+    assert (attrs.get(A.USAGE_INPUT_TOKENS), attrs[A.USAGE_OUTPUT_TOKENS]) == (None, 9)
+
+
 # (prompt fields, what the model gets, the kinds counted as uninspected)
 PROMPTS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, float]]] = {
     "a string": ({"prompt": f"to {EMAIL}"}, {"prompt": "to [EMAIL]"}, {}),
