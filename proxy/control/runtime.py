@@ -131,11 +131,17 @@ class Runtime:
         snapshot is swapped in on the loop.
         """
         async with self._reloading:
-            prepared = await asyncio.to_thread(self._prepare_reload)
-            return self._apply(*prepared)
+            built: Built = {}
+            try:
+                new = await asyncio.to_thread(self._prepare_reload, built)
+            except ConfigError:
+                self._close(built)  # those built before the bad one: open for nothing
+                raise
+            return self._apply(new, built)
 
-    def _prepare_reload(self) -> tuple[Config, Built]:
-        """The new config and its filters; touches no running state (any thread)."""
+    def _prepare_reload(self, built: Built) -> Config:
+        """The new config, its filters built into ``built``; touches no running state
+        (any thread)."""
         if self.config_path is None:
             raise ConfigError("", "taxmeter was started without --config: there is no file")
         new = load_config(self.config_path)
@@ -159,7 +165,8 @@ class Runtime:
             admin=self.config.admin,
             readiness=self.config.readiness,
         )
-        return new, build_filters(new)  # raises ConfigError: nothing has changed yet
+        build_filters(new, into=built)  # raises ConfigError: nothing has changed yet
+        return new
 
     def _apply(self, new: Config, filters: Built) -> Config:
         old = self.current.filters

@@ -31,13 +31,15 @@ class BuiltFilter(NamedTuple):
 Built = dict[str, BuiltFilter]
 
 
-def build_filters(config: Config, notify: Notify | None = None) -> Built:
+def build_filters(config: Config, notify: Notify | None = None, into: Built | None = None) -> Built:
     """Construct each configured filter once; ConfigError names a bad one.
 
     ``notify`` hears of a filter that takes a while to build (one that loads a
     model), as it starts and when it is done (see proxy.judge.build_notice).
+    ``into`` is filled as they are built: when one fails, it holds those built
+    before it, for the caller to close (a running proxy's reload does).
     """
-    built: Built = {}
+    built: Built = {} if into is None else into
     for i, spec in enumerate(config.filters):
         built[spec.name] = _construct(f"filters[{i}]", spec, notify)
     return built

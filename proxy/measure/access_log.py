@@ -9,6 +9,7 @@ that is after the filters' redactions.
 
 from __future__ import annotations
 
+import logging
 import random
 import sys
 from datetime import UTC, datetime
@@ -18,6 +19,8 @@ import orjson
 
 from proxy.measure.served import Served
 from proxy.measure.timeline import Breakdown
+
+log = logging.getLogger("taxmeter.access_log")
 
 
 class AccessLog:
@@ -30,14 +33,33 @@ class AccessLog:
             # Open for the proxy's lifetime (closed at shutdown), line-buffered:
             # each request's line reaches the file when it is written.
             self._out = open(target, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+        self._target = target
         self._sample = sample
         self._content = content
         self._random = random.Random()
+        self._failing = False
 
     def write(self, ex: Served, figures: Breakdown, trace_id: str | None) -> None:
         if self._sample < 1.0 and self._random.random() >= self._sample:
             return
-        self._out.write(orjson.dumps(self.record(ex, figures, trace_id)).decode() + "\n")
+        line = orjson.dumps(self.record(ex, figures, trace_id)).decode() + "\n"
+        try:
+            self._out.write(line)
+        except OSError as exc:
+            # A full disk costs the log its lines, never the request its metrics:
+            # said once per outage, not once per request.
+            if not self._failing:
+                self._failing = True
+                log.warning(
+                    "cannot write the access log %s (%s); its lines are lost until a write"
+                    " succeeds",
+                    self._target,
+                    exc.strerror or exc,
+                )
+            return
+        if self._failing:
+            self._failing = False
+            log.warning("the access log %s is written again", self._target)
 
     def record(self, ex: Served, figures: Breakdown, trace_id: str | None) -> dict[str, Any]:
         timeline = ex.timeline
@@ -79,5 +101,11 @@ class AccessLog:
         return line
 
     def close(self) -> None:
-        if self._own:
-            self._out.close()
+        if not self._own:
+            return
+        try:
+            self._out.close()  # closed even when its flush fails
+        except OSError as exc:
+            if not self._failing:
+                log.warning("cannot write the access log %s at shutdown (%s)", self._target,
+                            exc.strerror or exc)  # fmt: skip

@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from proxy.control.not_found import json_not_found
 from proxy.measure.stats import merge
 from proxy.server.app import Apps, ablated_filters, variant_weights
 
@@ -38,7 +39,7 @@ async def serve_worker_stats(apps: Apps, metrics_dir: str) -> web.AppRunner:
         )
         return web.json_response(document)
 
-    app = web.Application()
+    app = web.Application(middlewares=[json_not_found])  # JSON like every other listener
     app.router.add_get("/stats", stats)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

@@ -39,6 +39,7 @@ from proxy.surfaces.base import (
 )
 from proxy.surfaces.json_escapes import ArgumentStreams
 from proxy.surfaces.openai_text import arguments_at, content_texts, string_at
+from proxy.surfaces.unheard_of import drop_unheard_of, unheard_of
 
 DONE = b"data: [DONE]\n\n"
 # A finish_reason that is a string, not null (a text's own quotes are escaped: \").
@@ -48,8 +49,26 @@ _MESSAGE_TEXT = ("refusal", "reasoning_content", "reasoning")
 # Answer fields withheld with a filtered choice.
 _ANSWER_FIELDS = (
     "refusal", "reasoning_content", "reasoning", "tool_calls", "function_call", "audio",
-    "thinking_blocks", "provider_specific_fields",
+    "annotations", "thinking_blocks", "provider_specific_fields",
 )  # fmt: skip
+# The keys of an answer's objects read above (or no text: counts, token ids, the
+# prompt's own logprobs); a string under any other key is judged too.
+ANSWER_KEYS = frozenset({
+    "id", "object", "created", "model", "choices", "usage", "system_fingerprint",
+    "service_tier", "prompt_logprobs", "prompt_token_ids", "kv_transfer_params",
+})  # fmt: skip
+_CHOICE_KEYS = frozenset(
+    {"index", "message", "finish_reason", "logprobs", "stop_reason", "token_ids", "matched_stop"}
+)
+# (OpenRouter's generated "images" are data URLs: no text.)
+_MESSAGE_KEYS = frozenset({"content", "tool_calls", "function_call", "audio", "annotations",
+                           "images", *_MESSAGE_TEXT, *_ANSWER_FIELDS})  # fmt: skip
+_CALL_KEYS = frozenset({"index", "function", "custom"})
+_FUNCTION_KEYS = frozenset({"name", "arguments", "input"})
+_AUDIO_KEYS = frozenset({"data", "expires_at", "transcript"})
+_ANNOTATION_KEYS = frozenset({"url_citation"})
+_CITATION_KEYS = frozenset({"title", "url", "start_index", "end_index"})
+_THINKING_KEYS = frozenset({"thinking", "data"})
 
 
 class Chat(Surface):
@@ -86,12 +105,18 @@ class Chat(Surface):
             if not isinstance(choice, dict) or not isinstance(choice.get("message"), dict):
                 return None
             found = Prompt()
-            message_texts(choice["message"], found)
-            for holder, key in citation_texts(choice["message"]):
+            message = choice["message"]
+            message_texts(message, found)
+            for holder, key in citation_texts(message):
                 found.texts.append(TextRef(holder, key))
-            audio = choice["message"].get("audio")
+            audio = message.get("audio")
             string_at(audio, "transcript", found)
+            _unheard_of_in_choice(choice, found)
             parts.append(AnswerPart(found.texts, _withhold(choice), _tokens_dropper(choice)))
+        rest = Prompt()
+        unheard_of(body, ANSWER_KEYS, rest)
+        if rest.texts:  # the answer's own, beside its choices: left out if blocked
+            parts.append(AnswerPart(rest.texts, lambda: drop_unheard_of(body, ANSWER_KEYS)))
         return parts
 
     def stream(self, request_body: Any) -> StreamCodec:
@@ -129,6 +154,29 @@ def message_texts(message: dict[str, Any], prompt: Prompt) -> None:
             string_at(block, "thinking", prompt)
             if isinstance(block, dict) and block.get("type") == "redacted_thinking":
                 prompt.uninspected.append("encrypted")
+
+
+def _unheard_of_in_choice(choice: dict[str, Any], found: Prompt) -> None:
+    """The strings of a choice under keys not read above, at each level it has."""
+    message = choice["message"]
+    unheard_of(choice, _CHOICE_KEYS, found)
+    unheard_of(message, _MESSAGE_KEYS, found)
+    for call in _list(message.get("tool_calls")):
+        unheard_of(call, _CALL_KEYS, found)
+        if isinstance(call, dict):
+            unheard_of(call.get("function"), _FUNCTION_KEYS, found)
+            unheard_of(call.get("custom"), _FUNCTION_KEYS, found)
+    unheard_of(message.get("function_call"), _FUNCTION_KEYS, found)
+    unheard_of(message.get("audio"), _AUDIO_KEYS, found)
+    for note in _list(message.get("annotations")):
+        unheard_of(note, _ANNOTATION_KEYS, found)
+        if isinstance(note, dict):
+            unheard_of(note.get("url_citation"), _CITATION_KEYS, found)
+    for _, holder in thinking_holders(message):
+        if holder is not message:
+            unheard_of(holder, frozenset({"thinking_blocks"}), found)
+        for block in _list(holder.get("thinking_blocks")):
+            unheard_of(block, _THINKING_KEYS, found)
 
 
 def citation_texts(message: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
@@ -172,6 +220,8 @@ def _withhold(choice: dict[str, Any]) -> Callable[[], None]:
         message["content"] = None
         for key in _ANSWER_FIELDS:
             message.pop(key, None)
+        drop_unheard_of(message, _MESSAGE_KEYS)
+        drop_unheard_of(choice, _CHOICE_KEYS)
 
     return withhold
 

@@ -19,7 +19,20 @@ from proxy.surfaces.base import (
     Usage,
     usage_of,
 )
-from proxy.surfaces.chat import ChoiceStream, _delta_at, _tokens_dropper, choice_finish_reasons
+from proxy.surfaces.chat import (
+    ANSWER_KEYS,
+    ChoiceStream,
+    _delta_at,
+    _tokens_dropper,
+    choice_finish_reasons,
+)
+from proxy.surfaces.unheard_of import drop_unheard_of, unheard_of
+
+# A choice's keys with no text but its own (vLLM gives the prompt's tokens per choice).
+_CHOICE_KEYS = frozenset({
+    "index", "text", "finish_reason", "logprobs", "stop_reason", "token_ids", "matched_stop",
+    "prompt_logprobs", "prompt_token_ids",
+})  # fmt: skip
 
 
 def _strings_or_tokens(holder: dict[str, Any], key: str, prompt: Prompt) -> bool:
@@ -70,9 +83,13 @@ class Completions(Surface):
         for choice in choices:
             if not isinstance(choice, dict) or not isinstance(choice.get("text"), str):
                 return None
-            parts.append(
-                AnswerPart([TextRef(choice, "text")], _withhold(choice), _tokens_dropper(choice))
-            )
+            found = Prompt([TextRef(choice, "text")])
+            unheard_of(choice, _CHOICE_KEYS, found)
+            parts.append(AnswerPart(found.texts, _withhold(choice), _tokens_dropper(choice)))
+        rest = Prompt()
+        unheard_of(body, ANSWER_KEYS, rest)
+        if rest.texts:  # the answer's own, beside its choices: left out if blocked
+            parts.append(AnswerPart(rest.texts, lambda: drop_unheard_of(body, ANSWER_KEYS)))
         return parts
 
     def stream(self, request_body: Any) -> StreamCodec:
@@ -99,6 +116,7 @@ def _withhold(choice: dict[str, Any]) -> Any:
         choice["finish_reason"] = "content_filter"
         choice["text"] = ""
         choice["logprobs"] = None
+        drop_unheard_of(choice, _CHOICE_KEYS)
 
     return withhold
 

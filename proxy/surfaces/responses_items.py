@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from proxy.surfaces.base import Prompt, TextRef
+from proxy.surfaces.base import Prompt
 from proxy.surfaces.openai_text import arguments_at, content_texts, string_at, unescaped
+from proxy.surfaces.unheard_of import NOT_TEXT, every_string
 
 # Input items whose text is in these string fields.
 _STRING_FIELDS: dict[str, tuple[str, ...]] = {
@@ -44,12 +45,6 @@ _UNINSPECTED_ITEMS = {
     "computer_call_output": "image",
     "image_generation_call": "image",
 }
-# Strings of an unlisted item that are not text: identifiers, states, sealed state.
-# (A name is text: the model reads the name of the tool it called.)
-_NOT_TEXT = frozenset({
-    "id", "type", "status", "role", "call_id", "server_label", "approval_request_id",
-    "caller_id", "namespace", "encrypted_content", "fingerprint", "file_id", "container_id",
-})  # fmt: skip
 
 # Output item types whose text is in one string field, by the place's kind.
 _OUTPUT_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -78,7 +73,7 @@ def item_texts(item: dict[str, Any], prompt: Prompt) -> None:
     if kind is None and ("role" in item or "content" in item):
         kind = "message"  # an easy input message: {"role": ..., "content": ...}
     if not isinstance(kind, str):
-        _every_string(item, prompt)
+        every_string(item, prompt)
         return
     uninspected = _UNINSPECTED_ITEMS.get(kind)
     if uninspected is not None:
@@ -97,27 +92,7 @@ def item_texts(item: dict[str, Any], prompt: Prompt) -> None:
             string_at(chunk, "stdout", prompt)
             string_at(chunk, "stderr", prompt)
     elif not known:
-        _every_string(item, prompt)
-
-
-def _every_string(value: Any, prompt: Prompt) -> None:
-    """Every string in ``value`` at any depth, but those under identifier keys."""
-    stack = [value]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            for key, inner in node.items():
-                if isinstance(inner, str):
-                    if key not in _NOT_TEXT:
-                        prompt.texts.append(TextRef(node, key))
-                elif isinstance(inner, dict | list):
-                    stack.append(inner)
-        elif isinstance(node, list):
-            for i, inner in enumerate(node):
-                if isinstance(inner, str):
-                    prompt.texts.append(TextRef(node, i))
-                elif isinstance(inner, dict | list):
-                    stack.append(inner)
+        every_string(item, prompt)
 
 
 def unescape_arguments(item: dict[str, Any]) -> None:
@@ -135,7 +110,7 @@ def unescape_arguments(item: dict[str, Any]) -> None:
 
 # Strings of an output item of another type that are no text to judge: a
 # generated image's base64 data, besides the identifiers of input items.
-_NOT_OUTPUT_TEXT = _NOT_TEXT | {"partial_image_b64", "item_id"}
+_NOT_OUTPUT_TEXT = NOT_TEXT | {"partial_image_b64", "item_id"}
 # A content part's base64 audio, beside its transcript.
 PART_AUDIO = frozenset({"data"})
 # Output item types read by their own places (all others are read whole).

@@ -183,13 +183,21 @@ async def test_reload_applies_a_good_file_and_refuses_a_bad_one(
         assert got == 200  # the running config stays
 
 
+async def reloadable(
+    start_proxy: ProxyFactory, tmp_path: Path
+) -> tuple[Path, dict[str, Any], RunningProxy]:
+    """A proxy with no filters, its config file, and an admin listener to reload it."""
+    path = tmp_path / "taxmeter.yaml"
+    first: dict[str, Any] = {"filters": [], "admin": {"token_env": "ADMIN_TOKEN"}}
+    path.write_text(yaml.safe_dump(first))
+    proxy = await start_proxy(first, config_path=str(path), environ={"ADMIN_TOKEN": TOKEN})
+    return path, first, proxy
+
+
 async def test_reload_builds_filters_off_the_loop_while_requests_are_served(
     start_proxy: ProxyFactory, tmp_path: Path
 ) -> None:
-    path = tmp_path / "taxmeter.yaml"
-    first = {"filters": [], "admin": {"token_env": "ADMIN_TOKEN"}}
-    path.write_text(yaml.safe_dump(first))
-    proxy = await start_proxy(first, config_path=str(path), environ={"ADMIN_TOKEN": TOKEN})
+    path, first, proxy = await reloadable(start_proxy, tmp_path)
     slow = {"name": "slow", "type": "tests.judge.sample_filters:SlowToBuild",
             "params": {"build_s": 1.5}}  # fmt: skip
     path.write_text(yaml.safe_dump({**first, "filters": [slow]}))
@@ -245,6 +253,24 @@ async def test_replaced_filters_are_closed_when_their_last_request_ends(
     assert status == 200
     await asyncio.sleep(0.05)
     assert new in Closable.closed
+
+
+async def test_a_reload_that_fails_closes_the_filters_it_built_before_the_bad_one(
+    start_proxy: ProxyFactory, tmp_path: Path
+) -> None:
+    path, first, proxy = await reloadable(start_proxy, tmp_path)
+    closable = {"name": "c", "type": "tests.judge.sample_filters:Closable"}
+    broken = {"name": "b", "type": "tests.judge.sample_filters:Closable", "params": {"x": 1}}
+    path.write_text(yaml.safe_dump({**first, "filters": [closable, broken]}))
+    already = len(Closable.closed)
+    status, body = await call(proxy, "POST", "/admin/reload")
+    assert status == 400, body
+    assert body["error"]["message"].startswith("reload refused: filters[1].params: filter 'b'")
+    async with asyncio.timeout(5):  # closed in the background, as replaced filters are
+        while len(Closable.closed) == already:  # noqa: ASYNC110 - a filter's own record
+            await asyncio.sleep(0.01)
+    assert len(Closable.closed) == already + 1  # "c", built for nothing; "b" never was
+    assert proxy.apps.runtime.current.filters == {}
 
 
 async def test_sighup_reloads_a_running_proxy(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +111,49 @@ async def test_an_unwritable_path_is_a_config_error(
     with pytest.raises(ConfigError) as caught:
         await start_proxy({"telemetry": {"access_log": str(tmp_path / "no" / "such" / "x")}})
     assert caught.value.key == "telemetry.access_log"
+
+
+async def test_a_full_disk_loses_the_lines_not_the_metrics(
+    start_proxy: ProxyFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # /dev/full answers every write with ENOSPC, as a full disk does.
+    proxy = await start_proxy({"filters": [PII], "telemetry": {"access_log": "/dev/full"}})
+    for _ in range(3):
+        status, _, _ = await post_json(f"{proxy.url}/v1/chat/completions", CHAT)
+        assert status == 200
+    await proxy.settle()
+    assert proxy.value("taxmeter_requests_total", outcome="ok", **ROUTE) == 3
+    said = [r.getMessage() for r in caplog.records if "access log" in r.getMessage()]
+    assert said == ["cannot write the access log /dev/full (No space left on device); "
+                    "its lines are lost until a write succeeds"]  # fmt: skip
+
+
+async def test_lines_are_written_again_once_the_log_takes_them(
+    start_proxy: ProxyFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A pipe whose reader goes away (EPIPE) and comes back: a log that fails, then recovers.
+    fifo = tmp_path / "access.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    proxy = await start_proxy({"telemetry": {"access_log": str(fifo)}})
+    url = f"{proxy.url}/v1/chat/completions"
+    for request_id, reading in (("one", True), ("two", False), ("three", True)):
+        if not reading:
+            os.close(reader)
+        elif request_id == "three":
+            reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        assert (await post_json(url, CHAT, {"X-Request-Id": request_id}))[0] == 200
+        await proxy.settle()
+        if reading:
+            ids = [
+                orjson.loads(line)["request_id"] for line in os.read(reader, 1 << 16).splitlines()
+            ]
+            assert ids[-1] == request_id
+    os.close(reader)
+    assert proxy.value("taxmeter_requests_total", outcome="ok", **ROUTE) == 3
+    said = [r.getMessage() for r in caplog.records if r.name == "taxmeter.access_log"]
+    assert said == [
+        f"cannot write the access log {fifo} (Broken pipe); its lines are lost until a write"
+        " succeeds",
+        f"the access log {fifo} is written again",
+    ]

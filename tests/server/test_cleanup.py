@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.judge.sample_filters import Closable
 from tests.loopback import ProxyFactory, post_json
 
@@ -19,6 +17,5 @@ async def test_an_access_log_that_cannot_be_flushed_leaves_the_filters_closed(
     ((closable, *_),) = proxy.apps.runtime.current.filters.values()
     status, _, _ = await post_json(f"{proxy.url}/v1/chat/completions", CHAT)
     assert status == 200
-    with pytest.raises(OSError, match="No space left on device"):
-        await proxy.server.runner.cleanup()
+    await proxy.server.runner.cleanup()  # the log's failure is warned of, not raised
     assert closable in Closable.closed

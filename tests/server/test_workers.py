@@ -120,6 +120,11 @@ async def test_two_workers_share_the_port_and_the_metrics(
         # A worker that dies takes its reservoir along; its replacement starts empty.
         ports = {f.name for f in metrics_dir.glob("stats-*.port")}
         assert len(ports) == 2
+        # A worker's own listener answers a path it has not in JSON, as the others do.
+        own = (metrics_dir / sorted(ports)[0]).read_text()
+        async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{own}/x") as response:
+            assert (response.status, response.content_type) == (404, "application/json")
+            assert (await response.json())["error"]["code"] == "not_found"
         os.kill(int(re.sub(r"\D", "", sorted(ports)[0])), signal.SIGKILL)
         for _ in range(100):
             await asyncio.sleep(0.1)

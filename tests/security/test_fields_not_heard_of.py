@@ -1,0 +1,126 @@
+"""Answer text under a key the proxy has not heard of is judged too.
+
+Servers add fields to the answers they give: Perplexity's `search_results`
+(a page's title and snippet), OpenRouter's `reasoning_details`, LiteLLM's
+`provider_specific_fields`, a later version's field. An adapter that read
+only the fields it knows would hand their text over unjudged, so at every
+level of an answer the adapter reads, every string under any other key is
+judged with its part (a choice's with the choice), but identifiers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.loopback import ProxyFactory, post_json
+from tests.security.conftest import EMAIL, FILTERS
+from tests.surfaces.conftest import Scripted
+
+CHAT = ("/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+COMPLETIONS = ("/v1/completions", {"model": "m", "prompt": "hi"})
+SAID = f"mail {EMAIL}"
+DENIED = "the word is open sesame"
+
+
+def chat(
+    message: dict[str, Any] | None = None, choice: dict[str, Any] | None = None, **top: Any
+) -> dict[str, Any]:
+    message = {"role": "assistant", "content": "hi", **(message or {})}
+    choices = [{"index": 0, "message": message, "finish_reason": "stop", **(choice or {})}]
+    return {"id": "c", "object": "chat.completion", "created": 1, "model": "m",
+            "choices": choices, **top}  # fmt: skip
+
+
+def completion(choice: dict[str, Any] | None = None, **top: Any) -> dict[str, Any]:
+    choices = [{"index": 0, "text": "hi", "finish_reason": "stop", "logprobs": None,
+                **(choice or {})}]  # fmt: skip
+    return {"id": "c", "object": "text_completion", "created": 1, "model": "m",
+            "choices": choices, **top}  # fmt: skip
+
+
+# (route, the answer with SAID somewhere the adapter has not heard of)
+ANSWERS: dict[str, tuple[tuple[str, dict[str, Any]], dict[str, Any]]] = {
+    "chat: a message's field": (CHAT, chat({"note": SAID})),
+    "chat: a message's name": (CHAT, chat({"name": SAID})),
+    "chat: a message's nested field": (CHAT, chat({"reasoning_details": [
+        {"type": "reasoning.text", "text": SAID, "id": "r1", "format": "x"}]})),
+    "chat: a choice's field": (CHAT, chat(choice={"note": SAID})),
+    "chat: the answer's field": (CHAT, chat(search_results=[
+        {"title": SAID, "url": "https://example.com/a", "snippet": SAID}])),
+    "chat: a tool call's field": (CHAT, chat({"content": None, "tool_calls": [
+        {"id": "t", "type": "function", "function": {"name": "f", "arguments": "{}"},
+         "note": SAID}]})),
+    "chat: a function's field": (CHAT, chat({"content": None, "tool_calls": [
+        {"id": "t", "type": "function",
+         "function": {"name": "f", "arguments": "{}", "description": SAID}}]})),
+    "chat: the audio's field": (CHAT, chat({"audio": {
+        "id": "a", "data": "AAAA", "expires_at": 1, "transcript": "hi", "note": SAID}})),
+    "chat: an annotation of another type": (CHAT, chat({"annotations": [
+        {"type": "file_citation", "file_citation": {"file_id": "f", "filename": SAID}}]})),
+    "chat: a citation's field": (CHAT, chat({"annotations": [
+        {"type": "url_citation", "url_citation": {"url": "https://e.com", "title": "t",
+                                                  "start_index": 0, "end_index": 1,
+                                                  "snippet": SAID}}]})),
+    "chat: provider_specific_fields beside thinking blocks": (CHAT, chat(
+        {"provider_specific_fields": {"thinking_blocks": [], "citations": [SAID]}})),
+    "completions: a choice's field": (COMPLETIONS, completion({"note": SAID})),
+    "completions: the answer's field": (COMPLETIONS, completion(note={"said": SAID})),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", ANSWERS)
+async def test_text_under_a_key_not_heard_of_is_redacted(
+    start_proxy: ProxyFactory, scripted: Scripted, case: str
+) -> None:
+    (path, request), answer = ANSWERS[case]
+    scripted.answer = answer
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    status, _, body = await post_json(f"{proxy.url}{path}", request)
+    assert status == 200
+    assert EMAIL.encode() not in body
+    assert b"mail [EMAIL]" in body
+
+
+@pytest.mark.parametrize("route", [CHAT, COMPLETIONS], ids=["chat", "completions"])
+async def test_a_choice_blocked_for_a_field_not_heard_of_loses_that_field(
+    start_proxy: ProxyFactory, scripted: Scripted, route: tuple[str, dict[str, Any]]
+) -> None:
+    path, request = route
+    scripted.answer = (chat if path == CHAT[0] else completion)(choice={"note": DENIED})
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    status, _, body = await post_json(f"{proxy.url}{path}", request)
+    assert status == 200
+    (choice,) = orjson.loads(body)["choices"]
+    assert choice["finish_reason"] == "content_filter"
+    assert "note" not in choice
+
+
+async def test_the_answer_s_own_field_blocked_is_left_out(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    scripted.answer = chat(note=DENIED)
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    status, _, body = await post_json(f"{proxy.url}{CHAT[0]}", CHAT[1])
+    assert status == 200
+    answer = orjson.loads(body)
+    assert "note" not in answer
+    assert answer["choices"][0]["message"]["content"] == "hi"  # the choice was not at fault
+
+
+async def test_identifiers_and_known_fields_are_not_judged(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    # Words the denylist refuses, where no text is: the answer goes out as it came.
+    scripted.answer = chat(
+        {"tool_calls": [{"id": DENIED, "type": "function",
+                         "function": {"name": "f", "arguments": "{}"}}]},
+        {"stop_reason": None, "token_ids": None},
+        id=DENIED, model=DENIED, system_fingerprint=DENIED, service_tier="default",
+    )  # fmt: skip
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    status, _, body = await post_json(f"{proxy.url}{CHAT[0]}", CHAT[1])
+    assert status == 200
+    assert orjson.loads(body) == scripted.answer
