@@ -69,6 +69,7 @@ _AUDIO_KEYS = frozenset({"data", "expires_at", "transcript"})
 _ANNOTATION_KEYS = frozenset({"url_citation"})
 _CITATION_KEYS = frozenset({"title", "url", "start_index", "end_index"})
 _THINKING_KEYS = frozenset({"thinking", "data"})
+_PROVIDER_KEYS = frozenset({"thinking_blocks"})
 
 
 class Chat(Surface):
@@ -174,7 +175,7 @@ def _unheard_of_in_choice(choice: dict[str, Any], found: Prompt) -> None:
             unheard_of(note.get("url_citation"), _CITATION_KEYS, found)
     for _, holder in thinking_holders(message):
         if holder is not message:
-            unheard_of(holder, frozenset({"thinking_blocks"}), found)
+            unheard_of(holder, _PROVIDER_KEYS, found)
         for block in _list(holder.get("thinking_blocks")):
             unheard_of(block, _THINKING_KEYS, found)
 
