@@ -21,6 +21,10 @@ from tests.surfaces.conftest import Scripted
 
 CHAT = ("/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": "hi"}]})
 COMPLETIONS = ("/v1/completions", {"model": "m", "prompt": "hi"})
+MESSAGES = (
+    "/v1/messages",
+    {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]},
+)
 SAID = f"mail {EMAIL}"
 DENIED = "the word is open sesame"
 
@@ -39,6 +43,13 @@ def completion(choice: dict[str, Any] | None = None, **top: Any) -> dict[str, An
                 **(choice or {})}]  # fmt: skip
     return {"id": "c", "object": "text_completion", "created": 1, "model": "m",
             "choices": choices, **top}  # fmt: skip
+
+
+def message(block: dict[str, Any] | None = None, **top: Any) -> dict[str, Any]:
+    content = [{"type": "text", "text": "hi", **(block or {})}]
+    return {"id": "m", "type": "message", "role": "assistant", "model": "m", "content": content,
+            "stop_reason": "end_turn", "stop_sequence": None,
+            "usage": {"input_tokens": 1, "output_tokens": 1}, **top}  # fmt: skip
 
 
 # (route, the answer with SAID somewhere the adapter has not heard of)
@@ -68,7 +79,29 @@ ANSWERS: dict[str, tuple[tuple[str, dict[str, Any]], dict[str, Any]]] = {
         {"provider_specific_fields": {"thinking_blocks": [], "citations": [SAID]}})),
     "completions: a choice's field": (COMPLETIONS, completion({"note": SAID})),
     "completions: the answer's field": (COMPLETIONS, completion(note={"said": SAID})),
+    "messages: a text block's field": (MESSAGES, message({"note": SAID})),
+    "messages: a thinking block's field": (MESSAGES, message(
+        {"type": "thinking", "thinking": "hm", "signature": "c2ln", "summary": SAID})),
+    "messages: a tool call's field": (MESSAGES, message(
+        {"type": "tool_use", "id": "t", "name": "f", "input": {}, "title": SAID})),
+    "messages: the message's field": (MESSAGES, message(search_results=[{"snippet": SAID}])),
+    "messages: a refusal's explanation": (MESSAGES, message(
+        stop_details={"type": "refusal", "category": "x", "explanation": SAID})),
 }  # fmt: skip
+
+
+async def answered(
+    start_proxy: ProxyFactory,
+    scripted: Scripted,
+    route: tuple[str, dict[str, Any]],
+    answer: dict[str, Any],
+) -> Any:
+    """What a client gets when the model server answers ``answer`` on ``route`` (a 200)."""
+    scripted.answer = answer
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    status, _, body = await post_json(f"{proxy.url}{route[0]}", route[1])
+    assert status == 200
+    return orjson.loads(body)
 
 
 @pytest.mark.parametrize("case", ANSWERS)
@@ -88,12 +121,9 @@ async def test_text_under_a_key_not_heard_of_is_redacted(
 async def test_a_choice_blocked_for_a_field_not_heard_of_loses_that_field(
     start_proxy: ProxyFactory, scripted: Scripted, route: tuple[str, dict[str, Any]]
 ) -> None:
-    path, request = route
-    scripted.answer = (chat if path == CHAT[0] else completion)(choice={"note": DENIED})
-    proxy = await start_proxy(FILTERS, upstream=scripted.url)
-    status, _, body = await post_json(f"{proxy.url}{path}", request)
-    assert status == 200
-    (choice,) = orjson.loads(body)["choices"]
+    shape = chat if route == CHAT else completion
+    answer = await answered(start_proxy, scripted, route, shape(choice={"note": DENIED}))
+    (choice,) = answer["choices"]
     assert choice["finish_reason"] == "content_filter"
     assert "note" not in choice
 
@@ -101,13 +131,17 @@ async def test_a_choice_blocked_for_a_field_not_heard_of_loses_that_field(
 async def test_the_answer_s_own_field_blocked_is_left_out(
     start_proxy: ProxyFactory, scripted: Scripted
 ) -> None:
-    scripted.answer = chat(note=DENIED)
-    proxy = await start_proxy(FILTERS, upstream=scripted.url)
-    status, _, body = await post_json(f"{proxy.url}{CHAT[0]}", CHAT[1])
-    assert status == 200
-    answer = orjson.loads(body)
+    answer = await answered(start_proxy, scripted, CHAT, chat(note=DENIED))
     assert "note" not in answer
     assert answer["choices"][0]["message"]["content"] == "hi"  # the choice was not at fault
+
+
+async def test_a_message_blocked_for_a_field_not_heard_of_loses_that_field(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    answer = await answered(start_proxy, scripted, MESSAGES, message(note=DENIED))
+    assert (answer["stop_reason"], answer["content"]) == ("refusal", [])
+    assert "note" not in answer
 
 
 async def test_identifiers_and_known_fields_are_not_judged(
