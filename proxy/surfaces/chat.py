@@ -60,6 +60,11 @@ ANSWER_KEYS = frozenset({
 _CHOICE_KEYS = frozenset(
     {"index", "message", "finish_reason", "logprobs", "stop_reason", "token_ids", "matched_stop"}
 )
+# A chunk's and a streamed choice's (OpenAI's ``obfuscation`` is random padding).
+CHUNK_KEYS = ANSWER_KEYS | {"obfuscation"}
+_STREAM_CHOICE_KEYS = _CHOICE_KEYS - {"message"} | {"delta"}
+# What each chunk written by the proxy repeats of the upstream's (no text).
+_TEMPLATE_KEYS = CHUNK_KEYS - {"choices", "usage", "obfuscation"}
 # (OpenRouter's generated "images" are data URLs: no text.)
 _MESSAGE_KEYS = frozenset({"content", "tool_calls", "function_call", "audio", "annotations",
                            "images", *_MESSAGE_TEXT, *_ANSWER_FIELDS})  # fmt: skip
@@ -70,6 +75,7 @@ _ANNOTATION_KEYS = frozenset({"url_citation"})
 _CITATION_KEYS = frozenset({"title", "url", "start_index", "end_index"})
 _THINKING_KEYS = frozenset({"thinking", "data"})
 _PROVIDER_KEYS = frozenset({"thinking_blocks"})
+_PART_KEYS = frozenset({"text", "refusal"})  # a streamed content part's (Mistral's)
 
 
 class Chat(Surface):
@@ -112,7 +118,7 @@ class Chat(Surface):
                 found.texts.append(TextRef(holder, key))
             audio = message.get("audio")
             string_at(audio, "transcript", found)
-            _unheard_of_in_choice(choice, found)
+            _unheard_of_in_choice(choice, _CHOICE_KEYS, message, found)
             parts.append(AnswerPart(found.texts, _withhold(choice), _tokens_dropper(choice)))
         rest = Prompt()
         unheard_of(body, ANSWER_KEYS, rest)
@@ -157,10 +163,12 @@ def message_texts(message: dict[str, Any], prompt: Prompt) -> None:
                 prompt.uninspected.append("encrypted")
 
 
-def _unheard_of_in_choice(choice: dict[str, Any], found: Prompt) -> None:
-    """The strings of a choice under keys not read above, at each level it has."""
-    message = choice["message"]
-    unheard_of(choice, _CHOICE_KEYS, found)
+def _unheard_of_in_choice(
+    choice: dict[str, Any], heard_of: frozenset[str], message: dict[str, Any], found: Prompt
+) -> None:
+    """The strings of a choice under keys not read above, at each level it has
+    (``message`` is its message, or its delta in a stream)."""
+    unheard_of(choice, heard_of, found)
     unheard_of(message, _MESSAGE_KEYS, found)
     for call in _list(message.get("tool_calls")):
         unheard_of(call, _CALL_KEYS, found)
@@ -240,6 +248,7 @@ class ChoiceStream(StreamCodec):
 
     def __init__(self) -> None:
         self._template: dict[str, Any] = {}
+        self._wholes = 0  # texts given whole, each its own channel
 
     def is_terminal(self, event: SseEvent) -> bool:
         return event.data == "[DONE]"
@@ -284,10 +293,13 @@ class ChoiceStream(StreamCodec):
             raise StreamMalformed("a chunk is not an object")
         step = StreamStep(document=chunk)
         step.usage = usage_of(chunk.get("usage"), "prompt_tokens", "completion_tokens")
+        found = Prompt()
+        unheard_of(chunk, CHUNK_KEYS, found)  # an error the upstream reports, a server's field
+        self.wholes(found, "chunk", step)
         choices = chunk.get("choices")
         if not isinstance(choices, list) or not choices:
-            return step  # usage, or an error the upstream reports: not content
-        self._template = {k: v for k, v in chunk.items() if k not in ("choices", "usage")}
+            return step  # usage, or an error: no choice's content
+        self._template = {k: v for k, v in chunk.items() if k in _TEMPLATE_KEYS}
         for choice in choices:
             if not isinstance(choice, dict):
                 raise StreamMalformed("a choice is not an object")
@@ -306,13 +318,22 @@ class ChoiceStream(StreamCodec):
     def choice_deltas(self, index: int, choice: dict[str, Any], step: StreamStep) -> None:
         raise NotImplementedError
 
+    def wholes(self, found: Prompt, group: Hashable, step: StreamStep) -> None:
+        """Texts given whole (under keys not heard of, a citation's): each its own
+        channel of ``group``, judged to its end before its chunk goes out, and
+        joined with those of the chunks before (they may be pieces of one text)."""
+        for ref in found.texts:
+            self._wholes += 1
+            channel = (group, "note", self._wholes)
+            step.wholes.append(Delta(channel, ref.get(), ref.set, family=(group, "note")))
+
     def encode(self, event: SseEvent, step: StreamStep) -> bytes:
         chunk = step.document
         choices = chunk.get("choices")
         if isinstance(choices, list):
             kept = [c for c in choices if not self.empty(c)]
-            if not kept and not chunk.get("usage"):
-                return b""
+            if not kept and not chunk.get("usage") and chunk.keys() <= CHUNK_KEYS:
+                return b""  # (a server's own field, or an error, goes out)
             chunk["choices"] = kept
         return encode_sse(orjson.dumps(chunk))
 
@@ -327,6 +348,8 @@ class ChoiceStream(StreamCodec):
         index = channel[0] if isinstance(channel, tuple) else 0
         if isinstance(index, tuple):  # a call's name: (choice, call)
             index = index[0]
+        if not isinstance(index, int):  # the chunk's own text: the first choice ends
+            index = 0
         return self.chunk(self.block_choice(index)) + DONE
 
     def block_choice(self, index: Any) -> dict[str, Any]:
@@ -337,7 +360,6 @@ class ChatStream(ChoiceStream):
     def __init__(self) -> None:
         super().__init__()
         self._arguments = ArgumentStreams()
-        self._wholes = 0  # citations given whole, each its own channel
         # Each call whose name was seen, (choice, call), and its kind: function,
         # custom or function_call.
         self._kinds: dict[tuple[int, Any], str] = {}
@@ -383,10 +405,12 @@ class ChatStream(ChoiceStream):
         self._name_at(delta.get("function_call"), (index, "function_call"), "function_call", step)
         self._arguments_at(delta.get("function_call"), (index, "function_call"), step)
         _delta_at(delta.get("audio"), "transcript", (index, "audio"), step)
-        for holder, key in citation_texts(delta):
-            self._wholes += 1  # given once, whole: judged to its end before it goes out
-            channel = (index, "note", self._wholes)
-            step.wholes.append(Delta(channel, holder[key], _setter(holder, key)))
+        found = Prompt()  # given once, whole: a citation's title and URL, keys not heard of
+        found.texts += [TextRef(holder, key) for holder, key in citation_texts(delta)]
+        _unheard_of_in_choice(choice, _STREAM_CHOICE_KEYS, delta, found)
+        for part in content if isinstance(content := delta.get("content"), list) else ():
+            unheard_of(part, _PART_KEYS, found)
+        self.wholes(found, index, step)
         if choice.get("finish_reason") is not None:
             # The choice's end ends its calls' names.
             step.ends += [call for call in self._kinds if call[0] == index]
@@ -431,7 +455,7 @@ class ChatStream(ChoiceStream):
         return {"index": index, "delta": {}, "finish_reason": "content_filter"}
 
     def empty(self, choice: dict[str, Any]) -> bool:
-        if choice.get("finish_reason") is not None:
+        if choice.get("finish_reason") is not None or not choice.keys() <= _STREAM_CHOICE_KEYS:
             return False
         delta = choice.get("delta")
         if not isinstance(delta, dict):

@@ -124,6 +124,9 @@ def _withhold(choice: dict[str, Any]) -> Any:
 class CompletionsStream(ChoiceStream):
     def choice_deltas(self, index: int, choice: dict[str, Any], step: StreamStep) -> None:
         _delta_at(choice, "text", (index, "text"), step)
+        found = Prompt()
+        unheard_of(choice, _CHOICE_KEYS, found)
+        self.wholes(found, index, step)
 
     def text_event(self, channel: Hashable, text: str) -> bytes:
         assert isinstance(channel, tuple)
@@ -133,7 +136,11 @@ class CompletionsStream(ChoiceStream):
         return {"index": index, "text": "", "finish_reason": "content_filter"}
 
     def empty(self, choice: dict[str, Any]) -> bool:
-        return choice.get("finish_reason") is None and not choice.get("text")
+        return (
+            choice.get("finish_reason") is None
+            and not choice.get("text")
+            and choice.keys() <= _CHOICE_KEYS
+        )
 
 
 class Embeddings(Surface):

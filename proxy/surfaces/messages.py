@@ -37,24 +37,8 @@ from proxy.surfaces.base import (
     usage_of,
     written_out,
 )
-from proxy.surfaces.messages_stream import REFUSAL_DETAILS, MessagesStream
+from proxy.surfaces.messages_stream import BLOCK_KEYS, MESSAGE_KEYS, REFUSAL_DETAILS, MessagesStream
 from proxy.surfaces.unheard_of import drop_unheard_of, unheard_of
-
-# The keys of an answer the reading above covers, or no text (a refusal's
-# `stop_details` is not among them: its explanation is text).
-_MESSAGE_KEYS = frozenset({
-    "id", "type", "role", "model", "content", "stop_reason", "stop_sequence", "usage",
-    "container", "context_management",
-})  # fmt: skip
-# The keys of an answer's blocks the reading covers, by the block's type (a
-# block of a type not listed is read whole).
-_BLOCK_KEYS = {
-    "text": frozenset({"text", "citations"}),
-    "thinking": frozenset({"thinking"}),
-    "redacted_thinking": frozenset({"data"}),
-    "tool_use": frozenset({"name", "input", "caller"}),
-    "server_tool_use": frozenset({"name", "input", "caller"}),
-}
 
 # Anthropic's error type for each HTTP status the proxy answers with.
 ERROR_TYPES = {
@@ -108,10 +92,10 @@ class Messages(Surface):
                 return None
             block_texts(block, found)
             kind = block.get("type")  # any JSON value: a list cannot be looked up
-            heard_of = _BLOCK_KEYS.get(kind) if isinstance(kind, str) else None
+            heard_of = BLOCK_KEYS.get(kind) if isinstance(kind, str) else None
             if heard_of is not None:
                 unheard_of(block, heard_of, found)
-        unheard_of(body, _MESSAGE_KEYS, found)
+        unheard_of(body, MESSAGE_KEYS, found)
         return [AnswerPart(found.texts, _withhold(body))]
 
     def stream(self, request_body: Any) -> StreamCodec:
@@ -161,7 +145,7 @@ def anthropic_error(message: str, code: str, status: int | None) -> dict[str, st
 def _withhold(message: dict[str, Any]) -> Callable[[], None]:
     def withhold() -> None:
         # As Anthropic ends a message its classifiers stopped; the usage stays true.
-        drop_unheard_of(message, _MESSAGE_KEYS)
+        drop_unheard_of(message, MESSAGE_KEYS)
         message["content"] = []
         message["stop_reason"] = "refusal"
         message["stop_sequence"] = None

@@ -49,6 +49,7 @@ from proxy.surfaces.base import (
     usage_of,
 )
 from proxy.surfaces.json_escapes import ArgumentStreams
+from proxy.surfaces.unheard_of import NOT_TEXT, unheard_of
 
 # A delta's type -> the channel kind it streams and the key of its text.
 _DELTAS = {
@@ -60,6 +61,42 @@ _KINDS = {kind: (delta, key) for delta, (kind, key) in _DELTAS.items()}
 # A stop_reason that is a string, not null (a text's own quotes are escaped: \").
 _NAMED_STOP = re.compile(r'"stop_reason"\s*:\s*"')
 _TOOL_BLOCKS = frozenset({"tool_use", "server_tool_use"})
+# The keys of a message (an answer, or message_start's) its reading covers, or
+# no text (a refusal's `stop_details` is not among them: its explanation is text).
+MESSAGE_KEYS = frozenset({
+    "id", "type", "role", "model", "content", "stop_reason", "stop_sequence", "usage",
+    "container", "context_management",
+})  # fmt: skip
+# The keys of a message's blocks its reading covers, by the block's type (a
+# block of a type not listed is read whole).
+BLOCK_KEYS = {
+    "text": frozenset({"text", "citations"}),
+    "thinking": frozenset({"thinking"}),
+    "redacted_thinking": frozenset({"data"}),
+    "tool_use": frozenset({"name", "input", "caller"}),
+    "server_tool_use": frozenset({"name", "input", "caller"}),
+}
+
+# The keys of each event read above (or no text): a string under any other is
+# judged whole, as is every string of an event of a type not listed.
+_EVENT_KEYS = {
+    "message_start": frozenset({"message"}),
+    "content_block_start": frozenset({"index", "content_block"}),
+    "content_block_delta": frozenset({"index", "delta"}),
+    "content_block_stop": frozenset({"index"}),
+    "message_delta": frozenset({"delta", "usage", "context_management"}),
+    "message_stop": frozenset(),
+    "ping": frozenset(),
+}
+# The keys of a message_delta's delta read above: its refusal's stop_details are not (text).
+_STOP_KEYS = frozenset({"stop_reason", "stop_sequence", "container"})
+# The keys of each delta read above, by the delta's type.
+_DELTA_KEYS = {
+    "text_delta": frozenset({"text"}),
+    "thinking_delta": frozenset({"thinking"}),
+    "input_json_delta": frozenset({"partial_json"}),
+    "signature_delta": frozenset({"signature"}),
+}
 REFUSAL_DETAILS = {
     "type": "refusal",
     "category": None,
@@ -127,6 +164,9 @@ class MessagesStream(StreamCodec):
         if event.event is not None and kind != event.event:
             raise StreamMalformed("an event's name is not its type")
         step = StreamStep(document=document)
+        heard_of = _EVENT_KEYS.get(kind) if isinstance(kind, str) else None
+        if heard_of is not None:  # an event's own strings: those a server adds
+            self._unheard_of(document.get("index", -1), document, heard_of, step)
         if kind == "content_block_delta":
             self._delta(document, step)
         elif kind == "content_block_start":
@@ -147,7 +187,7 @@ class MessagesStream(StreamCodec):
         elif kind == "message_stop":
             step.terminal = True
         elif kind == "ping":
-            return None
+            return step if step.wholes else None  # nothing to judge: it goes out as it came
         else:
             # An error, an event of a later version: every string in it but
             # identifiers, each judged whole before it goes out.
@@ -161,6 +201,18 @@ class MessagesStream(StreamCodec):
         heard of): each its own channel, judged to its end before the event goes out."""
         found = Prompt()
         block_texts(value, found)
+        self._wholes_of(index, found, step, family)
+
+    def _unheard_of(
+        self, index: Any, holder: Any, heard_of: frozenset[str], step: StreamStep
+    ) -> None:
+        """The strings of ``holder`` under keys not ``heard_of``, judged as wholes are."""
+        found = Prompt()
+        unheard_of(holder, heard_of, found)
+        family = index if isinstance(index, int) else -1
+        self._wholes_of(family, found, step, family)
+
+    def _wholes_of(self, index: int, found: Prompt, step: StreamStep, family: int | None) -> None:
         for ref in found.texts:
             self._wholes += 1
             channel = (index, "whole", self._wholes)
@@ -168,8 +220,12 @@ class MessagesStream(StreamCodec):
 
     def encode(self, event: SseEvent, step: StreamStep) -> bytes:
         document = step.document
-        if document.get("type") == "content_block_delta" and _empty(document.get("delta")):
-            return b""  # all its text is held back
+        if (
+            document.get("type") == "content_block_delta"
+            and document.keys() <= _EVENT_KEYS["content_block_delta"] | {"type"}
+            and _empty(document.get("delta"))
+        ):
+            return b""  # all its text is held back, and it says nothing else
         out = encode_sse(orjson.dumps(document), event.event)
         for index, text in self._start_inputs.items():
             if text:
@@ -187,7 +243,9 @@ class MessagesStream(StreamCodec):
     def blocked(self, channel: Hashable | None) -> bytes:
         out = bytearray()
         if not self._message_sent and self._message is not None:
-            out += _event({"type": "message_start", "message": {**self._message, "content": []}})
+            # Only what was heard of: a string elsewhere may be what was blocked.
+            message = {k: v for k, v in self._message.items() if k in MESSAGE_KEYS | NOT_TEXT}
+            out += _event({"type": "message_start", "message": {**message, "content": []}})
         for index in sorted(self._open):
             out += _event({"type": "content_block_stop", "index": index})
         usage: dict[str, int] = {"output_tokens": self._output or 0}
@@ -204,8 +262,12 @@ class MessagesStream(StreamCodec):
         if not isinstance(delta, dict):
             raise StreamMalformed("a content_block_delta has no delta")
         found = _delta_kind(delta)
+        delta_type = delta.get("type")
+        heard_of = _DELTA_KEYS.get(delta_type) if isinstance(delta_type, str) else None
+        if heard_of is not None:
+            self._unheard_of(index, delta, heard_of, step)
         if found is None:
-            if delta.get("type") != "signature_delta":
+            if heard_of is None:
                 self._read_whole(index, delta, step, family=index)  # a citation, a later delta
             return
         kind, key = found
@@ -219,7 +281,11 @@ class MessagesStream(StreamCodec):
         """A block begins: the text it carries already is its first delta."""
         if index not in self._blocks:
             self._blocks.append(index)
-        kind = block.get("type")
+        kind = block.get("type")  # any JSON value: a list cannot be looked up
+        if not isinstance(kind, str):
+            kind = None
+        elif kind in ("text", "thinking") or kind in _TOOL_BLOCKS:
+            self._unheard_of(index, block, BLOCK_KEYS[kind], step)
         if kind in ("text", "thinking"):
             assert isinstance(kind, str)
             value = block.get(kind)
@@ -250,6 +316,7 @@ class MessagesStream(StreamCodec):
         if not isinstance(message, dict):
             raise StreamMalformed("a message_start has no message")
         self._message = message
+        self._unheard_of(-1, message, MESSAGE_KEYS, step)
         step.usage = self._usage(message.get("usage"))
         content = message.get("content")
         blocks = content if isinstance(content, list) else []
@@ -270,6 +337,7 @@ class MessagesStream(StreamCodec):
         delta = document.get("delta")
         if not isinstance(delta, dict):
             return
+        self._unheard_of(-1, delta, _STOP_KEYS, step)  # a refusal's explanation, a server's field
         reason = delta.get("stop_reason")
         if isinstance(reason, str):
             step.finish_reason = reason
@@ -314,7 +382,9 @@ def _empty(delta: Any) -> bool:
     if not isinstance(delta, dict):
         return False
     found = _delta_kind(delta)
-    return found is not None and delta.get(found[1]) == ""
+    if found is None or not delta.keys() <= {"type", found[1]}:
+        return False
+    return delta.get(found[1]) == ""
 
 
 def _delta_kind(delta: dict[str, Any]) -> tuple[str, str] | None:

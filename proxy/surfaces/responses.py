@@ -31,6 +31,7 @@ from proxy.surfaces.base import (
 )
 from proxy.surfaces.openai_text import part_texts
 from proxy.surfaces.responses_items import (
+    RESPONSE_KEYS,
     annotation_places,
     drop_tokens,
     empty_item,
@@ -42,6 +43,7 @@ from proxy.surfaces.responses_items import (
     unescape_arguments,
 )
 from proxy.surfaces.responses_stream import ResponsesStream
+from proxy.surfaces.unheard_of import drop_unheard_of, unheard_of
 
 
 class Responses(Surface):
@@ -99,6 +101,10 @@ class Responses(Surface):
         written_out(body.get("output_messages"), written)  # vLLM: the answer as written
         if written.texts:
             parts.append(AnswerPart(written.texts, lambda: forget_written(body)))
+        rest = Prompt()
+        unheard_of(body, RESPONSE_KEYS, rest)
+        if rest.texts:  # the Response's own, beside its items: left out if blocked
+            parts.append(AnswerPart(rest.texts, lambda: drop_unheard_of(body, RESPONSE_KEYS)))
         return parts
 
     def stream(self, request_body: Any) -> StreamCodec:

@@ -21,7 +21,7 @@ from typing import Any
 
 from proxy.surfaces.base import Prompt
 from proxy.surfaces.openai_text import arguments_at, content_texts, string_at, unescaped
-from proxy.surfaces.unheard_of import NOT_TEXT, every_string
+from proxy.surfaces.unheard_of import NOT_TEXT, drop_unheard_of, every_string, unheard_of
 
 # Input items whose text is in these string fields.
 _STRING_FIELDS: dict[str, tuple[str, ...]] = {
@@ -108,13 +108,42 @@ def unescape_arguments(item: dict[str, Any]) -> None:
         item["arguments"] = unescaped(arguments)
 
 
+# The keys of a Response read as its output, or no text: what it echoes of its
+# request (judged as the prompt), settings, states and counts. A string under
+# any other key (an ``error``'s message, an ``output_text`` a server adds) is judged.
+RESPONSE_KEYS = frozenset({
+    "id", "object", "created_at", "completed_at", "status", "background", "billing",
+    "conversation", "incomplete_details", "instructions", "max_output_tokens",
+    "max_tool_calls", "metadata", "model", "output", "output_messages", "input_messages",
+    "parallel_tool_calls", "previous_response_id", "prompt", "prompt_cache_key",
+    "prompt_cache_retention", "reasoning", "safety_identifier", "service_tier", "store",
+    "temperature", "top_p", "top_k", "frequency_penalty", "presence_penalty", "text",
+    "tool_choice", "tools", "top_logprobs", "truncation", "usage", "user",
+    "kv_transfer_params",
+})  # fmt: skip
+
 # Strings of an output item of another type that are no text to judge: a
 # generated image's base64 data, besides the identifiers of input items.
 _NOT_OUTPUT_TEXT = NOT_TEXT | {"partial_image_b64", "item_id"}
 # A content part's base64 audio, beside its transcript.
 PART_AUDIO = frozenset({"data"})
-# Output item types read by their own places (all others are read whole).
-_KNOWN_OUTPUT = frozenset({"message", "reasoning", "code_interpreter_call", *_OUTPUT_FIELDS})
+# The keys of an output item its own places cover (or no text), by the item's
+# type: a string under any other key is a place of kind ``other``. (An item of
+# a type not listed is read whole; an MCP call's ``error`` is the server's text.)
+_ITEM_KEYS = {
+    "message": frozenset({"content", "phase"}),
+    "reasoning": frozenset({"summary", "content", "encrypted_content"}),
+    "code_interpreter_call": frozenset({"code", "outputs"}),
+    "function_call": frozenset({"name", "arguments"}),
+    "custom_tool_call": frozenset({"name", "input"}),
+    "mcp_call": frozenset({"name", "arguments", "output", "server_label"}),
+    "mcp_approval_request": frozenset({"name", "arguments", "server_label"}),
+}
+# The keys of a message's content part read as its places (its tokens are
+# dropped, not judged), of a reasoning item's part, of a code interpreter's output.
+PART_KEYS = frozenset({"text", "refusal", "annotations", "logprobs"})
+REASONING_PART_KEYS = frozenset({"text"})
+_CODE_OUTPUT_KEYS = frozenset({"logs", "url"})
 
 
 def output_places(item: dict[str, Any]) -> list[Place]:
@@ -134,6 +163,7 @@ def output_places(item: dict[str, Any]) -> list[Place]:
             keys = part_keys(part)
             if keys:
                 places += [(kind, i, part, key) for kind, key in keys]
+                unheard_of_places(part, PART_KEYS, places)
             elif isinstance(part, dict):  # a part not heard of: its strings, its audio not
                 found = other_places(part, skip=PART_AUDIO)
                 places += [("other", len(places) + n, *place[2:]) for n, place in enumerate(found)]
@@ -142,19 +172,32 @@ def output_places(item: dict[str, Any]) -> list[Place]:
             for i, part in enumerate(_list(item.get(key))):
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     places.append((kind_of_part, i, part, "text"))
+                unheard_of_places(part, REASONING_PART_KEYS, places)
     elif kind == "code_interpreter_call":
         if isinstance(item.get("code"), str):
             places.append(("code", 0, item, "code"))
         for i, output in enumerate(_list(item.get("outputs"))):
             if isinstance(output, dict) and isinstance(output.get("logs"), str):
                 places.append(("logs", i, output, "logs"))
+            unheard_of_places(output, _CODE_OUTPUT_KEYS, places)
     elif isinstance(kind, str) and kind in _OUTPUT_FIELDS:
         for place_kind, key in _OUTPUT_FIELDS[kind]:
             if isinstance(item.get(key), str):
                 places.append((place_kind, 0, item, key))
     else:
-        places += other_places(item)
+        return other_places(item)
+    unheard_of_places(item, _ITEM_KEYS[kind], places)
     return places
+
+
+def unheard_of_places(holder: Any, heard_of: frozenset[str], places: list[Place]) -> None:
+    """The strings of ``holder`` under keys not in ``heard_of``, as places of kind
+    ``other`` (numbered on from ``places``, so that each is its own)."""
+    found = Prompt()
+    unheard_of(holder, heard_of, found)
+    places += [
+        ("other", len(places) + n, ref.container, ref.key) for n, ref in enumerate(found.texts)
+    ]
 
 
 def annotation_places(item: dict[str, Any]) -> list[Place]:
@@ -212,10 +255,12 @@ def empty_item(item: dict[str, Any]) -> None:
     kind = item.get("type")
     if kind == "message":
         item["content"] = []
+        drop_unheard_of(item, _ITEM_KEYS[kind])
     elif kind == "reasoning":
         item["summary"] = []
         if item.get("content") is not None:
             item["content"] = []
+        drop_unheard_of(item, _ITEM_KEYS[kind])
     else:
         for _, _, holder, key in output_places(item):
             holder[key] = ""

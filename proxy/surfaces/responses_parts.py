@@ -47,6 +47,27 @@ TERMINAL = frozenset({"response.completed", "response.incomplete", "response.fai
 TERMINAL_MARKS = tuple(f'"{name}"' for name in TERMINAL)
 # Events announcing the Response: its last announcement is a blocked stream's ending.
 LIFECYCLE = frozenset({"response.created", "response.queued", "response.in_progress"})
+# The keys of the events named above that say where a text is, or no text (a
+# delta's logprobs spell its text out, and are dropped with it; OpenAI's
+# ``obfuscation`` is random padding). Each kind of event adds the key of its own
+# text; a string under any other key is judged as it stands.
+_PLACE_KEYS = frozenset({
+    "type", "sequence_number", "item_id", "output_index", "content_index", "summary_index",
+    "logprobs", "obfuscation",
+})  # fmt: skip
+EVENT_KEYS: dict[str, frozenset[str]] = {
+    **{kind: _PLACE_KEYS | {"delta"} for kind in DELTAS},
+    **{kind: _PLACE_KEYS | {key} for kind, (_, key) in DONES.items()},
+    **{kind: _PLACE_KEYS | {"part"} for kind in PART_EVENTS},
+    "response.output_item.added": _PLACE_KEYS | {"item"},
+    "response.output_item.done": _PLACE_KEYS | {"item"},
+    **{kind: _PLACE_KEYS | {"response"} for kind in TERMINAL | LIFECYCLE},
+    "response.function_call_arguments.done": _PLACE_KEYS | {"arguments", "name"},
+    "response.mcp_call_arguments.done": _PLACE_KEYS | {"arguments", "name"},
+    "response.audio.transcript.done": _PLACE_KEYS,
+    "response.audio.delta": _PLACE_KEYS | {"delta"},
+}
+
 # Events whose strings are no text: an audio answer's base64 data. (Every
 # other event not named here is read whole, but its identifiers.)
 OPAQUE = frozenset({"response.audio.delta"})

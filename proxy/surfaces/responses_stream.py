@@ -46,6 +46,10 @@ from proxy.surfaces.base import (
 from proxy.surfaces.json_escapes import ArgumentStreams
 from proxy.surfaces.responses_items import (
     PART_AUDIO,
+    PART_KEYS,
+    REASONING_PART_KEYS,
+    RESPONSE_KEYS,
+    Place,
     annotation_places,
     empty_item,
     finish_reason,
@@ -55,11 +59,13 @@ from proxy.surfaces.responses_items import (
     other_places,
     output_places,
     part_keys,
+    unheard_of_places,
 )
 from proxy.surfaces.responses_numbers import Numbering
 from proxy.surfaces.responses_parts import (
     DELTAS,
     DONES,
+    EVENT_KEYS,
     LIFECYCLE,
     OPAQUE,
     PART_EVENTS,
@@ -68,6 +74,7 @@ from proxy.surfaces.responses_parts import (
     Part,
     default_delta,
 )
+from proxy.surfaces.unheard_of import unheard_of
 
 
 class ResponsesStream(StreamCodec):
@@ -166,10 +173,15 @@ class ResponsesStream(StreamCodec):
             # An event not heard of (an annotation, a later version's): every
             # string in it but identifiers, each judged whole before it goes out,
             # and joined with those of the events of the same place before it.
-            place = document.items()
-            family = tuple(v for k, v in place if k.endswith(("_index", "item_id")) and _key(v))
             for _, _, holder, key in other_places(document):
-                self._announce(step, holder, key, family)
+                self._announce(step, holder, key, _family(document))
+        heard_of = EVENT_KEYS.get(kind) if kind is not None else None
+        if heard_of is not None:
+            # A known event's strings under keys not heard of: judged the same way.
+            found: list[Place] = []
+            unheard_of_places(document, heard_of, found)
+            for _, _, holder, key in found:
+                self._announce(step, holder, key, _family(document))
         return step
 
     def _announced_response(self, step: StreamStep, document: dict[str, Any]) -> None:
@@ -188,9 +200,11 @@ class ResponsesStream(StreamCodec):
 
     def _announce_written(self, step: StreamStep, response: dict[str, Any]) -> None:
         """vLLM's ``output_messages`` (the answer as the model wrote it): every string
-        and key judged whole, as the answer's output is where it is given."""
+        and key judged whole, as the answer's output is where it is given; and the
+        Response's strings under keys not heard of, as they stand."""
         found = Prompt()
         written_out(response.get("output_messages"), found)
+        unheard_of(response, RESPONSE_KEYS, found)
         for ref in found.texts:
             self._announced += 1
             channel = Part(-self._announced, "announced", 0)
@@ -205,6 +219,10 @@ class ResponsesStream(StreamCodec):
             self._announced += 1
             channel = Part(-self._announced, "announced", 0)  # no output item's
             step.wholes.append(Delta(channel, text, _setter(holder, key), family=family))
+
+    def _announce_all(self, step: StreamStep, places: list[Place]) -> None:
+        for _, _, holder, key in places:
+            self._announce(step, holder, key)
 
     def _part(self, document: dict[str, Any], kind: str) -> Part:
         # An audio transcript belongs to no output item: it ends with the Response.
@@ -256,15 +274,19 @@ class ResponsesStream(StreamCodec):
         else:
             kind = "reasoning" if part_doc.get("type") == "reasoning_text" else "content"
         part = self._part(document, kind)
+        found: list[Place] = []  # judged as they stand: annotations, keys not heard of
         if kind != "content":
+            unheard_of_places(part_doc, REASONING_PART_KEYS, found)
+            self._announce_all(step, found)
             self._place(step, part, part_doc, "text", end)
             return
-        for _, _, holder, key in notes_places(part_doc):
-            self._announce(step, holder, key)  # annotations: given whole, wherever repeated
+        found += notes_places(part_doc)  # annotations: given whole, wherever repeated
         keys = part_keys(part_doc)
-        if not keys:
-            for _, _, holder, key in other_places(part_doc, skip=PART_AUDIO):
-                self._announce(step, holder, key)  # a part not heard of: judged as it stands
+        if keys:
+            unheard_of_places(part_doc, PART_KEYS, found)
+        else:
+            found += other_places(part_doc, skip=PART_AUDIO)  # a part not heard of
+        self._announce_all(step, found)
         for place_kind, key in keys:
             at = part if place_kind == "content" else self._part_at(part.output, "also", part.index)
             self._place(step, at, part_doc, key, end)
@@ -328,8 +350,9 @@ class ResponsesStream(StreamCodec):
     # -- writing -------------------------------------------------------------
     def encode(self, event: SseEvent, step: StreamStep) -> bytes:
         document = step.document
-        if document.get("type") in DELTAS and document.get("delta") == "":
-            self._numbers.dropped()  # all of its text is held back
+        kind = document.get("type")
+        if kind in DELTAS and document.get("delta") == "" and document.keys() <= EVENT_KEYS[kind]:
+            self._numbers.dropped()  # all of its text is held back, and it says nothing else
             return b""
         if self._numbers.current is not None:
             document["sequence_number"] = self._numbers.current
@@ -403,6 +426,12 @@ def _filler(holder: Any, key: Any) -> Callable[[str], None]:
                 _empty_logprobs(holder)  # they would spell out what was changed
 
     return fill
+
+
+def _family(document: dict[str, Any]) -> tuple[Any, ...]:
+    """Where an event's text is: its output, content or summary index, its item id."""
+    place = document.items()
+    return tuple(v for k, v in place if k.endswith(("_index", "item_id")) and _key(v))
 
 
 def _key(value: Any) -> bool:

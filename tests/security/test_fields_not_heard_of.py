@@ -25,6 +25,7 @@ MESSAGES = (
     "/v1/messages",
     {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]},
 )
+RESPONSES = ("/v1/responses", {"model": "m", "input": "hi"})
 SAID = f"mail {EMAIL}"
 DENIED = "the word is open sesame"
 
@@ -50,6 +51,19 @@ def message(block: dict[str, Any] | None = None, **top: Any) -> dict[str, Any]:
     return {"id": "m", "type": "message", "role": "assistant", "model": "m", "content": content,
             "stop_reason": "end_turn", "stop_sequence": None,
             "usage": {"input_tokens": 1, "output_tokens": 1}, **top}  # fmt: skip
+
+
+def response(item: dict[str, Any] | None = None, **top: Any) -> dict[str, Any]:
+    part = {"type": "output_text", "text": "hi", "annotations": [], "logprobs": []}
+    item = item or {"type": "message", "id": "msg", "role": "assistant", "status": "completed",
+                    "content": [part]}  # fmt: skip
+    return {"id": "r", "object": "response", "created_at": 1, "status": "completed",
+            "model": "m", "output": [item], "usage": {"input_tokens": 1, "output_tokens": 1},
+            **top}  # fmt: skip
+
+
+def said_item(kind: str, **fields: Any) -> dict[str, Any]:
+    return {"type": kind, "id": "i", "status": "completed", **fields}
 
 
 # (route, the answer with SAID somewhere the adapter has not heard of)
@@ -87,6 +101,23 @@ ANSWERS: dict[str, tuple[tuple[str, dict[str, Any]], dict[str, Any]]] = {
     "messages: the message's field": (MESSAGES, message(search_results=[{"snippet": SAID}])),
     "messages: a refusal's explanation": (MESSAGES, message(
         stop_details={"type": "refusal", "category": "x", "explanation": SAID})),
+    "responses: the Response's field": (RESPONSES, response(output_text=SAID)),
+    "responses: a failed Response's error": (RESPONSES, response(
+        error={"code": "server_error", "message": SAID})),
+    "responses: a message's field": (RESPONSES, response(said_item(
+        "message", role="assistant", content=[], note=SAID))),
+    "responses: an output_text part's field": (RESPONSES, response(said_item(
+        "message", role="assistant",
+        content=[{"type": "output_text", "text": "hi", "annotations": [], "source": SAID}]))),
+    "responses: a reasoning part's field": (RESPONSES, response(said_item(
+        "reasoning", summary=[{"type": "summary_text", "text": "hm", "title": SAID}]))),
+    "responses: a function call's field": (RESPONSES, response(said_item(
+        "function_call", call_id="c", name="f", arguments="{}", description=SAID))),
+    "responses: an MCP call's error": (RESPONSES, response(said_item(
+        "mcp_call", server_label="s", name="f", arguments="{}", output=None, error=SAID))),
+    "responses: a code interpreter's output's field": (RESPONSES, response(said_item(
+        "code_interpreter_call", code="1", container_id="c",
+        outputs=[{"type": "logs", "logs": "1", "note": SAID}]))),
 }  # fmt: skip
 
 
@@ -144,6 +175,17 @@ async def test_a_message_blocked_for_a_field_not_heard_of_loses_that_field(
     assert "note" not in answer
 
 
+async def test_a_responses_item_blocked_for_a_field_not_heard_of_loses_that_field(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    item = said_item("message", role="assistant", content=[], note=DENIED)
+    answer = await answered(start_proxy, scripted, RESPONSES, response(item, note=DENIED))
+    assert answer["incomplete_details"] == {"reason": "content_filter"}
+    assert answer["output"] == [{"type": "message", "id": "i", "status": "incomplete",
+                                 "role": "assistant", "content": []}]  # fmt: skip
+    assert "note" not in answer
+
+
 async def test_identifiers_and_known_fields_are_not_judged(
     start_proxy: ProxyFactory, scripted: Scripted
 ) -> None:
@@ -156,5 +198,20 @@ async def test_identifiers_and_known_fields_are_not_judged(
     )  # fmt: skip
     proxy = await start_proxy(FILTERS, upstream=scripted.url)
     status, _, body = await post_json(f"{proxy.url}{CHAT[0]}", CHAT[1])
+    assert status == 200
+    assert orjson.loads(body) == scripted.answer
+
+
+async def test_what_a_response_echoes_of_its_request_is_not_judged_again(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    # Judged as the prompt when it was sent; here it is the request's, not the model's.
+    scripted.answer = response(
+        said_item("reasoning", summary=[], encrypted_content=DENIED),
+        instructions=DENIED, metadata={"a": DENIED}, user=DENIED,
+        tools=[{"type": "function", "name": "f", "description": DENIED, "parameters": {}}],
+    )  # fmt: skip
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    status, _, body = await post_json(f"{proxy.url}{RESPONSES[0]}", RESPONSES[1])
     assert status == 200
     assert orjson.loads(body) == scripted.answer
