@@ -545,3 +545,67 @@ async def test_a_connection_that_closed_or_failed_to_open_frees_its_place() -> N
         with pytest.raises(UpstreamUnreachable, match=f"cannot connect to 127.0.0.1:{port}: "):
             await get(refused)
     await refused.close()
+
+
+async def test_an_endless_head_that_trickles_in_is_malformed() -> None:
+    # Each read is far below the limit; the head they make is not.
+    async def trickle(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        for _ in range(MAX_HEAD_BYTES // 4096 + 2):
+            writer.write(b"X-Pad: " + b"a" * 4087 + b"\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.002)  # one read each
+        await asyncio.sleep(1)
+        return False
+
+    async with raw_server(trickle) as (_, url):
+        pool = pool_for(url, read_timeout_s=5)
+        with pytest.raises(UpstreamMalformed, match="head is over"):
+            await get(pool)
+        await pool.close()
+
+
+async def test_a_reason_phrase_that_arrives_in_pieces_is_whole() -> None:
+    async def in_pieces(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        for piece in (b"HTTP/1.1 200 All ", b"is ", b"well\r\nContent-Length: 2\r\n\r\nok"):
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(0.02)  # one read each
+        return True
+
+    async with raw_server(in_pieces) as (_, url):
+        pool = pool_for(url)
+        answer = await get(pool)
+        assert (answer.status, answer.reason, await answer.read()) == (200, "All is well", b"ok")
+        answer.close()
+        await pool.close()
+
+
+async def test_an_answer_closed_twice_gives_its_connection_back_once() -> None:
+    # Twice idle, one connection would serve two requests at once: each would
+    # read the other's answer.
+    async with raw_server(ok) as (server, url):
+        pool = pool_for(url)
+        answer = await get(pool)
+        assert await answer.read() == b"hello"
+        answer.close()
+        answer.close()
+        assert pool.idle_connections == 1
+        both = await asyncio.gather(read_all(pool), read_all(pool))
+        assert list(both) == [(200, b"hello")] * 2
+        assert server.connections == 2
+        await pool.close()
+
+
+async def test_an_answer_that_switches_protocols_is_malformed() -> None:
+    async def upgrade(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\n\r\nbinary frames")  # fmt: skip
+        await asyncio.sleep(1)
+        return False
+
+    async with raw_server(upgrade) as (_, url):
+        pool = pool_for(url)
+        with pytest.raises(UpstreamMalformed, match="switched protocols"):
+            await get(pool)
+        await pool.close()
