@@ -110,7 +110,7 @@ async def run_check(snapshot: Snapshot, ask: CheckAsk) -> dict[str, Any]:
     surface = surface_for(ask.route)
     assert surface is not None  # the route is a surface's label (check_body)
     body = ask.request
-    prompt = surface.prompt(body)
+    prompt = surface.read_prompt(body)
     if prompt is None:
         raise CheckError(
             400, "invalid_body", f"request: not a {ask.route} request: no valid '{surface.needs}'"

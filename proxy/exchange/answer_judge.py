@@ -15,6 +15,7 @@ import orjson
 from proxy.formats.json_exact import dumps, needs_exact, parse
 from proxy.judge.chain import Chain
 from proxy.surfaces.base import Surface
+from proxy.surfaces.unheard_of import with_the_rest
 from proxy.upstream.response import UpstreamMalformed
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ async def judge_answer(chain: Chain, surface: Surface, raw: bytes, ex: Exchange)
     parts = surface.answer(document)
     if parts is None:
         raise UpstreamMalformed(f"not a {surface.label} answer")
+    with_the_rest(document, parts, surface.answer_opaque)
     edits: dict[int, list[str] | None] = {}  # position -> new texts (None: withheld)
     for position, part in enumerate(parts):
         texts = [ref.get() for ref in part.texts]
@@ -70,6 +72,7 @@ async def judge_answer(chain: Chain, surface: Surface, raw: bytes, ex: Exchange)
         document = parse(raw)  # the same answer, every number exact
         parts = surface.answer(document)
         assert parts is not None  # the same document, so the same shape
+        with_the_rest(document, parts, surface.answer_opaque)
     for position, judged in edits.items():
         part = parts[position]
         if judged is None:

@@ -43,7 +43,7 @@ async def judge_prompt(
     """The prompt judged, or the refusal already sent."""
     surface = ex.surface
     assert surface is not None
-    prompt = surface.prompt(parsed)
+    prompt = surface.read_prompt(parsed)
     if prompt is None:
         message = f"the request body has no valid '{surface.needs}'"
         return await send_error(request, ex, 400, "invalid_body", message)

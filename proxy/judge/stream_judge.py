@@ -30,7 +30,14 @@ from proxy.judge.chain import BoundFilter, Chain, Decision
 from proxy.judge.holdback import hold_for
 from proxy.judge.stream_text import ChoiceText
 from proxy.measure.timeline import Timeline
-from proxy.surfaces.base import StreamCodec, StreamMalformed, StreamStep, Usage
+from proxy.surfaces.base import (
+    Delta,
+    StreamCodec,
+    StreamMalformed,
+    StreamStep,
+    Usage,
+    unread_strings,
+)
 
 __all__ = ["StreamJudge", "StreamMalformed"]
 
@@ -72,6 +79,7 @@ class StreamJudge:
         self._groups: dict[Hashable, list[Hashable]] = {}
         self._sent: dict[Hashable, list[str]] | None = {} if codec.keeps_text else None
         self._families: dict[Hashable, str] = {}  # events not heard of: their texts' tail
+        self._swept = 0  # strings no codec read, each judged whole on its own channel
         # Past this, text every filter has judged and the client has received is
         # dropped, keeping the longest window, so a long answer costs no more.
         self._keep_chars = 4 * max((b.stream.window_chars for b in filters), default=512)
@@ -104,6 +112,8 @@ class StreamJudge:
         step = codec.step(event)
         if step is None:
             return event.raw
+        if step.document is not None:
+            self._sweep(step)
         if step.usage is not None:
             self.usage = step.usage
         out = bytearray()
@@ -207,6 +217,15 @@ class StreamJudge:
                 if self.blocked is not None:
                     return True
         return changed
+
+    def _sweep(self, step: StreamStep) -> None:
+        """Every string of the event the codec did not read (a key heard of whose
+        value came in another shape, a level read by a type the upstream chose) is
+        judged whole too, and joined with those of the events before it."""
+        for ref in unread_strings(step.document, step.read, self._codec.opaque):
+            self._swept += 1
+            channel = ("swept", self._swept)
+            step.wholes.append(Delta(channel, ref.get(), ref.set, family="swept"))
 
     async def _joined(self, family: Hashable, released: str) -> None:
         """Texts given whole one event at a time (events not heard of) are judged

@@ -13,7 +13,7 @@ item, a message), each judged as one text and withheld whole when blocked.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,6 +102,62 @@ class Delta:
     family: Hashable = None
 
 
+# Keys whose strings are not text: identifiers, states, sealed state.
+# (A name is text: the model reads the name of the tool it called.)
+NOT_TEXT = frozenset({
+    "id", "type", "status", "role", "object", "call_id", "tool_call_id", "server_label",
+    "approval_request_id", "caller_id", "namespace", "encrypted_content", "fingerprint",
+    "file_id", "container_id", "signature",
+})  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Opaque:
+    """Where an answer's strings are no text (see ``with_the_rest``): the keys of
+    the answer itself skipped whole (echoes of the request, its model), the keys
+    skipped whole at any depth (counts, tokens), and the keys skipped whole in an
+    object of a given ``type`` (a generated image's base64, sealed reasoning)."""
+
+    top: frozenset[str] = frozenset()
+    anywhere: frozenset[str] = frozenset()
+    by_type: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def skipped(self, node: dict[str, Any], top: bool) -> frozenset[str]:
+        """The keys of ``node`` skipped whole, whatever their value."""
+        skipped = self.anywhere | self.top if top else self.anywhere
+        kind = node.get("type", node.get("object"))  # a Response is an "object"
+        if isinstance(kind, str) and kind in self.by_type:
+            skipped = skipped | self.by_type[kind]
+        return skipped
+
+
+def unread_strings(body: Any, read: set[tuple[int, Any]], opaque: Opaque) -> list[TextRef]:
+    """Every string of ``body``, at any depth, at no place of ``read`` (``(id(holder),
+    key)``), but empty ones, identifiers and what ``opaque`` skips."""
+    found: list[TextRef] = []
+    stack: list[Any] = [body] if isinstance(body, dict | list) else []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            skipped = opaque.skipped(node, node is body)
+            for key, inner in node.items():
+                if key in skipped:
+                    continue
+                if isinstance(inner, str):
+                    if inner and key not in NOT_TEXT and (id(node), key) not in read:
+                        found.append(TextRef(node, key))
+                elif isinstance(inner, dict | list):
+                    stack.append(inner)
+        else:  # a list
+            for i, inner in enumerate(node):
+                if isinstance(inner, str):
+                    if inner and (id(node), i) not in read:
+                        found.append(TextRef(node, i))
+                elif isinstance(inner, dict | list):
+                    stack.append(inner)
+    return found
+
+
 @dataclass(slots=True)
 class StreamStep:
     """What one upstream event means to the stream judge.
@@ -127,6 +183,13 @@ class StreamStep:
     set_finish_reason: Callable[[str], None] | None = None
     rebuild: bool = False
     drop_tokens: Callable[[], None] | None = None
+    # The places the codec judges (``(id(holder), key)``): every other string of
+    # the event is judged whole after the step (proxy.surfaces.unheard_of).
+    read: set[tuple[int, Any]] = field(default_factory=set)
+
+    def reads(self, holder: Any, key: Any) -> None:
+        """``holder[key]`` is a text the codec judges: a delta, a fill, a whole."""
+        self.read.add((id(holder), key))
 
 
 class StreamMalformed(ValueError):
@@ -135,6 +198,9 @@ class StreamMalformed(ValueError):
 
 class StreamCodec:
     """Reads one streamed answer's events and writes the judged ones; one per stream."""
+
+    # Where an event's strings are no text, for the sweep after each step.
+    opaque: Opaque = Opaque()
 
     def step(self, event: SseEvent) -> StreamStep | None:
         """What ``event`` carries; None for an event with nothing to judge (relayed as is)."""
@@ -181,10 +247,37 @@ class Surface:
     label: str = ""
     needs: str = "a valid body"  # what a request lacks when prompt() is None
     streams: bool = True  # its answers may be event streams
+    # Where an answer's strings are no text, for the sweep after the reading
+    # (proxy.surfaces.unheard_of.with_the_rest).
+    answer_opaque: Opaque = Opaque()
+    # The request's keys that hold the conversation, swept after ``prompt``
+    # (see ``read_prompt``), and where their strings are no text.
+    prompt_swept: tuple[str, ...] = ()
+    prompt_opaque: Opaque = Opaque()
 
     def prompt(self, body: Any) -> Prompt | None:
         """The request's texts; None when the body is not of this surface's shape."""
         raise NotImplementedError
+
+    def read_prompt(self, body: Any) -> Prompt | None:
+        """``prompt``, and every other string of the conversation.
+
+        Model servers render more of a message than the API defines (a
+        template's ``message.thinking``, a part's or a block's field a later
+        version adds), and an adapter reads each value by its expected shape:
+        so after the reading, every string under the keys ``prompt_swept`` it
+        left out, at any depth, is judged too, but identifiers and what
+        ``prompt_opaque`` skips (images, audio, files, sealed state).
+        """
+        prompt = self.prompt(body)
+        if prompt is None or not isinstance(body, dict):
+            return prompt
+        read = {(id(ref.container), ref.key) for ref in prompt.texts if type(ref) is TextRef}
+        for key in self.prompt_swept:
+            value = body.get(key)
+            if isinstance(value, dict | list):
+                prompt.texts += unread_strings(value, read, self.prompt_opaque)
+        return prompt
 
     def answer(self, body: Any) -> list[AnswerPart] | None:
         """The answer's parts; None when the body is not an answer of this surface."""

@@ -24,6 +24,7 @@ from proxy.formats.sse import SseEvent
 from proxy.surfaces.base import (
     AnswerPart,
     Delta,
+    Opaque,
     Prompt,
     StreamCodec,
     StreamMalformed,
@@ -76,11 +77,31 @@ _CITATION_KEYS = frozenset({"title", "url", "start_index", "end_index"})
 _THINKING_KEYS = frozenset({"thinking", "data"})
 _PROVIDER_KEYS = frozenset({"thinking_blocks"})
 _PART_KEYS = frozenset({"text", "refusal"})  # a streamed content part's (Mistral's)
+# No text, at any depth of an answer: the model's name and the server's, counts,
+# tokens (they spell a text out, and are dropped with it), an end's reason, base64
+# audio, a generated image (OpenRouter's, a data URL).
+OPENAI_OPAQUE = Opaque(
+    top=frozenset({"model", "system_fingerprint", "service_tier", "kv_transfer_params"}),
+    anywhere=frozenset({"usage", "logprobs", "token_ids", "prompt_logprobs", "prompt_token_ids",
+                        "finish_reason", "data"}),
+    by_type={"image_url": frozenset({"image_url"})},
+)  # fmt: skip
+# A stream's chunks: the same, and OpenAI's random padding.
+_STREAM_OPAQUE = Opaque(
+    OPENAI_OPAQUE.top, OPENAI_OPAQUE.anywhere | {"obfuscation"}, OPENAI_OPAQUE.by_type
+)
 
 
 class Chat(Surface):
     label = "chat_completions"
     needs = "messages"
+    answer_opaque = OPENAI_OPAQUE
+    prompt_swept = ("messages",)
+    # An image, audio or file given inline (counted as uninspected by the reading).
+    prompt_opaque = Opaque(by_type={
+        "image_url": frozenset({"image_url"}), "input_audio": frozenset({"input_audio"}),
+        "file": frozenset({"file"}), "video_url": frozenset({"video_url"}),
+    })  # fmt: skip
 
     def prompt(self, body: Any) -> Prompt | None:
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
@@ -246,6 +267,8 @@ def _list(value: Any) -> list[Any]:
 class ChoiceStream(StreamCodec):
     """The chunks of an OpenAI stream (chat or completions): choices, each with an index."""
 
+    opaque = _STREAM_OPAQUE
+
     def __init__(self) -> None:
         self._template: dict[str, Any] = {}
         self._wholes = 0  # texts given whole, each its own channel
@@ -325,6 +348,7 @@ class ChoiceStream(StreamCodec):
         for ref in found.texts:
             self._wholes += 1
             channel = (group, "note", self._wholes)
+            step.reads(ref.container, ref.key)
             step.wholes.append(Delta(channel, ref.get(), ref.set, family=(group, "note")))
 
     def encode(self, event: SseEvent, step: StreamStep) -> bytes:
@@ -369,6 +393,7 @@ class ChatStream(ChoiceStream):
         if not isinstance(holder, dict) or not isinstance(holder.get("arguments"), str):
             return
         text = self._arguments.decode(channel, holder, "arguments", step)
+        step.reads(holder, "arguments")
         step.deltas.append(Delta(channel, text, _setter(holder, "arguments")))
 
     def _name_at(self, holder: Any, call: tuple[int, Any], kind: str, step: StreamStep) -> None:
@@ -380,6 +405,7 @@ class ChatStream(ChoiceStream):
             return
         if isinstance(holder.get("name"), str):
             self._kinds.setdefault(call, kind)
+            step.reads(holder, "name")
             step.deltas.append(Delta((call, "name"), holder["name"], _setter(holder, "name")))
         elif holder.get("arguments") or holder.get("input"):
             step.ends.append(call)  # the name is complete: the rest of it goes out first
@@ -485,6 +511,7 @@ def _call_says_more(call: Any) -> bool:
 
 def _delta_at(holder: Any, key: str, channel: Hashable, step: StreamStep) -> None:
     if isinstance(holder, dict) and isinstance(holder.get(key), str):
+        step.reads(holder, key)
         step.deltas.append(Delta(channel, holder[key], _setter(holder, key)))
 
 

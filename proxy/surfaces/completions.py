@@ -21,6 +21,7 @@ from proxy.surfaces.base import (
 )
 from proxy.surfaces.chat import (
     ANSWER_KEYS,
+    OPENAI_OPAQUE,
     ChoiceStream,
     _delta_at,
     _tokens_dropper,
@@ -59,6 +60,7 @@ def _strings_or_tokens(holder: dict[str, Any], key: str, prompt: Prompt) -> bool
 class Completions(Surface):
     label = "completions"
     needs = "prompt"
+    answer_opaque = OPENAI_OPAQUE
 
     def prompt(self, body: Any) -> Prompt | None:
         if not isinstance(body, dict):

@@ -29,6 +29,7 @@ from proxy.formats.errors import STATUS
 from proxy.surfaces.anthropic_text import block_texts, content_texts
 from proxy.surfaces.base import (
     AnswerPart,
+    Opaque,
     Prompt,
     StreamCodec,
     Surface,
@@ -37,7 +38,13 @@ from proxy.surfaces.base import (
     usage_of,
     written_out,
 )
-from proxy.surfaces.messages_stream import BLOCK_KEYS, MESSAGE_KEYS, REFUSAL_DETAILS, MessagesStream
+from proxy.surfaces.messages_stream import (
+    BLOCK_KEYS,
+    MESSAGE_KEYS,
+    OPAQUE,
+    REFUSAL_DETAILS,
+    MessagesStream,
+)
 from proxy.surfaces.unheard_of import drop_unheard_of, unheard_of
 
 # Anthropic's error type for each HTTP status the proxy answers with.
@@ -60,6 +67,13 @@ ERROR_TYPES = {
 class Messages(Surface):
     label = "messages"
     needs = "messages"
+    answer_opaque = OPAQUE
+    prompt_swept = ("messages", "system")
+    # Base64 sources (counted as uninspected by the reading), sealed thinking.
+    prompt_opaque = Opaque(
+        by_type={"base64": frozenset({"data"}), "redacted_thinking": frozenset({"data"})},
+        anywhere=frozenset({"encrypted_content", "encrypted_index"}),
+    )
 
     def prompt(self, body: Any) -> Prompt | None:
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):

@@ -37,7 +37,9 @@ import orjson
 from proxy.formats.sse import SseEvent
 from proxy.surfaces.anthropic_text import block_texts
 from proxy.surfaces.base import (
+    NOT_TEXT,
     Delta,
+    Opaque,
     Prompt,
     StreamCodec,
     StreamMalformed,
@@ -49,7 +51,7 @@ from proxy.surfaces.base import (
     usage_of,
 )
 from proxy.surfaces.json_escapes import ArgumentStreams
-from proxy.surfaces.unheard_of import NOT_TEXT, unheard_of
+from proxy.surfaces.unheard_of import unheard_of
 
 # A delta's type -> the channel kind it streams and the key of its text.
 _DELTAS = {
@@ -77,6 +79,13 @@ BLOCK_KEYS = {
     "server_tool_use": frozenset({"name", "input", "caller"}),
 }
 
+# No text, for the sweep after the reading: the model's name, counts, an end's
+# reason, sealed thinking, base64 sources.
+OPAQUE = Opaque(
+    top=frozenset({"model", "stop_reason", "usage"}),
+    anywhere=frozenset({"usage", "stop_reason", "model"}),
+    by_type={"redacted_thinking": frozenset({"data"}), "base64": frozenset({"data"})},
+)
 # The keys of each event read above (or no text): a string under any other is
 # judged whole, as is every string of an event of a type not listed.
 _EVENT_KEYS = {
@@ -106,6 +115,8 @@ REFUSAL_DETAILS = {
 
 class MessagesStream(StreamCodec):
     """One streamed message; remembers which blocks the client has seen open."""
+
+    opaque = OPAQUE
 
     def __init__(self) -> None:
         self._open: set[int] = set()  # blocks started and not stopped, as the client saw
@@ -216,6 +227,7 @@ class MessagesStream(StreamCodec):
         for ref in found.texts:
             self._wholes += 1
             channel = (index, "whole", self._wholes)
+            step.reads(ref.container, ref.key)
             step.wholes.append(Delta(channel, ref.get(), ref.set, family=family))
 
     def encode(self, event: SseEvent, step: StreamStep) -> bytes:
@@ -275,6 +287,7 @@ class MessagesStream(StreamCodec):
             text = delta[key]
             if kind == "input":  # a tool's input as JSON: its escapes written out
                 text = self._inputs.decode((index, kind), delta, key, step)
+            step.reads(delta, key)
             step.deltas.append(Delta((index, kind), text, _setter(delta, key)))
 
     def _started(self, index: int, block: dict[str, Any], step: StreamStep) -> None:
@@ -290,6 +303,7 @@ class MessagesStream(StreamCodec):
             assert isinstance(kind, str)
             value = block.get(kind)
             if isinstance(value, str) and value:
+                step.reads(block, kind)
                 step.deltas.append(Delta((index, kind), value, _setter(block, kind)))
             citations = block.get("citations")
             for citation in citations if isinstance(citations, list) else [citations]:
@@ -298,6 +312,7 @@ class MessagesStream(StreamCodec):
         elif kind in _TOOL_BLOCKS:
             if isinstance(block.get("name"), str):
                 # The tool's name comes whole, once: judged to its end before the block goes out.
+                step.reads(block, "name")
                 step.wholes.append(Delta((index, "name"), block["name"], _setter(block, "name")))
             if block.get("input") not in (None, {}, ""):
                 given = block["input"]
@@ -319,6 +334,8 @@ class MessagesStream(StreamCodec):
         self._unheard_of(-1, message, MESSAGE_KEYS, step)
         step.usage = self._usage(message.get("usage"))
         content = message.get("content")
+        if content is not None and not isinstance(content, list):
+            raise StreamMalformed("a message_start's content is not a list")
         blocks = content if isinstance(content, list) else []
         for index, block in enumerate(blocks):
             if not isinstance(block, dict):

@@ -21,6 +21,7 @@ from typing import Any
 
 from proxy.surfaces.base import (
     AnswerPart,
+    Opaque,
     Prompt,
     StreamCodec,
     Surface,
@@ -32,6 +33,7 @@ from proxy.surfaces.base import (
 from proxy.surfaces.openai_text import part_texts
 from proxy.surfaces.responses_items import (
     RESPONSE_KEYS,
+    RESPONSES_OPAQUE,
     annotation_places,
     drop_tokens,
     empty_item,
@@ -49,6 +51,14 @@ from proxy.surfaces.unheard_of import drop_unheard_of, unheard_of
 class Responses(Surface):
     label = "responses"
     needs = "input"
+    answer_opaque = RESPONSES_OPAQUE
+    prompt_swept = ("input",)
+    # An image, audio or file given inline (counted as uninspected by the reading).
+    prompt_opaque = Opaque(by_type={
+        "input_image": frozenset({"image_url"}), "input_file": frozenset({"file_data", "file_url"}),
+        "input_audio": frozenset({"input_audio"}), "computer_call_output": frozenset({"output"}),
+        "image_generation_call": frozenset({"result"}),
+    })  # fmt: skip
 
     def prompt(self, body: Any) -> Prompt | None:
         if not isinstance(body, dict):

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from proxy.surfaces.base import Prompt
+from proxy.surfaces.base import NOT_TEXT, Opaque, Prompt
 from proxy.surfaces.openai_text import arguments_at, content_texts, string_at, unescaped
-from proxy.surfaces.unheard_of import NOT_TEXT, drop_unheard_of, every_string, unheard_of
+from proxy.surfaces.unheard_of import drop_unheard_of, every_string, unheard_of
 
 # Input items whose text is in these string fields.
 _STRING_FIELDS: dict[str, tuple[str, ...]] = {
@@ -121,6 +121,18 @@ RESPONSE_KEYS = frozenset({
     "tool_choice", "tools", "top_logprobs", "truncation", "usage", "user",
     "kv_transfer_params",
 })  # fmt: skip
+
+# No text, for the sweep after the reading: what a Response echoes of its
+# request (judged as the prompt), its model and settings, its counts; tokens
+# (dropped with their text), base64 audio and images, sealed reasoning.
+RESPONSES_OPAQUE = Opaque(
+    top=RESPONSE_KEYS - {"output", "output_messages"},
+    anywhere=frozenset({"logprobs", "top_logprobs"}),
+    by_type={
+        "image_generation_call": frozenset({"result", "partial_image_b64"}),
+        "output_audio": frozenset({"data"}),
+    },
+)
 
 # Strings of an output item of another type that are no text to judge: a
 # generated image's base64 data, besides the identifiers of input items.

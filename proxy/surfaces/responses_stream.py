@@ -31,7 +31,9 @@ import orjson
 
 from proxy.formats.sse import DONE_DATA, SseEvent
 from proxy.surfaces.base import (
+    NOT_TEXT,
     Delta,
+    Opaque,
     Prompt,
     StreamCodec,
     StreamMalformed,
@@ -49,6 +51,7 @@ from proxy.surfaces.responses_items import (
     PART_KEYS,
     REASONING_PART_KEYS,
     RESPONSE_KEYS,
+    RESPONSES_OPAQUE,
     Place,
     annotation_places,
     empty_item,
@@ -79,6 +82,16 @@ from proxy.surfaces.unheard_of import unheard_of
 
 class ResponsesStream(StreamCodec):
     keeps_text = True  # fills repeat a part's whole text as released
+    # No text: tokens, OpenAI's padding, item ids, base64 audio and images, and
+    # what a Response echoes of its request.
+    opaque = Opaque(
+        anywhere=frozenset({"logprobs", "obfuscation", "item_id", "partial_image_b64"}),
+        by_type={
+            **RESPONSES_OPAQUE.by_type,
+            "response": RESPONSES_OPAQUE.top,
+            "response.audio.delta": frozenset({"delta"}),
+        },
+    )
 
     def __init__(self) -> None:
         self._numbers = Numbering()
@@ -93,6 +106,7 @@ class ResponsesStream(StreamCodec):
         self._fill_only: set[Part] = set()  # first seen where its text is repeated
         self._delta_type: dict[Part, str] = {}
         self._announced = 0  # texts judged whole where they were announced
+        self._done_now: int | None = None  # the item the event being judged finishes
 
     # -- reading -------------------------------------------------------------
     def is_terminal(self, event: SseEvent) -> bool:
@@ -128,6 +142,7 @@ class ResponsesStream(StreamCodec):
     def step(self, event: SseEvent) -> StreamStep | None:
         if event.data is None:
             return None
+        self._done_now = None
         if event.data == DONE_DATA:
             # LiteLLM ends its Responses streams as chat streams end, after response.completed.
             self._numbers.arrive(None)  # text released here goes after all that was sent
@@ -151,6 +166,7 @@ class ResponsesStream(StreamCodec):
             if isinstance(text, str):
                 self._delta_type[part] = kind
                 self._seen.add(part)
+                step.reads(document, "delta")
                 step.deltas.append(Delta(part, text, _setter(document, "delta")))
                 step.drop_tokens = lambda: _empty_logprobs(document)
         elif kind in DONES:
@@ -194,6 +210,8 @@ class ResponsesStream(StreamCodec):
         self._announce_written(step, response)
         output = response.get("output")
         for item in output if isinstance(output, list) else ():
+            if not isinstance(item, dict):
+                raise StreamMalformed("an output item is not an object")
             if isinstance(item, dict):
                 for _, _, holder, key in output_places(item) + annotation_places(item):
                     self._announce(step, holder, key)
@@ -208,6 +226,7 @@ class ResponsesStream(StreamCodec):
         for ref in found.texts:
             self._announced += 1
             channel = Part(-self._announced, "announced", 0)
+            step.reads(ref.container, ref.key)
             step.wholes.append(Delta(channel, ref.get(), ref.set))
 
     def _announce(self, step: StreamStep, holder: Any, key: Any, family: Any = None) -> None:
@@ -218,6 +237,7 @@ class ResponsesStream(StreamCodec):
         if isinstance(text, str) and text:
             self._announced += 1
             channel = Part(-self._announced, "announced", 0)  # no output item's
+            step.reads(holder, key)
             step.wholes.append(Delta(channel, text, _setter(holder, key), family=family))
 
     def _announce_all(self, step: StreamStep, places: list[Place]) -> None:
@@ -246,6 +266,7 @@ class ResponsesStream(StreamCodec):
         text = _at(holder, key)
         if not isinstance(text, str):
             return
+        step.reads(holder, key)
         if key == "refusal":
             self._delta_type.setdefault(part, "response.refusal.delta")
         if not end:
@@ -295,8 +316,10 @@ class ResponsesStream(StreamCodec):
         item = document.get("item")
         output = document.get("output_index", 0)
         if not isinstance(item, dict) or not isinstance(output, int):
-            return
+            raise StreamMalformed("an output item event has no item or no output_index")
         (self._done if end else self._added)[output] = item
+        if end:
+            self._done_now = output  # not filled yet: a block now must not repeat it
         for _, _, holder, key in annotation_places(item):
             self._announce(step, holder, key)
         for kind, index, holder, key in output_places(item):
@@ -312,6 +335,7 @@ class ResponsesStream(StreamCodec):
                 # its end (an empty one is no name yet: judged where it comes).
                 if holder[key] and part not in self._seen:
                     self._seen.add(part)
+                    step.reads(holder, key)
                     step.wholes.append(Delta(part, holder[key], _setter(holder, key)))
             else:
                 self._place(step, part, holder, key, end=False)
@@ -328,6 +352,8 @@ class ResponsesStream(StreamCodec):
         self._announce_written(step, response)
         output = response.get("output")
         for position, item in enumerate(output if isinstance(output, list) else ()):
+            if not isinstance(item, dict):
+                raise StreamMalformed("an output item is not an object")
             if isinstance(item, dict):
                 for _, _, holder, key in annotation_places(item):
                     self._announce(step, holder, key)
@@ -389,12 +415,14 @@ class ResponsesStream(StreamCodec):
         output: list[Any] = []
         for position in sorted(self._added.keys() | self._done.keys()):
             item = self._done.get(position)
-            if item is None or position == stopped:
+            if item is None or position in (stopped, self._done_now):
                 item = copy.deepcopy(self._added.get(position) or item or {})
                 empty_item(item)
                 item["status"] = "incomplete"
             output.append(item)
-        response = {**self._template, "output": output, "usage": None}
+        # Only what was heard of: a string elsewhere may be what was blocked, or unjudged.
+        template = {k: v for k, v in self._template.items() if k in RESPONSE_KEYS | NOT_TEXT}
+        response = {**template, "output": output, "usage": None}
         forget_written(response)  # as announced, they may hold what was blocked
         mark_filtered(response, "content_filter")
         document = {"type": "response.incomplete", "sequence_number": self._numbers.after(),

@@ -9,17 +9,10 @@ under any other key, at any depth, is judged as well, but identifiers.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from proxy.surfaces.base import Prompt, TextRef
-
-# Keys whose strings are not text: identifiers, states, sealed state.
-# (A name is text: the model reads the name of the tool it called.)
-NOT_TEXT = frozenset({
-    "id", "type", "status", "role", "object", "call_id", "tool_call_id", "server_label",
-    "approval_request_id", "caller_id", "namespace", "encrypted_content", "fingerprint",
-    "file_id", "container_id", "signature",
-})  # fmt: skip
+from proxy.surfaces.base import NOT_TEXT, AnswerPart, Opaque, Prompt, TextRef, unread_strings
 
 
 def every_string(value: Any, found: Prompt, not_text: frozenset[str] = NOT_TEXT) -> None:
@@ -47,10 +40,11 @@ def unheard_of(holder: Any, heard_of: frozenset[str], found: Prompt) -> None:
     if not isinstance(holder, dict):
         return
     for key, value in holder.items():
-        if key in heard_of or key in NOT_TEXT:
+        if key in heard_of:
             continue
         if isinstance(value, str):
-            found.texts.append(TextRef(holder, key))
+            if key not in NOT_TEXT:  # an identifier is a string: an object there is not one
+                found.texts.append(TextRef(holder, key))
         elif isinstance(value, dict | list):
             every_string(value, found)
 
@@ -58,5 +52,36 @@ def unheard_of(holder: Any, heard_of: frozenset[str], found: Prompt) -> None:
 def drop_unheard_of(holder: Any, heard_of: frozenset[str]) -> None:
     """Leave out what ``unheard_of`` judged: a withheld part loses its text everywhere."""
     if isinstance(holder, dict):
-        for key in [k for k in holder if k not in heard_of and k not in NOT_TEXT]:
+        for key in [k for k, v in holder.items() if k not in heard_of and _judged(k, v)]:
             del holder[key]
+
+
+def _judged(key: str, value: Any) -> bool:
+    return key not in NOT_TEXT or not isinstance(value, str)
+
+
+def with_the_rest(body: Any, parts: list[AnswerPart], opaque: Opaque) -> None:
+    """One more part for every string of ``body`` the parts leave out.
+
+    The adapters read each level by its keys and each value by its expected
+    shape; a key heard of whose value comes in another shape (a string where
+    parts were, an object where a string was), or a level read by a type the
+    upstream chose, would hand its strings over unread. So after the reading
+    every string of the answer, at any depth, that no part holds is judged as
+    a part of its own, emptied when withheld; but identifiers and what
+    ``opaque`` skips.
+    """
+    seen = {(id(ref.container), ref.key) for ref in _values(part.texts for part in parts)}
+    rest = unread_strings(body, seen, opaque)
+    if rest:
+        parts.append(AnswerPart(rest, lambda: _empty(rest)))
+
+
+def _values(texts: Iterable[list[TextRef]]) -> Iterable[TextRef]:
+    """The refs to values (a key read as text is a ref of another kind)."""
+    return (ref for refs in texts for ref in refs if type(ref) is TextRef)
+
+
+def _empty(refs: list[TextRef]) -> None:
+    for ref in refs:
+        ref.set("")

@@ -210,6 +210,58 @@ CASES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
         {"model": "m", "max_tokens": 8, "messages": USER,
          "tools": [{"name": "f", "input_schema": {"type": "object"},
                     "usage_notes": f"mail {EMAIL}"}]}, MESSAGE),
+    # A template renders more of a message than the API defines (gpt-oss's
+    # `message.thinking`), and a later version adds fields: every string of the
+    # conversation is read, whatever its key, but identifiers and inline media.
+    "chat: a message's field not heard of": (
+        CHAT, {"model": "m", "messages": [*USER, {"role": "assistant", "content": "",
+                                                  "thinking": f"mail {EMAIL}"}]}, CHAT_ANSWER),
+    "chat: a content part's field not heard of": (
+        CHAT, {"model": "m", "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "hi", "note": f"mail {EMAIL}"}]}]}, CHAT_ANSWER),
+    "chat: a tool call's and its function's fields not heard of": (
+        CHAT, {"model": "m", "messages": [*USER, {"role": "assistant", "tool_calls": [
+            {"id": "t", "type": "function", "note": EMAIL,
+             "function": {"name": "f", "arguments": "{}", "x": EMAIL}}]}]}, CHAT_ANSWER),
+    "chat: a tool message's field not heard of": (
+        CHAT, {"model": "m", "messages": [*USER, {"role": "tool", "tool_call_id": "t",
+                                                  "content": "ok", "note": EMAIL}]}, CHAT_ANSWER),
+    "chat: content of no shape the API has, in a list": (
+        CHAT, {"model": "m", "messages": [{"role": "user", "content": [[EMAIL]]}]},
+        CHAT_ANSWER),
+    "responses: a message item's field not heard of": (
+        "/v1/responses", {"model": "m", "input": [
+            {"type": "message", "role": "user", "content": "hi", "note": EMAIL}]}, RESPONSE),
+    "responses: an easy message's field not heard of": (
+        "/v1/responses", {"model": "m", "input": [
+            {"role": "user", "content": "hi", "note": EMAIL}]}, RESPONSE),
+    "responses: an input part's field not heard of": (
+        "/v1/responses", {"model": "m", "input": [{"role": "user", "content": [
+            {"type": "input_text", "text": "hi", "note": EMAIL}]}]}, RESPONSE),
+    "responses: a function_call item's field not heard of": (
+        "/v1/responses", {"model": "m", "input": [
+            {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}",
+             "note": EMAIL}]}, RESPONSE),
+    "responses: a reasoning summary's field not heard of": (
+        "/v1/responses", {"model": "m", "input": [{"type": "reasoning", "id": "r", "summary": [
+            {"type": "summary_text", "text": "x", "note": EMAIL}]}]}, RESPONSE),
+    "messages: a message's field not heard of": (
+        "/v1/messages", {"model": "m", "max_tokens": 8, "messages": [
+            {"role": "user", "content": "hi", "note": EMAIL}]}, MESSAGE),
+    "messages: a text block's field not heard of": (
+        "/v1/messages", {"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "hi", "note": EMAIL}]}]}, MESSAGE),
+    "messages: a system block's field not heard of": (
+        "/v1/messages", {"model": "m", "max_tokens": 8, "messages": USER,
+                         "system": [{"type": "text", "text": "hi", "note": EMAIL}]}, MESSAGE),
+    "messages: a tool result's field not heard of": (
+        "/v1/messages", {"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "t", "content": "ok", "note": EMAIL}]}]},
+        MESSAGE),
+    "messages: a thinking block's field not heard of": (
+        "/v1/messages", {"model": "m", "max_tokens": 8, "messages": [*USER, {
+            "role": "assistant", "content": [{"type": "thinking", "thinking": "x",
+                                              "signature": "s", "note": EMAIL}]}]}, MESSAGE),
 }  # fmt: skip
 
 
@@ -347,3 +399,29 @@ async def test_a_denylisted_phrase_in_a_property_name_blocks_the_request(
     status, _, got = await post_json(f"{proxy.url}{CHAT}", body)
     assert status == 400, got
     assert scripted.bodies == []
+
+
+async def test_inline_media_and_identifiers_in_the_conversation_are_not_judged(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    # Words the denylist refuses, where no text is: the request goes on as it came.
+    denied = "open sesame"
+    scripted.answer = CHAT_ANSWER
+    messages = [
+        {"role": "user", "content": [
+            {"type": "text", "text": "hi"},
+            {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{denied}"}},
+            {"type": "input_audio", "input_audio": {"data": denied, "format": "wav"}},
+            {"type": "file", "file": {"file_data": denied, "file_id": denied}},
+        ]},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": denied, "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": denied, "content": "ok"},
+    ]  # fmt: skip
+    proxy = await start_proxy(
+        {"filters": [{"name": "d", "type": "denylist", "params": {"words": [denied]}}],
+         "uninspected": "allow"}, upstream=scripted.url)  # fmt: skip
+    status, _, got = await post_json(f"{proxy.url}{CHAT}", {"model": "m", "messages": messages})
+    assert status == 200, got
+    (sent,) = scripted.json_bodies()
+    assert sent["messages"] == messages

@@ -21,6 +21,7 @@ from tests.security.conftest import EMAIL, FILTERS, data_events, streamed
 from tests.surfaces.conftest import Script, Scripted, sse
 
 SAID = f"mail {EMAIL}"
+DENIED = "the word is open sesame"
 ROUTES: dict[str, tuple[str, dict[str, Any]]] = {
     "chat": (
         "/v1/chat/completions",
@@ -186,6 +187,37 @@ STREAMS: dict[str, tuple[str, Script]] = {
     "responses: a reasoning part's field": ("responses", responses_events(insert(
         1, {"type": "response.reasoning_summary_part.added", "item_id": "rs", "output_index": 1,
             "summary_index": 0, "part": {"type": "summary_text", "text": "", "title": SAID}}))),
+    # Heard of, but in a shape the codec does not read, or never read at all:
+    # the sweep after each event judges every string the codec left out.
+    "chat: delta content as one part": ("chat", chunks(
+        {"content": {"type": "text", "text": SAID}})),
+    "chat: delta content as a list of strings": ("chat", chunks({"content": [SAID]})),
+    "chat: a function's input": ("chat", chunks({"tool_calls": [
+        {"index": 0, "id": "t", "type": "function",
+         "function": {"name": "f", "arguments": "", "input": SAID}}]})),
+    "chat: an object under an identifier's key": ("chat", chunks({"type": {"x": SAID}})),
+    "chat: choices as one object": ("chat", [sse({"id": "c", "choices": {
+        "index": 0, "delta": {"content": SAID}, "finish_reason": None}}), DONE]),
+    "chat: stop_reason on the last chunk": ("chat", [*chunks()[:2], sse(
+        {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+         "choices": [{"index": 0, "delta": {}, "finish_reason": "stop",
+                      "stop_reason": SAID}]}), DONE]),
+    "messages: a redacted thinking block's field": ("messages", messages_events(put(
+        1, content_block={"type": "redacted_thinking", "data": "c2Vj", "note": SAID}))),
+    "messages: an image block's field": ("messages", messages_events(put(
+        1, content_block={"type": "image", "source": {"type": "base64", "data": "AAAA"},
+                          "note": SAID}))),
+    "messages: a citation typed as text": ("messages", messages_events(put(
+        3, delta={"type": "citations_delta",
+                  "citation": {"type": "text", "text": "x", "cited_text": SAID}}))),
+    "messages: stop_sequence": ("messages", messages_events(
+        put(5, "delta", stop_sequence=SAID))),
+    "messages: a text delta's text as a list": ("messages", messages_events(put(
+        3, delta={"type": "text_delta", "text": [SAID]}))),
+    "messages: an error typed as text": ("messages", messages_events(insert(
+        3, {"type": "error", "error": {"type": "text", "message": SAID}}))),
+    "responses: a delta as a list": ("responses", responses_events(put(3, delta=[SAID]))),
+    "responses: a part as a string": ("responses", responses_events(put(5, part=SAID))),
 }  # fmt: skip
 
 
@@ -250,3 +282,60 @@ async def test_a_ping_with_nothing_more_goes_out_as_it_came(
     path, request = ROUTES["messages"]
     raw = await streamed(f"{proxy.url}{path}", {**request, "stream": True})
     assert b'event: ping\ndata: {"type":"ping"}\n\n' in raw
+
+
+@pytest.mark.parametrize(
+    "change",
+    [put(1, output_index=None), put(6, output_index="0"), put(7, "response", output=[SAID])],
+    ids=["added with no output_index", "done with no output_index", "a string as an item"],
+)
+async def test_an_output_item_that_cannot_be_placed_is_malformed(
+    start_proxy: ProxyFactory,
+    scripted: Scripted,
+    change: Callable[[ResponsesEvents], None],
+) -> None:
+    # An item that cannot be placed cannot be judged as its parts: the stream ends there.
+    def said(events: ResponsesEvents) -> None:
+        change(events)
+        events[1]["item"]["content"] = events[6]["item"]["content"] = [
+            {"type": "output_text", "text": SAID}
+        ]
+
+    scripted.script = responses_events(said)
+    path, request = ROUTES["responses"]
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    raw = await streamed(f"{proxy.url}{path}", {**request, "stream": True})
+    assert EMAIL.encode() not in raw
+    assert data_events(raw)[-1]["error"]["code"] == "upstream_malformed"
+
+
+def said_then_done(**fields: Any) -> Callable[[ResponsesEvents], None]:
+    """The answer says SAID (redacted as it goes out), repeated where it is done;
+    ``fields`` added to its output_item.done event."""
+
+    def change(events: ResponsesEvents) -> None:
+        events[3]["delta"] = events[4]["text"] = events[5]["part"]["text"] = SAID
+        events[6]["item"]["content"] = [{"type": "output_text", "text": SAID}]
+        events[6].update(fields)
+
+    return change
+
+
+@pytest.mark.parametrize(
+    "change",
+    [said_then_done(note=DENIED), put(0, "response", note=DENIED, more=SAID)],
+    ids=["at its item's end", "as it is announced"],
+)
+async def test_a_blocked_responses_stream_repeats_nothing_it_had_not_released(
+    start_proxy: ProxyFactory,
+    scripted: Scripted,
+    change: Callable[[ResponsesEvents], None],
+) -> None:
+    # The block is a text of the event itself; its ending is made of what went out.
+    scripted.script = responses_events(change)
+    path, request = ROUTES["responses"]
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    raw = await streamed(f"{proxy.url}{path}", {**request, "stream": True})
+    assert data_events(raw)[-1]["type"] == "response.incomplete"
+    assert EMAIL.encode() not in raw
+    assert b"open sesame" not in raw
