@@ -13,7 +13,7 @@ LITELLM      := litellm[proxy]==1.108.7
 MUTMUT       := mutmut==3.8.1
 MUTANTS      ?=
 
-.PHONY: run test lint mutate clean
+.PHONY: run test lint mutate mutate-rest clean
 
 run: $(VENV)/.installed
 	$(BIN)/taxmeter serve $(ARGS)
@@ -52,6 +52,13 @@ $(LITELLM_VENV)/.installed: Makefile
 # Each of MUTANTS is quoted, so the shell does not expand it as a file glob.
 mutate: $(VENV)/.installed-mutate
 	$(BIN)/mutmut run --max-children 2 $(foreach glob,$(MUTANTS),'$(glob)')
+	$(BIN)/mutmut results
+
+# A stopped run's mutants of MUTANTS that have no result yet (mutmut runs again
+# every mutant its names match, results or not).
+mutate-rest: $(VENV)/.installed-mutate
+	names=$$($(BIN)/python tools/mutants_left.py $(foreach glob,$(MUTANTS),'$(glob)')); \
+	if [ -n "$$names" ]; then $(BIN)/mutmut run --max-children 2 $$names; fi
 	$(BIN)/mutmut results
 
 $(VENV)/.installed-mutate: $(VENV)/.installed-test Makefile
