@@ -110,6 +110,14 @@ NOT_TEXT = frozenset({
     "file_id", "container_id", "signature",
 })  # fmt: skip
 
+# Opaque keys that hold a string (an end's reason, a model's name, base64): an
+# object or a list under one is read like any other.
+_STRING_ONLY = frozenset({
+    "item_id", "obfuscation", "finish_reason", "stop_reason", "model", "system_fingerprint",
+    "service_tier", "data", "encrypted_index", "result", "partial_image_b64", "file_data",
+    "file_url",
+})  # fmt: skip
+
 
 @dataclass(frozen=True, slots=True)
 class Opaque:
@@ -141,7 +149,7 @@ def unread_strings(body: Any, read: set[tuple[int, Any]], opaque: Opaque) -> lis
         if isinstance(node, dict):
             skipped = opaque.skipped(node, node is body)
             for key, inner in node.items():
-                if key in skipped:
+                if key in skipped and not (key in _STRING_ONLY and isinstance(inner, dict | list)):
                     continue
                 if isinstance(inner, str):
                     if inner and key not in NOT_TEXT and (id(node), key) not in read:

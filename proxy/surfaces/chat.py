@@ -35,11 +35,12 @@ from proxy.surfaces.base import (
     encode_sse,
     may_say,
     parse_event,
+    unread_strings,
     usage_of,
     written_out,
 )
 from proxy.surfaces.json_escapes import ArgumentStreams
-from proxy.surfaces.openai_text import arguments_at, content_texts, string_at
+from proxy.surfaces.openai_text import ROLES, arguments_at, content_texts, string_at
 from proxy.surfaces.unheard_of import drop_unheard_of, unheard_of
 
 DONE = b"data: [DONE]\n\n"
@@ -112,6 +113,9 @@ class Chat(Surface):
                 return None
             message_texts(message, prompt)
             string_at(message, "name", prompt)  # a speaker's name, rendered by some templates
+            role = message.get("role")  # vLLM takes any role, and templates print it
+            if isinstance(role, str) and role not in ROLES:
+                string_at(message, "role", prompt)
         # A template writes tools and documents out whole: every string and key.
         written_out(_list(body.get("tools")), prompt)
         written_out(_list(body.get("functions")), prompt)
@@ -122,6 +126,7 @@ class Chat(Surface):
         string_at(body, "chat_template", prompt)
         # vLLM's template variables, merged over tools and documents: text it renders.
         written_out(body.get("chat_template_kwargs"), prompt)
+        written_out(body.get("prompt_variables"), prompt)  # LiteLLM's prompt management
         return prompt
 
     def answer(self, body: Any) -> list[AnswerPart] | None:
@@ -174,6 +179,8 @@ def message_texts(message: dict[str, Any], prompt: Prompt) -> None:
     for function in [*(call.get("function") for call in calls), message.get("function_call")]:
         string_at(function, "name", prompt)  # the template writes the call's name out
         arguments_at(function, "arguments", prompt)
+        if isinstance(function, dict) and isinstance(function.get("arguments"), dict | list):
+            written_out(function["arguments"], prompt)  # an object (vLLM, Mistral): keys too
     for call in calls:  # a custom tool's call: its name and its free-form input
         string_at(call.get("custom"), "name", prompt)
         string_at(call.get("custom"), "input", prompt)
@@ -322,7 +329,11 @@ class ChoiceStream(StreamCodec):
         choices = chunk.get("choices")
         if not isinstance(choices, list) or not choices:
             return step  # usage, or an error: no choice's content
-        self._template = {k: v for k, v in chunk.items() if k in _TEMPLATE_KEYS}
+        self._template = {
+            k: v
+            for k, v in chunk.items()
+            if k in _TEMPLATE_KEYS and not unread_strings({k: v}, set(), self.opaque)
+        }
         for choice in choices:
             if not isinstance(choice, dict):
                 raise StreamMalformed("a choice is not an object")

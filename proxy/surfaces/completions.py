@@ -61,6 +61,7 @@ class Completions(Surface):
     label = "completions"
     needs = "prompt"
     answer_opaque = OPENAI_OPAQUE
+    prompt_swept = ("prompt",)  # llama.cpp tokenizes strings in nested lists too
 
     def prompt(self, body: Any) -> Prompt | None:
         if not isinstance(body, dict):

@@ -48,6 +48,7 @@ from proxy.surfaces.base import (
     encode_sse,
     may_say,
     parse_event,
+    unread_strings,
     usage_of,
 )
 from proxy.surfaces.json_escapes import ArgumentStreams
@@ -256,7 +257,11 @@ class MessagesStream(StreamCodec):
         out = bytearray()
         if not self._message_sent and self._message is not None:
             # Only what was heard of: a string elsewhere may be what was blocked.
-            message = {k: v for k, v in self._message.items() if k in MESSAGE_KEYS | NOT_TEXT}
+            message = {
+                k: v
+                for k, v in self._message.items()
+                if k in MESSAGE_KEYS | NOT_TEXT and not unread_strings({k: v}, set(), OPAQUE)
+            }
             out += _event({"type": "message_start", "message": {**message, "content": []}})
         for index in sorted(self._open):
             out += _event({"type": "content_block_stop", "index": index})

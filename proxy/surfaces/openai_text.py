@@ -15,6 +15,9 @@ from typing import Any
 
 from proxy.surfaces.base import Prompt, TextRef, content_at, part_kind
 
+# The roles OpenAI's APIs define (vLLM takes any other as well: a custom role is text).
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+
 TEXT_KEYS = ("text", "refusal")
 
 

@@ -52,7 +52,7 @@ class Responses(Surface):
     label = "responses"
     needs = "input"
     answer_opaque = RESPONSES_OPAQUE
-    prompt_swept = ("input",)
+    prompt_swept = ("instructions", "input")
     # An image, audio or file given inline (counted as uninspected by the reading).
     prompt_opaque = Opaque(by_type={
         "input_image": frozenset({"image_url"}), "input_file": frozenset({"file_data", "file_url"}),

@@ -20,7 +20,13 @@ from __future__ import annotations
 from typing import Any
 
 from proxy.surfaces.base import NOT_TEXT, Opaque, Prompt
-from proxy.surfaces.openai_text import arguments_at, content_texts, string_at, unescaped
+from proxy.surfaces.openai_text import (
+    ROLES,
+    arguments_at,
+    content_texts,
+    string_at,
+    unescaped,
+)
 from proxy.surfaces.unheard_of import drop_unheard_of, every_string, unheard_of
 
 # Input items whose text is in these string fields.
@@ -72,6 +78,9 @@ def item_texts(item: dict[str, Any], prompt: Prompt) -> None:
     kind = item.get("type")
     if kind is None and ("role" in item or "content" in item):
         kind = "message"  # an easy input message: {"role": ..., "content": ...}
+    role = item.get("role")
+    if kind == "message" and isinstance(role, str) and role not in ROLES:
+        string_at(item, "role", prompt)  # as on chat: a role not defined is text
     if not isinstance(kind, str):
         every_string(item, prompt)
         return
@@ -126,7 +135,8 @@ RESPONSE_KEYS = frozenset({
 # request (judged as the prompt), its model and settings, its counts; tokens
 # (dropped with their text), base64 audio and images, sealed reasoning.
 RESPONSES_OPAQUE = Opaque(
-    top=RESPONSE_KEYS - {"output", "output_messages"},
+    # (vLLM's input_messages hold previous_response_id's turns as stored, unjudged)
+    top=RESPONSE_KEYS - {"output", "output_messages", "input_messages"},
     anywhere=frozenset({"logprobs", "top_logprobs"}),
     by_type={
         "image_generation_call": frozenset({"result", "partial_image_b64"}),

@@ -42,6 +42,7 @@ from proxy.surfaces.base import (
     encode_sse,
     may_say,
     parse_event,
+    unread_strings,
     usage_of,
     written_out,
 )
@@ -266,6 +267,8 @@ class ResponsesStream(StreamCodec):
         text = _at(holder, key)
         if not isinstance(text, str):
             return
+        if part.kind == "arguments" and part not in self._seen and isinstance(holder, dict):
+            text = self._arguments.decode(part, holder, key, step)  # as the client parses it
         step.reads(holder, key)
         if key == "refusal":
             self._delta_type.setdefault(part, "response.refusal.delta")
@@ -419,9 +422,15 @@ class ResponsesStream(StreamCodec):
                 item = copy.deepcopy(self._added.get(position) or item or {})
                 empty_item(item)
                 item["status"] = "incomplete"
+                for ref in unread_strings(item, set(), Opaque()):  # what no judge has seen yet
+                    ref.set("")
             output.append(item)
         # Only what was heard of: a string elsewhere may be what was blocked, or unjudged.
-        template = {k: v for k, v in self._template.items() if k in RESPONSE_KEYS | NOT_TEXT}
+        template = {
+            k: v
+            for k, v in self._template.items()
+            if k in RESPONSE_KEYS | NOT_TEXT and not unread_strings({k: v}, set(), RESPONSES_OPAQUE)
+        }
         response = {**template, "output": output, "usage": None}
         forget_written(response)  # as announced, they may hold what was blocked
         mark_filtered(response, "content_filter")

@@ -609,3 +609,25 @@ async def test_an_answer_that_switches_protocols_is_malformed() -> None:
         with pytest.raises(UpstreamMalformed, match="switched protocols"):
             await get(pool)
         await pool.close()
+
+
+async def test_a_request_waiting_behind_an_answer_being_read_times_out_at_its_total() -> None:
+    # The first answer's head is in and its body never ends: its connection stays
+    # taken, and the second request's wait for it is bounded by its own total.
+    async def head_then_nothing(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(3)
+        return False
+
+    async with raw_server(head_then_nothing) as (_, url):
+        pool = pool_for(url, max_connections=1, total_timeout_s=0.3, read_timeout_s=5)
+        first = await get(pool)  # held, unread
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(get(pool), 2)
+        waited = loop.time() - started
+        assert waited < 1.0  # 0.3 s, and room for a loaded host; unbounded, it is 2
+        first.close()
+        await pool.close()
