@@ -401,7 +401,16 @@ class ChatStream(ChoiceStream):
 
     def _arguments_at(self, holder: Any, channel: Hashable, step: StreamStep) -> None:
         """A call's streamed arguments, escapes written out (see proxy.surfaces.json_escapes)."""
-        if not isinstance(holder, dict) or not isinstance(holder.get("arguments"), str):
+        if not isinstance(holder, dict):
+            return
+        if isinstance(holder.get("arguments"), dict | list):
+            # Given whole, as an object (Mistral): its keys are text too, judged whole
+            # here (its values are too, by the sweep after the step).
+            found = Prompt()
+            written_out(holder["arguments"], found)
+            self.wholes(found, channel[0] if isinstance(channel, tuple) else 0, step)
+            return
+        if not isinstance(holder.get("arguments"), str):
             return
         text = self._arguments.decode(channel, holder, "arguments", step)
         step.reads(holder, "arguments")

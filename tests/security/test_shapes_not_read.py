@@ -135,6 +135,9 @@ STREAMS: dict[str, tuple[str, Script]] = {
         responses_events(added_blocked)),
     "responses: an object under item_id": ("responses",
         responses_events(put(4, item_id={"x": SAID}))),
+    "chat: streamed arguments as an object, a key": ("chat", chunks({"tool_calls": [
+        {"index": 0, "id": "t", "type": "function",
+         "function": {"name": "f", "arguments": {f"to {EMAIL}": 1}}}]})),
     "chat: blocked, the chunk's template": ("chat", chunks({"content": DENIED}, created=SAID)),
     "messages: blocked in message_start": ("messages", messages_events(
         put(0, "message", stop_sequence=SAID, note=DENIED))),
