@@ -1,4 +1,5 @@
-"""Microbenchmarks: the timeline-to-export path, tracing, each built-in filter on 1 and 16 KB.
+"""Microbenchmarks: the timeline-to-export path, tracing, each built-in filter on 1 and 16 KB,
+reading a surface's texts.
 
     python bench/micro.py [--quick] [--markdown] [--json FILE]
 
@@ -24,6 +25,7 @@ from time import thread_time_ns
 from typing import Any
 
 import micro_semantic
+from micro_surfaces import surface_cases
 from micro_text import DENYLIST_WORDS, prompt
 from micro_tracing import tracing_cases
 from prometheus_client import CollectorRegistry
@@ -247,6 +249,7 @@ def main() -> None:
         ),
         "Built-in filters (one check() call, input stage)": filter_cases(sizes),
         "Measuring a filter's CPU (taxmeter_filter_cpu_seconds)": cpu_clock_cases(),
+        "Reading a surface's texts, and the sweep after it": surface_cases(),
     }
     measured = {
         title: {name: measure(case, repeats, target_s) for name, case in cases.items()}
