@@ -127,6 +127,16 @@ class Chat(Surface):
         # vLLM's template variables, merged over tools and documents: text it renders.
         written_out(body.get("chat_template_kwargs"), prompt)
         written_out(body.get("prompt_variables"), prompt)  # LiteLLM's prompt management
+        # TGI writes tool_prompt out before the tools and hands guideline to the template.
+        string_at(body, "tool_prompt", prompt)
+        string_at(body, "guideline", prompt)
+        for plugin in _list(body.get("plugins")):  # OpenRouter's web plugin: a system message
+            string_at(plugin, "search_prompt", prompt)
+        # Azure OpenAI On Your Data: a data source's role_information is the system message
+        # (its other settings are endpoints and keys, not text).
+        for source in _list(body.get("data_sources")):
+            parameters = source.get("parameters") if isinstance(source, dict) else None
+            string_at(parameters, "role_information", prompt)
         return prompt
 
     def answer(self, body: Any) -> list[AnswerPart] | None:

@@ -88,9 +88,12 @@ class Messages(Surface):
         # A tool's whole definition: every string and key (its examples too).
         written_out(tools if isinstance(tools, list) else [], prompt)
         config = body.get("output_config")
-        output_format = config.get("format") if isinstance(config, dict) else None
-        if isinstance(output_format, dict):
-            written_out(output_format.get("schema"), prompt)
+        # The format's schema, and the beta's (structured-outputs-2025-11-13) before it.
+        formats = [config.get("format") if isinstance(config, dict) else None,
+                   body.get("output_format")]  # fmt: skip
+        for output_format in formats:
+            if isinstance(output_format, dict):
+                written_out(output_format.get("schema"), prompt)
         written_out(body.get("tool_choice"), prompt)  # the tool to call, by name
         # vLLM's template variables (its Messages route renders a chat template).
         written_out(body.get("chat_template_kwargs"), prompt)

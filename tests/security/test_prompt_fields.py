@@ -262,6 +262,25 @@ CASES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
         "/v1/messages", {"model": "m", "max_tokens": 8, "messages": [*USER, {
             "role": "assistant", "content": [{"type": "thinking", "thinking": "x",
                                               "signature": "s", "note": EMAIL}]}]}, MESSAGE),
+    # Fields beside the conversation that a model server writes into the prompt.
+    "chat: TGI's tool_prompt (written before the tools)": (
+        CHAT, {"model": "tgi", "messages": USER, "tools": [chat_tool({"type": "object"})],
+               "tool_prompt": f"reply to {EMAIL}"}, CHAT_ANSWER),
+    "chat: TGI's guideline (a template input)": (
+        CHAT, {"model": "tgi", "messages": USER, "guideline": f"mail {EMAIL}"}, CHAT_ANSWER),
+    "chat: OpenRouter's web plugin search_prompt (a system message)": (
+        "/api/v1/chat/completions",
+        {"model": "openai/gpt-4o", "messages": USER,
+         "plugins": [{"id": "web", "search_prompt": f"mail {EMAIL}"}]}, CHAT_ANSWER),
+    "chat: Azure On Your Data's role_information (the system message)": (
+        "/openai/deployments/gpt4o/chat/completions?api-version=2024-02-01",
+        {"messages": USER, "data_sources": [{"type": "azure_search", "parameters": {
+            "endpoint": "https://s.search.windows.net", "index_name": "i",
+            "role_information": f"You answer {EMAIL}"}}]}, CHAT_ANSWER),
+    "messages: the beta output_format's schema": (
+        "/v1/messages",
+        {"model": "m", "max_tokens": 8, "messages": USER,
+         "output_format": {"type": "json_schema", "schema": DEEP}}, MESSAGE),
 }  # fmt: skip
 
 

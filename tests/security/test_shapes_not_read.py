@@ -138,6 +138,9 @@ STREAMS: dict[str, tuple[str, Script]] = {
     "chat: streamed arguments as an object, a key": ("chat", chunks({"tool_calls": [
         {"index": 0, "id": "t", "type": "function",
          "function": {"name": "f", "arguments": {f"to {EMAIL}": 1}}}]})),
+    "chat: streamed arguments as an object, under an opaque key": ("chat", chunks({
+        "tool_calls": [{"index": 0, "id": "t", "type": "function",
+                        "function": {"name": "f", "arguments": {"data": EMAIL}}}]})),
     "chat: blocked, the chunk's template": ("chat", chunks({"content": DENIED}, created=SAID)),
     "messages: blocked in message_start": ("messages", messages_events(
         put(0, "message", stop_sequence=SAID, note=DENIED))),
