@@ -17,6 +17,9 @@ _HOP_BY_HOP = (
     "upgrade",
     "host",
     "content-length",
+    # The proxy answers a client's 100-continue itself, and sends the body without
+    # waiting for one: an upstream told to expect it might answer before the body.
+    "expect",
     # The proxy's own admin token (proxy.control.variants) is never the model server's business.
     "x-taxmeter-admin-token",
 )

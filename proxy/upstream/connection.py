@@ -138,8 +138,11 @@ class UpstreamConnection(asyncio.Protocol):
     def unwatch(self) -> None:
         self._timer.unwatch()
 
-    def response_done(self, reusable: bool) -> None:
-        if not self.busy:
+    def response_done(self, response: UpstreamResponse, reusable: bool) -> None:
+        """``response`` was read (to its end, if ``reusable``): the connection is
+        free again, or closed. Only the answer the connection is serving counts: a
+        finished answer closed again must not end the next request's exchange."""
+        if not self.busy or response is not self._response:
             return
         done = reusable and self._message_done and self._keep_alive and not self.closed
         # A byte, or the end, waiting unread in the kernel (a paused read left

@@ -55,7 +55,7 @@ class Connection(Protocol):
 
     def resume_reading(self) -> None: ...
 
-    def response_done(self, reusable: bool) -> None: ...
+    def response_done(self, response: UpstreamResponse, reusable: bool) -> None: ...
 
     def abort(self) -> None: ...
 
@@ -207,7 +207,8 @@ class UpstreamResponse:
         request; one with bytes unread is closed."""
         if self._finishing is not None:
             return  # finish_in_background() closes it when the end is read
-        self._conn.response_done(reusable=self.at_eof())
+        # (A second close does nothing: by then the connection may serve another request.)
+        self._conn.response_done(self, reusable=self.at_eof())
 
     def finish_in_background(self, most_bytes: int, within_s: float) -> None:
         """The client has its answer: read the rest off the request's path (a

@@ -122,3 +122,22 @@ async def test_no_hop_by_hop_header_of_the_model_reaches_the_client(
         assert name.lower() not in names, name
     if route == "/v1/anything":
         assert "x-kept" in names
+
+
+@pytest.mark.parametrize("route", ROUTES)
+async def test_a_client_s_100_continue_is_answered_by_the_proxy_not_forwarded(
+    start_proxy: ProxyFactory, route: str
+) -> None:
+    async with recording_upstream() as upstream:
+        proxy = await start_proxy(upstream=upstream.url)
+        body = ROUTES[route]
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.server.port)
+        writer.write(b"POST %b HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n"
+                     % (route.encode(), len(body)))  # fmt: skip
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 100")
+        writer.write(body)
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+        writer.close()
+        (seen,) = upstream.seen
+    assert "expect" not in seen.headers

@@ -631,3 +631,33 @@ async def test_a_request_waiting_behind_an_answer_being_read_times_out_at_its_to
         assert waited < 1.0  # 0.3 s, and room for a loaded host; unbounded, it is 2
         first.close()
         await pool.close()
+
+
+async def test_a_finished_answer_closed_again_leaves_the_next_exchange_alone() -> None:
+    # A blocked stream's handler closes its answer, then closes it again once the
+    # client has read its ending; by then the connection may serve another request.
+    served = 0
+
+    async def answer(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        nonlocal served
+        served += 1
+        if served == 1:
+            writer.write(response("200 OK", b"first"))
+        else:  # the second answer's body comes a little later
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(b"second")
+        return True
+
+    async with raw_server(answer) as (server, url):
+        pool = pool_for(url)
+        first = await get(pool)
+        assert await first.read() == b"first"
+        first.close()  # read to its end: the connection goes back to the pool
+        second = await get(pool)  # on the same connection
+        assert server.connections == 1
+        first.close()
+        assert await second.read() == b"second"
+        second.close()
+        await pool.close()
