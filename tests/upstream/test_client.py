@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import shutil
+import socket
 import ssl
 import subprocess
 import zlib
@@ -20,7 +21,15 @@ from proxy.config.schema import UpstreamConfig
 from proxy.upstream.connection import MAX_HEAD_BYTES
 from proxy.upstream.pool import UpstreamPool
 from proxy.upstream.response import UpstreamMalformed, UpstreamReset, UpstreamUnreachable
-from tests.upstream.raw_upstream import get, ok, pool_for, raw_server, read_all, response
+from tests.upstream.raw_upstream import (
+    RawServer,
+    get,
+    ok,
+    pool_for,
+    raw_server,
+    read_all,
+    response,
+)
 
 
 async def test_a_connection_serves_request_after_request() -> None:
@@ -661,3 +670,31 @@ async def test_a_finished_answer_closed_again_leaves_the_next_exchange_alone() -
         assert await second.read() == b"second"
         second.close()
         await pool.close()
+
+
+async def test_a_failed_connect_gives_back_its_place_once() -> None:
+    # Given back twice, the count of connects in progress would let a second
+    # connection past a limit of one.
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there yet: the first connect is refused
+    pool = pool_for(f"http://127.0.0.1:{port}", max_connections=1, total_timeout_s=3)
+    with pytest.raises(UpstreamUnreachable):
+        await get(pool)
+
+    async def slow(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        await asyncio.sleep(0.05)
+        writer.write(response("200 OK", b"x"))
+        return True
+
+    state = RawServer(slow)
+    server = await asyncio.start_server(state.serve, "127.0.0.1", port)
+    try:
+        both = await asyncio.gather(read_all(pool), read_all(pool))
+        assert list(both) == [(200, b"x")] * 2
+        assert state.most_open == 1
+    finally:
+        await pool.close()
+        server.close()
+        await server.wait_closed()
