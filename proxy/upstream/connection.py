@@ -81,6 +81,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._informational = False
         self._keep_alive = False
         self._message_done = False
+        # A 204 whose head declares a body (RFC 9110 forbids it, unlike a HEAD's or a
+        # 304's length): a server that sends the body anyway, late, would answer the
+        # next request on the connection with it.
+        self._declared_body = False
         self._reading_paused = False
         self._writing_paused = False
         self._drained: asyncio.Future[None] | None = None
@@ -100,6 +104,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._head_bytes = 0
         self._message_done = False
         self._keep_alive = False
+        self._declared_body = False
         self._head = self.loop.create_future()
         self.transport.write(data)
 
@@ -250,6 +255,9 @@ class UpstreamConnection(asyncio.Protocol):
         # An undecodable encoding or a length over the cap raises here;
         # data_received fails the exchange.
         has_body = not self.head_only and status not in (204, 304)
+        self._declared_body = status == 204 and (
+            headers.get("Content-Length", "0").strip() != "0" or "Transfer-Encoding" in headers
+        )
         decode = self._decode and (
             self.decode_whole or headers.get("Content-Type", "").startswith("text/event-stream")
         )
@@ -263,7 +271,7 @@ class UpstreamConnection(asyncio.Protocol):
             # The parser expects the body the headers describe; any byte of it
             # is one after the end (on_body), and the next exchange has its own parser.
             self._message_done = True
-            self._keep_alive = self._parser.should_keep_alive()
+            self._keep_alive = self._parser.should_keep_alive() and not self._declared_body
             response.finish()
 
     def on_body(self, body: bytes) -> None:
@@ -279,7 +287,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self._message_done:
             return  # a HEAD answer's, said to have no body: it ended with its head
         self._message_done = True
-        self._keep_alive = self._parser.should_keep_alive()
+        self._keep_alive = self._parser.should_keep_alive() and not self._declared_body
         if self._response is not None:
             self._response.finish()
 

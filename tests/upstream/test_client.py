@@ -698,3 +698,32 @@ async def test_a_failed_connect_gives_back_its_place_once() -> None:
         await pool.close()
         server.close()
         await server.wait_closed()
+
+
+@pytest.mark.parametrize("framing", ["Content-Length: 29", "Transfer-Encoding: chunked"])
+async def test_a_connection_whose_204_declared_a_body_is_not_reused(framing: str) -> None:
+    # A 204 has no body, and may not declare one (RFC 9110; a HEAD's or a 304's
+    # length is the representation's); a server that declares one and sends it
+    # anyway, late, would have it read as the answer to the next request.
+    answers = 0
+
+    async def late_body(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        nonlocal answers
+        answers += 1
+        if answers > 1:
+            writer.write(response("200 OK", b"mine"))
+            return True
+        writer.write(f"HTTP/1.1 204 No Content\r\n{framing}\r\n\r\n".encode())
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(response("200 OK", b"theirs"))
+        return True
+
+    async with raw_server(late_body) as (server, url):
+        pool = pool_for(url)
+        first = await get(pool)
+        assert await first.read() == b""
+        first.close()
+        assert await read_all(pool) == (200, b"mine")
+        assert server.connections == 2
+        await pool.close()

@@ -56,9 +56,9 @@ ENDINGS = [
         reusable=True,
     ),
     Ending(
-        "204 with a length",
+        "204 with a length",  # forbidden: a body may follow it after all
         lambda body: b"HTTP/1.1 204 No Content\r\nContent-Length: 40\r\n\r\n",
-        reusable=True,
+        reusable=False,
         status=204,
         has_body=False,
     ),
