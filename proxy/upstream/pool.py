@@ -262,8 +262,15 @@ class UpstreamPool:
                 return await self._connect(loop)
             waiter = loop.create_future()
             self._waiters.append(waiter)
-            async with asyncio.timeout_at(deadline):
-                await waiter
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await waiter
+            except BaseException:
+                # Woken, then cancelled or timed out before it could take the place:
+                # the wake-up goes to the next in line, or that one waits for nothing.
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one()
+                raise
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> UpstreamConnection:
         self._connecting += 1

@@ -727,3 +727,24 @@ async def test_a_connection_whose_204_declared_a_body_is_not_reused(framing: str
         assert await read_all(pool) == (200, b"mine")
         assert server.connections == 2
         await pool.close()
+
+
+async def test_a_woken_request_that_is_cancelled_passes_its_turn_on() -> None:
+    # The one connection comes free and wakes the first waiting request, which is
+    # cancelled (its client left, or its time ran out) before it takes it.
+    async def slow(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        await asyncio.sleep(0.05)
+        writer.write(response("200 OK", b"x"))
+        return True
+
+    async with raw_server(slow) as (_, url):
+        pool = pool_for(url, max_connections=1, total_timeout_s=2)
+        holder = await get(pool)
+        woken = asyncio.ensure_future(read_all(pool))
+        waiting = asyncio.ensure_future(read_all(pool))
+        await asyncio.sleep(0.02)  # both wait for the connection
+        assert await holder.read() == b"x"
+        holder.close()  # wakes the first in line
+        woken.cancel()  # in the same turn, before it runs
+        assert await asyncio.wait_for(waiting, 1) == (200, b"x")
+        await pool.close()
