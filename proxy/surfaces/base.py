@@ -13,7 +13,7 @@ item, a message), each judged as one text and withheld whole when blocked.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,6 +137,12 @@ class Opaque:
         if isinstance(kind, str) and kind in self.by_type:
             skipped = skipped | self.by_type[kind]
         return skipped
+
+
+def places(refs: Iterable[TextRef]) -> set[tuple[int, Any]]:
+    """Where ``refs`` read values, as ``unread_strings`` takes them (a key read as
+    text is a ref of another kind: its value is not read by it)."""
+    return {(id(ref.container), ref.key) for ref in refs if type(ref) is TextRef}
 
 
 def unread_strings(body: Any, read: set[tuple[int, Any]], opaque: Opaque) -> list[TextRef]:
@@ -280,7 +286,7 @@ class Surface:
         prompt = self.prompt(body)
         if prompt is None or not isinstance(body, dict):
             return prompt
-        read = {(id(ref.container), ref.key) for ref in prompt.texts if type(ref) is TextRef}
+        read = places(prompt.texts)
         for key in self.prompt_swept:
             value = body.get(key)
             if isinstance(value, dict | list):

@@ -9,10 +9,17 @@ under any other key, at any depth, is judged as well, but identifiers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
-from proxy.surfaces.base import NOT_TEXT, AnswerPart, Opaque, Prompt, TextRef, unread_strings
+from proxy.surfaces.base import (
+    NOT_TEXT,
+    AnswerPart,
+    Opaque,
+    Prompt,
+    TextRef,
+    places,
+    unread_strings,
+)
 
 
 def every_string(value: Any, found: Prompt, not_text: frozenset[str] = NOT_TEXT) -> None:
@@ -71,15 +78,10 @@ def with_the_rest(body: Any, parts: list[AnswerPart], opaque: Opaque) -> None:
     a part of its own, emptied when withheld; but identifiers and what
     ``opaque`` skips.
     """
-    seen = {(id(ref.container), ref.key) for ref in _values(part.texts for part in parts)}
-    rest = unread_strings(body, seen, opaque)
+    read = places(ref for part in parts for ref in part.texts)
+    rest = unread_strings(body, read, opaque)
     if rest:
         parts.append(AnswerPart(rest, lambda: _empty(rest)))
-
-
-def _values(texts: Iterable[list[TextRef]]) -> Iterable[TextRef]:
-    """The refs to values (a key read as text is a ref of another kind)."""
-    return (ref for refs in texts for ref in refs if type(ref) is TextRef)
 
 
 def _empty(refs: list[TextRef]) -> None:

@@ -230,43 +230,33 @@ async def test_a_responses_item_blocked_for_a_field_not_heard_of_loses_that_fiel
     assert "note" not in answer
 
 
-async def test_identifiers_and_known_fields_are_not_judged(
-    start_proxy: ProxyFactory, scripted: Scripted
-) -> None:
-    # Words the denylist refuses, where no text is: the answer goes out as it came.
-    answer = chat(
+# Words the denylist refuses, where no text is: each answer goes out as it came.
+NO_TEXT: dict[str, tuple[tuple[str, dict[str, Any]], dict[str, Any]]] = {
+    "identifiers and known fields": (CHAT, chat(
         {"tool_calls": [{"id": DENIED, "type": "function",
                          "function": {"name": "f", "arguments": "{}"}}]},
         {"stop_reason": None, "token_ids": None},
-        id=DENIED, model=DENIED, system_fingerprint=DENIED, service_tier="default",
-    )  # fmt: skip
-    assert await answered(start_proxy, scripted, CHAT, answer) == answer
-
-
-async def test_what_a_response_echoes_of_its_request_is_not_judged_again(
-    start_proxy: ProxyFactory, scripted: Scripted
-) -> None:
+        id=DENIED, model=DENIED, system_fingerprint=DENIED, service_tier="default")),
     # Judged as the prompt when it was sent; here it is the request's, not the model's.
-    answer = response(
+    "what a Response echoes of its request": (RESPONSES, response(
         said_item("reasoning", summary=[], encrypted_content=DENIED),
         instructions=DENIED, metadata={"a": DENIED}, user=DENIED,
-        tools=[{"type": "function", "name": "f", "description": DENIED, "parameters": {}}],
-    )  # fmt: skip
-    assert await answered(start_proxy, scripted, RESPONSES, answer) == answer
-
-
-async def test_tokens_counts_audio_and_images_are_not_judged_by_the_sweep(
-    start_proxy: ProxyFactory, scripted: Scripted
-) -> None:
-    # Words the denylist refuses, where no text is: the answer goes out as it came.
-    answer = chat(
+        tools=[{"type": "function", "name": "f", "description": DENIED, "parameters": {}}])),
+    "tokens, counts, audio and images (the sweep's opaque keys)": (CHAT, chat(
         {"audio": {"id": "a", "data": DENIED, "expires_at": 1, "transcript": "hi"},
          "images": [{"type": "image_url", "image_url": {"url": DENIED}}]},
         {"logprobs": {"content": [{"token": DENIED, "logprob": -1.0, "top_logprobs": []}]},
          "finish_reason": "stop"},
-        usage={"prompt_tokens": 1, "completion_tokens": 1, "tier": DENIED},
-    )  # fmt: skip
-    assert await answered(start_proxy, scripted, CHAT, answer) == answer
+        usage={"prompt_tokens": 1, "completion_tokens": 1, "tier": DENIED})),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", NO_TEXT)
+async def test_where_no_text_is_the_answer_goes_out_as_it_came(
+    start_proxy: ProxyFactory, scripted: Scripted, case: str
+) -> None:
+    route, answer = NO_TEXT[case]
+    assert await answered(start_proxy, scripted, route, answer) == answer
 
 
 async def test_a_string_the_sweep_found_is_emptied_when_blocked(
