@@ -18,7 +18,7 @@ from opentelemetry.trace import SpanKind
 from proxy.measure import genai_attrs as A
 from tests.loopback import ProxyFactory, RunningProxy, post_json
 from tests.otlp_receiver import Traced
-from tests.surfaces.conftest import Scripted
+from tests.surfaces.conftest import Script, Scripted, sse
 from tests.surfaces.responses_events import (
     EMAIL,
     Events,
@@ -657,3 +657,127 @@ async def test_a_stream_no_stream_filter_judges_is_relayed_as_sent(
     status, _, streamed = await post_json(f"{proxy.url}/v1/responses", body)
     assert status == 200
     assert streamed == b"".join(part for part in scripted.script if isinstance(part, bytes))
+
+
+def relayed_stream(end: str) -> Script:
+    """A message stream whose deltas say event names and carry an event that is not
+    JSON, then ``end`` (a terminal event, or only ``data: [DONE]``), then a slow close."""
+    events = message_stream(["The last event is ", "response.completed", ", not this one."], USAGE)
+    body = events.events[:-1]  # all but response.completed
+    body.insert(-1, b"data: keep-alive\n\n")  # unread when nothing judges the stream
+    if end == "completed":
+        body.append(events.events[-1])
+    elif end == "incomplete":
+        text = "The last event is response.completed, not this one."
+        ended = response("incomplete", [message(text, status="incomplete")], USAGE)
+        ended["incomplete_details"] = {"reason": "max_output_tokens"}
+        body.append(sse({"type": "response.incomplete", "sequence_number": 99,
+                         "response": ended}, "response.incomplete"))  # fmt: skip
+    else:
+        body.append(b"data: [DONE]\n\n")
+    return [*body, 3.0]
+
+
+@pytest.mark.parametrize(
+    ("end", "reasons", "usage"),
+    [("completed", ("completed",), USAGE), ("incomplete", ("max_output_tokens",), USAGE),
+     ("done line", None, None)],
+)  # fmt: skip
+async def test_a_relayed_stream_is_read_only_for_its_end_usage_and_finish_reason(
+    start_proxy: ProxyFactory,
+    scripted: Scripted,
+    traced: Traced,
+    end: str,
+    reasons: tuple[str, ...] | None,
+    usage: dict[str, int] | None,
+) -> None:
+    """Nothing judges it: every event goes out as it came (one that is not JSON, a
+    delta that names a terminal event), and it is over at its real end, though the
+    upstream is slow to close, with the end's usage and reason on the span."""
+    scripted.script = relayed_stream(end)
+    proxy = await start_proxy(UNJUDGED_STREAMS, upstream=scripted.url, tracing=traced.setup)
+    body = {"model": "m", "input": "hi", "stream": True}
+    status, _, streamed = await asyncio.wait_for(post_json(f"{proxy.url}/v1/responses", body), 2.5)
+    assert status == 200
+    assert streamed == b"".join(part for part in scripted.script if isinstance(part, bytes))
+    assert not scripted.ended.is_set()
+    (server,) = [s for s in await traced.spans() if s.kind == SpanKind.SERVER]
+    attrs = server.attributes
+    assert attrs is not None
+    assert attrs[A.OUTCOME] == "ok"
+    assert attrs.get(A.RESPONSE_FINISH_REASONS) == reasons
+    if usage is None:
+        assert A.USAGE_INPUT_TOKENS not in attrs
+    else:
+        assert attrs[A.USAGE_INPUT_TOKENS] == usage["input_tokens"]
+        assert attrs[A.USAGE_OUTPUT_TOKENS] == usage["output_tokens"]
+
+
+def event_names(raw: bytes) -> list[tuple[str | None, str]]:
+    """Each event's ``event:`` line (None when it has none) and its data's type."""
+    named: list[tuple[str | None, str]] = []
+    for block in raw.split(b"\n\n"):
+        lines = block.split(b"\n")
+        data = [line[6:] for line in lines if line.startswith(b"data: {")]
+        if data:
+            name = [line[7:].decode() for line in lines if line.startswith(b"event: ")]
+            named.append((name[0] if name else None, orjson.loads(data[0])["type"]))
+    return named
+
+
+@pytest.mark.parametrize("named", [True, False], ids=["event lines", "data only"])
+@pytest.mark.parametrize(
+    "pieces", [SPLIT, ["All fine. Now: open ", "sesame"]], ids=["ok", "blocked"]
+)
+async def test_a_judged_stream_names_its_events_as_the_upstream_did(
+    start_proxy: ProxyFactory, scripted: Scripted, named: bool, pieces: list[str]
+) -> None:
+    """Events the proxy writes (the released rest of a text, a blocked stream's end)
+    included: SDKs that dispatch on the ``event:`` line must find it, and one that
+    was never sent one must not be given it."""
+    scripted.script = message_stream(pieces, USAGE, named).script()
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    body = {"model": "m", "input": "hi", "stream": True}
+    status, _, streamed = await post_json(f"{proxy.url}/v1/responses", body)
+    assert status == 200
+    names = event_names(streamed)
+    assert names[-1][1] == ("response.completed" if pieces is SPLIT else "response.incomplete")
+    assert names == [(kind if named else None, kind) for _, kind in names]
+
+
+async def test_a_blocked_stream_s_end_keeps_the_items_done_and_empties_the_blocked_one(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    """The end lists every item announced: one finished as it was finished, the blocked
+    one as it was announced, incomplete (also when it was announced with no status),
+    its strings emptied; the Response as announced, but for what was not heard of."""
+    events = Events()
+    events.add("response.created", response={**response("in_progress"), "vendor_extra": 7})
+    events.add("response.output_item.added", output_index=0,
+               item=message("", status="in_progress"))  # fmt: skip
+    events.add("response.output_item.done", output_index=0, item=message("fine"))
+    call = {"type": "function_call", "id": "fc_1", "call_id": "c1", "name": "send",
+            "arguments": "", "note": "as announced"}  # fmt: skip
+    events.add("response.output_item.added", output_index=1, item=call)
+    for piece in ['{"say": "open ', 'sesame"}']:
+        events.add("response.function_call_arguments.delta", output_index=1, item_id="fc_1",
+                   delta=piece)  # fmt: skip
+    events.end("response.completed", [message("fine"), call])
+    scripted.script = events.script()
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    body = {"model": "m", "input": "hi", "stream": True}
+    status, _, streamed = await post_json(f"{proxy.url}/v1/responses", body)
+    assert status == 200
+    final = orjson.loads(streamed.split(b"data: ")[-1])
+    assert final["type"] == "response.incomplete"
+    ended = final["response"]
+    assert "vendor_extra" not in ended
+    announced = response("in_progress")
+    assert {k: ended[k] for k in ("id", "object", "created_at", "model", "tools")} == {
+        k: announced[k] for k in ("id", "object", "created_at", "model", "tools")}  # fmt: skip
+    assert ended["status"] == "incomplete"
+    assert ended["incomplete_details"] == {"reason": "content_filter"}
+    assert ended["usage"] is None
+    emptied = {**call, "name": "", "arguments": "", "note": "", "status": "incomplete"}
+    assert ended["output"] == [message("fine"), emptied]
+    assert "sesame" not in streamed.decode()
