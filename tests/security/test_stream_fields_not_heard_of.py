@@ -339,3 +339,66 @@ async def test_a_blocked_responses_stream_repeats_nothing_it_had_not_released(
     assert data_events(raw)[-1]["type"] == "response.incomplete"
     assert EMAIL.encode() not in raw
     assert b"open sesame" not in raw
+
+
+FIRST, SECOND = "mail jane.doe@exa", "mple.com"
+# Where the two halves of an address go: strings not heard of are joined with those
+# of the same block (by its index) or, for the message's, its events' and those of
+# an event not heard of, with one another.
+SPLIT_MESSAGES: dict[str, list[Callable[[MessagesEvents], None]]] = {
+    "the message's field, then a message_delta's": [
+        put(0, "message", note=FIRST), put(5, note=SECOND)],
+    "the message's field, then a message_delta's delta's": [
+        put(0, "message", note=FIRST), put(5, "delta", note=SECOND)],
+    "the message's field, then a message_delta's with an index not a number": [
+        put(0, "message", note=FIRST), put(5, note=SECOND, index="0")],
+    "the message's field, then an event not heard of": [
+        put(0, "message", note=FIRST), insert(5, {"type": "notice", "note": SECOND})],
+    "a delta's field, then a delta event's": [
+        put(3, "delta", note=FIRST),
+        insert(4, {"type": "content_block_delta", "index": 0,
+                   "delta": {"type": "text_delta", "text": "!"}, "note": SECOND})],
+    "a text block's start, then its delta's": [
+        put(1, "content_block", note=FIRST), put(3, "delta", note=SECOND)],
+}  # fmt: skip
+
+
+def changed(*changes: Callable[[MessagesEvents], None]) -> Callable[[MessagesEvents], None]:
+    """The events changed by each of ``changes`` in turn."""
+
+    def change(events: MessagesEvents) -> None:
+        for one in changes:
+            one(events)
+
+    return change
+
+
+@pytest.mark.parametrize("case", list(SPLIT_MESSAGES))
+async def test_a_match_split_across_a_messages_fields_not_heard_of_ends_the_stream(
+    start_proxy: ProxyFactory, scripted: Scripted, case: str
+) -> None:
+    scripted.script = messages_events(changed(*SPLIT_MESSAGES[case]))
+    path, request = ROUTES["messages"]
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    raw = await streamed(f"{proxy.url}{path}", {**request, "stream": True})
+    assert FIRST.encode() in raw
+    assert SECOND.encode() not in raw
+    events = data_events(raw)
+    assert [e["type"] for e in events[-2:]] == ["message_delta", "message_stop"]
+    assert events[-2]["delta"]["stop_reason"] == "refusal"
+
+
+async def test_fields_of_the_message_and_of_a_block_are_not_joined(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    """A block's strings run on into its own, not into the message's: two halves, one in
+    each, harmless alone, go out as they came."""
+
+    apart = changed(put(0, "message", note=FIRST), put(3, "delta", note=SECOND))
+    scripted.script = messages_events(apart)
+    path, request = ROUTES["messages"]
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    raw = await streamed(f"{proxy.url}{path}", {**request, "stream": True})
+    assert FIRST.encode() in raw
+    assert SECOND.encode() in raw
+    assert data_events(raw)[-2]["delta"]["stop_reason"] == "end_turn"
