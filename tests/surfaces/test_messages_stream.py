@@ -295,7 +295,7 @@ UNJUDGED_STREAMS: dict[str, tuple[Script, int | None, int | None, tuple[str, ...
         '"delta":"\\u0041","usage":{"output_tokens":3}'), event({"type": "message_stop"})),
         5, 3, None),
     "events that are not objects, or not JSON, in the middle": (unjudged(
-        data("{not json"), data('["\\u0041"]'),
+        data("{not json"), data('{"type":"message_delta", cut short'), data('["\\u0041"]'),
         data('{"type":"message_start","message":"\\u0041"}'), *end()), 5, 7, ("end_turn",)),
     "no counts at all": (unjudged(message_delta(
         '"delta":{"stop_reason":"end_turn"},"usage":{}'), event({"type": "message_stop"}),
@@ -393,6 +393,10 @@ async def test_a_whole_text_rejected_at_stream_end_makes_its_message_a_refusal(
         streamed = await response.read()
     (last_delta,) = [e for e in data_events(streamed) if e["type"] == "message_delta"]
     assert last_delta["delta"]["stop_reason"] == "refusal"
+    assert last_delta["delta"]["stop_details"] == {
+        "type": "refusal", "category": None,
+        "explanation": "withheld by a content filter of taxmeter",
+    }  # fmt: skip
     assert await wait_for_outcome(proxy, "blocked") == 1
 
 
