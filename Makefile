@@ -48,9 +48,13 @@ $(LITELLM_VENV)/.installed: Makefile
 	touch $@
 
 # Configured in pyproject.toml [tool.mutmut]; MUTANTS='proxy.exchange.headers*' runs
-# one module's. Results stay in mutants/, so a second run only runs what changed.
-# Each of MUTANTS is quoted, so the shell does not expand it as a file glob.
+# one module's. Each of MUTANTS is quoted, so the shell does not expand it as a file glob.
+# mutmut keeps which tests reach each function in mutants/mutmut-stats.json and, on a
+# later run, traces only tests it has not seen: a test that reaches a function written
+# since is then not run against its mutants, which survive falsely. So the record is
+# made again on every run (one traced run of the tests, a few minutes).
 mutate: $(VENV)/.installed-mutate
+	rm -f mutants/mutmut-stats.json
 	$(BIN)/mutmut run --max-children 2 $(foreach glob,$(MUTANTS),'$(glob)')
 	$(BIN)/mutmut results
 

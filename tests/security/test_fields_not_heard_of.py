@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.judge.sample_filters import Recording
 from tests.loopback import ProxyFactory, post_json
 from tests.security.conftest import EMAIL, FILTERS
 from tests.surfaces.conftest import Scripted
@@ -28,6 +29,7 @@ MESSAGES = (
 RESPONSES = ("/v1/responses", {"model": "m", "input": "hi"})
 SAID = f"mail {EMAIL}"
 DENIED = "the word is open sesame"
+RECORDING = {"name": "rec", "type": "tests.judge.sample_filters:Recording"}
 
 
 def chat(
@@ -264,3 +266,18 @@ async def test_a_string_the_sweep_found_is_emptied_when_blocked(
 ) -> None:
     answer = await answered(start_proxy, scripted, CHAT, chat({"annotations": [DENIED]}))
     assert answer["choices"][0]["message"]["annotations"] == [""]
+
+
+async def test_the_strings_nested_in_a_field_not_heard_of_are_judged_with_their_choice(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    """A choice is one text to the output filters (a moderation model judges it whole):
+    the strings of a field not heard of, at any depth, are judged in it, but identifiers."""
+    Recording.seen.clear()
+    nested = {"note": "nested words", "id": "x1", "more": [{"deep": "deeper"}, "listed"]}
+    scripted.answer = chat({"content": "hello", "extra": nested})
+    proxy = await start_proxy({"filters": [RECORDING]}, upstream=scripted.url)
+    status, _, _ = await post_json(f"{proxy.url}{CHAT[0]}", CHAT[1])
+    assert status == 200
+    judged = [ctx.text for ctx in Recording.seen if ctx.stage == "output"]
+    assert judged == ["hello\n\nnested words\n\nlisted\n\ndeeper"]  # x1 left out
