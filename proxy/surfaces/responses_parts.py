@@ -95,5 +95,6 @@ def default_delta(part: Part, added: dict[int, dict[str, Any]]) -> str | None:
         "summary": "response.reasoning_summary_text.delta",
         "input": "response.custom_tool_call_input.delta",
         "code": "response.code_interpreter_call_code.delta",
-        "transcript": "response.audio.transcript.delta",
+        # No "transcript": an audio transcript's text comes only in its own deltas,
+        # which name their event before any of it can be held back.
     }.get(part.kind)
