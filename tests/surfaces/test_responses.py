@@ -779,3 +779,81 @@ async def test_a_blocked_stream_s_end_keeps_the_items_done_and_empties_the_block
     emptied = {**call, "name": "", "arguments": "", "note": "", "status": "incomplete"}
     assert ended["output"] == [message("fine"), emptied]
     assert "sesame" not in streamed.decode()
+
+
+# A text of no output item that blocks the stream, as each place gives one.
+NO_ITEM_S_TEXT: dict[str, tuple[str, dict[str, Any]]] = {
+    "an event not heard of": ("response.vendor.note", {"note": "open sesame"}),
+    "a Response announced again": (
+        "response.in_progress",
+        {"response": {**response("in_progress"), "vendor_note": "open sesame"}},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", NO_ITEM_S_TEXT)
+async def test_a_block_on_a_text_of_no_item_keeps_every_item_finished(
+    start_proxy: ProxyFactory, scripted: Scripted, case: str
+) -> None:
+    """A text given whole outside any output item names no item: the end keeps the
+    items finished before it as they were finished (the second one too), and empties
+    only the one under way. No ``response.created`` came first: the end has no
+    Response as announced to start from."""
+    kind, fields = NO_ITEM_S_TEXT[case]
+    events = Events()
+    finished = [message("first", item_id="msg_0"), message("second", item_id="msg_1")]
+    for position, item in enumerate(finished):
+        events.add("response.output_item.added", output_index=position,
+                   item={**item, "content": [], "status": "in_progress"})  # fmt: skip
+        events.add("response.output_item.done", output_index=position, item=item)
+    under_way = message(status="in_progress", item_id="msg_2")
+    events.add("response.output_item.added", output_index=2, item=under_way)
+    events.add(kind, **fields)
+    events.end("response.completed", [*finished, message("third", item_id="msg_2")])
+    scripted.script = events.script()
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    body = {"model": "m", "input": "hi", "stream": True}
+    status, _, streamed = await post_json(f"{proxy.url}/v1/responses", body)
+    assert status == 200
+    assert "sesame" not in streamed.decode()
+    final = orjson.loads(streamed.split(b"data: ")[-1])
+    assert final["type"] == "response.incomplete"
+    ended = final["response"]
+    assert ended["incomplete_details"] == {"reason": "content_filter"}
+    assert ended["output"] == [*finished, {**under_way, "status": "incomplete"}]
+
+
+async def test_a_redacted_stream_s_repetitions_keep_no_tokens_of_what_was_changed(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    """Logprobs and vLLM's ``output_messages`` spell the text out as the model wrote it:
+    where a redacted text is repeated they are emptied (still lists, as the SDK types
+    them) and dropped."""
+    said = f"mail {EMAIL} now"
+    tokens = [{"token": "jane", "logprob": -0.1, "bytes": [106], "top_logprobs": []}]
+    events = Events()
+    events.start()
+    events.add("response.output_item.added", output_index=0,
+               item=message("", status="in_progress"))  # fmt: skip
+    at = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+    events.add("response.output_text.delta", **at, delta=said, logprobs=tokens)
+    events.add("response.output_text.done", **at, text=said, logprobs=tokens)
+    done = message(said, logprobs=tokens)
+    events.add("response.output_item.done", output_index=0, item=done)
+    end = response("completed", [done])
+    end["output_messages"] = [{"role": "assistant", "tokens": [106, 97]}]
+    events.add("response.completed", response=end)
+    scripted.script = events.script()
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    body = {"model": "m", "input": "hi", "stream": True}
+    status, _, streamed = await post_json(f"{proxy.url}/v1/responses", body)
+    assert status == 200
+    received = [orjson.loads(line[6:]) for line in streamed.split(b"\n")
+                if line.startswith(b"data: {")]  # fmt: skip
+    assert EMAIL not in streamed.decode()
+    (text_done,) = [e for e in received if e["type"] == "response.output_text.done"]
+    assert text_done["text"] == "mail [EMAIL] now"
+    assert text_done["logprobs"] == []
+    final = received[-1]["response"]
+    assert final["output"][0]["content"][0]["logprobs"] == []
+    assert final["output_messages"] is None

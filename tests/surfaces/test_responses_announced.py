@@ -35,6 +35,9 @@ CASES: dict[str, tuple[dict[str, Any], str, str | None]] = {
     "a message's output text": (
         item("message", role="assistant", content=[{"type": "output_text", "text": HELD}]),
         "response.output_text.delta", "content_index"),
+    "a message's refusal": (
+        item("message", role="assistant", content=[{"type": "refusal", "refusal": HELD}]),
+        "response.refusal.delta", "content_index"),
     "a reasoning text": (
         item("reasoning", summary=[], content=[{"type": "reasoning_text", "text": HELD}]),
         "response.reasoning_text.delta", "content_index"),
@@ -91,28 +94,85 @@ async def test_a_held_tail_of_announced_text_goes_out_as_a_delta_of_its_kind(cas
     assert delta["output_index"] == 0
     assert delta.get("content_index") == (0 if index_key == "content_index" else None)
     assert delta.get("summary_index") == (0 if index_key == "summary_index" else None)
-    assert ("logprobs" in delta) == (delta_type == "response.output_text.delta")
+    # An output text's delta carries its (emptied) logprobs, as OpenAI's do; no other does.
+    assert delta.get("logprobs", "none") == (
+        [] if delta_type == "response.output_text.delta" else "none"
+    )
     assert [e["sequence_number"] for e in got] == list(range(len(got)))
     assert got[1] is delta
     assert got[-1]["type"] == "response.output_item.done"
 
 
-async def test_a_part_announced_before_any_item_is_released_the_same_way() -> None:
+ENDINGS = {
+    # The part's own end: no item ever named, so no item id to give.
+    "its part's end": ("response.content_part.done", None),
+    # The item's end, as the first the stream says of the item: its id is given.
+    "its item's end": ("response.output_item.done", "msg_1"),
+}
+
+
+@pytest.mark.parametrize("ending", ENDINGS)
+async def test_a_part_announced_before_any_item_is_released_the_same_way(ending: str) -> None:
     """A content part's start with text in it, its item never announced (an upstream
     that skips ``output_item.added``): the rest still goes out, as output text."""
+    end_type, item_id = ENDINGS[ending]
     part = {"type": "output_text", "text": HELD, "annotations": []}
+    done: dict[str, Any] = {"part": part, "content_index": 0}
+    if end_type == "response.output_item.done":
+        done = {"item": {"type": "message", "id": "msg_1", "role": "assistant",
+                         "status": "completed", "content": [part]}}  # fmt: skip
     events = [
         {"type": "response.content_part.added", "output_index": 0, "content_index": 0,
          "part": part},
-        {"type": "response.content_part.done", "output_index": 0, "content_index": 0,
-         "part": part},
+        {"type": end_type, "output_index": 0, **done},
     ]  # fmt: skip
     for n, event in enumerate(events):
         event["sequence_number"] = n
     got = await judged(events)
     assert [e["type"] for e in got] == [
-        "response.content_part.added", "response.output_text.delta", "response.content_part.done"
+        "response.content_part.added", "response.output_text.delta", end_type
     ]  # fmt: skip
     assert got[1]["delta"] == "[EMAIL]"
-    assert "item_id" not in got[1]
-    assert got[2]["part"]["text"] == "see [EMAIL]"
+    assert got[1].get("item_id") == item_id
+    text = got[2]["part"] if item_id is None else got[2]["item"]["content"][0]
+    assert text["text"] == "see [EMAIL]"
+
+
+def message_with(text: str) -> dict[str, Any]:
+    return {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+            "content": [{"type": "output_text", "text": text, "annotations": []}]}  # fmt: skip
+
+
+# Events a part's deltas come in -> where its held tail must go out (output, index).
+PLACES: dict[str, tuple[list[dict[str, Any]], str, int]] = {
+    # Some servers leave out the indices of a Response's only item and part: both are 0.
+    "no index given": ([
+        {"type": "response.output_item.added", "item": {**message_with(""), "content": []}},
+        {"type": "response.output_text.delta", "delta": HELD},
+        {"type": "response.output_text.done", "text": HELD},
+        {"type": "response.output_item.done", "item": message_with(HELD)},
+    ], "content_index", 0),
+    "a second reasoning text": ([
+        {"type": "response.output_item.added", "output_index": 0,
+         "item": item("reasoning", summary=[], content=[])},
+        {"type": "response.reasoning_text.delta", "output_index": 0, "content_index": 1,
+         "delta": HELD},
+        {"type": "response.reasoning_text.done", "output_index": 0, "content_index": 1,
+         "text": HELD},
+    ], "content_index", 1),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", PLACES)
+async def test_a_held_tail_goes_out_at_the_place_its_part_s_events_name(case: str) -> None:
+    events, index_key, index = PLACES[case]
+    for n, event in enumerate(events):
+        event["sequence_number"] = n
+    got = await judged(events)
+    assert "jane" not in orjson.dumps(got).decode()
+    # The tail held back, released at the part's end as a delta of its own.
+    released = [e for e in got if "[EMAIL]" in e.get("delta", "")]
+    assert len(released) == 1, got
+    assert released[0]["output_index"] == 0
+    assert released[0][index_key] == index
+    assert released[0]["item_id"] == events[0]["item"]["id"]

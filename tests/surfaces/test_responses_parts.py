@@ -99,6 +99,7 @@ async def test_each_part_s_text_goes_out_in_its_own_place(
     for event in received:
         if event["type"].endswith(".delta"):
             assert place(event) not in dones, "a delta after its part's end"
+            assert event["delta"], "a delta whose text is all held back goes out at all"
             deltas[place(event)] = deltas.get(place(event), "") + event["delta"]
         elif event["type"].endswith("_text.done"):
             dones[place(event)] = event["text"]
