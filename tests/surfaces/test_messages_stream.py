@@ -185,11 +185,26 @@ async def test_stream_usage_from_message_start_and_message_delta_reaches_the_spa
     assert attrs[A.RESPONSE_FINISH_REASONS] == ("end_turn",)
 
 
+def _wrong_index(index: Any) -> bytes:
+    return event({"type": "content_block_delta", "index": index,
+                  "delta": {"type": "text_delta", "text": "hi"}})  # fmt: skip
+
+
+# An event the stream cannot read, between a block's start and its stop.
+MALFORMED: dict[str, bytes] = {
+    "not JSON": b"event: content_block_delta\ndata: {not json\n\n",
+    # No block can be placed at these indexes.
+    "an index below 0": _wrong_index(-1),
+    "an index that is a string": _wrong_index("0"),
+    "an index that is a boolean": _wrong_index(True),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED)
 async def test_a_malformed_stream_ends_with_an_anthropic_error_event(
-    start_proxy: ProxyFactory, scripted: Scripted
+    start_proxy: ProxyFactory, scripted: Scripted, case: str
 ) -> None:
-    scripted.script = [start(), block_start(0, text("")), b"event: content_block_delta\n"
-                       b"data: {not json\n\n", block_stop(0), *end()]  # fmt: skip
+    scripted.script = [start(), block_start(0, text("")), MALFORMED[case], block_stop(0), *end()]
     proxy = await start_proxy(FILTERS, upstream=scripted.url)
     async with client(proxy) as c:
         with pytest.raises(anthropic.APIStatusError) as caught:
@@ -199,24 +214,6 @@ async def test_a_malformed_stream_ends_with_an_anthropic_error_event(
     assert isinstance(body, dict)
     assert body["type"] == "error"
     assert body["error"]["type"] == "api_error"
-    assert body["error"]["message"].startswith("upstream_malformed: ")
-
-
-@pytest.mark.parametrize("index", [-1, "0", True], ids=["negative", "a string", "a boolean"])
-async def test_a_block_event_whose_index_is_not_a_block_number_is_malformed(
-    start_proxy: ProxyFactory, scripted: Scripted, index: Any
-) -> None:
-    """No block can be placed there: the stream ends with Anthropic's error event."""
-    wrong = event({"type": "content_block_delta", "index": index,
-                   "delta": {"type": "text_delta", "text": "hi"}})  # fmt: skip
-    scripted.script = [start(), block_start(0, text("")), wrong, block_stop(0), *end()]
-    proxy = await start_proxy(FILTERS, upstream=scripted.url)
-    async with client(proxy) as c:
-        with pytest.raises(anthropic.APIStatusError) as caught:
-            async with c.messages.stream(**REQUEST) as stream:
-                await stream.get_final_message()
-    body = caught.value.body
-    assert isinstance(body, dict)
     assert body["error"]["message"].startswith("upstream_malformed: ")
 
 
