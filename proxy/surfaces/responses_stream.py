@@ -104,7 +104,6 @@ class ResponsesStream(StreamCodec):
         self._done: dict[int, dict[str, Any]] = {}  # output items as finished
         self._parts: dict[int, list[Part]] = {}  # parts seen, per output item
         self._seen: set[Part] = set()
-        self._fill_only: set[Part] = set()  # first seen where its text is repeated
         self._delta_type: dict[Part, str] = {}
         self._announced = 0  # texts judged whole where they were announced
         self._done_now: int | None = None  # the item the event being judged finishes
@@ -281,9 +280,9 @@ class ResponsesStream(StreamCodec):
                 step.deltas.append(Delta(part, text, _setter(holder, key)))
             return
         if part not in self._seen:
-            # Text no delta carried: judged here, and given only where it is repeated.
+            # Text no delta carried: judged here, and given only where it is repeated
+            # (the part ends here, so what the judge held back goes out here too).
             self._seen.add(part)
-            self._fill_only.add(part)
             step.deltas.append(Delta(part, text, _discard))
         step.fills.append((part, _filler(holder, key)))
         if part not in step.ends:
@@ -357,12 +356,11 @@ class ResponsesStream(StreamCodec):
         for position, item in enumerate(output if isinstance(output, list) else ()):
             if not isinstance(item, dict):
                 raise StreamMalformed("an output item is not an object")
-            if isinstance(item, dict):
-                for _, _, holder, key in annotation_places(item):
-                    self._announce(step, holder, key)
-                for kind, index, holder, key in output_places(item):
-                    part = self._part_at(position, kind, index)
-                    self._place(step, part, holder, key, end=True)
+            for _, _, holder, key in annotation_places(item):
+                self._announce(step, holder, key)
+            for kind, index, holder, key in output_places(item):
+                part = self._part_at(position, kind, index)
+                self._place(step, part, holder, key, end=True)
         for parts in self._parts.values():
             step.ends += [part for part in parts if part not in step.ends]
         step.usage = usage_of(response.get("usage"), "input_tokens", "output_tokens")
@@ -390,7 +388,7 @@ class ResponsesStream(StreamCodec):
     def text_event(self, channel: Hashable, text: str) -> bytes:
         assert isinstance(channel, Part)
         kind = self._delta_type.get(channel) or default_delta(channel, self._added)
-        if channel in self._fill_only or kind is None:
+        if kind is None:
             return b""  # its text is given where it is repeated
         step = self._step
         if step is not None and (step.terminal or channel in step.ends):

@@ -520,13 +520,32 @@ async def test_a_blocked_stream_ends_as_an_incomplete_response(
     assert proxy.value("taxmeter_requests_total", **LABELS, outcome="blocked") == 2
 
 
+def ended_at_once(pieces: list[str], usage: dict[str, int] | None = None) -> Events:
+    """A message's deltas, then the terminal event at once, listing no output."""
+    events = Events()
+    events.start()
+    events.add("response.output_item.added", output_index=0, item=message("", status="in_progress"))
+    for piece in pieces:
+        events.add("response.output_text.delta", output_index=0, item_id="msg_1",
+                   content_index=0, delta=piece)  # fmt: skip
+    events.end("response.completed", [], usage)
+    return events
+
+
+# How the message's part ends: by its own events, or by the terminal event alone.
+STREAM_ENDS = {"its own events": message_stream, "the terminal event alone": ended_at_once}
+
+
+@pytest.mark.parametrize("ending", STREAM_ENDS)
 async def test_an_at_stream_end_block_ends_the_stream_filtered(
-    start_proxy: ProxyFactory, scripted: Scripted
+    start_proxy: ProxyFactory, scripted: Scripted, ending: str
 ) -> None:
-    """Text already sent cannot be recalled: the end of the stream says it was filtered."""
+    """Text already sent cannot be recalled: the end of the stream says it was filtered,
+    and is the upstream's end, marked (not the end made up for a block before sending)."""
     deny = {"name": "deny_end", "type": "denylist", "stages": ["output"], "at_stream_end": True}
     config = {"filters": [{**deny, "params": {"words": ["open sesame"]}}]}
-    scripted.script = message_stream(["open ", "sesame"]).script()
+    usage = {"input_tokens": 3, "output_tokens": 2, "total_tokens": 5}
+    scripted.script = STREAM_ENDS[ending](["open ", "sesame"], usage).script()
     proxy = await start_proxy(config, upstream=scripted.url)
     async with client(proxy) as c:
         stream = await c.responses.create(model="m", input="hi", stream=True)
@@ -534,6 +553,10 @@ async def test_an_at_stream_end_block_ends_the_stream_filtered(
     final = received[-1]
     assert final.type == "response.incomplete"
     assert final.response.incomplete_details.reason == "content_filter"
+    assert final.response.usage is not None
+    assert final.response.usage.output_tokens == 2
+    said = [e.delta for e in received if e.type == "response.output_text.delta"]
+    assert "".join(said) == "open sesame"
     for _ in range(50):
         if proxy.value("taxmeter_requests_total", **LABELS, outcome="blocked") == 1:
             break
@@ -541,11 +564,23 @@ async def test_an_at_stream_end_block_ends_the_stream_filtered(
     assert proxy.value("taxmeter_requests_total", **LABELS, outcome="blocked") == 1
 
 
+# The last delta before the cut: all of it held back (and so not sent), or sent in
+# part, an address that could still grow held back.
+CUT_AFTER = {
+    "a delta held back": (SPLIT, REDACTED_TEXT),
+    "a delta sent in part": (["Write to ", "or see jane.doe@example.com"],
+                             "Write to or see [EMAIL]"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CUT_AFTER)
 @pytest.mark.parametrize("end", [b"", b"data: [DONE]\n\n"], ids=["eof", "done line"])
 async def test_a_stream_cut_before_its_end_releases_what_was_judged(
-    start_proxy: ProxyFactory, scripted: Scripted, end: bytes
+    start_proxy: ProxyFactory, scripted: Scripted, end: bytes, case: str
 ) -> None:
-    events = message_stream(SPLIT)
+    """What was held back goes out numbered after every event sent."""
+    pieces, redacted = CUT_AFTER[case]
+    events = message_stream(pieces)
     # The upstream stops after the last delta (with LiteLLM's end of stream, or none).
     scripted.script = [*events.script()[:-4], end]
     proxy = await start_proxy(FILTERS, upstream=scripted.url)
@@ -553,7 +588,7 @@ async def test_a_stream_cut_before_its_end_releases_what_was_judged(
         stream = await c.responses.create(model="m", input="hi", stream=True)
         received: list[Any] = [event async for event in stream]
     deltas = [e.delta for e in received if e.type == "response.output_text.delta"]
-    assert "".join(deltas) == REDACTED_TEXT
+    assert "".join(deltas) == redacted
     numbers = [event.sequence_number for event in received]
     assert numbers == sorted(set(numbers))
 
@@ -743,6 +778,19 @@ async def test_a_judged_stream_names_its_events_as_the_upstream_did(
     assert names == [(kind if named else None, kind) for _, kind in names]
 
 
+async def blocked_end(start_proxy: ProxyFactory, scripted: Scripted, events: Events) -> Any:
+    """The Response that ends ``events`` streamed through the denylist, which blocks."""
+    scripted.script = events.script()
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    body = {"model": "m", "input": "hi", "stream": True}
+    status, _, streamed = await post_json(f"{proxy.url}/v1/responses", body)
+    assert status == 200
+    assert "sesame" not in streamed.decode()
+    final = orjson.loads(streamed.split(b"data: ")[-1])
+    assert final["type"] == "response.incomplete"
+    return final["response"]
+
+
 async def test_a_blocked_stream_s_end_keeps_the_items_done_and_empties_the_blocked_one(
     start_proxy: ProxyFactory, scripted: Scripted
 ) -> None:
@@ -750,7 +798,10 @@ async def test_a_blocked_stream_s_end_keeps_the_items_done_and_empties_the_block
     one as it was announced, incomplete (also when it was announced with no status),
     its strings emptied; the Response as announced, but for what was not heard of."""
     events = Events()
-    events.add("response.created", response={**response("in_progress"), "vendor_extra": 7})
+    # Announced with usage, and strings no judge has seen (vLLM's input_messages).
+    announced = {**response("in_progress", usage=USAGE), "vendor_extra": 7,
+                 "input_messages": [{"role": "user", "content": "hi"}]}  # fmt: skip
+    events.add("response.created", response=announced)
     events.add("response.output_item.added", output_index=0,
                item=message("", status="in_progress"))  # fmt: skip
     events.add("response.output_item.done", output_index=0, item=message("fine"))
@@ -761,16 +812,8 @@ async def test_a_blocked_stream_s_end_keeps_the_items_done_and_empties_the_block
         events.add("response.function_call_arguments.delta", output_index=1, item_id="fc_1",
                    delta=piece)  # fmt: skip
     events.end("response.completed", [message("fine"), call])
-    scripted.script = events.script()
-    proxy = await start_proxy(FILTERS, upstream=scripted.url)
-    body = {"model": "m", "input": "hi", "stream": True}
-    status, _, streamed = await post_json(f"{proxy.url}/v1/responses", body)
-    assert status == 200
-    final = orjson.loads(streamed.split(b"data: ")[-1])
-    assert final["type"] == "response.incomplete"
-    ended = final["response"]
-    assert "vendor_extra" not in ended
-    announced = response("in_progress")
+    ended = await blocked_end(start_proxy, scripted, events)
+    assert set(ended) == set(response("in_progress")) - {"error"}  # not heard of
     assert {k: ended[k] for k in ("id", "object", "created_at", "model", "tools")} == {
         k: announced[k] for k in ("id", "object", "created_at", "model", "tools")}  # fmt: skip
     assert ended["status"] == "incomplete"
@@ -778,7 +821,33 @@ async def test_a_blocked_stream_s_end_keeps_the_items_done_and_empties_the_block
     assert ended["usage"] is None
     emptied = {**call, "name": "", "arguments": "", "note": "", "status": "incomplete"}
     assert ended["output"] == [message("fine"), emptied]
-    assert "sesame" not in streamed.decode()
+
+
+# A blocked item that was finished before, or never announced: the end lists it
+# emptied and incomplete all the same.
+BLOCKED_UNANNOUNCED: dict[str, list[tuple[str, dict[str, Any]]]] = {
+    "its text first given by the terminal event": [
+        ("response.output_item.added", {"output_index": 0,
+                                        "item": message(status="in_progress")}),
+        ("response.output_item.done", {"output_index": 0, "item": message()}),
+        ("response.completed", {"response": response("completed", [message("open sesame")])}),
+    ],
+    "finished with no output_item.added": [
+        ("response.output_item.done", {"output_index": 0, "item": message("open sesame")}),
+        ("response.completed", {"response": response("completed", [message("open sesame")])}),
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", BLOCKED_UNANNOUNCED)
+async def test_a_blocked_item_finished_or_never_announced_ends_emptied(
+    start_proxy: ProxyFactory, scripted: Scripted, case: str
+) -> None:
+    events = Events()
+    for kind, fields in BLOCKED_UNANNOUNCED[case]:
+        events.add(kind, **fields)
+    ended = await blocked_end(start_proxy, scripted, events)
+    assert ended["output"] == [message(status="incomplete")]
 
 
 # A text of no output item that blocks the stream, as each place gives one.
@@ -810,15 +879,7 @@ async def test_a_block_on_a_text_of_no_item_keeps_every_item_finished(
     events.add("response.output_item.added", output_index=2, item=under_way)
     events.add(kind, **fields)
     events.end("response.completed", [*finished, message("third", item_id="msg_2")])
-    scripted.script = events.script()
-    proxy = await start_proxy(FILTERS, upstream=scripted.url)
-    body = {"model": "m", "input": "hi", "stream": True}
-    status, _, streamed = await post_json(f"{proxy.url}/v1/responses", body)
-    assert status == 200
-    assert "sesame" not in streamed.decode()
-    final = orjson.loads(streamed.split(b"data: ")[-1])
-    assert final["type"] == "response.incomplete"
-    ended = final["response"]
+    ended = await blocked_end(start_proxy, scripted, events)
     assert ended["incomplete_details"] == {"reason": "content_filter"}
     assert ended["output"] == [*finished, {**under_way, "status": "incomplete"}]
 

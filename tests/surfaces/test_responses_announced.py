@@ -176,3 +176,33 @@ async def test_a_held_tail_goes_out_at_the_place_its_part_s_events_name(case: st
     assert released[0]["output_index"] == 0
     assert released[0][index_key] == index
     assert released[0]["item_id"] == events[0]["item"]["id"]
+
+
+def call(arguments: str, status: str) -> dict[str, Any]:
+    return item("function_call", call_id="c", name="send", arguments=arguments, status=status)
+
+
+async def test_only_a_call_s_announced_arguments_have_their_escapes_written_out() -> None:
+    """A call's arguments are JSON: the client reads ``\\u0040`` as "@", so the judge
+    does too, and an escape cut between the announced text and its first delta is
+    one character. Any other text with a backslash in it is text, and goes out as is."""
+    code = 'print("\\u0041")'  # a message that shows code, not an escape
+    events = [
+        {"type": "response.output_item.added", "output_index": 0, "item": item(
+            "message", role="assistant", content=[{"type": "output_text", "text": code}])},
+        {"type": "response.output_item.done", "output_index": 0, "item": item(
+            "message", role="assistant", status="completed",
+            content=[{"type": "output_text", "text": code}])},
+        {"type": "response.output_item.added", "output_index": 1,
+         "item": call('{"to": "jane.doe\\u00', "in_progress")},
+        {"type": "response.function_call_arguments.delta", "output_index": 1, "item_id": "it_1",
+         "delta": '40example.com"}'},
+    ]  # fmt: skip
+    got = await judged(events)
+    assert got[0]["item"]["content"][0]["text"] == code
+    assert got[1]["item"]["content"][0]["text"] == code
+    sent = got[2]["item"]["arguments"] + "".join(
+        e["delta"] for e in got if e["type"] == "response.function_call_arguments.delta"
+    )
+    assert "jane" not in sent
+    assert orjson.loads(sent) == {"to": "[EMAIL]"}
