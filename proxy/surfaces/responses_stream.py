@@ -212,9 +212,8 @@ class ResponsesStream(StreamCodec):
         for item in output if isinstance(output, list) else ():
             if not isinstance(item, dict):
                 raise StreamMalformed("an output item is not an object")
-            if isinstance(item, dict):
-                for _, _, holder, key in output_places(item) + annotation_places(item):
-                    self._announce(step, holder, key)
+            for _, _, holder, key in output_places(item) + annotation_places(item):
+                self._announce(step, holder, key)
 
     def _announce_written(self, step: StreamStep, response: dict[str, Any]) -> None:
         """vLLM's ``output_messages`` (the answer as the model wrote it): every string

@@ -205,12 +205,14 @@ async def test_a_choice_blocked_for_a_field_not_heard_of_loses_that_field(
     assert "note" not in choice
 
 
+@pytest.mark.parametrize("route", [CHAT, COMPLETIONS], ids=["chat", "completions"])
 async def test_the_answer_s_own_field_blocked_is_left_out(
-    start_proxy: ProxyFactory, scripted: Scripted
+    start_proxy: ProxyFactory, scripted: Scripted, route: tuple[str, dict[str, Any]]
 ) -> None:
-    answer = await answered(start_proxy, scripted, CHAT, chat(note=DENIED))
+    shape = chat if route == CHAT else completion
+    answer = await answered(start_proxy, scripted, route, shape(note=DENIED))
     assert "note" not in answer
-    assert answer["choices"][0]["message"]["content"] == "hi"  # the choice was not at fault
+    assert answer["choices"] == shape()["choices"]  # the choice was not at fault
 
 
 async def test_a_message_blocked_for_a_field_not_heard_of_loses_that_field(

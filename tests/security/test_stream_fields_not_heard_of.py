@@ -234,7 +234,7 @@ async def test_streamed_text_under_a_key_not_heard_of_is_redacted(
     assert b"mail [EMAIL]" in raw
 
 
-@pytest.mark.parametrize("route", ["chat", "messages", "responses"])
+@pytest.mark.parametrize("route", ["chat", "completions", "messages", "responses"])
 async def test_a_match_split_across_events_under_keys_not_heard_of_ends_the_stream(
     start_proxy: ProxyFactory, scripted: Scripted, route: str
 ) -> None:
@@ -243,6 +243,9 @@ async def test_a_match_split_across_events_under_keys_not_heard_of_ends_the_stre
     first, second = "mail jane.doe@exa", "mple.com"
     if route == "chat":
         scripted.script = [*chunks({"note": first})[:2], *chunks({"note": second})[1:]]
+    elif route == "completions":
+        scripted.script = [completion_chunks({"note": first})[0],
+                           *completion_chunks({"note": second})]  # fmt: skip
     elif route == "messages":
 
         def two_notes(events: MessagesEvents) -> None:
@@ -264,7 +267,7 @@ async def test_a_match_split_across_events_under_keys_not_heard_of_ends_the_stre
     assert first.encode() in raw
     assert second.encode() not in raw
     events = data_events(raw)
-    if route == "chat":
+    if route in ("chat", "completions"):
         assert events[-1]["choices"][0]["finish_reason"] == "content_filter"
     elif route == "messages":
         assert [e["type"] for e in events[-2:]] == ["message_delta", "message_stop"]
@@ -402,3 +405,32 @@ async def test_fields_of_the_message_and_of_a_block_are_not_joined(
     assert FIRST.encode() in raw
     assert SECOND.encode() in raw
     assert data_events(raw)[-2]["delta"]["stop_reason"] == "end_turn"
+
+
+def two_choices(route: str, notes: tuple[str, str]) -> Script:
+    """One chunk with two choices, each with a note (a chat or completions stream)."""
+    if route == "chat":
+        choices = [{"index": i, "delta": {"content": "hi"}, "finish_reason": None, "note": note}
+                   for i, note in enumerate(notes)]  # fmt: skip
+        kind = "chat.completion.chunk"
+    else:
+        choices = [{"index": i, "text": "hi", "finish_reason": None, "note": note}
+                   for i, note in enumerate(notes)]  # fmt: skip
+        kind = "text_completion"
+    return [sse({"id": "c", "object": kind, "created": 1, "model": "m", "choices": choices}),
+            DONE]  # fmt: skip
+
+
+@pytest.mark.parametrize("route", ["chat", "completions"])
+async def test_fields_of_two_choices_are_not_joined(
+    start_proxy: ProxyFactory, scripted: Scripted, route: str
+) -> None:
+    """Each choice is its own text: two halves of an address, one in each choice's
+    field not heard of, harmless alone, go out as they came."""
+    scripted.script = two_choices(route, ("mail jane.doe@exa", "mple.com"))
+    path, request = ROUTES[route]
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    raw = await streamed(f"{proxy.url}{path}", {**request, "stream": True})
+    events = data_events(raw)
+    assert [c["note"] for c in events[0]["choices"]] == ["mail jane.doe@exa", "mple.com"]
+    assert {c["finish_reason"] for e in events for c in e["choices"]} == {None}

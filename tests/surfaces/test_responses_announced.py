@@ -206,3 +206,64 @@ async def test_only_a_call_s_announced_arguments_have_their_escapes_written_out(
     )
     assert "jane" not in sent
     assert orjson.loads(sent) == {"to": "[EMAIL]"}
+
+
+async def test_interleaved_calls_each_write_out_their_own_escapes() -> None:
+    """An escape cut between two deltas of one call is joined across the other
+    call's delta that comes between them."""
+    events = [
+        {"type": "response.output_item.added", "output_index": 0, "item": call("", "in_progress")},
+        {"type": "response.output_item.added", "output_index": 1,
+         "item": {**call("", "in_progress"), "id": "it_2"}},
+        {"type": "response.function_call_arguments.delta", "output_index": 0, "item_id": "it_1",
+         "delta": '{"to": "jane.doe\\u00'},
+        {"type": "response.function_call_arguments.delta", "output_index": 1, "item_id": "it_2",
+         "delta": '{"n": "\\u0041"}'},
+        {"type": "response.function_call_arguments.delta", "output_index": 0, "item_id": "it_1",
+         "delta": '40example.com"}'},
+    ]  # fmt: skip
+    got = await judged(events)
+    sent = {0: "", 1: ""}
+    for event in got:
+        if event["type"] == "response.function_call_arguments.delta":
+            sent[event["output_index"]] += event["delta"]
+    assert orjson.loads(sent[0]) == {"to": "[EMAIL]"}
+    assert orjson.loads(sent[1]) == {"n": "A"}
+
+
+async def test_a_refusal_s_held_tail_goes_out_as_a_refusal_delta() -> None:
+    """No part announced the refusal: its own deltas name their kind."""
+    events = [
+        {"type": "response.output_item.added", "output_index": 0,
+         "item": item("message", role="assistant", content=[])},
+        {"type": "response.refusal.delta", "output_index": 0, "item_id": "it_1",
+         "content_index": 0, "delta": HELD},
+        {"type": "response.output_item.done", "output_index": 0,
+         "item": item("message", role="assistant", status="completed", content=[])},
+    ]  # fmt: skip
+    got = await judged(events)
+    assert [e["type"] for e in got] == [
+        "response.output_item.added",
+        "response.refusal.delta",
+        "response.refusal.delta",
+        "response.output_item.done",
+    ]
+    assert "".join(e["delta"] for e in got[1:3]) == "see [EMAIL]"
+
+
+async def test_a_stream_of_odd_but_harmless_shapes_goes_out_as_it_came() -> None:
+    """A number that is not one, a Response announced with no output list, a text
+    with a backslash in it: nothing to change, so nothing is changed."""
+    code = 'print("\\u0041")'
+    events = [
+        {"type": "response.created", "sequence_number": "0",
+         "response": {"id": "r", "object": "response", "status": "in_progress", "output": None}},
+        {"type": "response.output_item.added", "output_index": 0,
+         "item": item("message", role="assistant", content=[])},
+        {"type": "response.output_text.delta", "output_index": 0, "item_id": "it_1",
+         "content_index": 0, "delta": code},
+        {"type": "response.output_item.done", "output_index": 0,
+         "item": item("message", role="assistant", status="completed",
+                      content=[{"type": "output_text", "text": code}])},
+    ]  # fmt: skip
+    assert await judged(orjson.loads(orjson.dumps(events))) == events

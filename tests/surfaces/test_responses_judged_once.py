@@ -31,6 +31,13 @@ def many_places() -> Events:
     created = response("in_progress")
     created["output_messages"] = [{"role": "assistant", "written key": "written value"}]
     created["vendor note"] = "announced note"
+    # An item the Response is announced with (a server resuming a stream): judged as it stands.
+    created["output"] = [{"type": "message", "id": "msg_0", "role": "assistant",
+                          "status": "in_progress", "content": [
+                              {"type": "output_text", "text": "resumed text",
+                               "annotations": [{"type": "url_citation", "title": "resumed title",
+                                                "url": "u", "start_index": 0,
+                                                "end_index": 1}]}]}]  # fmt: skip
     events.add("response.created", response=created)
     at = {"item_id": "fc_1", "output_index": 0}
     events.add("response.output_item.added", output_index=0,
@@ -167,6 +174,9 @@ JUDGED = [
     (False, "role"),
     (False, "written key"),
     (False, "announced note"),
+    (False, "resumed text"),
+    (False, "resumed title"),
+    (False, "u"),
     # The call's name, whole where it is announced, and not again where it is repeated.
     (False, "call name"),
     (True, '{"to": "a'),
