@@ -233,9 +233,13 @@ def annotation_places(item: dict[str, Any]) -> list[Place]:
 
 
 def notes_places(part: Any) -> list[Place]:
-    """The strings of one content part's annotations."""
+    """The strings of one text part's annotations. A part not heard of has none
+    here: it is read whole (``other_places``), its annotations with it, and read
+    twice they would be judged twice."""
     places: list[Place] = []
-    for note in _list(part.get("annotations") if isinstance(part, dict) else None):
+    if not part_keys(part):
+        return places
+    for note in _list(part.get("annotations")):
         if isinstance(note, dict):
             places += other_places(note)
     return places

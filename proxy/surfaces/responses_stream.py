@@ -303,7 +303,7 @@ class ResponsesStream(StreamCodec):
             self._place(step, part, part_doc, "text", end)
             return
         found += notes_places(part_doc)  # annotations: given whole, wherever repeated
-        keys = part_keys(part_doc)
+        keys = part_keys(part_doc)  # none: a part not heard of, read whole
         if keys:
             unheard_of_places(part_doc, PART_KEYS, found)
         else:

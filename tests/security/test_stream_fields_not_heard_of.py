@@ -289,9 +289,11 @@ async def test_a_ping_with_nothing_more_goes_out_as_it_came(
 
 @pytest.mark.parametrize(
     "change",
-    [put(1, output_index=None), put(6, output_index="0"), put(7, "response", output=[SAID])],
-    ids=["added with no output_index", "done with no output_index", "a string as an item"],
-)
+    [put(1, output_index=None), put(6, output_index="0"), put(7, "response", output=[SAID]),
+     put(3, content_index="0")],
+    ids=["added with no output_index", "done with no output_index", "a string as an item",
+         "a delta's content_index a string"],
+)  # fmt: skip
 async def test_an_output_item_that_cannot_be_placed_is_malformed(
     start_proxy: ProxyFactory,
     scripted: Scripted,

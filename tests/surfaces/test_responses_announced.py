@@ -252,12 +252,16 @@ async def test_a_refusal_s_held_tail_goes_out_as_a_refusal_delta() -> None:
 
 
 async def test_a_stream_of_odd_but_harmless_shapes_goes_out_as_it_came() -> None:
-    """A number that is not one, a Response announced with no output list, a text
-    with a backslash in it: nothing to change, so nothing is changed."""
+    """A number that is not one, a Response announced with no output list or with
+    arguments that are an object, a text with a backslash in it: nothing to change,
+    so nothing is changed."""
     code = 'print("\\u0041")'
     events = [
         {"type": "response.created", "sequence_number": "0",
          "response": {"id": "r", "object": "response", "status": "in_progress", "output": None}},
+        {"type": "response.in_progress", "response": {
+            "id": "r", "object": "response", "status": "in_progress",
+            "output": [{**call("", "in_progress"), "arguments": {"to": "an object"}}]}},
         {"type": "response.output_item.added", "output_index": 0,
          "item": item("message", role="assistant", content=[])},
         {"type": "response.output_text.delta", "output_index": 0, "item_id": "it_1",
@@ -265,5 +269,30 @@ async def test_a_stream_of_odd_but_harmless_shapes_goes_out_as_it_came() -> None
         {"type": "response.output_item.done", "output_index": 0,
          "item": item("message", role="assistant", status="completed",
                       content=[{"type": "output_text", "text": code}])},
+        {"type": "response.output_item.done", "output_index": 1,  # never announced, no text
+         "item": item("message", role="assistant", status="completed", content=[])},
+    ]  # fmt: skip
+    assert await judged(orjson.loads(orjson.dumps(events))) == events
+
+
+def both(text: str, refusal: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "refusal": refusal, "annotations": []}
+
+
+async def test_each_text_of_a_part_with_both_goes_out_in_its_own_place() -> None:
+    """A part with a text and a refusal is two texts, each its own channel: per
+    part, per item; neither is written over with the other's. (Each ends a line, so
+    nothing of it is held back as what could be the start of an address.)"""
+    events = [
+        {"type": "response.output_item.added", "output_index": 0,
+         "item": item("message", role="assistant", content=[])},
+        {"type": "response.content_part.added", "output_index": 0, "item_id": "it_1",
+         "content_index": 0, "part": both("first text \n", "first refusal \n")},
+        {"type": "response.content_part.added", "output_index": 0, "item_id": "it_1",
+         "content_index": 1, "part": both("second text \n", "second refusal \n")},
+        {"type": "response.output_item.added", "output_index": 1,
+         "item": {**item("message", role="assistant", content=[]), "id": "it_2"}},
+        {"type": "response.content_part.added", "output_index": 1, "item_id": "it_2",
+         "content_index": 0, "part": both("third text \n", "third refusal \n")},
     ]  # fmt: skip
     assert await judged(orjson.loads(orjson.dumps(events))) == events

@@ -107,3 +107,40 @@ async def test_a_text_first_given_where_it_is_repeated_goes_out_only_there(case:
     assert "jane" not in orjson.dumps(got).decode()
     assert [e["type"] for e in got] == [e["type"] for e in FIRST_REPEATED[case]]
     assert [text_given(e) for e in got[1:]] == [REDACTED] * (len(got) - 1)  # judged once
+
+
+def reasoning_events(part_done: dict[str, Any], delta_type: str, index_key: str) -> list[Any]:
+    at = {"item_id": "rs_1", "output_index": 0, index_key: 0}
+    added = {"type": "reasoning", "id": "rs_1", "status": "in_progress", "summary": []}
+    done = {**added, "status": "completed"}
+    return numbered([
+        {"type": "response.output_item.added", "output_index": 0, "item": added},
+        {"type": delta_type, **at, "delta": HELD},
+        {**part_done, **at},
+        {"type": "response.output_item.done", "output_index": 0, "item": done},
+    ])  # fmt: skip
+
+
+# A reasoning item's part, ended by its part's own end event (no text .done before it).
+REASONING_ENDS: dict[str, list[Any]] = {
+    "a reasoning text": reasoning_events(
+        {"type": "response.content_part.done",
+         "part": {"type": "reasoning_text", "text": HELD}},
+        "response.reasoning_text.delta", "content_index"),
+    "a summary": reasoning_events(
+        {"type": "response.reasoning_summary_part.done",
+         "part": {"type": "summary_text", "text": HELD}},
+        "response.reasoning_summary_text.delta", "summary_index"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", REASONING_ENDS)
+async def test_a_reasoning_part_s_held_tail_goes_out_before_its_part_s_end(case: str) -> None:
+    events = REASONING_ENDS[case]
+    got = await judged(events)
+    assert "jane" not in orjson.dumps(got).decode()
+    kinds = [e["type"] for e in got]
+    assert kinds == [kinds[0], events[1]["type"], events[1]["type"], *kinds[3:]]
+    assert kinds[3:] == [events[2]["type"], events[3]["type"]]
+    assert got[1]["delta"] + got[2]["delta"] == REDACTED
+    assert got[3]["part"]["text"] == REDACTED

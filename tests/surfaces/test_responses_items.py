@@ -315,3 +315,24 @@ async def test_an_answer_that_is_a_json_list_is_a_502_not_a_crash(
         with pytest.raises(openai.APIStatusError) as caught:
             await c.responses.create(model="m", input="hi")
     assert caught.value.status_code == 502
+
+
+async def test_each_string_of_an_answer_s_parts_is_judged_once(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    """A text part's annotations are read as its notes; a part with no text (audio) is
+    read whole, its annotations with it, and not a second time as notes."""
+    audio = {"type": "output_audio", "data": "QUJD", "transcript": "audio transcript",
+             "annotations": [cite("audio title")]}  # fmt: skip
+    sent = item("message", role="assistant",
+                content=[text_part("hello", annotations=[cite("page title")]), audio])  # fmt: skip
+    scripted.answer = response("completed", [sent])
+    proxy = await start_proxy({"filters": [RECORDING]}, upstream=scripted.url)
+    Recording.seen.clear()
+    answer = await answer_as_received(proxy)
+    judged = [ctx.text for ctx in Recording.seen if ctx.stage == "output"]
+    Recording.seen.clear()
+    assert answer["output"] == [sent]
+    url = "https://example.com/"
+    assert judged == ["\n\n".join(["hello", "audio transcript", "audio title", url,
+                                   "page title", url])]  # fmt: skip

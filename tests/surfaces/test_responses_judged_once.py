@@ -224,3 +224,41 @@ async def test_each_text_of_a_stream_is_judged_in_order_by_its_reading(
     Recording.seen.clear()
     assert judged == JUDGED
     assert received[-1]["type"] == "response.completed"
+
+
+async def judged_texts(start_proxy: ProxyFactory, scripted: Scripted, events: Events) -> Any:
+    """What the stream filters are asked about, in order, and the events received."""
+    Recording.seen.clear()
+    scripted.script = events.script()
+    proxy = await start_proxy(RECORDING, upstream=scripted.url)
+    received = data_events(await streamed(f"{proxy.url}/v1/responses", ASK))
+    judged = [(ctx.partial, ctx.text) for ctx in Recording.seen if ctx.stage == "stream"]
+    Recording.seen.clear()
+    return judged, received
+
+
+async def test_two_calls_names_and_a_part_not_heard_of_are_each_judged_once_alone(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    """Each call's name is its own text (not run on into the other's); a content part
+    with no text or refusal (an audio part) is read whole, each of its strings once
+    (an annotation's too), but its audio."""
+    events = Events()
+    for n, name in enumerate(["first name", "second name"]):
+        events.add("response.output_item.added", output_index=n,
+                   item={**call_item(name, "", "in_progress"), "id": f"fc_{n}"})  # fmt: skip
+    events.add("response.output_item.added", output_index=2, item={
+        "type": "message", "id": "msg_1", "role": "assistant", "status": "in_progress",
+        "content": []})  # fmt: skip
+    events.add("response.content_part.added", item_id="msg_1", output_index=2, content_index=0,
+               part={"type": "output_audio", "transcript": "audio transcript", "data": "QUJD",
+                     "annotations": [{"type": "url_citation", "title": "audio title"}]},
+               )  # fmt: skip
+    judged, received = await judged_texts(start_proxy, scripted, events)
+    assert judged == [
+        (False, "first name"),
+        (False, "second name"),
+        (False, "audio transcript"),
+        (False, "audio title"),
+    ]
+    assert len(received) == 4
