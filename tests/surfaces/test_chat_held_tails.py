@@ -40,6 +40,8 @@ def custom(index: int, **fields: Any) -> dict[str, Any]:
 HELD_TAILS: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {
     "the content": ([{"content": HELD}], {"content": REST}),
     "the reasoning": ([{"reasoning_content": HELD}], {"reasoning_content": REST}),
+    "a text part (Mistral)": ([{"content": [{"type": "text", "text": HELD}]}],
+                              {"content": REST}),
     "a tool call's arguments": (
         [calls(1, id="t", type="function", function={"name": "f", "arguments": ""}),
          function(1, arguments=HELD)],
@@ -161,3 +163,29 @@ async def test_a_choice_that_says_more_than_an_empty_delta_goes_out(
     proxy = await start_proxy(FILTERS, upstream=scripted.url)
     raw = await streamed(f"{proxy.url}{CHAT}", chat(user("hi"), stream=True))
     assert data_events(raw)[0]["choices"] == [other]
+
+
+# A call whose name is held back, and the delta its arguments (or input) begin in.
+NAMED_THEN: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
+    "a tool call": (calls(1, id="t", type="function", function={"name": HELD}),
+                    function(1, arguments="{}\n"), function(1, name=REST)),
+    "a custom tool": (calls(1, id="t", type="custom", custom={"name": HELD}),
+                      custom(1, input="x\n"), custom(1, name=REST)),
+    "a legacy function call": ({"function_call": {"name": HELD}},
+                               {"function_call": {"arguments": "{}\n"}},
+                               {"function_call": {"name": REST}}),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", NAMED_THEN)
+async def test_a_held_name_goes_out_before_its_call_s_arguments_begin(
+    start_proxy: ProxyFactory, scripted: Scripted, case: str
+) -> None:
+    """An SDK reports a call's arguments under the name it has by then."""
+    named, then, rest = NAMED_THEN[case]
+    scripted.script = [delta_chunk(named), delta_chunk(then), delta_chunk({}, "stop"),
+                       b"data: [DONE]\n\n"]  # fmt: skip
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    raw = await streamed(f"{proxy.url}{CHAT}", chat(user("hi"), stream=True))
+    sent = [event["choices"][0]["delta"] for event in data_events(raw)]
+    assert sent[1:3] == [rest, then]
