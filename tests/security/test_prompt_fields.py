@@ -329,6 +329,38 @@ async def test_a_json_escape_in_tool_call_arguments_does_not_hide_an_email(
     assert EMAIL not in str(orjson.loads(arguments))  # as the model server reads it
 
 
+@pytest.mark.parametrize(
+    "arguments",
+    ['{"say": "ouvre s\\u00e9same"}', '{"say": "ouvre sésame\\n"}'],
+    ids=["the character escaped", "the character as itself, beside an escape"],
+)
+async def test_arguments_written_out_keep_a_character_past_ascii_as_itself(
+    start_proxy: ProxyFactory, scripted: Scripted, arguments: str
+) -> None:
+    """Written out as UTF-8, not escaped again: ``s\\u00e9same`` is ``sésame``
+    to the model, and must be to a denylist of it."""
+    scripted.answer = CHAT_ANSWER
+    denylist = {"name": "denylist", "type": "denylist", "params": {"words": ["ouvre sésame"]}}
+    body = {"model": "m", "messages": [*USER, tool_call(arguments)]}
+    proxy = await start_proxy({"filters": [denylist]}, upstream=scripted.url)
+    status, _, got = await post_json(f"{proxy.url}{CHAT}", body)
+    assert status == 400, got
+    assert scripted.bodies == []
+
+
+async def test_a_lone_surrogate_in_arguments_stays_an_escape_and_the_rest_is_written_out(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    """UTF-8 cannot hold a lone surrogate: it goes on as the escape it came as."""
+    scripted.answer = CHAT_ANSWER
+    body = {"model": "m", "messages": [*USER, tool_call('{"say": "\\ud800 h\\u0069"}')]}
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    status, _, got = await post_json(f"{proxy.url}{CHAT}", body)
+    assert status == 200, got
+    (sent,) = scripted.json_bodies()
+    assert sent["messages"][1]["tool_calls"][0]["function"]["arguments"] == '{"say": "\\ud800 hi"}'
+
+
 async def test_a_json_escape_in_answered_tool_call_arguments_does_not_hide_an_email(
     start_proxy: ProxyFactory, scripted: Scripted
 ) -> None:

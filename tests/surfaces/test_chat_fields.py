@@ -278,6 +278,27 @@ async def test_an_answer_that_cannot_be_judged_is_a_502_not_a_pass(
     assert EMAIL.encode() not in answer
 
 
+NOT_ANSWERS = {
+    "an array": [ANSWER],
+    "a string": "ok",
+    "choices not a list": {**ANSWER, "choices": {"0": ANSWER["choices"][0]}},
+    "a choice not an object": {**ANSWER, "choices": ["ok"]},
+    "a choice with no message": {**ANSWER, "choices": [{"index": 0, "text": "ok"}]},
+    "a message not an object": {**ANSWER, "choices": [{"index": 0, "message": "ok"}]},
+}
+
+
+@pytest.mark.parametrize("answer", NOT_ANSWERS.values(), ids=NOT_ANSWERS.keys())
+async def test_json_not_of_a_chat_completion_s_shape_is_a_502(
+    start_proxy: ProxyFactory, scripted: Scripted, answer: Any
+) -> None:
+    scripted.answer = answer
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    status, _, got = await post_json(f"{proxy.url}{CHAT}", chat(user("hi")))
+    assert status == 502, got
+    assert orjson.loads(got)["error"]["code"] == "upstream_malformed"
+
+
 async def test_an_answer_with_no_content_type_is_a_502(
     start_proxy: ProxyFactory, raw_server: Any
 ) -> None:
@@ -304,8 +325,9 @@ async def test_a_201_json_answer_is_judged(start_proxy: ProxyFactory, scripted: 
     assert EMAIL.encode() not in answer
 
 
+@pytest.mark.parametrize("config", [FILTERS, {}], ids=["judged", "judged by nothing"])
 async def test_a_stream_is_over_at_its_terminal_event(
-    start_proxy: ProxyFactory, scripted: Scripted
+    start_proxy: ProxyFactory, scripted: Scripted, config: dict[str, Any]
 ) -> None:
     """An SDK closes on [DONE]; an upstream slow to end its stream after it must not make
     a complete answer a client_disconnect, nor keep the client waiting."""
@@ -317,10 +339,11 @@ async def test_a_stream_is_over_at_its_terminal_event(
             b'"choices"', b'"usage":' + orjson.dumps(usage) + b',"choices"'
         )
         + b"\n\n",
+        0.02,  # [DONE] in a write of its own
         b"data: [DONE]\n\n",
         3.0,
     ]
-    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    proxy = await start_proxy(config, upstream=scripted.url)
     async with (
         aiohttp.ClientSession() as session,
         session.post(f"{proxy.url}{CHAT}", json=chat(user("hi"), stream=True)) as response,
@@ -337,8 +360,9 @@ async def test_a_stream_is_over_at_its_terminal_event(
     assert proxy.value("taxmeter_requests_total", **labels, outcome="client_disconnect") == 0
 
 
+@pytest.mark.parametrize("config", [FILTERS, {}], ids=["judged", "judged by nothing"])
 async def test_nothing_after_the_terminal_event_reaches_the_client(
-    start_proxy: ProxyFactory, scripted: Scripted
+    start_proxy: ProxyFactory, scripted: Scripted, config: dict[str, Any]
 ) -> None:
     """Events an upstream sends after its end, in the same write, are not relayed."""
     scripted.script = [
@@ -347,7 +371,7 @@ async def test_nothing_after_the_terminal_event_reaches_the_client(
         + b"data: [DONE]\n\n"
         + delta_chunk({"content": "after the end"}),
     ]
-    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    proxy = await start_proxy(config, upstream=scripted.url)
     async with (
         aiohttp.ClientSession() as session,
         session.post(f"{proxy.url}{CHAT}", json=chat(user("hi"), stream=True)) as response,

@@ -1,0 +1,116 @@
+"""A chat stream at its edges: a block before any choice, choices with no index,
+usage beside text held back, and texts given whole judged once."""
+
+from __future__ import annotations
+
+from tests.judge.sample_filters import Recording
+from tests.loopback import ProxyFactory
+from tests.security.conftest import data_events, streamed
+from tests.surfaces.conftest import Scripted, sse
+from tests.surfaces.test_chat_fields import CHAT, FILTERS, chat, delta_chunk, user
+
+ASK = chat(user("hi"), stream=True)
+HEAD = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+FILTERED = {"index": 0, "delta": {}, "finish_reason": "content_filter"}
+
+
+async def test_a_block_before_any_choice_ends_the_stream_as_its_first_choice(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    """A server's own field, in the first chunk, before any choice came."""
+    scripted.script = [
+        sse({**HEAD, "choices": [], "x_note": "open sesame"}),
+        delta_chunk({"content": "never sent"}, "stop"),
+        b"data: [DONE]\n\n",
+    ]
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    raw = await streamed(f"{proxy.url}{CHAT}", ASK)
+    assert [event["choices"] for event in data_events(raw)] == [[FILTERED]]
+    assert raw.endswith(b"data: [DONE]\n\n")
+
+
+async def test_a_choice_with_no_index_is_the_first(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    """Some servers leave the index out of a single choice; it is choice 0."""
+    scripted.script = [
+        sse({**HEAD, "choices": [{"delta": {"content": "fine, "}, "finish_reason": None}]}),
+        sse({**HEAD, "choices": [{"delta": {"content": "open sesame"}, "finish_reason": None}]}),
+        b"data: [DONE]\n\n",
+    ]
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    raw = await streamed(f"{proxy.url}{CHAT}", ASK)
+    events = data_events(raw)
+    assert events[0]["choices"] == [{"delta": {"content": "fine, "}, "finish_reason": None}]
+    assert events[-1]["choices"] == [FILTERED]
+
+
+async def test_usage_beside_text_all_held_back_goes_out(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    """vLLM's continuous_usage_stats puts usage in every chunk: a chunk whose text
+    is all held back still says it."""
+    usage = {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
+    held = {"index": 0, "delta": {"content": "jane.doe@exa"}, "finish_reason": None}
+    scripted.script = [
+        sse({**HEAD, "choices": [held], "usage": usage}),
+        delta_chunk({"content": "mple.com"}, "stop"),
+        b"data: [DONE]\n\n",
+    ]
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    events = data_events(await streamed(f"{proxy.url}{CHAT}", ASK))
+    assert events[0]["usage"] == usage
+    assert events[0]["choices"] == []
+
+
+async def test_a_chunk_of_every_key_that_says_nothing_once_its_text_is_held_is_not_sent(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    """Every key a chunk may have, none of them saying anything (the usage null)."""
+    every = {**HEAD, "system_fingerprint": "fp", "service_tier": "default", "usage": None,
+             "prompt_logprobs": None, "prompt_token_ids": None, "kv_transfer_params": None,
+             "obfuscation": "xyz"}  # fmt: skip
+    held = {"index": 0, "delta": {"content": "jane.doe@exa"}, "finish_reason": None}
+    scripted.script = [
+        sse({**every, "choices": [held]}),
+        delta_chunk({"content": "mple.com"}, "stop"),
+        b"data: [DONE]\n\n",
+    ]
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    events = data_events(await streamed(f"{proxy.url}{CHAT}", ASK))
+    assert [event["choices"][0]["delta"] for event in events] == [{"content": "[EMAIL]"}]
+
+
+async def test_each_text_a_chat_stream_gives_whole_is_judged_once(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    """A chunk's field not heard of, a choice's, a delta's, and a citation: each its
+    own text, judged where it is read (not again by the sweep after the reading)."""
+    citation = {"type": "url_citation", "url_citation": {"title": "cited title", "url": "u"}}
+    choice = {"index": 0, "finish_reason": None, "x_choice": "choice note",
+              "delta": {"content": "hello", "x_delta": "delta note",
+                        "annotations": [citation]}}  # fmt: skip
+    scripted.script = [
+        sse({**HEAD, "x_chunk": "chunk note", "choices": [choice]}),
+        delta_chunk({}, "stop"),
+        b"data: [DONE]\n\n",
+    ]
+    Recording.seen.clear()
+    proxy = await start_proxy(
+        {"filters": [{"name": "rec", "type": "tests.judge.sample_filters:Recording"}]},
+        upstream=scripted.url,
+    )
+    raw = await streamed(f"{proxy.url}{CHAT}", ASK)
+    judged = [(ctx.partial, ctx.text) for ctx in Recording.seen if ctx.stage == "stream"]
+    Recording.seen.clear()
+    # Each alone, then run on after the texts of its family before it (a chunk's,
+    # a choice's: they may be pieces of one text), the first's run being itself.
+    assert judged == [
+        (True, "hello"),
+        (False, "chunk note"), (False, "chunk note"),
+        (False, "cited title"), (False, "cited title"),
+        (False, "u"), (False, "cited titleu"),
+        (False, "choice note"), (False, "cited titleuchoice note"),
+        (False, "delta note"), (False, "cited titleuchoice notedelta note"),
+    ]  # fmt: skip
+    assert raw.endswith(b"data: [DONE]\n\n")
