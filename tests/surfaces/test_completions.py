@@ -94,6 +94,20 @@ async def test_a_count_that_is_not_a_whole_number_is_not_recorded(
     assert (attrs.get(A.USAGE_INPUT_TOKENS), attrs[A.USAGE_OUTPUT_TOKENS]) == (None, 9)
 
 
+async def test_a_count_of_zero_is_recorded_as_zero(
+    start_proxy: ProxyFactory, scripted: Scripted, traced: Traced
+) -> None:
+    """An answer of no tokens (an empty prompt, max_tokens 0): its count is known, not unknown."""
+    scripted.answer = {**completion(""), "usage": {"prompt_tokens": 0, "completion_tokens": 0}}
+    proxy = await start_proxy(FILTERS, upstream=scripted.url, tracing=traced.setup)
+    status, _, _ = await post_json(f"{proxy.url}/v1/completions", {"model": "m", "prompt": "hi"})
+    assert status == 200
+    (server,) = [s for s in await traced.spans() if s.kind == SpanKind.SERVER]
+    attrs = server.attributes
+    assert attrs is not None
+    assert (attrs.get(A.USAGE_INPUT_TOKENS), attrs.get(A.USAGE_OUTPUT_TOKENS)) == (0, 0)
+
+
 # (prompt fields, what the model gets, the kinds counted as uninspected)
 PROMPTS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, float]]] = {
     "a string": ({"prompt": f"to {EMAIL}"}, {"prompt": "to [EMAIL]"}, {}),
