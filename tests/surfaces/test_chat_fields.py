@@ -182,6 +182,35 @@ async def test_parts_no_filter_can_read_are_counted_and_refused_on_request(
     assert len(scripted.bodies) == 3  # the refused ones never reached the model
 
 
+REDACTED = {"type": "redacted_thinking", "data": "RW5jcnlwdGVk"}
+THOUGHT = {"type": "thinking", "thinking": "plain", "signature": "s"}
+
+
+@pytest.mark.parametrize(
+    "turn",
+    [{"role": "assistant", "content": "ok", "thinking_blocks": [THOUGHT, REDACTED, REDACTED]},
+     {"role": "assistant", "content": "ok",
+      "provider_specific_fields": {"thinking_blocks": [THOUGHT, REDACTED, REDACTED]}}],
+    ids=["on the message", "in LiteLLM's provider fields"],
+)  # fmt: skip
+async def test_a_redacted_thinking_block_in_the_prompt_is_counted_as_encrypted(
+    start_proxy: ProxyFactory, scripted: Scripted, turn: dict[str, Any]
+) -> None:
+    """Anthropic's sealed reasoning, handed back through LiteLLM: no filter can read
+    it; a thinking block in clear beside it is read, not counted."""
+    scripted.answer = ANSWER
+    body = chat(user("hi"), turn, user("go on"))
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    status, _, _ = await post_json(f"{proxy.url}{CHAT}", body)
+    assert status == 200
+    counted = "taxmeter_uninspected_parts_total"
+    assert proxy.value(counted, route="chat_completions", kind="encrypted") == 2
+    strict = await start_proxy({**FILTERS, "uninspected": "block"}, upstream=scripted.url)
+    status, _, answer = await post_json(f"{strict.url}{CHAT}", body)
+    assert status == 400
+    assert orjson.loads(answer)["error"]["code"] == "uninspected_content"
+
+
 def answer_with(message: dict[str, Any], logprobs: Any = None) -> dict[str, Any]:
     choice = {"index": 0, "message": message, "finish_reason": "stop", "logprobs": logprobs}
     return {**ANSWER, "choices": [choice]}

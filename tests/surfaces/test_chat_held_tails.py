@@ -42,6 +42,8 @@ HELD_TAILS: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {
     "the reasoning": ([{"reasoning_content": HELD}], {"reasoning_content": REST}),
     "a text part (Mistral)": ([{"content": [{"type": "text", "text": HELD}]}],
                               {"content": REST}),
+    "a refusal part": ([{"content": [{"type": "refusal", "refusal": HELD}]}],
+                       {"refusal": REST}),
     "a tool call's arguments": (
         [calls(1, id="t", type="function", function={"name": "f", "arguments": ""}),
          function(1, arguments=HELD)],

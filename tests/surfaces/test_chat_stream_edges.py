@@ -45,6 +45,27 @@ async def test_a_choice_with_no_index_is_the_first(
     assert events[-1]["choices"] == [FILTERED]
 
 
+async def test_two_choices_ending_in_one_chunk_each_give_their_held_tail_first(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    """``n=2``: both choices end in the same chunk; each one's held tail goes out
+    with its own end, not after it."""
+    held = [{"index": i, "delta": {"content": "see jane.doe@exa"}, "finish_reason": None}
+            for i in (0, 1)]  # fmt: skip
+    ends = [{"index": i, "delta": {"content": "mple.com"}, "finish_reason": "stop"}
+            for i in (0, 1)]  # fmt: skip
+    scripted.script = [sse({**HEAD, "choices": held}), sse({**HEAD, "choices": ends}),
+                       b"data: [DONE]\n\n"]  # fmt: skip
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    raw = await streamed(f"{proxy.url}{CHAT}", ASK)
+    texts: dict[int, str] = {0: "", 1: ""}
+    for event in data_events(raw):
+        for choice in event["choices"]:
+            texts[choice["index"]] += choice["delta"].get("content") or ""
+            assert choice["finish_reason"] is None or texts[choice["index"]] == "see [EMAIL]"
+    assert texts == {0: "see [EMAIL]", 1: "see [EMAIL]"}
+
+
 async def test_usage_beside_text_all_held_back_goes_out(
     start_proxy: ProxyFactory, scripted: Scripted
 ) -> None:

@@ -45,6 +45,31 @@ CASES = {
     "reasoning": message(reasoning_content=BLOCKED),
     "an audio transcript": message(audio={"id": "a", "data": "QUJD", "transcript": BLOCKED}),
     "a field not heard of": message(x_note=BLOCKED),
+    "a tool call's name": message(
+        tool_calls=[
+            {"id": "t", "type": "function", "function": {"name": BLOCKED, "arguments": "{}"}}
+        ]
+    ),
+    "a legacy function call's name": message(function_call={"name": BLOCKED, "arguments": "{}"}),
+    "a legacy function call's arguments": message(
+        function_call={"name": "f", "arguments": f'{{"say": "{BLOCKED}"}}'}
+    ),
+    "a custom tool's name": message(
+        tool_calls=[{"id": "t", "type": "custom", "custom": {"name": BLOCKED, "input": "x"}}]
+    ),
+    "a custom tool's input": message(
+        tool_calls=[{"id": "t", "type": "custom", "custom": {"name": "f", "input": BLOCKED}}]
+    ),
+    "a thinking block": message(thinking_blocks=[{"type": "thinking", "thinking": BLOCKED}]),
+    "a provider thinking block": message(
+        provider_specific_fields={"thinking_blocks": [{"type": "thinking", "thinking": BLOCKED}]}
+    ),
+    "the first of two citations": message(
+        annotations=[
+            {"type": "url_citation", "url_citation": {"title": BLOCKED, "url": "u"}},
+            {"type": "url_citation", "url_citation": {"title": "t", "url": "u"}},
+        ]
+    ),
 }
 # A field not heard of at each level of the message: found by the reading, so
 # the choice is withheld (the sweep after it would only empty the string).
