@@ -102,6 +102,22 @@ async def test_a_chunk_of_every_key_that_says_nothing_once_its_text_is_held_is_n
     assert [event["choices"][0]["delta"] for event in events] == [{"content": "[EMAIL]"}]
 
 
+async def test_a_choice_of_every_key_that_says_nothing_once_its_text_is_held_is_not_sent(
+    start_proxy: ProxyFactory, scripted: Scripted
+) -> None:
+    """Every key a streamed choice may have (vLLM's among them), all null but its text."""
+    nulls = dict.fromkeys(("finish_reason", "logprobs", "stop_reason", "token_ids", "matched_stop"))
+    held = {"index": 0, "delta": {"content": "jane.doe@exa"}, **nulls}
+    scripted.script = [
+        sse({**HEAD, "choices": [held]}),
+        delta_chunk({"content": "mple.com"}, "stop"),
+        b"data: [DONE]\n\n",
+    ]
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    events = data_events(await streamed(f"{proxy.url}{CHAT}", ASK))
+    assert [event["choices"][0]["delta"] for event in events] == [{"content": "[EMAIL]"}]
+
+
 async def test_each_text_a_chat_stream_gives_whole_is_judged_once(
     start_proxy: ProxyFactory, scripted: Scripted
 ) -> None:
