@@ -3,6 +3,10 @@ usage beside text held back, and texts given whole judged once."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from tests.judge.sample_filters import Recording
 from tests.loopback import ProxyFactory
 from tests.security.conftest import data_events, streamed
@@ -84,32 +88,24 @@ async def test_usage_beside_text_all_held_back_goes_out(
     assert events[0]["choices"] == []
 
 
-async def test_a_chunk_of_every_key_that_says_nothing_once_its_text_is_held_is_not_sent(
-    start_proxy: ProxyFactory, scripted: Scripted
-) -> None:
-    """Every key a chunk may have, none of them saying anything (the usage null)."""
-    every = {**HEAD, "system_fingerprint": "fp", "service_tier": "default", "usage": None,
-             "prompt_logprobs": None, "prompt_token_ids": None, "kv_transfer_params": None,
-             "obfuscation": "xyz"}  # fmt: skip
-    held = {"index": 0, "delta": {"content": "jane.doe@exa"}, "finish_reason": None}
-    scripted.script = [
-        sse({**every, "choices": [held]}),
-        delta_chunk({"content": "mple.com"}, "stop"),
-        b"data: [DONE]\n\n",
-    ]
-    proxy = await start_proxy(FILTERS, upstream=scripted.url)
-    events = data_events(await streamed(f"{proxy.url}{CHAT}", ASK))
-    assert [event["choices"][0]["delta"] for event in events] == [{"content": "[EMAIL]"}]
+HELD = {"index": 0, "delta": {"content": "jane.doe@exa"}, "finish_reason": None}
+# Every key a chunk, or a streamed choice (vLLM's among them), may have, none of
+# them saying anything.
+EVERY_CHUNK_KEY = {**HEAD, "system_fingerprint": "fp", "service_tier": "default", "usage": None,
+                   "prompt_logprobs": None, "prompt_token_ids": None, "kv_transfer_params": None,
+                   "obfuscation": "xyz", "choices": [HELD]}  # fmt: skip
+NULLS = dict.fromkeys(("logprobs", "stop_reason", "token_ids", "matched_stop"))
+EVERY_CHOICE_KEY = {**HEAD, "choices": [{**HELD, **NULLS}]}
 
 
-async def test_a_choice_of_every_key_that_says_nothing_once_its_text_is_held_is_not_sent(
-    start_proxy: ProxyFactory, scripted: Scripted
+@pytest.mark.parametrize(
+    "first", [EVERY_CHUNK_KEY, EVERY_CHOICE_KEY], ids=["a chunk's", "a choice's"]
+)
+async def test_every_key_saying_nothing_once_the_text_is_held_is_not_sent(
+    start_proxy: ProxyFactory, scripted: Scripted, first: dict[str, Any]
 ) -> None:
-    """Every key a streamed choice may have (vLLM's among them), all null but its text."""
-    nulls = dict.fromkeys(("finish_reason", "logprobs", "stop_reason", "token_ids", "matched_stop"))
-    held = {"index": 0, "delta": {"content": "jane.doe@exa"}, **nulls}
     scripted.script = [
-        sse({**HEAD, "choices": [held]}),
+        sse(first),
         delta_chunk({"content": "mple.com"}, "stop"),
         b"data: [DONE]\n\n",
     ]
