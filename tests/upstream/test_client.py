@@ -729,6 +729,24 @@ async def test_a_connection_whose_204_declared_a_body_is_not_reused(framing: str
         await pool.close()
 
 
+@pytest.mark.parametrize(
+    "framing", ["", "Content-Length: 0\r\n"], ids=["no length", "a length of 0"]
+)
+async def test_a_connection_whose_204_declared_no_body_is_reused(framing: str) -> None:
+    async def no_content(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(f"HTTP/1.1 204 No Content\r\n{framing}\r\n".encode())
+        return True
+
+    async with raw_server(no_content) as (server, url):
+        pool = pool_for(url)
+        for _ in range(2):
+            first = await get(pool)
+            assert await first.read() == b""
+            first.close()
+        assert server.connections == 1
+        await pool.close()
+
+
 async def test_a_woken_request_that_is_cancelled_passes_its_turn_on() -> None:
     # The one connection comes free and wakes the first waiting request, which is
     # cancelled (its client left, or its time ran out) before it takes it.
