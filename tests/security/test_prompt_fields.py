@@ -302,13 +302,25 @@ def tool_call(arguments: str) -> dict[str, Any]:
     return {"role": "assistant", "content": None, "tool_calls": [call]}
 
 
+# Arguments as sent, each spelling a denylisted phrase once the server parses them.
+ESCAPED_PHRASES = {
+    "an escape": '{"say": "open \\u0073esame"}',
+    # Written out as UTF-8, not escaped again: s\u00e9same is sésame to the model.
+    "a character past ascii escaped": '{"say": "ouvre s\\u00e9same"}',
+    "a character past ascii as itself, beside an escape": '{"say": "ouvre sésame\\n"}',
+}
+
+
+@pytest.mark.parametrize("arguments", ESCAPED_PHRASES.values(), ids=ESCAPED_PHRASES.keys())
 async def test_a_json_escape_in_tool_call_arguments_does_not_hide_a_denylisted_phrase(
-    start_proxy: ProxyFactory, scripted: Scripted
+    start_proxy: ProxyFactory, scripted: Scripted, arguments: str
 ) -> None:
     """``open \\u0073esame`` is ``open sesame`` once the server parses the arguments."""
     scripted.answer = CHAT_ANSWER
-    body = {"model": "m", "messages": [*USER, tool_call('{"say": "open \\u0073esame"}')]}
-    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    words = {"words": ["open sesame", "ouvre sésame"]}
+    denylist = {"filters": [{"name": "denylist", "type": "denylist", "params": words}]}
+    body = {"model": "m", "messages": [*USER, tool_call(arguments)]}
+    proxy = await start_proxy(denylist, upstream=scripted.url)
     status, _, got = await post_json(f"{proxy.url}{CHAT}", body)
     assert status == 400, got
     assert orjson.loads(got)["error"]["code"] == "content_filter"
@@ -327,25 +339,6 @@ async def test_a_json_escape_in_tool_call_arguments_does_not_hide_an_email(
     (sent,) = scripted.json_bodies()
     arguments = sent["messages"][1]["tool_calls"][0]["function"]["arguments"]
     assert EMAIL not in str(orjson.loads(arguments))  # as the model server reads it
-
-
-@pytest.mark.parametrize(
-    "arguments",
-    ['{"say": "ouvre s\\u00e9same"}', '{"say": "ouvre sésame\\n"}'],
-    ids=["the character escaped", "the character as itself, beside an escape"],
-)
-async def test_arguments_written_out_keep_a_character_past_ascii_as_itself(
-    start_proxy: ProxyFactory, scripted: Scripted, arguments: str
-) -> None:
-    """Written out as UTF-8, not escaped again: ``s\\u00e9same`` is ``sésame``
-    to the model, and must be to a denylist of it."""
-    scripted.answer = CHAT_ANSWER
-    denylist = {"name": "denylist", "type": "denylist", "params": {"words": ["ouvre sésame"]}}
-    body = {"model": "m", "messages": [*USER, tool_call(arguments)]}
-    proxy = await start_proxy({"filters": [denylist]}, upstream=scripted.url)
-    status, _, got = await post_json(f"{proxy.url}{CHAT}", body)
-    assert status == 400, got
-    assert scripted.bodies == []
 
 
 async def test_a_lone_surrogate_in_arguments_stays_an_escape_and_the_rest_is_written_out(
