@@ -428,7 +428,8 @@ class ResponsesStream(StreamCodec):
             for k, v in self._template.items()
             if k in RESPONSE_KEYS | NOT_TEXT and not unread_strings({k: v}, set(), RESPONSES_OPAQUE)
         }
-        response = {**template, "output": output, "usage": None}
+        # Ended by a filter, not an error: OpenAI's own end says ``"error": null``.
+        response = {**template, "output": output, "usage": None, "error": None}
         forget_written(response)  # as announced, they may hold what was blocked
         mark_filtered(response, "content_filter")
         document = {"type": "response.incomplete", "sequence_number": self._numbers.after(),
