@@ -24,7 +24,8 @@ from typing import Any
 
 from proxy.surfaces.base import Prompt, TextRef, content_at, written_out
 
-# Keys of a block that are never text a model or client reads as prose.
+# Keys of a block that are not prose, left out of a block read whole (the ids
+# among them are judged by the sweep after the reading: templates write ids out).
 _NOT_TEXT = frozenset(
     {"type", "id", "tool_use_id", "signature", "cache_control", "media_type", "file_id",
      "caller"}

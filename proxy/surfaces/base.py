@@ -110,6 +110,14 @@ NOT_TEXT = frozenset({
     "file_id", "container_id", "signature",
 })  # fmt: skip
 
+# In a request an identifier is text too: chat templates write ids out as they
+# are (Kimi K2's writes a call's ``id`` and a tool result's ``tool_call_id``), so
+# what the model reads may be spelled there. A kind, a state and sealed state
+# are not text (a server takes only the values it defines for a kind or a state).
+PROMPT_NOT_TEXT = frozenset({
+    "type", "status", "role", "object", "encrypted_content", "signature", "fingerprint",
+})  # fmt: skip
+
 # Opaque keys that hold a string (an end's reason, a model's name, base64): an
 # object or a list under one is read like any other.
 _STRING_ONLY = frozenset({
@@ -129,6 +137,8 @@ class Opaque:
     top: frozenset[str] = frozenset()
     anywhere: frozenset[str] = frozenset()
     by_type: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # The keys whose strings are no text, at any depth (an object under one is read).
+    not_text: frozenset[str] = NOT_TEXT
 
     def skipped(self, node: dict[str, Any], top: bool) -> frozenset[str]:
         """The keys of ``node`` skipped whole, whatever their value."""
@@ -147,7 +157,7 @@ def places(refs: Iterable[TextRef]) -> set[tuple[int, Any]]:
 
 def unread_strings(body: Any, read: set[tuple[int, Any]], opaque: Opaque) -> list[TextRef]:
     """Every string of ``body``, at any depth, at no place of ``read`` (``(id(holder),
-    key)``), but empty ones, identifiers and what ``opaque`` skips."""
+    key)``), but empty ones and what ``opaque`` skips (identifiers, unless told)."""
     found: list[TextRef] = []
     stack: list[Any] = [body] if isinstance(body, dict | list) else []
     while stack:
@@ -158,7 +168,7 @@ def unread_strings(body: Any, read: set[tuple[int, Any]], opaque: Opaque) -> lis
                 if key in skipped and not (key in _STRING_ONLY and isinstance(inner, dict | list)):
                     continue
                 if isinstance(inner, str):
-                    if inner and key not in NOT_TEXT and (id(node), key) not in read:
+                    if inner and key not in opaque.not_text and (id(node), key) not in read:
                         found.append(TextRef(node, key))
                 elif isinstance(inner, dict | list):
                     stack.append(inner)
@@ -267,7 +277,7 @@ class Surface:
     # The request's keys that hold the conversation, swept after ``prompt``
     # (see ``read_prompt``), and where their strings are no text.
     prompt_swept: tuple[str, ...] = ()
-    prompt_opaque: Opaque = Opaque()
+    prompt_opaque: Opaque = Opaque(not_text=PROMPT_NOT_TEXT)
 
     def prompt(self, body: Any) -> Prompt | None:
         """The request's texts; None when the body is not of this surface's shape."""
@@ -280,8 +290,9 @@ class Surface:
         template's ``message.thinking``, a part's or a block's field a later
         version adds), and an adapter reads each value by its expected shape:
         so after the reading, every string under the keys ``prompt_swept`` it
-        left out, at any depth, is judged too, but identifiers and what
-        ``prompt_opaque`` skips (images, audio, files, sealed state).
+        left out, at any depth, is judged too (identifiers among them: templates
+        write them out), but what ``prompt_opaque`` skips (images, audio, files,
+        sealed state, a kind or a state).
         """
         prompt = self.prompt(body)
         if prompt is None or not isinstance(body, dict):

@@ -22,6 +22,7 @@ import orjson
 
 from proxy.formats.sse import SseEvent
 from proxy.surfaces.base import (
+    PROMPT_NOT_TEXT,
     AnswerPart,
     Delta,
     Opaque,
@@ -102,7 +103,7 @@ class Chat(Surface):
     prompt_opaque = Opaque(by_type={
         "image_url": frozenset({"image_url"}), "input_audio": frozenset({"input_audio"}),
         "file": frozenset({"file"}), "video_url": frozenset({"video_url"}),
-    })  # fmt: skip
+    }, not_text=PROMPT_NOT_TEXT)  # fmt: skip
 
     def prompt(self, body: Any) -> Prompt | None:
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):

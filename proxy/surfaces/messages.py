@@ -28,6 +28,7 @@ import orjson
 from proxy.formats.errors import STATUS
 from proxy.surfaces.anthropic_text import block_texts, content_texts
 from proxy.surfaces.base import (
+    PROMPT_NOT_TEXT,
     AnswerPart,
     Opaque,
     Prompt,
@@ -73,6 +74,7 @@ class Messages(Surface):
     prompt_opaque = Opaque(
         by_type={"base64": frozenset({"data"}), "redacted_thinking": frozenset({"data"})},
         anywhere=frozenset({"encrypted_content", "encrypted_index"}),
+        not_text=PROMPT_NOT_TEXT,
     )
 
     def prompt(self, body: Any) -> Prompt | None:

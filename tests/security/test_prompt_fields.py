@@ -445,7 +445,7 @@ async def test_a_denylisted_phrase_in_a_property_name_blocks_the_request(
     assert scripted.bodies == []
 
 
-async def test_inline_media_and_identifiers_in_the_conversation_are_not_judged(
+async def test_inline_media_in_the_conversation_is_not_judged(
     start_proxy: ProxyFactory, scripted: Scripted
 ) -> None:
     # Words the denylist refuses, where no text is: the request goes on as it came.
@@ -458,9 +458,6 @@ async def test_inline_media_and_identifiers_in_the_conversation_are_not_judged(
             {"type": "input_audio", "input_audio": {"data": denied, "format": "wav"}},
             {"type": "file", "file": {"file_data": denied, "file_id": denied}},
         ]},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": denied, "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
-        {"role": "tool", "tool_call_id": denied, "content": "ok"},
     ]  # fmt: skip
     proxy = await start_proxy(
         {"filters": [{"name": "d", "type": "denylist", "params": {"words": [denied]}}],
@@ -469,3 +466,54 @@ async def test_inline_media_and_identifiers_in_the_conversation_are_not_judged(
     assert status == 200, got
     (sent,) = scripted.json_bodies()
     assert sent["messages"] == messages
+
+
+DENIED = "open sesame"
+CALL = {"type": "function", "function": {"name": "f", "arguments": "{}"}}
+
+# (path, body): words the denylist refuses in an identifier of the conversation.
+# Chat templates write ids out as they are (Kimi K2's: ``<|tool_call_begin|>{{
+# id }}`` and ``## Return of {{ tool_call_id }}``), and vLLM turns a Responses
+# call's call_id and a Messages tool_use's id into those of a chat message.
+IDENTIFIERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "chat: a tool call's id": (CHAT, {"model": "m", "messages": [
+        *USER, {"role": "assistant", "content": None, "tool_calls": [{"id": DENIED, **CALL}]}]}),
+    "chat: a tool message's tool_call_id": (CHAT, {"model": "m", "messages": [
+        *USER, {"role": "tool", "tool_call_id": DENIED, "content": "ok"}]}),
+    "chat: a message's id not heard of": (CHAT, {"model": "m", "messages": [
+        {"role": "user", "content": "hi", "id": DENIED}]}),
+    "responses: a function_call's call_id": ("/v1/responses", {"model": "m", "input": [
+        {"type": "function_call", "call_id": DENIED, "name": "f", "arguments": "{}"}]}),
+    "responses: a function_call's id": ("/v1/responses", {"model": "m", "input": [
+        {"type": "function_call", "id": DENIED, "call_id": "c", "name": "f",
+         "arguments": "{}"}]}),
+    "responses: a function_call_output's call_id": ("/v1/responses", {"model": "m", "input": [
+        {"type": "function_call_output", "call_id": DENIED, "output": "ok"}]}),
+    "responses: an MCP approval's approval_request_id": ("/v1/responses", {"model": "m", "input": [
+        {"type": "mcp_approval_response", "approval_request_id": DENIED, "approve": True}]}),
+    "responses: an item of a type not heard of": ("/v1/responses", {"model": "m", "input": [
+        {"type": "future_call", "id": DENIED}]}),
+    "messages: a tool_use's id": ("/v1/messages", {"model": "m", "max_tokens": 8, "messages": [
+        *USER, {"role": "assistant", "content": [
+            {"type": "tool_use", "id": DENIED, "name": "f", "input": {}}]}]}),
+    "messages: a tool_result's tool_use_id": ("/v1/messages", {"model": "m", "max_tokens": 8,
+        "messages": [{"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": DENIED, "content": "ok"}]}]}),
+    "messages: a block of a type not heard of": ("/v1/messages", {"model": "m",
+        "max_tokens": 8, "messages": [{"role": "user", "content": [
+            {"type": "future_block", "id": DENIED}]}]}),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", IDENTIFIERS)
+async def test_an_identifier_in_the_conversation_is_judged(
+    start_proxy: ProxyFactory, scripted: Scripted, case: str
+) -> None:
+    path, body = IDENTIFIERS[case]
+    proxy = await start_proxy(
+        {"filters": [{"name": "d", "type": "denylist", "params": {"words": [DENIED]}}]},
+        upstream=scripted.url,
+    )
+    status, _, got = await post_json(f"{proxy.url}{path}", body)
+    assert status == 400, got
+    assert scripted.bodies == []

@@ -209,8 +209,14 @@ for kind, (wrap, own) in WRAPPERS.items():
         own * (MAX_DEPTH + 1) + READ_WHOLE,
         [],
     )
-# What the sweep still judges after them: strings no reader takes (a media type, a URL).
+# What the sweep still judges after them: strings no reader takes (a media type, a URL,
+# an identifier: chat templates write ids out).
 SWEPT = {
+    "tool_use, input an object": "toolu_1",
+    "tool_use, input a string": "toolu_1",
+    "server_tool_use": "srvtoolu_1",
+    "container_upload": "file_1",
+    "a block not heard of": "b1",
     "document, text source": "text/plain",
     "document, a PDF's URL": "https://e.x/a",
     "document, a source that is no object": "S",

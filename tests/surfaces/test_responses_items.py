@@ -89,6 +89,18 @@ INPUT_ITEMS: dict[str, tuple[dict[str, Any], list[str]]] = {
         ["O", "E", "O2"],
     ),
 }  # fmt: skip
+# The item's identifiers, judged by the sweep after the reading (so after "tail"):
+# chat templates write ids out, and vLLM turns a call_id into a chat message's.
+INPUT_IDS = {
+    "a role on an item not a message": ["c"],
+    "unlisted item type": ["ls_1", "c"],
+    "function_call": ["c"],
+    "custom_tool_call input as written": ["c"],
+    "mcp_call": ["m", "s"],
+    "function_call_output": ["c"],
+    "reasoning summary and content": ["rs_1"],
+    "shell_call_output": ["c"],
+}
 
 
 @pytest.mark.parametrize("case", INPUT_ITEMS)
@@ -104,7 +116,7 @@ async def test_each_input_item_s_texts_are_judged_in_reading_order(
     judged = [ctx.text for ctx in Recording.seen if ctx.stage == "input"]
     Recording.seen.clear()
     assert reply.output_text == "ok"
-    assert judged == ["\n\n".join([*texts, "tail"])]
+    assert judged == ["\n\n".join([*texts, "tail", *INPUT_IDS.get(case, [])])]
 
 
 def text_part(text: str, **more: Any) -> dict[str, Any]:
