@@ -15,12 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import orjson
 
 from proxy.formats.errors import error_body
 from proxy.formats.sse import SseEvent, encode_event
+from proxy.surfaces.kinds import KINDS, ROLES, STATES
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,11 +114,13 @@ NOT_TEXT = frozenset({
 
 # In a request an identifier is text too: chat templates write ids out as they
 # are (Kimi K2's writes a call's ``id`` and a tool result's ``tool_call_id``), so
-# what the model reads may be spelled there. A kind, a state and sealed state
-# are not text (a server takes only the values it defines for a kind or a state).
-PROMPT_NOT_TEXT = frozenset({
-    "type", "status", "role", "object", "encrypted_content", "signature", "fingerprint",
-})  # fmt: skip
+# what the model reads may be spelled there. Only sealed state is no text, and
+# a kind, a state or a role that the APIs define (``PROMPT_DEFINED``): any other
+# value of one is text, as a server that does not check it hands it on.
+PROMPT_NOT_TEXT = frozenset({"encrypted_content", "signature", "fingerprint"})
+PROMPT_DEFINED: Mapping[str, frozenset[str]] = MappingProxyType(
+    {"type": KINDS, "status": STATES, "role": ROLES}
+)
 
 # Opaque keys that hold a string (an end's reason, a model's name, base64): an
 # object or a list under one is read like any other.
@@ -137,8 +141,10 @@ class Opaque:
     top: frozenset[str] = frozenset()
     anywhere: frozenset[str] = frozenset()
     by_type: Mapping[str, frozenset[str]] = field(default_factory=dict)
-    # The keys whose strings are no text, at any depth (an object under one is read).
+    # The keys whose strings are no text, at any depth (an object under one is read),
+    # and those whose strings are no text when one of the values given.
     not_text: frozenset[str] = NOT_TEXT
+    defined: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def skipped(self, node: dict[str, Any], top: bool) -> frozenset[str]:
         """The keys of ``node`` skipped whole, whatever their value."""
@@ -168,7 +174,12 @@ def unread_strings(body: Any, read: set[tuple[int, Any]], opaque: Opaque) -> lis
                 if key in skipped and not (key in _STRING_ONLY and isinstance(inner, dict | list)):
                     continue
                 if isinstance(inner, str):
-                    if inner and key not in opaque.not_text and (id(node), key) not in read:
+                    if (
+                        inner
+                        and key not in opaque.not_text
+                        and inner not in opaque.defined.get(key, ())
+                        and (id(node), key) not in read
+                    ):
                         found.append(TextRef(node, key))
                 elif isinstance(inner, dict | list):
                     stack.append(inner)
@@ -277,7 +288,7 @@ class Surface:
     # The request's keys that hold the conversation, swept after ``prompt``
     # (see ``read_prompt``), and where their strings are no text.
     prompt_swept: tuple[str, ...] = ()
-    prompt_opaque: Opaque = Opaque(not_text=PROMPT_NOT_TEXT)
+    prompt_opaque: Opaque = Opaque(not_text=PROMPT_NOT_TEXT, defined=PROMPT_DEFINED)
 
     def prompt(self, body: Any) -> Prompt | None:
         """The request's texts; None when the body is not of this surface's shape."""
@@ -292,7 +303,7 @@ class Surface:
         so after the reading, every string under the keys ``prompt_swept`` it
         left out, at any depth, is judged too (identifiers among them: templates
         write them out), but what ``prompt_opaque`` skips (images, audio, files,
-        sealed state, a kind or a state).
+        sealed state, a kind, a state or a role the APIs define).
         """
         prompt = self.prompt(body)
         if prompt is None or not isinstance(body, dict):

@@ -22,6 +22,7 @@ import orjson
 
 from proxy.formats.sse import SseEvent
 from proxy.surfaces.base import (
+    PROMPT_DEFINED,
     PROMPT_NOT_TEXT,
     AnswerPart,
     Delta,
@@ -103,7 +104,7 @@ class Chat(Surface):
     prompt_opaque = Opaque(by_type={
         "image_url": frozenset({"image_url"}), "input_audio": frozenset({"input_audio"}),
         "file": frozenset({"file"}), "video_url": frozenset({"video_url"}),
-    }, not_text=PROMPT_NOT_TEXT)  # fmt: skip
+    }, not_text=PROMPT_NOT_TEXT, defined=PROMPT_DEFINED)  # fmt: skip
 
     def prompt(self, body: Any) -> Prompt | None:
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
@@ -113,6 +114,7 @@ class Chat(Surface):
             if not isinstance(message, dict):
                 return None
             message_texts(message, prompt)
+            _rendered_beside(message, prompt)
             string_at(message, "name", prompt)  # a speaker's name, rendered by some templates
             role = message.get("role")  # vLLM takes any role, and templates print it
             if isinstance(role, str) and role not in ROLES:
@@ -200,6 +202,37 @@ def message_texts(message: dict[str, Any], prompt: Prompt) -> None:
             string_at(block, "thinking", prompt)
             if isinstance(block, dict) and block.get("type") == "redacted_thinking":
                 prompt.uninspected.append("encrypted")
+
+
+# A data URL of base64: no text, however long (any other URL is, below).
+_BASE64_DATA_URL = re.compile(
+    r"data:[\w.+-]+/[\w.+-]+(?:;[\w.+-]+=[\w.+-]+)*;base64,[A-Za-z0-9+/]*={0,2}"
+)
+
+
+def _rendered_beside(message: dict[str, Any], prompt: Prompt) -> None:
+    """What model servers write out of a request's message beyond the API's texts."""
+    # vLLM keeps a developer message's own tools for the template (DeepSeek V3.2's
+    # encoder writes every key and value of them out).
+    written_out(_list(message.get("tools")), prompt)
+    for call in _list(message.get("tool_calls")):
+        function = call.get("function") if isinstance(call, dict) else None
+        # TGI takes a call's arguments as "parameters" too, and writes them out.
+        if isinstance(function, dict) and isinstance(function.get("parameters"), dict | list):
+            written_out(function["parameters"], prompt)
+        else:
+            arguments_at(function, "parameters", prompt)
+    for part in _list(message.get("content")):
+        if not isinstance(part, dict):
+            continue
+        image = part.get("image_url")
+        if part.get("type") == "image_url" and isinstance(image, dict):
+            url = image.get("url")
+            # TGI gives a model that reads no images the URL as text, "![](url)".
+            if isinstance(url, str) and not _BASE64_DATA_URL.fullmatch(url):
+                string_at(image, "url", prompt)
+        elif part.get("type") == "file":
+            string_at(part.get("file"), "filename", prompt)  # as Responses' input_file's
 
 
 def _unheard_of_in_choice(

@@ -152,6 +152,9 @@ class Embeddings(Surface):
     label = "embeddings"
     needs = "input"
     streams = False
+    # llama.cpp tokenizes strings in nested lists too, and vLLM embeds a
+    # conversation given as chat messages, rendered by the chat template.
+    prompt_swept = ("input", "messages")
 
     def prompt(self, body: Any) -> Prompt | None:
         if not isinstance(body, dict):

@@ -28,6 +28,7 @@ import orjson
 from proxy.formats.errors import STATUS
 from proxy.surfaces.anthropic_text import block_texts, content_texts
 from proxy.surfaces.base import (
+    PROMPT_DEFINED,
     PROMPT_NOT_TEXT,
     AnswerPart,
     Opaque,
@@ -75,6 +76,7 @@ class Messages(Surface):
         by_type={"base64": frozenset({"data"}), "redacted_thinking": frozenset({"data"})},
         anywhere=frozenset({"encrypted_content", "encrypted_index"}),
         not_text=PROMPT_NOT_TEXT,
+        defined=PROMPT_DEFINED,
     )
 
     def prompt(self, body: Any) -> Prompt | None:

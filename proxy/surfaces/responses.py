@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from proxy.surfaces.base import (
+    PROMPT_DEFINED,
     PROMPT_NOT_TEXT,
     AnswerPart,
     Opaque,
@@ -59,7 +60,7 @@ class Responses(Surface):
         "input_image": frozenset({"image_url"}), "input_file": frozenset({"file_data", "file_url"}),
         "input_audio": frozenset({"input_audio"}), "computer_call_output": frozenset({"output"}),
         "image_generation_call": frozenset({"result"}),
-    }, not_text=PROMPT_NOT_TEXT)  # fmt: skip
+    }, not_text=PROMPT_NOT_TEXT, defined=PROMPT_DEFINED)  # fmt: skip
 
     def prompt(self, body: Any) -> Prompt | None:
         if not isinstance(body, dict):

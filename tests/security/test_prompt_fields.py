@@ -454,7 +454,8 @@ async def test_inline_media_in_the_conversation_is_not_judged(
     messages = [
         {"role": "user", "content": [
             {"type": "text", "text": "hi"},
-            {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{denied}"}},
+            # base64 of the words: what TGI would write out is not them
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,b3BlbiBzZXNhbWU="}},
             {"type": "input_audio", "input_audio": {"data": denied, "format": "wav"}},
             {"type": "file", "file": {"file_data": denied, "file_id": denied}},
         ]},
@@ -504,12 +505,59 @@ IDENTIFIERS: dict[str, tuple[str, dict[str, Any]]] = {
             {"type": "future_block", "id": DENIED}]}]}),
 }  # fmt: skip
 
+# (path, body): the words in a place the reading does not take as text, that a
+# model server writes out all the same.
+WRITTEN_OUT: dict[str, tuple[str, dict[str, Any]]] = {
+    # TGI takes any tool call type, and writes a message of tool calls out as JSON.
+    "chat: a tool call's type not defined (TGI)": (CHAT, {"model": "m", "messages": [
+        *USER, {"role": "assistant", "tool_calls": [
+            {"id": "c", "type": DENIED, "function": {"name": "f", "arguments": "{}"}}]}]}),
+    "chat: a message's status not defined": (CHAT, {"model": "m", "messages": [
+        {"role": "user", "content": "hi", "status": DENIED}]}),
+    "responses: an item's type not defined": ("/v1/responses", {"model": "m", "input": [
+        {"type": DENIED, "note": "x"}]}),
+    "messages: a block's type not defined": ("/v1/messages", {"model": "m", "max_tokens": 8,
+        "messages": [{"role": "user", "content": [{"type": DENIED}]}]}),
+    # TGI takes a call's arguments as "parameters" too.
+    "chat: a key of a tool call's parameters (TGI)": (CHAT, {"model": "m", "messages": [
+        *USER, {"role": "assistant", "tool_calls": [
+            {"id": "c", "type": "function",
+             "function": {"name": "f", "parameters": {DENIED: 1}}}]}]}),
+    "chat: a tool call's parameters as JSON, escaped (TGI)": (CHAT, {"model": "m", "messages": [
+        *USER, {"role": "assistant", "tool_calls": [
+            {"id": "c", "type": "function",
+             "function": {"name": "f", "parameters": '{"a": "open \\u0073esame"}'}}]}]}),
+    # vLLM keeps a developer message's own tools; DeepSeek V3.2's encoder writes them out.
+    "chat: a property of a developer message's own tool": (CHAT, {"model": "m", "messages": [
+        {"role": "developer", "content": "hi", "tools": [chat_tool(
+            {"type": "object", "properties": {DENIED: {"type": "string"}}})]}]}),
+    "chat: a type in a developer message's own tool's schema": (CHAT, {"model": "m",
+        "messages": [{"role": "developer", "content": "hi", "tools": [chat_tool(
+            {"type": "object", "properties": {"a": {"type": DENIED}}})]}]}),
+    # TGI gives a model that reads no images the URL as text: "![](url)".
+    "chat: an image's URL": (CHAT, {"model": "m", "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": f"https://example.com/{DENIED}"}}]}]}),
+    "chat: an image's data URL, not base64": (CHAT, {"model": "m", "messages": [
+        {"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": f"data:{DENIED}"}}]}]}),
+    "chat: a file's name": (CHAT, {"model": "m", "messages": [{"role": "user", "content": [
+        {"type": "file", "file": {"filename": DENIED, "file_data": "eA=="}}]}]}),
+    # llama.cpp tokenizes strings in nested lists; vLLM embeds chat messages.
+    "embeddings: a string in a nested list": ("/v1/embeddings", {"model": "m",
+        "input": [[1, DENIED]]}),
+    "embeddings: vLLM's messages": ("/v1/embeddings", {"model": "m", "input": "hi",
+        "messages": [{"role": "user", "content": DENIED}]}),
+}  # fmt: skip
 
-@pytest.mark.parametrize("case", IDENTIFIERS)
-async def test_an_identifier_in_the_conversation_is_judged(
+
+SERVERS_WRITE_OUT: dict[str, tuple[str, dict[str, Any]]] = {**IDENTIFIERS, **WRITTEN_OUT}
+
+
+@pytest.mark.parametrize("case", SERVERS_WRITE_OUT)
+async def test_a_string_a_server_writes_out_is_judged(
     start_proxy: ProxyFactory, scripted: Scripted, case: str
 ) -> None:
-    path, body = IDENTIFIERS[case]
+    path, body = SERVERS_WRITE_OUT[case]
     proxy = await start_proxy(
         {"filters": [{"name": "d", "type": "denylist", "params": {"words": [DENIED]}}]},
         upstream=scripted.url,

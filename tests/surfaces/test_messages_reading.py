@@ -88,7 +88,7 @@ BLOCKS: dict[str, tuple[Any, str, list[str]]] = {
         [],
     ),
     "text with one citation, not a list": (
-        {"type": "text", "text": "T", "citations": {"type": "web", "cited_text": "C"}},
+        {"type": "text", "text": "T", "citations": {"type": "char_location", "cited_text": "C"}},
         "T\n\nC",
         [],
     ),
@@ -216,14 +216,18 @@ SWEPT = {
     "tool_use, input a string": "toolu_1",
     "server_tool_use": "srvtoolu_1",
     "container_upload": "file_1",
-    "a block not heard of": "b1",
+    # and a kind the API does not define: a server that does not check hands it on
+    "a block not heard of": "future_block\n\nb1",
+    "a block not heard of, with a tool's input": "future_tool_use",
+    "a block not heard of, its source a file": "future_block\n\napplication/pdf",
     "document, text source": "text/plain",
     "document, a PDF's URL": "https://e.x/a",
     "document, a source that is no object": "S",
     "image": "image/png",
-    "a block not heard of, its source a file": "application/pdf",
     "a block not heard of, its type no string": "x",
 }
+for depth in (MAX_DEPTH, MAX_DEPTH + 1):  # each level's kind, not one the API defines
+    SWEPT[f"a block not heard of nested {depth} deep"] = "\n\n".join(["future_block"] * depth)
 
 
 def uninspected(proxy: RunningProxy) -> list[str]:

@@ -90,9 +90,10 @@ INPUT_ITEMS: dict[str, tuple[dict[str, Any], list[str]]] = {
     ),
 }  # fmt: skip
 # The item's identifiers, judged by the sweep after the reading (so after "tail"):
-# chat templates write ids out, and vLLM turns a call_id into a chat message's.
+# chat templates write ids out, and vLLM turns a call_id into a chat message's;
+# and a role not defined, on any item.
 INPUT_IDS = {
-    "a role on an item not a message": ["c"],
+    "a role on an item not a message": ["narrator", "c"],
     "unlisted item type": ["ls_1", "c"],
     "function_call": ["c"],
     "custom_tool_call input as written": ["c"],

@@ -1,0 +1,112 @@
+"""The kinds, states and roles the APIs define for what a request holds.
+
+Written by ``tools/defined_kinds.py`` from the request types of openai 3.63.0, anthropic 2.17.0
+(and vLLM's content parts); do not edit by hand.
+
+A string under ``type``, ``status`` or ``role`` in a request is no text when
+it is one of these: a server that checks the key takes no other value, and
+one of these carries nothing a client chose. Any other value is judged as
+text, since a server that does not check (TGI takes any tool call ``type``,
+and writes a message of tool calls out as JSON) hands it to the template.
+"""
+
+from __future__ import annotations
+
+KINDS = frozenset({
+    "accept", "adaptive", "additional_tools", "advisor_20260301", "advisor_redacted_result",
+    "advisor_result", "advisor_tool_result", "advisor_tool_result_error",
+    "agent.session.input.cancel",
+    "agent.session.input.computer_use_approval_request_result",
+    "agent.session.input.mcp_approval_request_result", "agent.session.input.message",
+    "agent.session.input.tool_result", "agent_message", "all", "allow", "allowed_tools",
+    "allowlist", "always_allow", "always_ask", "always_awake", "and", "any", "apply_patch",
+    "apply_patch_call", "apply_patch_call_output", "approximate", "audio", "audio/pcm",
+    "audio/pcma", "audio/pcmu", "audio_embeds", "audio_url", "auto", "automatic",
+    "automations", "aws", "azure", "base64", "bash_20241022", "bash_20250124",
+    "bash_code_execution_output", "bash_code_execution_result",
+    "bash_code_execution_tool_result", "bash_code_execution_tool_result_error",
+    "between_tools", "billing_policy", "branch", "browser_authentication",
+    "browser_origin_access", "browser_state", "browser_toolset_20260801", "cancel",
+    "channel_only", "char_location", "choice", "clear_thinking_20251015",
+    "clear_tool_uses_20250919", "click", "client", "client_secret_basic",
+    "client_secret_post", "code_execution_20250522", "code_execution_20250825",
+    "code_execution_20260120", "code_execution_20260521", "code_execution_output",
+    "code_execution_result", "code_execution_tool_result",
+    "code_execution_tool_result_error", "code_interpreter", "code_interpreter_call",
+    "commit", "compact_20260112", "compaction", "compaction_trigger", "completions",
+    "computer", "computer_20241022", "computer_20250124", "computer_20251124",
+    "computer_call", "computer_call_output", "computer_screenshot",
+    "computer_toolset_20260801", "computer_use", "computer_use_preview",
+    "configuration_update", "container_auto", "container_file_citation",
+    "container_reference", "container_upload", "content", "content_block_location",
+    "content_sha256", "conversation.item.create", "conversation.item.delete",
+    "conversation.item.retrieve", "conversation.item.truncate", "create_file", "create_new",
+    "custom", "custom_tool_call", "custom_tool_call_output", "decision.create",
+    "decision.item.create", "decision.item.delete", "decisions", "decline", "delete_file",
+    "direct", "disabled", "discovery", "document", "double_click", "download_completed",
+    "download_failed", "download_started", "drag", "enabled",
+    "encrypted_code_execution_result", "encrypted_content", "enroll_end_user",
+    "environment_variable", "ephemeral", "eq", "except", "exec", "existing_session", "exit",
+    "explicit_url", "external", "fallback", "far_field", "file", "file_citation",
+    "file_content", "file_id", "file_path", "file_search", "file_search_call",
+    "find_in_page", "function", "function_call", "function_call_output", "gcp", "grammar",
+    "gt", "gte", "high", "http", "http_error", "image", "image_embeds", "image_file",
+    "image_generation", "image_generation_call", "image_pil", "image_url", "in", "inline",
+    "input_audio", "input_audio_buffer.append", "input_audio_buffer.clear",
+    "input_audio_buffer.commit", "input_file", "input_image", "input_json", "input_text",
+    "input_tokens", "internal", "item_reference", "json_object", "json_schema", "jsonl",
+    "keypress", "label_model", "limit", "limited", "local", "local_shell",
+    "local_shell_call", "local_shell_call_output", "logs", "low", "lt", "lte", "managed",
+    "max", "mcp", "mcp_approval_request", "mcp_approval_response", "mcp_call",
+    "mcp_list_tools", "mcp_oauth", "mcp_protocol_error", "mcp_tool_call",
+    "mcp_tool_execution_error", "mcp_tool_listing", "mcp_tool_reference", "mcp_tool_result",
+    "mcp_tool_use", "mcp_toolset", "mcp_toolset_reference", "medium", "memory_20250818",
+    "memory_store", "mention_only", "message", "move", "multi", "multi_agent_call",
+    "multi_agent_call_output", "namespace", "ne", "near_field", "new_session", "nin",
+    "none", "object", "only", "open_page", "openai_hosted", "or", "organization",
+    "output_audio", "output_audio_buffer.clear", "output_text", "page_location",
+    "predicate", "program", "program_output", "programmatic_tool_calling", "protocol_error",
+    "python", "rbac_groups", "realtime", "reasoning", "reasoning_text", "redacted",
+    "redacted_thinking", "refusal", "response.cancel", "response.create", "response.inject",
+    "response.item.create", "response.steer", "responses", "restrict", "retention_ratio",
+    "score", "score_model", "screenshot", "scroll", "search", "search_result",
+    "search_result_location", "self_hosted", "semantic_vad", "server_tool_use",
+    "server_vad", "service_account", "session.close", "session.commentary.append",
+    "session.input_audio.append", "session.input_audio.mute", "session.input_audio.unmute",
+    "session.input_audio_buffer.append", "session.instructions.append",
+    "session.output_audio.fixture.play", "session.start", "session.thinking.append",
+    "session.update", "sessions", "shell", "shell_call", "shell_call_output",
+    "skill_reference", "slack_channel", "slack_workspace", "speech", "static",
+    "static_bearer", "stdio", "stored_completions", "string_check", "summarize",
+    "summary_text", "tab_opened", "template", "text", "text_editor_20241022",
+    "text_editor_20250124", "text_editor_20250429", "text_editor_20250728",
+    "text_editor_code_execution_create_result",
+    "text_editor_code_execution_str_replace_result",
+    "text_editor_code_execution_tool_result",
+    "text_editor_code_execution_tool_result_error",
+    "text_editor_code_execution_view_result", "text_similarity", "thinking",
+    "thinking_turns", "thread", "timeout", "tokens", "tool", "tool_addition",
+    "tool_definition", "tool_execution_error", "tool_reference", "tool_removal",
+    "tool_result", "tool_search", "tool_search_call", "tool_search_output",
+    "tool_search_tool_bm25", "tool_search_tool_bm25_20251119", "tool_search_tool_regex",
+    "tool_search_tool_regex_20251119", "tool_search_tool_result",
+    "tool_search_tool_result_error", "tool_search_tool_search_result", "tool_use",
+    "tool_uses", "transcription", "transcription_session.update", "transport.dtmf.send",
+    "type", "unrestricted", "update_existing", "update_file", "url", "url_citation", "user",
+    "video_url", "wait", "web_fetch_20250910", "web_fetch_20260209", "web_fetch_20260309",
+    "web_fetch_20260318", "web_fetch_result", "web_fetch_tool_result",
+    "web_fetch_tool_result_error", "web_search", "web_search_20250305",
+    "web_search_2025_08_26", "web_search_20260209", "web_search_20260318",
+    "web_search_call", "web_search_preview", "web_search_preview_2025_03_11",
+    "web_search_result", "web_search_result_location", "web_search_tool_result",
+    "web_search_tool_result_error", "workspace", "xhigh",
+})  # fmt: skip
+
+STATES = frozenset({
+    "calling", "completed", "failed", "generating", "in_progress", "incomplete",
+    "interpreting", "searching",
+})  # fmt: skip
+
+ROLES = frozenset({
+    "assistant", "developer", "function", "system", "tool", "user",
+})  # fmt: skip
