@@ -13,6 +13,7 @@ import subprocess
 import zlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from time import perf_counter_ns
 
 import pytest
 from multidict import CIMultiDict
@@ -193,6 +194,33 @@ async def test_a_body_without_length_ends_with_the_connection() -> None:
         assert await read_all(pool) == (200, b"part one, part two")
         assert await read_all(pool) == (200, b"part one, part two")
         assert server.connections == 2
+        await pool.close()
+
+
+async def test_an_answer_notes_when_its_last_bytes_were_read() -> None:
+    """When the last bytes came, not when the handler took the answer: the time
+    between is the proxy's, not the model's (proxy.measure.marks, upstream_wait_ns)."""
+
+    async def late_body(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"hello")
+        return True
+
+    async with raw_server(late_body) as (_, url):
+        pool = pool_for(url)
+        answer = await get(pool)
+        head_in = perf_counter_ns()
+        try:
+            assert await answer.read() == b"hello"
+            await asyncio.sleep(0.05)  # the handler is late: when it was read stays
+            read_at = answer.last_read_ns
+            assert read_at is not None
+            # 50 ms after the head, 50 ms before now (10 ms spare each way: a loaded host)
+            assert head_in + 40_000_000 <= read_at <= perf_counter_ns() - 40_000_000
+        finally:
+            answer.close()
         await pool.close()
 
 
