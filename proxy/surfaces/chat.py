@@ -26,6 +26,7 @@ from proxy.surfaces.base import (
     PROMPT_NOT_TEXT,
     AnswerPart,
     Delta,
+    KeyRef,
     Opaque,
     Prompt,
     StreamCodec,
@@ -42,7 +43,13 @@ from proxy.surfaces.base import (
     written_out,
 )
 from proxy.surfaces.json_escapes import ArgumentStreams
-from proxy.surfaces.openai_text import ROLES, arguments_at, content_texts, string_at
+from proxy.surfaces.openai_text import (
+    ROLES,
+    arguments_at,
+    content_texts,
+    media_texts,
+    string_at,
+)
 from proxy.surfaces.unheard_of import drop_unheard_of, unheard_of
 
 DONE = b"data: [DONE]\n\n"
@@ -73,6 +80,10 @@ _TEMPLATE_KEYS = CHUNK_KEYS - {"choices", "usage", "obfuscation"}
 _MESSAGE_KEYS = frozenset({"content", "tool_calls", "function_call", "audio", "annotations",
                            "images", *_MESSAGE_TEXT, *_ANSWER_FIELDS})  # fmt: skip
 _CALL_KEYS = frozenset({"index", "function", "custom"})
+# A request's tool call: what its reading takes, and the types the API defines.
+_PROMPT_CALL_KEYS = _CALL_KEYS | {"id", "type"}
+_PROMPT_FUNCTION_KEYS = frozenset({"name", "arguments", "parameters"})
+_CALL_TYPES = frozenset({"function", "custom"})
 _FUNCTION_KEYS = frozenset({"name", "arguments", "input"})
 _AUDIO_KEYS = frozenset({"data", "expires_at", "transcript"})
 _ANNOTATION_KEYS = frozenset({"url_citation"})
@@ -204,12 +215,6 @@ def message_texts(message: dict[str, Any], prompt: Prompt) -> None:
                 prompt.uninspected.append("encrypted")
 
 
-# A data URL of base64: no text, however long (any other URL is, below).
-_BASE64_DATA_URL = re.compile(
-    r"data:[\w.+-]+/[\w.+-]+(?:;[\w.+-]+=[\w.+-]+)*;base64,[A-Za-z0-9+/]*={0,2}"
-)
-
-
 def _rendered_beside(message: dict[str, Any], prompt: Prompt) -> None:
     """What model servers write out of a request's message beyond the API's texts."""
     # vLLM keeps a developer message's own tools for the template (DeepSeek V3.2's
@@ -223,16 +228,28 @@ def _rendered_beside(message: dict[str, Any], prompt: Prompt) -> None:
         else:
             arguments_at(function, "parameters", prompt)
     for part in _list(message.get("content")):
-        if not isinstance(part, dict):
-            continue
-        image = part.get("image_url")
-        if part.get("type") == "image_url" and isinstance(image, dict):
-            url = image.get("url")
-            # TGI gives a model that reads no images the URL as text, "![](url)".
-            if isinstance(url, str) and not _BASE64_DATA_URL.fullmatch(url):
-                string_at(image, "url", prompt)
-        elif part.get("type") == "file":
-            string_at(part.get("file"), "filename", prompt)  # as Responses' input_file's
+        media_texts(part, prompt)
+    for call in _list(message.get("tool_calls")):
+        if isinstance(call, dict):
+            # TGI takes any type and writes it out; vLLM hands a call whole to
+            # templates that write it out as JSON, keys and all (Granite's, Mistral's).
+            kind = call.get("type")
+            if isinstance(kind, str) and kind not in _CALL_TYPES:
+                string_at(call, "type", prompt)
+            _written_out_unheard_of(call, _PROMPT_CALL_KEYS, prompt)
+            _written_out_unheard_of(call.get("function"), _PROMPT_FUNCTION_KEYS, prompt)
+
+
+def _written_out_unheard_of(holder: Any, heard_of: frozenset[str], prompt: Prompt) -> None:
+    """Each key of ``holder`` not heard of, and what is under it, keys and all."""
+    if not isinstance(holder, dict):
+        return
+    for key in [k for k in holder if isinstance(k, str) and k not in heard_of]:
+        if isinstance(holder[key], str):
+            prompt.texts.append(TextRef(holder, key))
+        else:
+            written_out(holder[key], prompt)
+        prompt.texts.append(KeyRef(holder, key))  # after its value (see written_out)
 
 
 def _unheard_of_in_choice(

@@ -22,12 +22,15 @@ from proxy.surfaces.base import (
 from proxy.surfaces.chat import (
     ANSWER_KEYS,
     OPENAI_OPAQUE,
+    Chat,
     ChoiceStream,
     _delta_at,
     _tokens_dropper,
     choice_finish_reasons,
 )
 from proxy.surfaces.unheard_of import drop_unheard_of, unheard_of
+
+_CHAT = Chat()  # stateless: vLLM's embeddings of chat messages are read as its
 
 # A choice's keys with no text but its own (vLLM gives the prompt's tokens per choice).
 _CHOICE_KEYS = frozenset({
@@ -155,12 +158,21 @@ class Embeddings(Surface):
     # llama.cpp tokenizes strings in nested lists too, and vLLM embeds a
     # conversation given as chat messages, rendered by the chat template.
     prompt_swept = ("input", "messages")
+    prompt_opaque = Chat.prompt_opaque
 
     def prompt(self, body: Any) -> Prompt | None:
         if not isinstance(body, dict):
             return None
         prompt = Prompt()
-        return prompt if _strings_or_tokens(body, "input", prompt) else None
+        if not _strings_or_tokens(body, "input", prompt):
+            return None
+        if "messages" in body:  # read as chat's: its template, its kwargs, tools...
+            conversation = _CHAT.prompt(body)
+            if conversation is None:
+                return None
+            prompt.texts += conversation.texts
+            prompt.uninspected += conversation.uninspected
+        return prompt
 
     def answer(self, body: Any) -> list[AnswerPart] | None:
         if not isinstance(body, dict) or not isinstance(body.get("data"), list):

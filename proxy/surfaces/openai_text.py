@@ -20,6 +20,32 @@ ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function
 
 TEXT_KEYS = ("text", "refusal")
 
+# A data URL of base64: its data is not judged (the reading counts the image as
+# uninspected), but every other URL is, and one with more in its header is.
+_BASE64_DATA_URL = re.compile(r"data:[a-z]+/[a-z0-9.+-]+;base64,[A-Za-z0-9+/]*+={0,2}", re.ASCII)
+
+
+def media_texts(part: Any, prompt: Prompt) -> None:
+    """The strings of a media part that a server writes out as text: an image's
+    URL, but base64 data (TGI gives a model that reads no images ``![](url)``, and
+    LiteLLM turns a Responses image into a chat one), a file's name and URL."""
+    if not isinstance(part, dict):
+        return
+    kind = part.get("type")
+    if kind == "image_url":
+        holder, key = part.get("image_url"), "url"
+    elif kind == "input_image":
+        holder, key = part, "image_url"
+    else:
+        if kind == "file":
+            string_at(part.get("file"), "filename", prompt)
+        elif kind == "input_file":
+            string_at(part, "file_url", prompt)
+        return
+    url = holder.get(key) if isinstance(holder, dict) else None
+    if isinstance(url, str) and not _BASE64_DATA_URL.fullmatch(url):
+        prompt.texts.append(TextRef(holder, key))
+
 
 def content_texts(holder: dict[str, Any], key: str, prompt: Prompt) -> None:
     """The texts of ``holder[key]``, a content value of any shape."""

@@ -24,6 +24,7 @@ from proxy.surfaces.openai_text import (
     ROLES,
     arguments_at,
     content_texts,
+    media_texts,
     string_at,
     unescaped,
 )
@@ -95,6 +96,8 @@ def item_texts(item: dict[str, Any], prompt: Prompt) -> None:
     for key in _CONTENT_FIELDS.get(kind, ()):
         if item.get(key) is not None:
             content_texts(item, key, prompt)
+            for part in _list(item.get(key)):
+                media_texts(part, prompt)
         known = True
     if kind == "shell_call_output":
         for chunk in _list(item.get("output")):

@@ -540,6 +540,31 @@ WRITTEN_OUT: dict[str, tuple[str, dict[str, Any]]] = {
     "chat: an image's data URL, not base64": (CHAT, {"model": "m", "messages": [
         {"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": f"data:{DENIED}"}}]}]}),
+    "chat: an image's data URL with more in its header": (CHAT, {"model": "m", "messages": [
+        {"role": "user", "content": [{"type": "image_url", "image_url": {
+            "url": f"data:image/png;note={DENIED};base64,AAAA"}}]}]}),
+    "chat: an image's data URL, a letter past ASCII in its type": (CHAT, {"model": "m",
+        "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {
+            "url": "data:text/open\u3164sesame;base64,AA"}}]}]}),  # a filler the denylist spaces
+    "chat: a key not heard of in a tool call (templates write calls out as JSON)": (CHAT, {
+        "model": "m", "messages": [*USER, {"role": "assistant", "tool_calls": [
+            {"id": "c", "type": "function", DENIED: {"x": 1},
+             "function": {"name": "f", "arguments": "{}"}}]}]}),
+    "chat: a key not heard of in a tool call's function": (CHAT, {"model": "m", "messages": [
+        *USER, {"role": "assistant", "tool_calls": [{"id": "c", "type": "function",
+            "function": {"name": "f", "arguments": "{}", DENIED: 1}}]}]}),
+    "responses: an input image's URL (LiteLLM makes it a chat image)": ("/v1/responses", {
+        "model": "m", "input": [{"role": "user", "content": [
+            {"type": "input_image", "image_url": f"https://example.com/{DENIED}"}]}]}),
+    "responses: an input file's URL": ("/v1/responses", {"model": "m", "input": [
+        {"role": "user", "content": [
+            {"type": "input_file", "file_url": f"https://example.com/{DENIED}"}]}]}),
+    "responses: an image in a function_call_output": ("/v1/responses", {"model": "m",
+        "input": [{"type": "function_call_output", "call_id": "c", "output": [
+            {"type": "input_image", "image_url": f"https://example.com/{DENIED}"}]}]}),
+    "embeddings: vLLM's chat_template for messages": ("/v1/embeddings", {"model": "m",
+        "input": "hi", "messages": [{"role": "user", "content": "hi"}],
+        "chat_template": f"{DENIED} {{{{ messages }}}}"}),
     "chat: a file's name": (CHAT, {"model": "m", "messages": [{"role": "user", "content": [
         {"type": "file", "file": {"filename": DENIED, "file_data": "eA=="}}]}]}),
     # llama.cpp tokenizes strings in nested lists; vLLM embeds chat messages.
@@ -565,3 +590,23 @@ async def test_a_string_a_server_writes_out_is_judged(
     status, _, got = await post_json(f"{proxy.url}{path}", body)
     assert status == 400, got
     assert scripted.bodies == []
+
+
+def calling(kind: str) -> dict[str, Any]:
+    call = {"id": "c", "type": kind, "function": {"name": "f", "arguments": "{}"}}
+    return {"model": "m", "messages": [*USER, {"role": "assistant", "tool_calls": [call]}]}
+
+
+@pytest.mark.parametrize(("kind", "status"), [("unrestricted", 400), ("function", 200)])
+async def test_a_tool_call_s_type_is_judged_unless_a_call_s_own(
+    start_proxy: ProxyFactory, scripted: Scripted, kind: str, status: int
+) -> None:
+    # A kind the APIs define, but not a call's (TGI writes any type out as it came).
+    scripted.answer = CHAT_ANSWER
+    proxy = await start_proxy(
+        {"filters": [{"name": "d", "type": "denylist", "params": {"words": [kind]}}]},
+        upstream=scripted.url,
+    )
+    got = await post_json(f"{proxy.url}{CHAT}", calling(kind))
+    assert got[0] == status, got
+    assert len(scripted.bodies) == (status == 200)

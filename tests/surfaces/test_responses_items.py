@@ -45,7 +45,7 @@ INPUT_ITEMS: dict[str, tuple[dict[str, Any], list[str]]] = {
     "easy message of parts, no role": (
         {"content": [{"type": "input_text", "text": "A"},
                      {"type": "input_image", "image_url": "https://example.com/a.png"}]},
-        ["A"],
+        ["A", "https://example.com/a.png"],  # a URL is text (a server may write it out)
     ),
     "a role not defined, alone": ({"role": "narrator"}, ["narrator"]),
     "a role not defined": ({"role": "narrator", "content": "A"}, ["narrator", "A"]),
