@@ -84,6 +84,7 @@ _CALL_KEYS = frozenset({"index", "function", "custom"})
 _PROMPT_CALL_KEYS = _CALL_KEYS | {"id", "type"}
 _PROMPT_FUNCTION_KEYS = frozenset({"name", "arguments", "parameters"})
 _CALL_TYPES = frozenset({"function", "custom"})
+_CUSTOM_KEYS = frozenset({"name", "input"})
 _FUNCTION_KEYS = frozenset({"name", "arguments", "input"})
 _AUDIO_KEYS = frozenset({"data", "expires_at", "transcript"})
 _ANNOTATION_KEYS = frozenset({"url_citation"})
@@ -227,7 +228,8 @@ def _rendered_beside(message: dict[str, Any], prompt: Prompt) -> None:
             written_out(function["parameters"], prompt)
         else:
             arguments_at(function, "parameters", prompt)
-    for part in _list(message.get("content")):
+    content = message.get("content")
+    for part in content if isinstance(content, list) else [content]:  # one part: an object
         media_texts(part, prompt)
     for call in _list(message.get("tool_calls")):
         if isinstance(call, dict):
@@ -236,8 +238,12 @@ def _rendered_beside(message: dict[str, Any], prompt: Prompt) -> None:
             kind = call.get("type")
             if isinstance(kind, str) and kind not in _CALL_TYPES:
                 string_at(call, "type", prompt)
+            elif isinstance(kind, dict | list):
+                written_out(kind, prompt)
             _written_out_unheard_of(call, _PROMPT_CALL_KEYS, prompt)
             _written_out_unheard_of(call.get("function"), _PROMPT_FUNCTION_KEYS, prompt)
+            _written_out_unheard_of(call.get("custom"), _CUSTOM_KEYS, prompt)
+    _written_out_unheard_of(message.get("function_call"), _PROMPT_FUNCTION_KEYS, prompt)
 
 
 def _written_out_unheard_of(holder: Any, heard_of: frozenset[str], prompt: Prompt) -> None:

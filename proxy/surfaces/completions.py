@@ -153,7 +153,7 @@ class Embeddings(Surface):
     """Input judged before it is embedded; the answer (vectors) has no text."""
 
     label = "embeddings"
-    needs = "input"
+    needs = "input' or 'messages"  # the error reads: no valid 'input' or 'messages'
     streams = False
     # llama.cpp tokenizes strings in nested lists too, and vLLM embeds a
     # conversation given as chat messages, rendered by the chat template.
@@ -164,9 +164,10 @@ class Embeddings(Surface):
         if not isinstance(body, dict):
             return None
         prompt = Prompt()
-        if not _strings_or_tokens(body, "input", prompt):
+        conversation_only = body.get("input") is None and body.get("messages") is not None
+        if not conversation_only and not _strings_or_tokens(body, "input", prompt):
             return None
-        if "messages" in body:  # read as chat's: its template, its kwargs, tools...
+        if body.get("messages") is not None:  # read as chat's: its template, kwargs, tools
             conversation = _CHAT.prompt(body)
             if conversation is None:
                 return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from proxy.surfaces.base import Prompt, TextRef, content_at, part_kind
@@ -20,14 +21,38 @@ ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function
 
 TEXT_KEYS = ("text", "refusal")
 
-# A data URL of base64: its data is not judged (the reading counts the image as
-# uninspected), but every other URL is, and one with more in its header is.
-_BASE64_DATA_URL = re.compile(r"data:[a-z]+/[a-z0-9.+-]+;base64,[A-Za-z0-9+/]*+={0,2}", re.ASCII)
+# The data of a data URL given in base64, which is not judged (the reading counts
+# the image as uninspected); its header is, and every other URL is whole.
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*+={0,2}", re.ASCII)
+
+
+@dataclass(frozen=True, slots=True)
+class DataUrlHeader(TextRef):
+    """The header of a data URL at ``container[key]`` (``data:image/png;base64``):
+    its type and parameters are text, its base64 data after the comma is not."""
+
+    def get(self) -> str:
+        url: str = self.container[self.key]
+        return url[: url.index(",")]
+
+    def set(self, text: str) -> None:
+        url: str = self.container[self.key]
+        self.container[self.key] = text + url[url.index(",") :]
+
+
+def url_texts(holder: dict[str, Any], key: str, prompt: Prompt) -> None:
+    """A URL a server may write out as text: whole, or a base64 data URL's header."""
+    url: str = holder[key]
+    comma = url.find(",") if url[:5].lower() == "data:" else -1
+    if comma > 0 and url[:comma].lower().endswith(";base64") and _BASE64.fullmatch(url, comma + 1):
+        prompt.texts.append(DataUrlHeader(holder, key))
+    else:
+        prompt.texts.append(TextRef(holder, key))
 
 
 def media_texts(part: Any, prompt: Prompt) -> None:
     """The strings of a media part that a server writes out as text: an image's
-    URL, but base64 data (TGI gives a model that reads no images ``![](url)``, and
+    URL, but its base64 data (TGI gives a model that reads no images ``![](url)``, and
     LiteLLM turns a Responses image into a chat one), a file's name and URL."""
     if not isinstance(part, dict):
         return
@@ -42,9 +67,8 @@ def media_texts(part: Any, prompt: Prompt) -> None:
         elif kind == "input_file":
             string_at(part, "file_url", prompt)
         return
-    url = holder.get(key) if isinstance(holder, dict) else None
-    if isinstance(url, str) and not _BASE64_DATA_URL.fullmatch(url):
-        prompt.texts.append(TextRef(holder, key))
+    if isinstance(holder, dict) and isinstance(holder.get(key), str):
+        url_texts(holder, key, prompt)
 
 
 def content_texts(holder: dict[str, Any], key: str, prompt: Prompt) -> None:

@@ -96,7 +96,8 @@ def item_texts(item: dict[str, Any], prompt: Prompt) -> None:
     for key in _CONTENT_FIELDS.get(kind, ()):
         if item.get(key) is not None:
             content_texts(item, key, prompt)
-            for part in _list(item.get(key)):
+            value = item[key]
+            for part in value if isinstance(value, list) else [value]:  # one part: an object
                 media_texts(part, prompt)
         known = True
     if kind == "shell_call_output":

@@ -565,6 +565,23 @@ WRITTEN_OUT: dict[str, tuple[str, dict[str, Any]]] = {
     "embeddings: vLLM's chat_template for messages": ("/v1/embeddings", {"model": "m",
         "input": "hi", "messages": [{"role": "user", "content": "hi"}],
         "chat_template": f"{DENIED} {{{{ messages }}}}"}),
+    "chat: an image's URL, content given as one part": (CHAT, {"model": "m", "messages": [
+        {"role": "user", "content": {"type": "image_url",
+                                     "image_url": {"url": f"https://example.com/{DENIED}"}}}]}),
+    "responses: an input image's URL, content given as one part": ("/v1/responses", {
+        "model": "m", "input": [{"role": "user", "content": {
+            "type": "input_image", "image_url": f"https://example.com/{DENIED}"}}]}),
+    "chat: a key not heard of in a custom tool call": (CHAT, {"model": "m", "messages": [
+        *USER, {"role": "assistant", "tool_calls": [{"id": "c", "type": "custom",
+            "custom": {"name": "n", "input": "i", DENIED: 1}}]}]}),
+    "chat: a key not heard of in a legacy function_call": (CHAT, {"model": "m", "messages": [
+        *USER, {"role": "assistant", "function_call": {"name": "f", "arguments": "{}",
+                                                       DENIED: 1}}]}),
+    "chat: a key in a tool call's type given as an object": (CHAT, {"model": "m", "messages": [
+        *USER, {"role": "assistant", "tool_calls": [{"id": "c", "type": {DENIED: 1},
+            "function": {"name": "f", "arguments": "{}"}}]}]}),
+    "embeddings: vLLM's messages alone": ("/v1/embeddings", {"model": "m",
+        "messages": [{"role": "user", "content": DENIED}]}),
     "chat: a file's name": (CHAT, {"model": "m", "messages": [{"role": "user", "content": [
         {"type": "file", "file": {"filename": DENIED, "file_data": "eA=="}}]}]}),
     # llama.cpp tokenizes strings in nested lists; vLLM embeds chat messages.
@@ -610,3 +627,47 @@ async def test_a_tool_call_s_type_is_judged_unless_a_call_s_own(
     got = await post_json(f"{proxy.url}{CHAT}", calling(kind))
     assert got[0] == status, got
     assert len(scripted.bodies) == (status == 200)
+
+
+# A data URL's header is text (a type, parameters: TGI writes the URL out); its
+# base64 data is not, whatever it spells, so an image is never rewritten.
+DATA_URLS = {
+    "a parameter of the header": (f"data:image/png;name={EMAIL};base64,QUJD",
+                                  "data:image/png;name=[EMAIL];base64,QUJD"),
+    "a type in capitals, data that spells a number": (
+        "data:image/PNG;base64,QUJD/+12025550123/QUJD",
+        "data:image/PNG;base64,QUJD/+12025550123/QUJD"),
+    "data that is not base64": (f"data:image/png;base64,{EMAIL}",
+                                "data:image/png;base64,[EMAIL]"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", DATA_URLS)
+async def test_a_data_url_s_header_is_judged_and_its_base64_is_not(
+    start_proxy: ProxyFactory, scripted: Scripted, case: str
+) -> None:
+    url, sent_url = DATA_URLS[case]
+    scripted.answer = CHAT_ANSWER
+    part = {"type": "image_url", "image_url": {"url": url}}
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    body = {"model": "m", "messages": [{"role": "user", "content": [part]}]}
+    status, _, got = await post_json(f"{proxy.url}{CHAT}", body)
+    assert status == 200, got
+    (sent,) = scripted.json_bodies()
+    assert sent["messages"][0]["content"][0]["image_url"]["url"] == sent_url
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"model": "m", "input": "hi", "messages": None},  # none
+     {"model": "m", "messages": [{"role": "user", "content": "hi"}]}],  # vLLM's chat form
+    ids=["messages of null", "messages alone"],
+)  # fmt: skip
+async def test_embeddings_of_input_or_of_messages_are_served(
+    start_proxy: ProxyFactory, scripted: Scripted, body: dict[str, Any]
+) -> None:
+    scripted.answer = {"object": "list", "data": [], "model": "m"}
+    proxy = await start_proxy(FILTERS, upstream=scripted.url)
+    status, _, got = await post_json(f"{proxy.url}/v1/embeddings", body)
+    assert status == 200, got
+    assert scripted.json_bodies() == [body]
