@@ -239,6 +239,23 @@ async def test_a_head_answer_has_no_body_whatever_its_length_says() -> None:
         await pool.close()
 
 
+async def test_a_head_answer_that_says_close_is_not_reused() -> None:
+    # The server says it closes but does not yet: only what it said keeps the next
+    # request off this connection (a reused one would be answered here, once).
+    async def closing(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n")
+        return True
+
+    async with raw_server(closing) as (server, url):
+        pool = pool_for(url, read_timeout_s=2)
+        for _ in range(2):
+            answer = await get(pool, method="HEAD")
+            assert (answer.status, await answer.read()) == (200, b"")
+            answer.close()
+        assert server.connections == 2
+        await pool.close()
+
+
 async def test_a_streamed_body_goes_chunked_or_with_the_clients_length() -> None:
     async def pieces() -> AsyncIterator[bytes]:
         for piece in (b"one ", b"", b"two ", b"three"):
