@@ -43,8 +43,10 @@ from proxy.surfaces.base import (
     written_out,
 )
 from proxy.surfaces.json_escapes import ArgumentStreams
+
+# The roles the APIs define (vLLM takes any other as well: a custom role is text).
+from proxy.surfaces.kinds import ROLES
 from proxy.surfaces.openai_text import (
-    ROLES,
     arguments_at,
     content_texts,
     media_texts,
@@ -221,28 +223,28 @@ def _rendered_beside(message: dict[str, Any], prompt: Prompt) -> None:
     # vLLM keeps a developer message's own tools for the template (DeepSeek V3.2's
     # encoder writes every key and value of them out).
     written_out(_list(message.get("tools")), prompt)
+    content = message.get("content")
+    for part in content if isinstance(content, list) else [content]:  # one part: an object
+        media_texts(part, prompt)
     for call in _list(message.get("tool_calls")):
-        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(call, dict):
+            continue
+        function = call.get("function")
         # TGI takes a call's arguments as "parameters" too, and writes them out.
         if isinstance(function, dict) and isinstance(function.get("parameters"), dict | list):
             written_out(function["parameters"], prompt)
         else:
             arguments_at(function, "parameters", prompt)
-    content = message.get("content")
-    for part in content if isinstance(content, list) else [content]:  # one part: an object
-        media_texts(part, prompt)
-    for call in _list(message.get("tool_calls")):
-        if isinstance(call, dict):
-            # TGI takes any type and writes it out; vLLM hands a call whole to
-            # templates that write it out as JSON, keys and all (Granite's, Mistral's).
-            kind = call.get("type")
-            if isinstance(kind, str) and kind not in _CALL_TYPES:
-                string_at(call, "type", prompt)
-            elif isinstance(kind, dict | list):
-                written_out(kind, prompt)
-            _written_out_unheard_of(call, _PROMPT_CALL_KEYS, prompt)
-            _written_out_unheard_of(call.get("function"), _PROMPT_FUNCTION_KEYS, prompt)
-            _written_out_unheard_of(call.get("custom"), _CUSTOM_KEYS, prompt)
+        # TGI takes any type and writes it out; vLLM hands a call whole to
+        # templates that write it out as JSON, keys and all (Granite's, Mistral's).
+        kind = call.get("type")
+        if isinstance(kind, str) and kind not in _CALL_TYPES:
+            string_at(call, "type", prompt)
+        elif isinstance(kind, dict | list):
+            written_out(kind, prompt)
+        _written_out_unheard_of(call, _PROMPT_CALL_KEYS, prompt)
+        _written_out_unheard_of(function, _PROMPT_FUNCTION_KEYS, prompt)
+        _written_out_unheard_of(call.get("custom"), _CUSTOM_KEYS, prompt)
     _written_out_unheard_of(message.get("function_call"), _PROMPT_FUNCTION_KEYS, prompt)
 
 

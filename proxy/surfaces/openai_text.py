@@ -16,9 +16,6 @@ from typing import Any
 
 from proxy.surfaces.base import Prompt, TextRef, content_at, part_kind
 
-# The roles OpenAI's APIs define (vLLM takes any other as well: a custom role is text).
-ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
-
 TEXT_KEYS = ("text", "refusal")
 
 # The data of a data URL given in base64, which is not judged (the reading counts

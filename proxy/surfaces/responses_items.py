@@ -20,8 +20,10 @@ from __future__ import annotations
 from typing import Any
 
 from proxy.surfaces.base import NOT_TEXT, Opaque, Prompt
+
+# The roles the APIs define (vLLM takes any other as well: a custom role is text).
+from proxy.surfaces.kinds import ROLES
 from proxy.surfaces.openai_text import (
-    ROLES,
     arguments_at,
     content_texts,
     media_texts,
